@@ -1,0 +1,15 @@
+# Enables CUDA when nvcc is present (also on machines with no GPU, so that every kernel is
+# compiled and linked in CI) and builds the torch-free CUDA kernels for Hopper (sm_90a).
+include(CheckLanguage)
+check_language(CUDA)
+set(PIXELFLY_HAVE_CUDA OFF)
+if(CMAKE_CUDA_COMPILER)
+  if(NOT DEFINED CMAKE_CUDA_ARCHITECTURES)
+    set(CMAKE_CUDA_ARCHITECTURES 90a)
+  endif()
+  enable_language(CUDA)
+  set(CMAKE_CUDA_STANDARD 17)
+  set(CMAKE_CUDA_STANDARD_REQUIRED ON)
+  set(PIXELFLY_HAVE_CUDA ON)
+endif()
+message(STATUS "pixelfly: CUDA kernels ${PIXELFLY_HAVE_CUDA}")

@@ -1,0 +1,50 @@
+// LayoutHandle: a reference-counted, immutable BlockLayout that the pixelfly operators take as
+// an argument (registered with LibTorch as torch.classes.pixelfly.BlockLayout, so Python can
+// build and pass one too). It is built once per sparse weight and caches what kernels need per
+// device, so nothing about the layout is rebuilt per call.
+#pragma once
+
+#include <torch/custom_class.h>
+
+#include <map>
+#include <memory>
+#include <mutex>
+
+#include "pixelfly/pattern/block_layout.h"
+
+namespace pixelfly::ops {
+
+class LayoutHandle : public torch::CustomClassHolder {
+ public:
+  explicit LayoutHandle(BlockLayout layout);
+
+  const BlockLayout& layout() const { return layout_; }
+
+  // Flat position (block_row * block_cols + block_col) of every nonzero block, in CSR order, as
+  // an int64 tensor on `device` (built on first use per device, then cached).
+  at::Tensor flat_block_positions(const at::Device& device) const;
+
+  // Accessors exposed to Python.
+  int64_t out_features() const { return layout_.out_features(); }
+  int64_t in_features() const { return layout_.in_features(); }
+  int64_t block() const { return layout_.block(); }
+  int64_t nnz() const { return layout_.nnz(); }
+  double density() const { return layout_.density(); }
+  at::Tensor row_ptr() const;
+  at::Tensor col_idx() const;
+  std::string to_text() const { return layout_.to_text(); }
+
+ private:
+  BlockLayout layout_;
+  mutable std::mutex cache_mutex_;
+  mutable std::map<std::string, at::Tensor> positions_by_device_;
+};
+
+using Layout = c10::intrusive_ptr<LayoutHandle>;
+
+// Convenience constructors.
+Layout make_layout(BlockLayout layout);
+Layout make_flat_butterfly_layout(int64_t out_features, int64_t in_features, int64_t butterfly_size,
+                                  int64_t factors, int64_t block);
+
+}  // namespace pixelfly::ops

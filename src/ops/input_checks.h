@@ -1,0 +1,23 @@
+// Argument checks shared by every backend of the block-sparse operators: each failure names
+// the operator, the argument, the value and what was expected.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include "pixelfly/ops/layout_handle.h"
+
+namespace pixelfly::ops {
+
+// `features_name`-sized last dimension: x.size(-1) == expected.
+void check_features(const char* op, const char* name, const at::Tensor& t, int64_t expected,
+                    const char* expected_name);
+// values is (nnz, b, b) of the layout, same dtype and device as `other`.
+void check_values(const char* op, const at::Tensor& values, const Layout& layout,
+                  const at::Tensor& other, const char* other_name);
+// Two activation tensors with the same leading shape, dtype and device.
+void check_same_rows(const char* op, const at::Tensor& a, const char* a_name, const at::Tensor& b,
+                     const char* b_name);
+// Dimensions that a 32-bit BLAS or kernel index must hold.
+void check_int32_extent(const char* op, const char* what, int64_t value);
+
+}  // namespace pixelfly::ops
