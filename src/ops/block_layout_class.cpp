@@ -9,21 +9,23 @@ namespace pixelfly::ops {
 
 LayoutHandle::LayoutHandle(BlockLayout layout) : layout_(std::move(layout)) {}
 
-at::Tensor LayoutHandle::flat_block_positions(const at::Device& device) const {
+const DeviceIndex& LayoutHandle::device_index(const at::Device& device) const {
   std::lock_guard<std::mutex> lock(cache_mutex_);
   const std::string key = device.str();
-  auto it = positions_by_device_.find(key);
-  if (it != positions_by_device_.end()) return it->second;
-  at::Tensor positions = at::empty({layout_.nnz()}, at::kLong);
-  int64_t* out = positions.data_ptr<int64_t>();
+  auto it = index_by_device_.find(key);
+  if (it != index_by_device_.end()) return it->second;
+  std::vector<int64_t> block_row(layout_.nnz()), flat(layout_.nnz());
   for (int64_t r = 0; r < layout_.block_rows(); ++r) {
     for (int64_t i = layout_.row_ptr()[r]; i < layout_.row_ptr()[r + 1]; ++i) {
-      out[i] = r * layout_.block_cols() + layout_.col_idx()[i];
+      block_row[i] = r;
+      flat[i] = r * layout_.block_cols() + layout_.col_idx()[i];
     }
   }
-  positions = positions.to(device);
-  positions_by_device_.emplace(key, positions);
-  return positions;
+  auto on_device = [&device](const std::vector<int64_t>& v) { return at::tensor(v, at::kLong).to(device); };
+  DeviceIndex index{on_device(layout_.row_ptr()),   on_device(layout_.col_idx()),
+                    on_device(layout_.col_ptr()),   on_device(layout_.row_idx()),
+                    on_device(layout_.transpose_block()), on_device(block_row), on_device(flat)};
+  return index_by_device_.emplace(key, std::move(index)).first->second;
 }
 
 at::Tensor LayoutHandle::row_ptr() const {

@@ -14,7 +14,7 @@ at::Tensor block_sparse_to_dense(const at::Tensor& values, const Layout& layout)
   const BlockLayout& l = layout->layout();
   const int64_t b = l.block(), rows = l.block_rows(), cols = l.block_cols();
   at::Tensor all_blocks = at::zeros({rows * cols, b, b}, values.options());
-  all_blocks = all_blocks.index_copy(0, layout->flat_block_positions(values.device()), values);
+  all_blocks = all_blocks.index_copy(0, layout->device_index(values.device()).flat_positions, values);
   return all_blocks.view({rows, cols, b, b})
       .permute({0, 2, 1, 3})
       .reshape({rows * b, cols * b})
@@ -34,7 +34,7 @@ at::Tensor dense_to_block_sparse(const at::Tensor& dense, const Layout& layout) 
   return padded.view({rows, b, cols, b})
       .permute({0, 2, 1, 3})
       .reshape({rows * cols, b, b})
-      .index_select(0, layout->flat_block_positions(dense.device()));
+      .index_select(0, layout->device_index(dense.device()).flat_positions);
 }
 
 }  // namespace pixelfly::ops

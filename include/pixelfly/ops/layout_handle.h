@@ -14,15 +14,26 @@
 
 namespace pixelfly::ops {
 
+// The layout's index arrays as int64 tensors on one device, for kernels and conversions.
+struct DeviceIndex {
+  at::Tensor row_ptr;          // block_rows + 1
+  at::Tensor col_idx;          // nnz
+  at::Tensor col_ptr;          // block_cols + 1
+  at::Tensor row_idx;          // nnz, transpose order
+  at::Tensor transpose_block;  // nnz, transpose order -> CSR block index
+  at::Tensor block_row;        // nnz, CSR order -> block row
+  at::Tensor flat_positions;   // nnz, block_row * block_cols + block_col
+};
+
 class LayoutHandle : public torch::CustomClassHolder {
  public:
   explicit LayoutHandle(BlockLayout layout);
 
   const BlockLayout& layout() const { return layout_; }
 
-  // Flat position (block_row * block_cols + block_col) of every nonzero block, in CSR order, as
-  // an int64 tensor on `device` (built on first use per device, then cached).
-  at::Tensor flat_block_positions(const at::Device& device) const;
+  // The index arrays on `device`: built on first use per device, then cached for the life of
+  // the handle (thread-safe).
+  const DeviceIndex& device_index(const at::Device& device) const;
 
   // Accessors exposed to Python.
   int64_t out_features() const { return layout_.out_features(); }
@@ -37,7 +48,7 @@ class LayoutHandle : public torch::CustomClassHolder {
  private:
   BlockLayout layout_;
   mutable std::mutex cache_mutex_;
-  mutable std::map<std::string, at::Tensor> positions_by_device_;
+  mutable std::map<std::string, DeviceIndex> index_by_device_;
 };
 
 using Layout = c10::intrusive_ptr<LayoutHandle>;

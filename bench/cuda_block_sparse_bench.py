@@ -1,0 +1,125 @@
+"""CUDA benchmark: pixelfly's block-sparse operators (Y = X W^T, dX = dY W, dW on the blocks)
+against dense cuBLAS (torch.matmul) and PyTorch's own block-sparse matmul (BSR, Triton), all
+in the same process on the same GPU, bf16. Loads the operators from libpixelfly.so, so it also
+shows them being called from Python.
+
+    python3 bench/cuda_block_sparse_bench.py build/libpixelfly.so [--quick]
+
+Roofline efficiency = max(density * FLOPs / dense_rate, bytes / copy_bandwidth) / our_time,
+where dense_rate is cuBLAS's measured rate at that shape and copy_bandwidth a measured
+device-to-device copy (bytes read + written)."""
+import sys
+
+import torch
+import triton.testing as tt
+from torch.sparse._triton_ops import bsr_dense_mm
+
+torch.ops.load_library(sys.argv[1])
+quick = "--quick" in sys.argv
+BlockLayout = torch.classes.pixelfly.BlockLayout
+ops = torch.ops.pixelfly
+DT = torch.bfloat16
+
+
+def bench(fn):
+    return tt.do_bench(fn, warmup=25 if quick else 100, rep=100 if quick else 400, return_mode="median") * 1e-3
+
+
+def copy_bandwidth():
+    a = torch.randn(1 << 28, device="cuda", dtype=torch.float32)  # 1 GiB
+    b = torch.empty_like(a)
+    return 2 * a.numel() * 4 / bench(lambda: b.copy_(a))
+
+
+def dense_mask(layout):
+    rows = -(-layout.out_features() // layout.block())
+    cols = -(-layout.in_features() // layout.block())
+    m = torch.zeros(rows, cols, dtype=torch.bool)
+    rp, ci = layout.row_ptr().tolist(), layout.col_idx().tolist()
+    for r in range(rows):
+        for i in range(rp[r], rp[r + 1]):
+            m[r, ci[i]] = True
+    b = layout.block()
+    return m.repeat_interleave(b, 0).repeat_interleave(b, 1)[: layout.out_features(), : layout.in_features()]
+
+
+def blocks_of(w, layout):
+    """Nonzero blocks (nnz, b, b) of a dense out x in matrix, CSR order."""
+    b = layout.block()
+    rows, cols = -(-w.shape[0] // b), -(-w.shape[1] // b)
+    padded = torch.nn.functional.pad(w, (0, cols * b - w.shape[1], 0, rows * b - w.shape[0]))
+    tiles = padded.view(rows, b, cols, b).permute(0, 2, 1, 3).reshape(rows * cols, b, b)
+    rp, ci = layout.row_ptr().tolist(), layout.col_idx().tolist()
+    idx = [r * cols + ci[i] for r in range(rows) for i in range(rp[r], rp[r + 1])]
+    return tiles[torch.tensor(idx, device=w.device)].contiguous()
+
+
+def rel(a, b):
+    return ((a.float() - b.float()).norm() / b.float().norm()).item()
+
+
+def run(name, out_f, in_f, tokens, layout, bw):
+    mask = dense_mask(layout).cuda()
+    w = torch.randn(out_f, in_f, device="cuda", dtype=DT) * mask
+    values = blocks_of(w, layout)
+    x = torch.randn(tokens, in_f, device="cuda", dtype=DT)
+    dy = torch.randn(tokens, out_f, device="cuda", dtype=DT)
+    wd = torch.randn(out_f, in_f, device="cuda", dtype=DT)
+    rho = layout.density()
+    flops = 2.0 * tokens * out_f * in_f
+    nnz_el = layout.nnz() * layout.block() ** 2
+    # Fewest bytes: each operand read once, each result written once (bf16).
+    bytes_y = 2 * (tokens * in_f + tokens * out_f + nnz_el)
+    bytes_dw = 2 * (tokens * in_f + tokens * out_f + nnz_el)
+    errs = (rel(ops.block_sparse_linear(x, values, layout), x.float() @ w.float().t()),
+            rel(ops.block_sparse_linear_grad_input(dy, values, layout), dy.float() @ w.float()),
+            rel(ops.block_sparse_linear_grad_weight(dy, x, layout), blocks_of(dy.float().t() @ x.float(), layout)))
+    t_dense = {"Y": bench(lambda: x @ wd.t()), "dX": bench(lambda: dy @ wd), "dW": bench(lambda: dy.t() @ x)}
+    t_ours = {"Y": bench(lambda: ops.block_sparse_linear(x, values, layout)),
+              "dX": bench(lambda: ops.block_sparse_linear_grad_input(dy, values, layout)),
+              "dW": bench(lambda: ops.block_sparse_linear_grad_weight(dy, x, layout))}
+    t_bsr = float("nan")
+    try:
+        wb = w.to_sparse_bsr((layout.block(), layout.block()))
+        xt = x.t().contiguous()
+        bsr_dense_mm(wb, xt)
+        t_bsr = bench(lambda: bsr_dense_mm(wb, xt))
+    except Exception as e:  # noqa: BLE001 - report and continue
+        print(f"  torch BSR failed on {name}: {str(e)[:80]}", file=sys.stderr)
+    rows = []
+    for op, nbytes in (("Y", bytes_y), ("dX", bytes_y), ("dW", bytes_dw)):
+        dense_rate = flops / t_dense[op]
+        floor = max(rho * flops / dense_rate, nbytes / bw)
+        rows.append((op, t_dense[op], t_ours[op], floor / t_ours[op]))
+    return rho, rows, t_bsr, errs
+
+
+def main():
+    torch.manual_seed(0)
+    bw = copy_bandwidth()
+    print(f"{torch.cuda.get_device_name()}  torch {torch.__version__}  copy bandwidth {bw / 1e12:.2f} TB/s  bf16",
+          flush=True)
+    shapes = [("Mixer-B fc1", 3072, 768, 25088), ("Mixer-B fc2", 768, 3072, 25088),
+              ("GPT2-M fc1", 4096, 1024, 8192), ("GPT2-M fc2", 1024, 4096, 8192), ("ViT-S 2304x768", 2304, 768, 25088)]
+    configs = [(s, BlockLayout.flat_butterfly(s[1], s[2], 16, 2, 32), "fly n16 k2 b32") for s in shapes]
+    square = ("4096x4096", 4096, 4096, 8192)
+    for b in (32, 64, 128) if not quick else (32,):
+        for n, k in ((16, 1), (8, 1), (4, 1)):
+            configs.append((square, BlockLayout.flat_butterfly(4096, 4096, n, k, b), f"fly n{n} k{k} b{b}"))
+        configs.append((square, BlockLayout.from_block_mask(4096, 4096, b, torch.rand(4096 // b, 4096 // b) < 0.25),
+                        f"random 0.25 b{b}"))
+    header = (f"{'shape':16s} {'layout':18s} {'dens':>5s} {'op':>3s} {'dense ms':>9s} {'ours ms':>9s} {'speedup':>8s} "
+              f"{'roofline':>8s} {'bsr ms':>8s} {'vs bsr':>7s} {'rel err':>8s}")
+    lines = [header]
+    for (name, out_f, in_f, tokens), layout, label in configs:
+        rho, rows, t_bsr, errs = run(name, out_f, in_f, tokens, layout, bw)
+        for (op, td, to, eff), err in zip(rows, errs):
+            bsr = f"{t_bsr * 1e3:8.3f} {t_bsr / to:6.2f}x" if op == "Y" and t_bsr == t_bsr else f"{'-':>8s} {'-':>7s}"
+            line = (f"{name:16s} {label:18s} {rho:5.3f} {op:>3s} {td * 1e3:9.3f} {to * 1e3:9.3f} {td / to:7.2f}x "
+                    f"{eff:8.2f} {bsr} {err:8.1e}")
+            print(line, flush=True)
+            lines.append(line)
+    print("\n" + "\n".join(lines))
+
+
+main()

@@ -1,0 +1,192 @@
+// Tiled CUDA kernels for block-sparse linear products (see block_sparse_cuda.h).
+//
+// forward / grad_input: one thread block per (64-token tile, block row of the output); it walks
+// that row's nonzero blocks (forward: the CSR row; grad_input: the layout's transpose index),
+// staging a 64 x 32 slice of the activations and a B x 32 slice of the weight block in shared
+// memory per step. grad_weight: one thread block per nonzero block, reducing over all tokens
+// in steps of 32.
+#include "kernels/cuda/block_sparse_cuda.h"
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+namespace pixelfly::kernels::cuda {
+namespace {
+
+constexpr int kThreads = 256;
+constexpr int kTokenTile = 64;  // tokens per thread block in forward / grad_input
+constexpr int kChunk = 32;      // inner-dimension slice staged in shared memory (at most B)
+constexpr int kReduceTile = 32; // tokens per step in grad_weight
+
+__device__ __forceinline__ float to_float(float v) { return v; }
+__device__ __forceinline__ float to_float(__half v) { return __half2float(v); }
+__device__ __forceinline__ float to_float(__nv_bfloat16 v) { return __bfloat162float(v); }
+template <typename T> __device__ __forceinline__ T from_float(float v);
+template <> __device__ __forceinline__ float from_float<float>(float v) { return v; }
+template <> __device__ __forceinline__ __half from_float<__half>(float v) { return __float2half_rn(v); }
+template <> __device__ __forceinline__ __nv_bfloat16 from_float<__nv_bfloat16>(float v) { return __float2bfloat16_rn(v); }
+
+// out[m, o*B + j] = sum over the output block row's nonzero blocks of
+//   in[m, c*B + i] * W(i, j), with W(i, j) = blk[j][i] (forward) or blk[i][j] (grad_input).
+template <typename T, int B, bool kTransposed>
+__global__ void __launch_bounds__(kThreads) row_product_kernel(DeviceLayout layout, int64_t tokens, const T* __restrict__ in,
+                                                               const T* __restrict__ values, T* __restrict__ out) {
+  constexpr int kPerThread = kTokenTile * B / kThreads;
+  constexpr int kRowStride = kThreads / B;
+  constexpr int C = B < kChunk ? B : kChunk;
+  __shared__ float in_tile[kTokenTile][C + 1];
+  __shared__ float w_tile[B][C + 1];
+
+  const int64_t out_block = blockIdx.y;
+  const int64_t token0 = static_cast<int64_t>(blockIdx.x) * kTokenTile;
+  const int64_t in_features = kTransposed ? layout.out_features : layout.in_features;
+  const int64_t out_features = kTransposed ? layout.in_features : layout.out_features;
+  const int j = threadIdx.x % B;
+  const int m0 = threadIdx.x / B;
+
+  float acc[kPerThread];
+#pragma unroll
+  for (int p = 0; p < kPerThread; ++p) acc[p] = 0.f;
+
+  const int64_t begin = kTransposed ? layout.col_ptr[out_block] : layout.row_ptr[out_block];
+  const int64_t end = kTransposed ? layout.col_ptr[out_block + 1] : layout.row_ptr[out_block + 1];
+  for (int64_t pos = begin; pos < end; ++pos) {
+    const int64_t blk = kTransposed ? layout.transpose_block[pos] : pos;
+    const int64_t in_block = kTransposed ? layout.row_idx[pos] : layout.col_idx[pos];
+    const T* w = values + blk * B * B;
+    for (int k0 = 0; k0 < B; k0 += C) {
+      for (int e = threadIdx.x; e < kTokenTile * C; e += kThreads) {
+        const int m = e / C, k = e % C;
+        const int64_t token = token0 + m, feature = in_block * B + k0 + k;
+        in_tile[m][k] = (token < tokens && feature < in_features) ? to_float(in[token * in_features + feature]) : 0.f;
+      }
+      for (int e = threadIdx.x; e < B * C; e += kThreads) {
+        const int jj = kTransposed ? e % B : e / C, k = kTransposed ? e / B : e % C;
+        // W(i = k0 + k, j = jj): forward stores it at blk[jj][i], grad_input at blk[i][jj].
+        w_tile[jj][k] = to_float(kTransposed ? w[(k0 + k) * B + jj] : w[jj * B + k0 + k]);
+      }
+      __syncthreads();
+#pragma unroll 8
+      for (int k = 0; k < C; ++k) {
+        const float wv = w_tile[j][k];
+#pragma unroll
+        for (int p = 0; p < kPerThread; ++p) acc[p] += in_tile[m0 + p * kRowStride][k] * wv;
+      }
+      __syncthreads();
+    }
+  }
+  const int64_t feature = out_block * B + j;
+  if (feature >= out_features) return;
+#pragma unroll
+  for (int p = 0; p < kPerThread; ++p) {
+    const int64_t token = token0 + m0 + p * kRowStride;
+    if (token < tokens) out[token * out_features + feature] = from_float<T>(acc[p]);
+  }
+}
+
+// grad[blk][i][j] = sum_m dy[m, r*B + i] * x[m, c*B + j].
+template <typename T, int B>
+__global__ void __launch_bounds__(kThreads) block_gradient_kernel(DeviceLayout layout, int64_t tokens, const T* __restrict__ dy,
+                                                                  const T* __restrict__ x, T* __restrict__ grad) {
+  constexpr int kPerThread = B * B / kThreads;
+  constexpr int kRowStride = kThreads / B;
+  __shared__ float dy_tile[kReduceTile][B + 1];
+  __shared__ float x_tile[kReduceTile][B + 1];
+
+  const int64_t blk = blockIdx.x;
+  const int64_t r = layout.block_row[blk], c = layout.col_idx[blk];
+  const int j = threadIdx.x % B;
+  const int i0 = threadIdx.x / B;
+  float acc[kPerThread];
+#pragma unroll
+  for (int p = 0; p < kPerThread; ++p) acc[p] = 0.f;
+
+  for (int64_t token0 = 0; token0 < tokens; token0 += kReduceTile) {
+    for (int e = threadIdx.x; e < kReduceTile * B; e += kThreads) {
+      const int m = e / B, k = e % B;
+      const int64_t token = token0 + m;
+      const int64_t fo = r * B + k, fi = c * B + k;
+      dy_tile[m][k] = (token < tokens && fo < layout.out_features) ? to_float(dy[token * layout.out_features + fo]) : 0.f;
+      x_tile[m][k] = (token < tokens && fi < layout.in_features) ? to_float(x[token * layout.in_features + fi]) : 0.f;
+    }
+    __syncthreads();
+#pragma unroll 4
+    for (int m = 0; m < kReduceTile; ++m) {
+      const float xv = x_tile[m][j];
+#pragma unroll
+      for (int p = 0; p < kPerThread; ++p) acc[p] += dy_tile[m][i0 + p * kRowStride] * xv;
+    }
+    __syncthreads();
+  }
+  T* g = grad + blk * B * B;
+#pragma unroll
+  for (int p = 0; p < kPerThread; ++p) g[(i0 + p * kRowStride) * B + j] = from_float<T>(acc[p]);
+}
+
+template <typename T, int B>
+cudaError_t launch(int which, const DeviceLayout& layout, int64_t tokens, const void* a, const void* b, void* out,
+                   cudaStream_t stream) {
+  const dim3 threads(kThreads);
+  if (which == 2) {
+    if (layout.nnz > 0) {
+      block_gradient_kernel<T, B><<<dim3(static_cast<unsigned>(layout.nnz)), threads, 0, stream>>>(
+          layout, tokens, static_cast<const T*>(a), static_cast<const T*>(b), static_cast<T*>(out));
+    }
+    return cudaGetLastError();
+  }
+  if (tokens == 0) return cudaSuccess;
+  const unsigned token_tiles = static_cast<unsigned>((tokens + kTokenTile - 1) / kTokenTile);
+  const unsigned out_blocks = static_cast<unsigned>(which == 0 ? layout.block_rows : layout.block_cols);
+  const dim3 grid(token_tiles, out_blocks);
+  if (which == 0) {
+    row_product_kernel<T, B, false><<<grid, threads, 0, stream>>>(layout, tokens, static_cast<const T*>(a),
+                                                                  static_cast<const T*>(b), static_cast<T*>(out));
+  } else {
+    row_product_kernel<T, B, true><<<grid, threads, 0, stream>>>(layout, tokens, static_cast<const T*>(a),
+                                                                 static_cast<const T*>(b), static_cast<T*>(out));
+  }
+  return cudaGetLastError();
+}
+
+template <int B>
+cudaError_t dispatch_kind(int which, const DeviceLayout& layout, ScalarKind kind, int64_t tokens, const void* a,
+                          const void* b, void* out, cudaStream_t stream) {
+  switch (kind) {
+    case ScalarKind::Float32: return launch<float, B>(which, layout, tokens, a, b, out, stream);
+    case ScalarKind::Float16: return launch<__half, B>(which, layout, tokens, a, b, out, stream);
+    case ScalarKind::BFloat16: return launch<__nv_bfloat16, B>(which, layout, tokens, a, b, out, stream);
+  }
+  return cudaErrorInvalidValue;
+}
+
+cudaError_t dispatch(int which, const DeviceLayout& layout, ScalarKind kind, int64_t tokens, const void* a,
+                     const void* b, void* out, cudaStream_t stream) {
+  switch (layout.block) {
+    case 16: return dispatch_kind<16>(which, layout, kind, tokens, a, b, out, stream);
+    case 32: return dispatch_kind<32>(which, layout, kind, tokens, a, b, out, stream);
+    case 64: return dispatch_kind<64>(which, layout, kind, tokens, a, b, out, stream);
+    case 128: return dispatch_kind<128>(which, layout, kind, tokens, a, b, out, stream);
+  }
+  return cudaErrorInvalidValue;
+}
+
+}  // namespace
+
+bool supports_block(int64_t block) { return block == 16 || block == 32 || block == 64 || block == 128; }
+
+cudaError_t forward(const DeviceLayout& layout, ScalarKind kind, int64_t tokens, const void* x, const void* values,
+                    void* y, cudaStream_t stream) {
+  return dispatch(0, layout, kind, tokens, x, values, y, stream);
+}
+
+cudaError_t grad_input(const DeviceLayout& layout, ScalarKind kind, int64_t tokens, const void* dy,
+                       const void* values, void* dx, cudaStream_t stream) {
+  return dispatch(1, layout, kind, tokens, dy, values, dx, stream);
+}
+
+cudaError_t grad_weight(const DeviceLayout& layout, ScalarKind kind, int64_t tokens, const void* dy, const void* x,
+                        void* grad_values, cudaStream_t stream) {
+  return dispatch(2, layout, kind, tokens, dy, x, grad_values, stream);
+}
+
+}  // namespace pixelfly::kernels::cuda

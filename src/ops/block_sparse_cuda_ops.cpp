@@ -1,0 +1,118 @@
+// CUDA implementations of the block-sparse operators: validate, take the layout's cached device
+// index, launch the kernels on the current stream. float32, float16 and bfloat16.
+#include <ATen/ATen.h>
+#include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <torch/library.h>
+
+#include "kernels/cuda/block_sparse_cuda.h"
+#include "ops/input_checks.h"
+#include "pixelfly/ops/block_sparse_ops.h"
+
+namespace pixelfly::ops {
+namespace {
+
+namespace cuda = kernels::cuda;
+
+cuda::ScalarKind scalar_kind(const char* op, const at::Tensor& t, const char* name) {
+  TORCH_CHECK(t.is_cuda(), op, ": ", name, " must be a CUDA tensor here, got ", t.device());
+  switch (t.scalar_type()) {
+    case at::kFloat: return cuda::ScalarKind::Float32;
+    case at::kHalf: return cuda::ScalarKind::Float16;
+    case at::kBFloat16: return cuda::ScalarKind::BFloat16;
+    default:
+      TORCH_CHECK(false, op, ": ", name, " has dtype ", t.scalar_type(),
+                  "; CUDA supports float32, float16 and bfloat16");
+  }
+}
+
+cuda::DeviceLayout device_layout(const char* op, const Layout& layout, const at::Device& device) {
+  const BlockLayout& l = layout->layout();
+  TORCH_CHECK(cuda::supports_block(l.block()), op, ": block ", l.block(),
+              " is not supported on CUDA; use 16, 32, 64 or 128");
+  const DeviceIndex& index = layout->device_index(device);
+  cuda::DeviceLayout d;
+  d.out_features = l.out_features();
+  d.in_features = l.in_features();
+  d.block = l.block();
+  d.block_rows = l.block_rows();
+  d.block_cols = l.block_cols();
+  d.nnz = l.nnz();
+  d.row_ptr = index.row_ptr.data_ptr<int64_t>();
+  d.col_idx = index.col_idx.data_ptr<int64_t>();
+  d.col_ptr = index.col_ptr.data_ptr<int64_t>();
+  d.row_idx = index.row_idx.data_ptr<int64_t>();
+  d.transpose_block = index.transpose_block.data_ptr<int64_t>();
+  d.block_row = index.block_row.data_ptr<int64_t>();
+  return d;
+}
+
+void check_launch(const char* op, cudaError_t status) {
+  TORCH_CHECK(status == cudaSuccess, op, ": CUDA kernel launch failed: ", cudaGetErrorString(status));
+}
+
+std::vector<int64_t> with_last(const at::Tensor& t, int64_t last) {
+  std::vector<int64_t> sizes(t.sizes().begin(), t.sizes().end());
+  sizes.back() = last;
+  return sizes;
+}
+
+at::Tensor rows_of(const at::Tensor& t) { return t.reshape({-1, t.size(-1)}).contiguous(); }
+
+at::Tensor forward_cuda(const at::Tensor& x, const at::Tensor& values, const Layout& layout) {
+  constexpr const char* op = "pixelfly::block_sparse_linear";
+  const BlockLayout& l = layout->layout();
+  check_features(op, "x", x, l.in_features(), "in_features");
+  check_values(op, values, layout, x, "x");
+  const auto kind = scalar_kind(op, x, "x");
+  const c10::cuda::CUDAGuard guard(x.device());
+  const cuda::DeviceLayout d = device_layout(op, layout, x.device());
+  const at::Tensor rows = rows_of(x);
+  const at::Tensor v = values.contiguous();
+  at::Tensor y = at::empty({rows.size(0), l.out_features()}, rows.options());
+  check_launch(op, cuda::forward(d, kind, rows.size(0), rows.data_ptr(), v.data_ptr(), y.data_ptr(),
+                                 at::cuda::getCurrentCUDAStream()));
+  return y.view(with_last(x, l.out_features()));
+}
+
+at::Tensor grad_input_cuda(const at::Tensor& grad_y, const at::Tensor& values, const Layout& layout) {
+  constexpr const char* op = "pixelfly::block_sparse_linear_grad_input";
+  const BlockLayout& l = layout->layout();
+  check_features(op, "grad_y", grad_y, l.out_features(), "out_features");
+  check_values(op, values, layout, grad_y, "grad_y");
+  const auto kind = scalar_kind(op, grad_y, "grad_y");
+  const c10::cuda::CUDAGuard guard(grad_y.device());
+  const cuda::DeviceLayout d = device_layout(op, layout, grad_y.device());
+  const at::Tensor rows = rows_of(grad_y);
+  const at::Tensor v = values.contiguous();
+  at::Tensor dx = at::empty({rows.size(0), l.in_features()}, rows.options());
+  check_launch(op, cuda::grad_input(d, kind, rows.size(0), rows.data_ptr(), v.data_ptr(), dx.data_ptr(),
+                                    at::cuda::getCurrentCUDAStream()));
+  return dx.view(with_last(grad_y, l.in_features()));
+}
+
+at::Tensor grad_weight_cuda(const at::Tensor& grad_y, const at::Tensor& x, const Layout& layout) {
+  constexpr const char* op = "pixelfly::block_sparse_linear_grad_weight";
+  TORCH_CHECK(layout, op, ": layout is null");
+  const BlockLayout& l = layout->layout();
+  check_features(op, "grad_y", grad_y, l.out_features(), "out_features");
+  check_features(op, "x", x, l.in_features(), "in_features");
+  check_same_rows(op, grad_y, "grad_y", x, "x");
+  const auto kind = scalar_kind(op, x, "x");
+  const c10::cuda::CUDAGuard guard(x.device());
+  const cuda::DeviceLayout d = device_layout(op, layout, x.device());
+  const at::Tensor dy_rows = rows_of(grad_y), x_rows = rows_of(x);
+  at::Tensor grad = at::empty({l.nnz(), l.block(), l.block()}, x_rows.options());
+  check_launch(op, cuda::grad_weight(d, kind, x_rows.size(0), dy_rows.data_ptr(), x_rows.data_ptr(), grad.data_ptr(),
+                                     at::cuda::getCurrentCUDAStream()));
+  return grad;
+}
+
+}  // namespace
+}  // namespace pixelfly::ops
+
+TORCH_LIBRARY_IMPL(pixelfly, CUDA, m) {
+  m.impl("block_sparse_linear", &pixelfly::ops::forward_cuda);
+  m.impl("block_sparse_linear_grad_input", &pixelfly::ops::grad_input_cuda);
+  m.impl("block_sparse_linear_grad_weight", &pixelfly::ops::grad_weight_cuda);
+}

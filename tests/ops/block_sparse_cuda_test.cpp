@@ -1,0 +1,134 @@
+// Block-sparse operators on CUDA against the float64 CPU reference: random layouts at every
+// supported block size, token counts that are multiples of nothing, every dtype, forward and
+// both gradients, with output memory poisoned (NaN) before each call so an unwritten element
+// fails. Skipped on machines without a GPU.
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include "pixelfly/ops/block_sparse_ops.h"
+#include "pixelfly/pattern/flat_butterfly.h"
+#include "pixelfly/pattern/random_layout.h"
+
+namespace pixelfly {
+namespace {
+
+#define SKIP_WITHOUT_CUDA()                                            \
+  if (!torch::cuda::is_available()) {                                  \
+    GTEST_SKIP() << "no CUDA device on this machine";                  \
+  }
+
+double relative_error(const at::Tensor& out, const at::Tensor& ref) {
+  const at::Tensor o = out.to(at::kCPU, at::kDouble), r = ref.to(at::kCPU, at::kDouble);
+  const double diff = (o - r).norm().item<double>();
+  return std::isfinite(diff) ? diff / r.norm().item<double>() : INFINITY;
+}
+
+// Fills the CUDA caching allocator's free blocks of this size with NaN, so the next
+// allocation of `numel` elements of `dtype` most likely gets poisoned memory.
+void poison_next_allocation(int64_t numel, at::ScalarType dtype) {
+  at::Tensor bait = at::full({std::max<int64_t>(numel, 1)}, NAN, at::TensorOptions(at::kCUDA).dtype(dtype));
+  torch::cuda::synchronize();
+}
+
+struct Case {
+  BlockLayout layout;
+  int64_t tokens;
+};
+
+std::vector<Case> cases() {
+  return {
+      {random_layout(200, 150, 16, 0.3, 1), 37},
+      {random_layout(333, 257, 32, 0.25, 2), 1001},
+      {flat_butterfly_layout({3072, 768, 16, 2, 32}), 130},
+      {random_layout(500, 700, 64, 0.2, 3), 77},
+      {flat_butterfly_layout({1024, 1024, 8, 2, 128}), 515},
+      {random_layout(260, 130, 128, 0.5, 4), 1},
+  };
+}
+
+void check_dtype(at::ScalarType dtype, double tolerance) {
+  for (const Case& c : cases()) {
+    const BlockLayout& l = c.layout;
+    const ops::Layout layout = ops::make_layout(l);
+    const auto cuda = at::TensorOptions(at::kCUDA).dtype(dtype);
+    const at::Tensor x = at::randn({c.tokens, l.in_features()}, cuda);
+    const at::Tensor dy = at::randn({c.tokens, l.out_features()}, cuda);
+    const at::Tensor values = at::randn({l.nnz(), l.block(), l.block()}, cuda);
+    // float64 CPU reference on the same (rounded) inputs.
+    const at::Tensor x64 = x.to(at::kCPU, at::kDouble), dy64 = dy.to(at::kCPU, at::kDouble);
+    const at::Tensor w64 = ops::block_sparse_to_dense(values.to(at::kCPU, at::kDouble), layout);
+    const std::string name = std::to_string(l.out_features()) + "x" + std::to_string(l.in_features()) + " b" +
+                             std::to_string(l.block()) + " T" + std::to_string(c.tokens);
+
+    poison_next_allocation(c.tokens * l.out_features(), dtype);
+    const at::Tensor y = ops::block_sparse_linear(x, values, layout);
+    EXPECT_LE(relative_error(y, x64.matmul(w64.t())), tolerance) << name << " forward";
+
+    poison_next_allocation(c.tokens * l.in_features(), dtype);
+    const at::Tensor dx = ops::block_sparse_linear_grad_input(dy, values, layout);
+    EXPECT_LE(relative_error(dx, dy64.matmul(w64)), tolerance) << name << " grad_input";
+
+    poison_next_allocation(values.numel(), dtype);
+    const at::Tensor dw = ops::block_sparse_linear_grad_weight(dy, x, layout);
+    const at::Tensor dw_ref = ops::dense_to_block_sparse(dy64.t().matmul(x64), layout);
+    EXPECT_LE(relative_error(dw, dw_ref), tolerance) << name << " grad_weight";
+  }
+}
+
+TEST(BlockSparseOpsCuda, Float32MatchesFloat64Reference) {
+  SKIP_WITHOUT_CUDA();
+  check_dtype(at::kFloat, 1e-5);
+}
+TEST(BlockSparseOpsCuda, BFloat16MatchesFloat64Reference) {
+  SKIP_WITHOUT_CUDA();
+  check_dtype(at::kBFloat16, 1e-2);
+}
+TEST(BlockSparseOpsCuda, Float16MatchesFloat64Reference) {
+  SKIP_WITHOUT_CUDA();
+  check_dtype(at::kHalf, 1e-2);
+}
+
+TEST(BlockSparseOpsCuda, AutogradOnCudaMatchesCpu) {
+  SKIP_WITHOUT_CUDA();
+  const BlockLayout l = random_layout(96, 160, 32, 0.4, 5);
+  const ops::Layout layout = ops::make_layout(l);
+  const at::Tensor x = at::randn({3, 19, 160});
+  const at::Tensor values = at::randn({l.nnz(), 32, 32});
+  const at::Tensor g = at::randn({3, 19, 96});
+  auto grads = [&](const at::Device& device) {
+    const at::Tensor xd = x.to(device).requires_grad_(), vd = values.to(device).requires_grad_();
+    (ops::block_sparse_linear(xd, vd, layout) * g.to(device)).sum().backward();
+    return std::make_pair(xd.grad().cpu(), vd.grad().cpu());
+  };
+  const auto [gx_cpu, gv_cpu] = grads(at::kCPU);
+  const auto [gx_cuda, gv_cuda] = grads(at::kCUDA);
+  EXPECT_LE(relative_error(gx_cuda, gx_cpu), 1e-5);
+  EXPECT_LE(relative_error(gv_cuda, gv_cpu), 1e-5);
+}
+
+TEST(BlockSparseOpsCuda, RejectsUnsupportedBlockAndDtype) {
+  SKIP_WITHOUT_CUDA();
+  const ops::Layout layout = ops::make_layout(random_layout(64, 64, 8, 0.5, 6));
+  auto error_of = [](const std::function<void()>& f) {
+    try {
+      f();
+    } catch (const c10::Error& e) {
+      return std::string(e.what_without_backtrace());
+    }
+    return std::string("no error");
+  };
+  const auto cuda = at::TensorOptions(at::kCUDA);
+  EXPECT_NE(error_of([&] {
+              ops::block_sparse_linear(at::randn({4, 64}, cuda), at::randn({layout->nnz(), 8, 8}, cuda), layout);
+            }).find("block 8 is not supported on CUDA"),
+            std::string::npos);
+  const ops::Layout ok = ops::make_layout(random_layout(64, 64, 16, 0.5, 7));
+  EXPECT_NE(error_of([&] {
+              ops::block_sparse_linear(at::randn({4, 64}, cuda.dtype(at::kDouble)),
+                                       at::randn({ok->nnz(), 16, 16}, cuda.dtype(at::kDouble)), ok);
+            }).find("CUDA supports float32, float16 and bfloat16"),
+            std::string::npos);
+}
+
+}  // namespace
+}  // namespace pixelfly
