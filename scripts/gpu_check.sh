@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# One pass on a GPU machine: build against that machine's LibTorch, run the whole test suite
+# (CUDA tests included), compute-sanitizer memcheck and racecheck on the CUDA tests, then the
+# CUDA benchmark table. Logs go to $OUT (or ./gpu-logs); each stage has its own time limit so a
+# slow stage cannot hide the others' results.
+#   bash scripts/gpu_check.sh [--quick]
+set -uo pipefail
+out="${OUT:-gpu-logs}"
+mkdir -p "$out"
+build=build-gpu
+nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm --format=csv | tee "$out/gpu.txt"
+
+stage() {  # stage NAME SECONDS COMMAND...
+  local name=$1 limit=$2
+  shift 2
+  local start=$SECONDS
+  timeout "$limit" "$@" >"$out/$name.log" 2>&1
+  local rc=$?
+  printf '%-10s rc=%-3s %4ss\n' "$name" "$rc" "$((SECONDS - start))" | tee -a "$out/summary.txt"
+  return $rc
+}
+
+stage configure 120 cmake -S . -B $build -G Ninja -DCMAKE_BUILD_TYPE=Release
+stage build 300 cmake --build $build -j "$(nproc)" || { tail -40 "$out/build.log"; exit 1; }
+stage ctest 120 ctest --test-dir $build -j 4 --output-on-failure
+tail -3 "$out/ctest.log"
+stage memcheck 120 compute-sanitizer --tool memcheck --error-exitcode 1 \
+  $build/tests/ops_tests --gtest_filter='BlockSparseOpsCuda.*'
+tail -2 "$out/memcheck.log"
+stage racecheck 90 compute-sanitizer --tool racecheck --error-exitcode 1 \
+  $build/tests/ops_tests --gtest_filter='BlockSparseOpsCuda.AutogradOnCudaMatchesCpu'
+tail -2 "$out/racecheck.log"
+stage bench 300 python3 bench/cuda_block_sparse_bench.py $build/libpixelfly.so "$@"
+sed -n '/^shape /,$p' "$out/bench.log"
+cat "$out/summary.txt"
