@@ -96,7 +96,7 @@ TEST(BlockSparseOpsCuda, AutogradOnCudaMatchesCpu) {
   const at::Tensor values = at::randn({l.nnz(), 32, 32});
   const at::Tensor g = at::randn({3, 19, 96});
   auto grads = [&](const at::Device& device) {
-    const at::Tensor xd = x.to(device).requires_grad_(), vd = values.to(device).requires_grad_();
+    const at::Tensor xd = x.to(device).detach().requires_grad_(), vd = values.to(device).detach().requires_grad_();
     (ops::block_sparse_linear(xd, vd, layout) * g.to(device)).sum().backward();
     return std::make_pair(xd.grad().cpu(), vd.grad().cpu());
   };
