@@ -1,0 +1,47 @@
+"""The operators and the BlockLayout class from Python: load libpixelfly.so, run forward and
+backward through torch.ops.pixelfly, and compare with dense float64 matmul."""
+import sys
+
+import torch
+
+torch.ops.load_library(sys.argv[1])
+BlockLayout = torch.classes.pixelfly.BlockLayout
+
+layout = BlockLayout.flat_butterfly(256, 96, 8, 2, 16)
+assert (layout.out_features(), layout.in_features(), layout.block()) == (256, 96, 16)
+assert abs(layout.density() - 0.5) < 1e-12, layout.density()
+assert layout.row_ptr().shape == (17,) and layout.col_idx().shape == (layout.nnz(),)
+
+torch.manual_seed(0)
+values = torch.randn(layout.nnz(), 16, 16, dtype=torch.float64, requires_grad=True)
+x = torch.randn(3, 5, 96, dtype=torch.float64, requires_grad=True)
+y = torch.ops.pixelfly.block_sparse_linear(x, values, layout)
+assert y.shape == (3, 5, 256)
+
+# Dense weight from the CSR arrays.
+dense = torch.zeros(256, 96, dtype=torch.float64)
+rp, ci = layout.row_ptr().tolist(), layout.col_idx().tolist()
+for r in range(16):
+    for i in range(rp[r], rp[r + 1]):
+        dense[r * 16:(r + 1) * 16, ci[i] * 16:(ci[i] + 1) * 16] = values[i].detach()
+torch.testing.assert_close(y, x.detach() @ dense.t(), rtol=1e-12, atol=1e-12)
+
+g = torch.randn_like(y)
+(y * g).sum().backward()
+torch.testing.assert_close(x.grad, g @ dense, rtol=1e-12, atol=1e-12)
+full = g.reshape(-1, 256).t() @ x.detach().reshape(-1, 96)
+for r in range(16):
+    for i in range(rp[r], rp[r + 1]):
+        torch.testing.assert_close(values.grad[i], full[r * 16:(r + 1) * 16, ci[i] * 16:(ci[i] + 1) * 16])
+
+mask = torch.zeros(4, 6, dtype=torch.bool)
+mask[0, 1] = mask[3, 5] = True
+custom = BlockLayout.from_block_mask(64, 96, 16, mask)
+assert custom.nnz() == 2 and custom.to_text() == ".X....\n......\n......\n.....X\n"
+
+try:
+    torch.ops.pixelfly.block_sparse_linear(torch.randn(2, 95), torch.randn(layout.nnz(), 16, 16), layout)
+    raise AssertionError("a wrong input width must be rejected")
+except RuntimeError as e:
+    assert "x must have last dimension in_features = 96" in str(e), str(e)
+print("python ops test passed")
