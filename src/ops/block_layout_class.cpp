@@ -4,6 +4,7 @@
 #include <ATen/ATen.h>
 
 #include "pixelfly/pattern/flat_butterfly.h"
+#include "pixelfly/pattern/tile_schedule.h"
 
 namespace pixelfly::ops {
 
@@ -22,9 +23,26 @@ const DeviceIndex& LayoutHandle::device_index(const at::Device& device) const {
     }
   }
   auto on_device = [&device](const std::vector<int64_t>& v) { return at::tensor(v, at::kLong).to(device); };
-  DeviceIndex index{on_device(layout_.row_ptr()),   on_device(layout_.col_idx()),
-                    on_device(layout_.col_ptr()),   on_device(layout_.row_idx()),
-                    on_device(layout_.transpose_block()), on_device(block_row), on_device(flat)};
+  DeviceIndex index;
+  index.row_ptr = on_device(layout_.row_ptr());
+  index.col_idx = on_device(layout_.col_idx());
+  index.col_ptr = on_device(layout_.col_ptr());
+  index.row_idx = on_device(layout_.row_idx());
+  index.transpose_block = on_device(layout_.transpose_block());
+  index.block_row = on_device(block_row);
+  index.flat_positions = on_device(flat);
+  if (kKernelTileFeatures % layout_.block() == 0) {
+    const TileSchedule schedule = make_tile_schedule(layout_, kKernelTileFeatures);
+    std::vector<int64_t> rows, cols, pieces;
+    for (const LineGroup& g : schedule.row_groups) rows.insert(rows.end(), {g.first, g.count, g.position, g.per_line});
+    for (const LineGroup& g : schedule.col_groups) cols.insert(cols.end(), {g.first, g.count, g.position, g.per_line});
+    for (const GradientPiece& p : schedule.gradient_pieces) {
+      pieces.insert(pieces.end(), {p.row_begin, p.rows, p.col_begin, p.cols, p.base, p.row_stride});
+    }
+    index.row_groups = on_device(rows).view({-1, 4});
+    index.col_groups = on_device(cols).view({-1, 4});
+    index.gradient_pieces = on_device(pieces).view({-1, 6});
+  }
   return index_by_device_.emplace(key, std::move(index)).first->second;
 }
 

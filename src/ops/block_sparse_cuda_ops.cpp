@@ -44,6 +44,14 @@ cuda::DeviceLayout device_layout(const char* op, const Layout& layout, const at:
   d.row_idx = index.row_idx.data_ptr<int64_t>();
   d.transpose_block = index.transpose_block.data_ptr<int64_t>();
   d.block_row = index.block_row.data_ptr<int64_t>();
+  if (index.row_groups.defined()) {
+    d.row_groups = index.row_groups.data_ptr<int64_t>();
+    d.num_row_groups = index.row_groups.size(0);
+    d.col_groups = index.col_groups.data_ptr<int64_t>();
+    d.num_col_groups = index.col_groups.size(0);
+    d.gradient_pieces = index.gradient_pieces.data_ptr<int64_t>();
+    d.num_gradient_pieces = index.gradient_pieces.size(0);
+  }
   return d;
 }
 
@@ -103,7 +111,11 @@ at::Tensor grad_weight_cuda(const at::Tensor& grad_y, const at::Tensor& x, const
   const cuda::DeviceLayout d = device_layout(op, layout, x.device());
   const at::Tensor dy_rows = rows_of(grad_y), x_rows = rows_of(x);
   at::Tensor grad = at::empty({l.nnz(), l.block(), l.block()}, x_rows.options());
+  const int64_t workspace_elements = cuda::grad_weight_workspace_elements(d, kind);
+  at::Tensor workspace;
+  if (workspace_elements > 0) workspace = at::empty({workspace_elements}, x_rows.options().dtype(at::kFloat));
   check_launch(op, cuda::grad_weight(d, kind, x_rows.size(0), dy_rows.data_ptr(), x_rows.data_ptr(), grad.data_ptr(),
+                                     workspace.defined() ? workspace.data_ptr<float>() : nullptr,
                                      at::cuda::getCurrentCUDAStream()));
   return grad;
 }

@@ -35,8 +35,14 @@ struct Case {
   int64_t tokens;
 };
 
+// Feature counts divisible by 8 take the tensor-core path for float16/bfloat16; the others
+// take the plain kernels.
 std::vector<Case> cases() {
   return {
+      {random_layout(384, 640, 16, 0.3, 11), 1001},
+      {random_layout(520, 264, 64, 0.4, 12), 77},
+      {flat_butterfly_layout({768, 3072, 16, 2, 32}), 300},
+      {BlockLayout::from_block_mask(48, 32, 16, {1, 0, 0, 0, 1, 1}), 50},
       {random_layout(200, 150, 16, 0.3, 1), 37},
       {random_layout(333, 257, 32, 0.25, 2), 1001},
       {flat_butterfly_layout({3072, 768, 16, 2, 32}), 130},

@@ -23,6 +23,9 @@ struct DeviceIndex {
   at::Tensor transpose_block;  // nnz, transpose order -> CSR block index
   at::Tensor block_row;        // nnz, CSR order -> block row
   at::Tensor flat_positions;   // nnz, block_row * block_cols + block_col
+  // Tile schedule for 128-feature tiles (pattern/tile_schedule.h), int64 rows of 4 / 4 / 6;
+  // undefined when the block does not divide 128.
+  at::Tensor row_groups, col_groups, gradient_pieces;
 };
 
 class LayoutHandle : public torch::CustomClassHolder {

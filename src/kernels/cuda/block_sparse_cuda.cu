@@ -1,11 +1,14 @@
-// Tiled CUDA kernels for block-sparse linear products (see block_sparse_cuda.h).
-//
+// CUDA kernels for block-sparse linear products (see block_sparse_cuda.h): the entry points
+// route float16/bfloat16 to the tensor-core kernels (block_sparse_mma.cu) where they apply;
+// this file holds the plain kernels for everything else:
 // forward / grad_input: one thread block per (64-token tile, block row of the output); it walks
 // that row's nonzero blocks (forward: the CSR row; grad_input: the layout's transpose index),
 // staging a 64 x 32 slice of the activations and a B x 32 slice of the weight block in shared
 // memory per step. grad_weight: one thread block per nonzero block, reducing over all tokens
 // in steps of 32.
 #include "kernels/cuda/block_sparse_cuda.h"
+
+#include "kernels/cuda/block_sparse_mma.cuh"
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -176,17 +179,27 @@ bool supports_block(int64_t block) { return block == 16 || block == 32 || block 
 
 cudaError_t forward(const DeviceLayout& layout, ScalarKind kind, int64_t tokens, const void* x, const void* values,
                     void* y, cudaStream_t stream) {
+  if (mma::applies(layout, kind)) return mma::forward(layout, kind, tokens, x, values, y, stream);
   return dispatch(0, layout, kind, tokens, x, values, y, stream);
 }
 
 cudaError_t grad_input(const DeviceLayout& layout, ScalarKind kind, int64_t tokens, const void* dy,
                        const void* values, void* dx, cudaStream_t stream) {
+  if (mma::applies(layout, kind)) return mma::grad_input(layout, kind, tokens, dy, values, dx, stream);
   return dispatch(1, layout, kind, tokens, dy, values, dx, stream);
 }
 
 cudaError_t grad_weight(const DeviceLayout& layout, ScalarKind kind, int64_t tokens, const void* dy, const void* x,
-                        void* grad_values, cudaStream_t stream) {
+                        void* grad_values, float* workspace, cudaStream_t stream) {
+  if (mma::applies(layout, kind)) {
+    if (workspace == nullptr) return cudaErrorInvalidValue;
+    return mma::grad_weight(layout, kind, tokens, dy, x, grad_values, workspace, stream);
+  }
   return dispatch(2, layout, kind, tokens, dy, x, grad_values, stream);
+}
+
+int64_t grad_weight_workspace_elements(const DeviceLayout& layout, ScalarKind kind) {
+  return mma::applies(layout, kind) ? layout.nnz * layout.block * layout.block : 0;
 }
 
 }  // namespace pixelfly::kernels::cuda

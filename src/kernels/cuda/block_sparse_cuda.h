@@ -2,13 +2,16 @@
 // blocks: plain parameter structs in, no LibTorch types, so this target compiles wherever nvcc
 // does. Float32 accumulation for every storage type. Block sizes 16, 32, 64 and 128.
 //
-// This is the first, straightforward tiled version (shared-memory tiles, CUDA cores): correct
-// for any token count and shape, with every output element written exactly once.
+// float16 and bfloat16 with feature counts divisible by 8 run on tensor cores (mma.sync over the
+// layout's tile schedule, cp.async pipelines); float32 and other shapes run on a plain
+// shared-memory kernel on CUDA cores. Every output element is written exactly once.
 #pragma once
 
 #include <cuda_runtime.h>
 
 #include <cstdint>
+
+#include "pixelfly/pattern/tile_schedule.h"
 
 namespace pixelfly::kernels::cuda {
 
@@ -28,7 +31,17 @@ struct DeviceLayout {
   const int64_t* row_idx = nullptr;          // nnz, transpose order
   const int64_t* transpose_block = nullptr;  // nnz, transpose order -> CSR block index
   const int64_t* block_row = nullptr;        // nnz, CSR order -> block row
+  // The tile schedule for kKernelTileFeatures (pattern/tile_schedule.h), flattened: 4 int64 per
+  // line group (first, count, position, per_line), 6 per gradient piece (row_begin, rows,
+  // col_begin, cols, base, row_stride).
+  const int64_t* row_groups = nullptr;
+  int64_t num_row_groups = 0;
+  const int64_t* col_groups = nullptr;
+  int64_t num_col_groups = 0;
+  const int64_t* gradient_pieces = nullptr;
+  int64_t num_gradient_pieces = 0;
 };
+
 
 bool supports_block(int64_t block);
 
@@ -38,8 +51,10 @@ cudaError_t forward(const DeviceLayout& layout, ScalarKind kind, int64_t tokens,
 // dx (tokens x in) = dy (tokens x out) . W.
 cudaError_t grad_input(const DeviceLayout& layout, ScalarKind kind, int64_t tokens, const void* dy,
                        const void* values, void* dx, cudaStream_t stream);
-// grad_values (nnz, b, b) = dy^T . x on the nonzero blocks (zeros in padding).
+// grad_values (nnz, b, b) = dy^T . x on the nonzero blocks (zeros in padding). `workspace` is
+// float32 scratch of grad_weight_workspace_elements() elements (may be null when that is 0).
 cudaError_t grad_weight(const DeviceLayout& layout, ScalarKind kind, int64_t tokens, const void* dy,
-                        const void* x, void* grad_values, cudaStream_t stream);
+                        const void* x, void* grad_values, float* workspace, cudaStream_t stream);
+int64_t grad_weight_workspace_elements(const DeviceLayout& layout, ScalarKind kind);
 
 }  // namespace pixelfly::kernels::cuda
