@@ -32,16 +32,26 @@ const DeviceIndex& LayoutHandle::device_index(const at::Device& device) const {
   index.block_row = on_device(block_row);
   index.flat_positions = on_device(flat);
   if (kKernelTileFeatures % layout_.block() == 0) {
-    const TileSchedule schedule = make_tile_schedule(layout_, kKernelTileFeatures);
+    const TileSchedule schedule = make_tile_schedule(layout_);
     std::vector<int64_t> rows, cols, pieces;
-    for (const LineGroup& g : schedule.row_groups) rows.insert(rows.end(), {g.first, g.count, g.position, g.per_line});
-    for (const LineGroup& g : schedule.col_groups) cols.insert(cols.end(), {g.first, g.count, g.position, g.per_line});
-    for (const GradientPiece& p : schedule.gradient_pieces) {
-      pieces.insert(pieces.end(), {p.row_begin, p.rows, p.col_begin, p.cols, p.base, p.row_stride});
+    for (const LineGroup& g : schedule.row_groups) {
+      rows.insert(rows.end(), {g.first, g.count, g.index_offset, g.length, g.block_offset});
     }
-    index.row_groups = on_device(rows).view({-1, 4});
-    index.col_groups = on_device(cols).view({-1, 4});
-    index.gradient_pieces = on_device(pieces).view({-1, 6});
+    for (const LineGroup& g : schedule.col_groups) {
+      cols.insert(cols.end(), {g.first, g.count, g.index_offset, g.length, g.block_offset});
+    }
+    for (const GradientPiece& p : schedule.gradient_pieces) {
+      pieces.insert(pieces.end(), {p.row_first, p.rows, p.column_offset, p.cols, p.block_offset});
+    }
+    index.row_groups = on_device(rows).view({-1, 5});
+    index.row_index = on_device(schedule.row_index);
+    index.row_blocks = on_device(schedule.row_blocks);
+    index.col_groups = on_device(cols).view({-1, 5});
+    index.col_index = on_device(schedule.col_index);
+    index.col_blocks = on_device(schedule.col_blocks);
+    index.gradient_pieces = on_device(pieces).view({-1, 5});
+    index.gradient_columns = on_device(schedule.gradient_columns);
+    index.gradient_blocks = on_device(schedule.gradient_blocks);
   }
   return index_by_device_.emplace(key, std::move(index)).first->second;
 }

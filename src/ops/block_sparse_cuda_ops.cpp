@@ -47,10 +47,16 @@ cuda::DeviceLayout device_layout(const char* op, const Layout& layout, const at:
   if (index.row_groups.defined()) {
     d.row_groups = index.row_groups.data_ptr<int64_t>();
     d.num_row_groups = index.row_groups.size(0);
+    d.row_index = index.row_index.data_ptr<int64_t>();
+    d.row_blocks = index.row_blocks.data_ptr<int64_t>();
     d.col_groups = index.col_groups.data_ptr<int64_t>();
     d.num_col_groups = index.col_groups.size(0);
+    d.col_index = index.col_index.data_ptr<int64_t>();
+    d.col_blocks = index.col_blocks.data_ptr<int64_t>();
     d.gradient_pieces = index.gradient_pieces.data_ptr<int64_t>();
     d.num_gradient_pieces = index.gradient_pieces.size(0);
+    d.gradient_columns = index.gradient_columns.data_ptr<int64_t>();
+    d.gradient_blocks = index.gradient_blocks.data_ptr<int64_t>();
   }
   return d;
 }

@@ -1,4 +1,4 @@
-// Work lists for tensor-core kernels (see tile_schedule.h).
+// Work lists for the tensor-core kernels (see tile_schedule.h).
 #include "pixelfly/pattern/tile_schedule.h"
 
 #include <algorithm>
@@ -8,23 +8,38 @@
 namespace pixelfly {
 namespace {
 
-// Groups consecutive lines with equal index lists, at most `max_lines` per group.
-std::vector<LineGroup> group_lines(int64_t lines, const std::vector<int64_t>& ptr, const std::vector<int64_t>& idx,
-                                   int64_t max_lines) {
-  std::vector<LineGroup> groups;
-  int64_t line = 0;
-  while (line < lines) {
-    const int64_t per_line = ptr[line + 1] - ptr[line];
-    int64_t end = line + 1;
-    while (end < lines && end - line < max_lines &&
-           std::equal(idx.begin() + ptr[line], idx.begin() + ptr[line + 1], idx.begin() + ptr[end],
-                      idx.begin() + ptr[end + 1])) {
-      ++end;
+// Groups `span` consecutive lines at a time. For line l, its entries are [ptr[l], ptr[l+1]),
+// each with an index along the other dimension (idx) and a CSR block (block_of).
+template <typename BlockOf>
+void group_lines(int64_t lines, const std::vector<int64_t>& ptr, const std::vector<int64_t>& idx, BlockOf block_of,
+                 int64_t span, std::vector<LineGroup>& groups, std::vector<int64_t>& index,
+                 std::vector<int64_t>& blocks) {
+  for (int64_t first = 0; first < lines; first += span) {
+    const int64_t count = std::min(span, lines - first);
+    std::vector<int64_t> merged;
+    for (int64_t l = first; l < first + count; ++l) merged.insert(merged.end(), idx.begin() + ptr[l], idx.begin() + ptr[l + 1]);
+    std::sort(merged.begin(), merged.end());
+    merged.erase(std::unique(merged.begin(), merged.end()), merged.end());
+    LineGroup g;
+    g.first = first;
+    g.count = count;
+    g.index_offset = static_cast<int64_t>(index.size());
+    g.length = static_cast<int64_t>(merged.size());
+    g.block_offset = static_cast<int64_t>(blocks.size());
+    index.insert(index.end(), merged.begin(), merged.end());
+    for (int64_t l = first; l < first + count; ++l) {
+      int64_t e = ptr[l];
+      for (int64_t k : merged) {
+        if (e < ptr[l + 1] && idx[e] == k) {
+          blocks.push_back(block_of(e));
+          ++e;
+        } else {
+          blocks.push_back(-1);
+        }
+      }
     }
-    groups.push_back({line, end - line, ptr[line], per_line});
-    line = end;
+    groups.push_back(g);
   }
-  return groups;
 }
 
 }  // namespace
@@ -36,25 +51,31 @@ TileSchedule make_tile_schedule(const BlockLayout& layout, int64_t tile_features
                                 ", got " + std::to_string(tile_features));
   }
   const int64_t span = tile_features / b;
-  TileSchedule schedule;
-  schedule.row_groups = group_lines(layout.block_rows(), layout.row_ptr(), layout.col_idx(), span);
-  schedule.col_groups = group_lines(layout.block_cols(), layout.col_ptr(), layout.row_idx(), span);
-  for (const BlockTile& tile : layout.tiles()) {
-    const int64_t stride = layout.row_count(tile.row_begin);
-    for (int64_t r = tile.row_begin; r < tile.row_end; r += span) {
-      for (int64_t c = tile.col_begin; c < tile.col_end; c += span) {
-        GradientPiece piece;
-        piece.row_begin = r;
-        piece.rows = std::min(span, tile.row_end - r);
-        piece.col_begin = c;
-        piece.cols = std::min(span, tile.col_end - c);
-        piece.base = layout.row_ptr()[r] + tile.offset_in_row + (c - tile.col_begin);
-        piece.row_stride = stride;
-        schedule.gradient_pieces.push_back(piece);
+  TileSchedule s;
+  group_lines(layout.block_rows(), layout.row_ptr(), layout.col_idx(), [](int64_t e) { return e; }, span,
+              s.row_groups, s.row_index, s.row_blocks);
+  const std::vector<int64_t>& transpose = layout.transpose_block();
+  group_lines(layout.block_cols(), layout.col_ptr(), layout.row_idx(), [&transpose](int64_t e) { return transpose[e]; },
+              span, s.col_groups, s.col_index, s.col_blocks);
+  // Weight gradient: each row group's union columns, a tile's worth at a time.
+  for (const LineGroup& g : s.row_groups) {
+    for (int64_t k0 = 0; k0 < g.length; k0 += span) {
+      GradientPiece p;
+      p.row_first = g.first;
+      p.rows = g.count;
+      p.column_offset = static_cast<int64_t>(s.gradient_columns.size());
+      p.cols = std::min(span, g.length - k0);
+      p.block_offset = static_cast<int64_t>(s.gradient_blocks.size());
+      s.gradient_columns.insert(s.gradient_columns.end(), s.row_index.begin() + g.index_offset + k0,
+                                s.row_index.begin() + g.index_offset + k0 + p.cols);
+      for (int64_t i = 0; i < g.count; ++i) {
+        const auto row = s.row_blocks.begin() + g.block_offset + i * g.length + k0;
+        s.gradient_blocks.insert(s.gradient_blocks.end(), row, row + p.cols);
       }
+      s.gradient_pieces.push_back(p);
     }
   }
-  return schedule;
+  return s;
 }
 
 }  // namespace pixelfly

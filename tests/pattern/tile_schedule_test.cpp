@@ -1,5 +1,5 @@
-// Tile schedules: every line and every nonzero block covered exactly once, with the index
-// formulas the kernels rely on.
+// Tile schedules: every line and every nonzero block covered exactly once, with the tables the
+// kernels read.
 #include <gtest/gtest.h>
 
 #include <random>
@@ -11,58 +11,60 @@
 namespace pixelfly {
 namespace {
 
-void expect_valid(const BlockLayout& l, int64_t tile_features) {
-  const TileSchedule s = make_tile_schedule(l, tile_features);
-  const int64_t span = tile_features / l.block();
-  // Row groups: consecutive, cover all rows, equal lists, CSR formula.
+// Groups cover [0, lines) in order; each table entry is the block at (line, union index) and
+// every nonzero block appears exactly once.
+void expect_groups(const BlockLayout& l, const std::vector<LineGroup>& groups, const std::vector<int64_t>& index,
+                   const std::vector<int64_t>& blocks, int64_t lines, int64_t span, bool rows) {
+  std::vector<int> seen(l.nnz(), 0);
   int64_t next = 0;
-  for (const LineGroup& g : s.row_groups) {
+  for (const LineGroup& g : groups) {
     EXPECT_EQ(g.first, next);
     EXPECT_GE(g.count, 1);
     EXPECT_LE(g.count, span);
     next += g.count;
-    for (int64_t i = 0; i < g.count; ++i) {
-      ASSERT_EQ(l.row_count(g.first + i), g.per_line);
-      for (int64_t k = 0; k < g.per_line; ++k) {
-        EXPECT_EQ(g.position + i * g.per_line + k, l.row_ptr()[g.first + i] + k);
-        EXPECT_EQ(l.col_idx()[g.position + i * g.per_line + k], l.col_idx()[g.position + k]);
+    for (int64_t k = 0; k < g.length; ++k) {
+      if (k > 0) {
+        EXPECT_LT(index[g.index_offset + k - 1], index[g.index_offset + k]);
       }
+      bool used = false;
+      for (int64_t i = 0; i < g.count; ++i) {
+        const int64_t r = rows ? g.first + i : index[g.index_offset + k];
+        const int64_t c = rows ? index[g.index_offset + k] : g.first + i;
+        const int64_t block = blocks[g.block_offset + i * g.length + k];
+        EXPECT_EQ(block, l.block_index(r, c));
+        if (block >= 0) {
+          ++seen[block];
+          used = true;
+        }
+      }
+      EXPECT_TRUE(used) << "union position with no block";
     }
   }
-  EXPECT_EQ(next, l.block_rows());
-  // Column groups: the same through the transpose index.
-  next = 0;
-  for (const LineGroup& g : s.col_groups) {
-    EXPECT_EQ(g.first, next);
-    EXPECT_LE(g.count, span);
-    next += g.count;
-    for (int64_t i = 0; i < g.count; ++i) {
-      for (int64_t k = 0; k < g.per_line; ++k) {
-        const int64_t t = g.position + i * g.per_line + k;
-        EXPECT_EQ(t, l.col_ptr()[g.first + i] + k);
-        EXPECT_EQ(l.row_idx()[t], l.row_idx()[g.position + k]);
-        EXPECT_EQ(l.col_idx()[l.transpose_block()[t]], g.first + i);
-      }
-    }
-  }
-  EXPECT_EQ(next, l.block_cols());
-  // Gradient pieces: each nonzero block exactly once, at the block the formula names.
+  EXPECT_EQ(next, lines);
+  for (int s : seen) EXPECT_EQ(s, 1);
+}
+
+void expect_valid(const BlockLayout& l, int64_t tile_features) {
+  const TileSchedule s = make_tile_schedule(l, tile_features);
+  const int64_t span = tile_features / l.block();
+  expect_groups(l, s.row_groups, s.row_index, s.row_blocks, l.block_rows(), span, true);
+  expect_groups(l, s.col_groups, s.col_index, s.col_blocks, l.block_cols(), span, false);
   std::vector<int> seen(l.nnz(), 0);
   for (const GradientPiece& p : s.gradient_pieces) {
     EXPECT_LE(p.rows, span);
     EXPECT_LE(p.cols, span);
     for (int64_t i = 0; i < p.rows; ++i) {
       for (int64_t j = 0; j < p.cols; ++j) {
-        const int64_t block = p.base + i * p.row_stride + j;
-        ASSERT_EQ(block, l.block_index(p.row_begin + i, p.col_begin + j));
-        ++seen[block];
+        const int64_t block = s.gradient_blocks[p.block_offset + i * p.cols + j];
+        EXPECT_EQ(block, l.block_index(p.row_first + i, s.gradient_columns[p.column_offset + j]));
+        if (block >= 0) ++seen[block];
       }
     }
   }
   for (int c : seen) EXPECT_EQ(c, 1);
 }
 
-TEST(TileSchedule, CoversEveryLineAndBlockOnceWithTheKernelsFormulas) {
+TEST(TileSchedule, CoversEveryLineAndBlockOnceWithTheKernelsTables) {
   expect_valid(flat_butterfly_layout({3072, 768, 16, 2, 32}), 128);
   expect_valid(flat_butterfly_layout({256, 96, 8, 2, 16}), 128);
   expect_valid(flat_butterfly_layout({4096, 1024, 16, 2, 128}), 128);
@@ -72,6 +74,14 @@ TEST(TileSchedule, CoversEveryLineAndBlockOnceWithTheKernelsFormulas) {
     const int64_t block = int64_t{16} << (rng() % 4);
     expect_valid(random_layout(1 + rng() % 700, 1 + rng() % 700, block, 0.1 + 0.8 * (rng() % 100) / 100.0, trial), 128);
   }
+}
+
+TEST(TileSchedule, AlignedButterflyGroupsHaveNoEmptyPositions) {
+  // 4096 x 1024 at n=16, b=32: cells are 256 x 64, so each 4-row group shares one list.
+  const BlockLayout l = flat_butterfly_layout({4096, 1024, 16, 2, 32});
+  const TileSchedule s = make_tile_schedule(l);
+  for (int64_t v : s.row_blocks) EXPECT_GE(v, 0);
+  EXPECT_EQ(s.row_groups.size(), 32u);
 }
 
 TEST(TileSchedule, RejectsATileThatIsNotWholeBlocks) {

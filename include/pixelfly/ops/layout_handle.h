@@ -23,9 +23,12 @@ struct DeviceIndex {
   at::Tensor transpose_block;  // nnz, transpose order -> CSR block index
   at::Tensor block_row;        // nnz, CSR order -> block row
   at::Tensor flat_positions;   // nnz, block_row * block_cols + block_col
-  // Tile schedule for 128-feature tiles (pattern/tile_schedule.h), int64 rows of 4 / 4 / 6;
-  // undefined when the block does not divide 128.
-  at::Tensor row_groups, col_groups, gradient_pieces;
+  // The tile schedule of the tensor-core kernels (pattern/tile_schedule.h): groups and pieces
+  // as int64 rows of 5, with their tables; undefined when the block does not divide
+  // kKernelTileFeatures.
+  at::Tensor row_groups, row_index, row_blocks;
+  at::Tensor col_groups, col_index, col_blocks;
+  at::Tensor gradient_pieces, gradient_columns, gradient_blocks;
 };
 
 class LayoutHandle : public torch::CustomClassHolder {

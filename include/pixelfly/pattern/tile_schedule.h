@@ -1,6 +1,10 @@
-// Work lists for tensor-core kernels, derived once from a BlockLayout: the layout's merged dense
-// tiles cut into pieces of at most `tile_features` x `tile_features` elements, so that each
-// thread block computes one piece as a dense GEMM whose K loop walks whole blocks.
+// Work lists for the tensor-core kernels, derived once from a BlockLayout. Each thread block
+// computes a tile of up to kKernelTileFeatures x kKernelTileFeatures elements as a dense GEMM:
+//   forward     a group of consecutive block rows; K walks the union of their column lists,
+//   grad_input  a group of consecutive block columns; K walks the union of their row lists,
+//   grad_weight a row group and up to a tile's worth of its union columns; K walks tokens.
+// Where a line has no block at a position of the union, the kernel reads zeros (and writes
+// nothing), so layouts whose cells do not align with tiles still fill whole tiles.
 #pragma once
 
 #include <cstdint>
@@ -10,39 +14,42 @@
 
 namespace pixelfly {
 
-// Consecutive block rows (forward) or block columns (grad_input) whose index lists are equal;
-// `count` lines of `per_line` nonzero blocks each. For rows, the CSR position of block k of
-// line i is `position + i * per_line + k`; for columns the same formula gives the position in
-// the transpose index (BlockLayout::transpose_block maps it to the CSR block).
-struct LineGroup {
-  int64_t first = 0;
-  int64_t count = 0;
-  int64_t position = 0;
-  int64_t per_line = 0;
-};
-
-// A dense rectangle of nonzero blocks (part of a merged tile) for the weight gradient: block
-// (i, j) of it, 0 <= i < rows, 0 <= j < cols, is CSR block `base + i * row_stride + j`.
-struct GradientPiece {
-  int64_t row_begin = 0;
-  int64_t rows = 0;
-  int64_t col_begin = 0;
-  int64_t cols = 0;
-  int64_t base = 0;
-  int64_t row_stride = 0;
-};
-
 // The tile width the CUDA tensor-core kernels compute per thread block.
 constexpr int64_t kKernelTileFeatures = 128;
 
-struct TileSchedule {
-  std::vector<LineGroup> row_groups;     // covers every block row, empty ones included
-  std::vector<LineGroup> col_groups;     // covers every block column, empty ones included
-  std::vector<GradientPiece> gradient_pieces;  // covers every nonzero block once
+// Lines [first, first + count) computed together. Their union index list is
+// index[index_offset .. index_offset + length) (ascending), and blocks[block_offset + i * length + k]
+// is the CSR block of line i at union position k, or -1 when that line has none there.
+struct LineGroup {
+  int64_t first = 0;
+  int64_t count = 0;
+  int64_t index_offset = 0;
+  int64_t length = 0;
+  int64_t block_offset = 0;
 };
 
-// tile_features must be a positive multiple of layout.block(); groups and pieces span at most
-// tile_features / block lines (blocks) per side.
-TileSchedule make_tile_schedule(const BlockLayout& layout, int64_t tile_features);
+// Weight-gradient work: block rows [row_first, row_first + rows) by the block columns
+// columns[column_offset .. column_offset + cols); blocks[block_offset + i * cols + j] is the CSR
+// block at (row i, column j), or -1.
+struct GradientPiece {
+  int64_t row_first = 0;
+  int64_t rows = 0;
+  int64_t column_offset = 0;
+  int64_t cols = 0;
+  int64_t block_offset = 0;
+};
+
+struct TileSchedule {
+  std::vector<LineGroup> row_groups;  // covers every block row once, empty rows included
+  std::vector<int64_t> row_index, row_blocks;
+  std::vector<LineGroup> col_groups;  // covers every block column once, empty columns included
+  std::vector<int64_t> col_index, col_blocks;
+  std::vector<GradientPiece> gradient_pieces;  // covers every nonzero block once
+  std::vector<int64_t> gradient_columns, gradient_blocks;
+};
+
+// Groups hold at most tile_features / block lines; tile_features must be a positive multiple
+// of the block size (throws std::invalid_argument otherwise).
+TileSchedule make_tile_schedule(const BlockLayout& layout, int64_t tile_features = kKernelTileFeatures);
 
 }  // namespace pixelfly

@@ -31,17 +31,22 @@ struct DeviceLayout {
   const int64_t* row_idx = nullptr;          // nnz, transpose order
   const int64_t* transpose_block = nullptr;  // nnz, transpose order -> CSR block index
   const int64_t* block_row = nullptr;        // nnz, CSR order -> block row
-  // The tile schedule for kKernelTileFeatures (pattern/tile_schedule.h), flattened: 4 int64 per
-  // line group (first, count, position, per_line), 6 per gradient piece (row_begin, rows,
-  // col_begin, cols, base, row_stride).
+  // The tile schedule (pattern/tile_schedule.h) flattened: 5 int64 per LineGroup (first, count,
+  // index_offset, length, block_offset) and per GradientPiece (row_first, rows, column_offset,
+  // cols, block_offset), with their index and block tables.
   const int64_t* row_groups = nullptr;
   int64_t num_row_groups = 0;
+  const int64_t* row_index = nullptr;
+  const int64_t* row_blocks = nullptr;
   const int64_t* col_groups = nullptr;
   int64_t num_col_groups = 0;
+  const int64_t* col_index = nullptr;
+  const int64_t* col_blocks = nullptr;
   const int64_t* gradient_pieces = nullptr;
   int64_t num_gradient_pieces = 0;
+  const int64_t* gradient_columns = nullptr;
+  const int64_t* gradient_blocks = nullptr;
 };
-
 
 bool supports_block(int64_t block);
 

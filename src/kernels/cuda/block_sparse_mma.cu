@@ -3,9 +3,11 @@
 // Every thread block computes a 128 x 128 output tile with 8 warps (2 x 4, 64 x 32 each) and
 // mma.sync m16n8k16; operands stream through a 3-stage cp.async pipeline in shared memory with
 // padded rows (conflict-free ldmatrix).
-//   forward     Y[tokens, group features]  = X . W^T, K walks the row group's nonzero blocks
-//   grad_input  dX[tokens, group features] = dY . W,  K walks the column group's blocks
-//   grad_weight dW[piece rows, piece cols] = dY^T . X, K walks tokens (split over grid.z)
+//   forward     Y[tokens, group features]  = X . W^T, K walks the row group's union columns
+//   grad_input  dX[tokens, group features] = dY . W,  K walks the column group's union rows
+//   grad_weight dW[piece rows, piece cols] = dY^T . X, K walks tokens (split over grid.y)
+// Lines without a block at a union position read zeros; the results go through shared memory
+// so that global stores are whole 16-byte pieces of rows.
 #include "kernels/cuda/block_sparse_mma.cuh"
 
 #include <cuda_bf16.h>
@@ -134,12 +136,23 @@ __device__ __forceinline__ void warp_step(WarpAccumulators& acc, const T* a, int
 }
 
 // ----- forward (kTransposed = false) and grad_input (kTransposed = true) ----------------------
+template <int B>
+__host__ __device__ constexpr int line_step() { return B < 64 ? B : 64; }  // K elements per pipeline stage
+
+template <typename T, int B, bool kTransposed>
+constexpr size_t line_group_shared_bytes() {
+  constexpr int BK = line_step<B>();
+  constexpr size_t pipeline = sizeof(T) * kStages * (kTile * (BK + 8) + (kTransposed ? BK * (kTile + 8) : kTile * (BK + 8)));
+  constexpr size_t epilogue = sizeof(T) * kTile * (kTile + 8);
+  return pipeline > epilogue ? pipeline : epilogue;
+}
+
 template <typename T, int B, bool kTransposed>
 __global__ void __launch_bounds__(kThreads) line_group_kernel(DeviceLayout layout, int64_t tokens,
                                                               const T* __restrict__ in, const T* __restrict__ values,
                                                               T* __restrict__ out) {
-  constexpr int BK = B < 32 ? B : 32;
-  constexpr int kPitchA = BK + 8;                       // A: [m][k]
+  constexpr int BK = line_step<B>();
+  constexpr int kPitchA = BK + 8;                            // A: [m][k]
   constexpr int kPitchB = kTransposed ? kTile + 8 : BK + 8;  // B: [k][n] or [n][k]
   constexpr int kStageA = kTile * kPitchA;
   constexpr int kStageB = kTransposed ? BK * kPitchB : kTile * kPitchB;
@@ -147,22 +160,22 @@ __global__ void __launch_bounds__(kThreads) line_group_kernel(DeviceLayout layou
   T* smem_a = reinterpret_cast<T*>(smem_raw);
   T* smem_b = smem_a + kStages * kStageA;
 
-  const int64_t* g = (kTransposed ? layout.col_groups : layout.row_groups) + 4 * static_cast<int64_t>(blockIdx.x);
-  const int64_t first = g[0], count = g[1], position = g[2], per_line = g[3];
+  const int64_t* g = (kTransposed ? layout.col_groups : layout.row_groups) + 5 * static_cast<int64_t>(blockIdx.x);
+  const int64_t first = g[0], count = g[1], length = g[3];
+  const int64_t* union_index = (kTransposed ? layout.col_index : layout.row_index) + g[2];
+  const int64_t* line_blocks = (kTransposed ? layout.col_blocks : layout.row_blocks) + g[4];
   const int64_t token0 = static_cast<int64_t>(blockIdx.y) * kTile;
   const int64_t in_features = kTransposed ? layout.out_features : layout.in_features;
   const int64_t out_features = kTransposed ? layout.in_features : layout.out_features;
   const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
   const int warp_m = warp / 4, warp_n = warp % 4;
   constexpr int kChunks = B / BK;
-  const int64_t steps = per_line * kChunks;
+  const int64_t steps = length * kChunks;
 
   auto load = [&](int stage, int64_t step) {
-    const int64_t k_block = step / kChunks;
+    const int64_t k = step / kChunks;
     const int kk = static_cast<int>(step % kChunks) * BK;
-    // The K block: its index along the input features, and where W's blocks for each line are.
-    const int64_t first_position = position + k_block;  // line 0's entry
-    const int64_t in_block = kTransposed ? layout.row_idx[first_position] : layout.col_idx[first_position];
+    const int64_t in_block = union_index[k];
     T* a = smem_a + stage * kStageA;
     for (int c = tid; c < kTile * BK / 8; c += kThreads) {
       const int m = c / (BK / 8), k8 = (c % (BK / 8)) * 8;
@@ -181,20 +194,14 @@ __global__ void __launch_bounds__(kThreads) line_group_kernel(DeviceLayout layou
         kr = (c % (BK / 8)) * 8;
       }
       const int64_t line = n / B;
-      const bool valid = line < count;
+      const int64_t block = line < count ? line_blocks[line * length + k] : -1;
+      const bool valid = block >= 0;
       const T* src = values;
       if (valid) {
-        const int64_t entry = position + line * per_line + k_block;
-        if constexpr (kTransposed) {
-          // Row kk + kr of the block, columns n % B .. + 8.
-          src = values + layout.transpose_block[entry] * B * B + (kk + kr) * B + (n % B);
-        } else {
-          // Row n % B of the block, columns kk + kr .. + 8.
-          src = values + entry * B * B + (n % B) * B + kk + kr;
-        }
+        // forward: row n % B of the block, columns kk + kr ..; grad_input: row kk + kr, columns n % B ..
+        src = values + block * B * B + (kTransposed ? (kk + kr) * B + (n % B) : (n % B) * B + kk + kr);
       }
-      T* dst = kTransposed ? b + kr * kPitchB + n : b + n * kPitchB + kr;
-      copy16(dst, src, valid);
+      copy16(kTransposed ? b + kr * kPitchB + n : b + n * kPitchB + kr, src, valid);
     }
   };
 
@@ -216,24 +223,29 @@ __global__ void __launch_bounds__(kThreads) line_group_kernel(DeviceLayout layou
     commit();
   }
   wait_pending<0>();
+  __syncthreads();
 
+  // Epilogue: stage the 128 x 128 tile in shared memory, then write whole 16-byte pieces of rows.
+  constexpr int kPitchC = kTile + 8;
+  T* tile = reinterpret_cast<T*>(smem_raw);
+#pragma unroll
+  for (int mt = 0; mt < 4; ++mt)
+#pragma unroll
+    for (int nt = 0; nt < 4; ++nt)
+#pragma unroll
+      for (int half = 0; half < 2; ++half) {
+        const int m = warp_m * 64 + mt * 16 + lane / 4 + 8 * half, n = warp_n * 32 + nt * 8 + 2 * (lane % 4);
+        *reinterpret_cast<uint32_t*>(tile + m * kPitchC + n) = pack2<T>(acc.v[mt][nt][2 * half], acc.v[mt][nt][2 * half + 1]);
+      }
+  __syncthreads();
   const int64_t feature0 = first * B;
   const int64_t group_end = (first + count) * B;
   const int64_t feature_end = group_end < out_features ? group_end : out_features;
-#pragma unroll
-  for (int mt = 0; mt < 4; ++mt) {
-#pragma unroll
-    for (int nt = 0; nt < 4; ++nt) {
-      const int64_t feature = feature0 + warp_n * 32 + nt * 8 + 2 * (lane % 4);
-      if (feature >= feature_end) continue;
-#pragma unroll
-      for (int half = 0; half < 2; ++half) {
-        const int64_t token = token0 + warp_m * 64 + mt * 16 + lane / 4 + 8 * half;
-        if (token < tokens) {
-          *reinterpret_cast<uint32_t*>(out + token * out_features + feature) =
-              pack2<T>(acc.v[mt][nt][2 * half], acc.v[mt][nt][2 * half + 1]);
-        }
-      }
+  for (int c = tid; c < kTile * kTile / 8; c += kThreads) {
+    const int m = c / (kTile / 8), n = (c % (kTile / 8)) * 8;
+    const int64_t token = token0 + m, feature = feature0 + n;
+    if (token < tokens && feature < feature_end) {
+      *reinterpret_cast<uint4*>(out + token * out_features + feature) = *reinterpret_cast<const uint4*>(tile + m * kPitchC + n);
     }
   }
 }
@@ -250,8 +262,10 @@ __global__ void __launch_bounds__(kThreads) gradient_kernel(DeviceLayout layout,
   T* smem_a = reinterpret_cast<T*>(smem_raw);  // dY: [token][out feature]
   T* smem_b = smem_a + kStages * kStage;       // X:  [token][in feature]
 
-  const int64_t* p = layout.gradient_pieces + 6 * static_cast<int64_t>(blockIdx.x);
-  const int64_t row_begin = p[0], rows = p[1], col_begin = p[2], cols = p[3], base = p[4], row_stride = p[5];
+  const int64_t* p = layout.gradient_pieces + 5 * static_cast<int64_t>(blockIdx.x);
+  const int64_t row_begin = p[0], rows = p[1], cols = p[3];
+  const int64_t* columns = layout.gradient_columns + p[2];
+  const int64_t* piece_blocks = layout.gradient_blocks + p[4];
   const int64_t token_begin = static_cast<int64_t>(blockIdx.y) * tokens_per_split;
   const int64_t token_end = token_begin + tokens_per_split < tokens ? token_begin + tokens_per_split : tokens;
   const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
@@ -266,7 +280,8 @@ __global__ void __launch_bounds__(kThreads) gradient_kernel(DeviceLayout layout,
     for (int c = tid; c < BK * kTile / 8; c += kThreads) {
       const int kr = c / (kTile / 8), f8 = (c % (kTile / 8)) * 8;
       const int64_t token = token0 + kr;
-      const int64_t out_feature = row_begin * B + f8, in_feature = col_begin * B + f8;
+      const int64_t out_feature = row_begin * B + f8;
+      const int64_t in_feature = f8 < n_end ? columns[f8 / B] * B + f8 % B : 0;
       const bool token_ok = token < token_end;
       const bool a_ok = token_ok && f8 < m_end && out_feature < layout.out_features;
       const bool b_ok = token_ok && f8 < n_end && in_feature < layout.in_features;
@@ -304,8 +319,8 @@ __global__ void __launch_bounds__(kThreads) gradient_kernel(DeviceLayout layout,
         const int64_t m = warp_m * 64 + mt * 16 + lane / 4 + 8 * (e / 2);
         const int64_t n = warp_n * 32 + nt * 8 + 2 * (lane % 4) + (e % 2);
         if (m >= m_end || n >= n_end) continue;
-        const int64_t block = base + (m / B) * row_stride + n / B;
-        atomicAdd(workspace + block * B * B + (m % B) * B + n % B, acc.v[mt][nt][e]);
+        const int64_t block = piece_blocks[(m / B) * cols + n / B];
+        if (block >= 0) atomicAdd(workspace + block * B * B + (m % B) * B + n % B, acc.v[mt][nt][e]);
       }
     }
   }
@@ -342,9 +357,7 @@ cudaError_t launch_lines(const DeviceLayout& layout, int64_t tokens, const void*
                          cudaStream_t stream) {
   const int64_t groups = kTransposed ? layout.num_col_groups : layout.num_row_groups;
   if (tokens == 0 || groups == 0) return cudaSuccess;
-  constexpr int BK = B < 32 ? B : 32;
-  const size_t bytes =
-      sizeof(T) * kStages * (kTile * (BK + 8) + (kTransposed ? BK * (kTile + 8) : kTile * (BK + 8)));
+  const size_t bytes = line_group_shared_bytes<T, B, kTransposed>();
   auto kernel = line_group_kernel<T, B, kTransposed>;
   if (cudaError_t e = allow_shared_memory(kernel, bytes); e != cudaSuccess) return e;
   const dim3 grid(static_cast<unsigned>(groups), static_cast<unsigned>((tokens + kTile - 1) / kTile));
