@@ -32,4 +32,6 @@ stage racecheck 90 compute-sanitizer --tool racecheck --error-exitcode 1 \
 tail -2 "$out/racecheck.log"
 stage bench 300 python3 bench/cuda_block_sparse_bench.py $build/libpixelfly.so "$@"
 sed -n '/^shape /,$p' "$out/bench.log"
+stage layer_bench 120 $build/bench/bench_pixelfly_linear
+cat "$out/layer_bench.log"
 cat "$out/summary.txt"

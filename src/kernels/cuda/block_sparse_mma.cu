@@ -23,6 +23,7 @@ constexpr int kTile = 128;  // BM = BN
 static_assert(kTile == kKernelTileFeatures, "the schedule must be built for this kernel's tile");
 constexpr int kThreads = 256;
 constexpr int kStages = 3;
+constexpr int kGradientStep = 64;  // tokens per pipeline stage in grad_weight
 
 __device__ __forceinline__ uint32_t smem_address(const void* p) {
   return static_cast<uint32_t>(__cvta_generic_to_shared(p));
@@ -255,7 +256,7 @@ template <typename T, int B>
 __global__ void __launch_bounds__(kThreads) gradient_kernel(DeviceLayout layout, int64_t tokens,
                                                             int64_t tokens_per_split, const T* __restrict__ dy,
                                                             const T* __restrict__ x, float* __restrict__ workspace) {
-  constexpr int BK = 32;  // tokens per step
+  constexpr int BK = kGradientStep;
   constexpr int kPitch = kTile + 8;
   constexpr int kStage = BK * kPitch;
   extern __shared__ __align__(16) unsigned char smem_raw[];
@@ -378,9 +379,9 @@ cudaError_t launch_gradient(const DeviceLayout& layout, int64_t tokens, const vo
     const int64_t pieces = layout.num_gradient_pieces;
     const int64_t max_splits = std::max<int64_t>(1, tokens / 256);
     const int64_t splits = std::clamp<int64_t>((2 * multiprocessors() + pieces - 1) / pieces, 1, max_splits);
-    const int64_t per_split = ((tokens + splits - 1) / splits + 31) / 32 * 32;
+    const int64_t per_split = ((tokens + splits - 1) / splits + kGradientStep - 1) / kGradientStep * kGradientStep;
     const int64_t used_splits = (tokens + per_split - 1) / per_split;
-    const size_t bytes = sizeof(T) * kStages * 2 * 32 * (kTile + 8);
+    const size_t bytes = sizeof(T) * kStages * 2 * kGradientStep * (kTile + 8);
     auto kernel = gradient_kernel<T, B>;
     if (cudaError_t e = allow_shared_memory(kernel, bytes); e != cudaSuccess) return e;
     const dim3 grid(static_cast<unsigned>(pieces), static_cast<unsigned>(used_splits));
