@@ -5,6 +5,8 @@
 
 #include <cmath>
 
+#include "pixelfly/ops/pixelfly_linear_ops.h"
+
 namespace pixelfly::nn {
 
 Mixing parse_mixing(const std::string& name) {
@@ -74,6 +76,12 @@ at::Tensor PixelflyLinearImpl::forward(const at::Tensor& x) {
   TORCH_CHECK(x.dim() >= 1 && x.size(-1) == options.in_features(),
               "PixelflyLinear: x must have last dimension in_features = ", options.in_features(),
               ", got shape ", x.sizes());
+  if (options.mixing() != Mixing::Gate) {
+    // One operator for the whole layer: fused into single passes over the activations on GPUs.
+    return ops::pixelfly_linear(x, sparse->blocks, sparse->layout(), low_rank->u, low_rank->v, sparse_weight(x),
+                                bias.defined() ? c10::optional<at::Tensor>(bias) : c10::nullopt);
+  }
+  // Gate mode: the mix differs per token, so the two parts are computed apart.
   const at::Tensor s = sparse->forward(x);
   const at::Tensor l = low_rank->forward(x);
   const at::Tensor w = sparse_weight(x);

@@ -7,7 +7,9 @@
 
 #include "kernels/cuda/block_sparse_cuda.h"
 #include "ops/input_checks.h"
+#include "pixelfly/pattern/tile_schedule.h"
 #include "pixelfly/ops/block_sparse_ops.h"
+#include "pixelfly/ops/pixelfly_linear_ops.h"
 
 namespace pixelfly::ops {
 namespace {
@@ -126,10 +128,78 @@ at::Tensor grad_weight_cuda(const at::Tensor& grad_y, const at::Tensor& x, const
   return grad;
 }
 
+// True when the fused kernel can run these arguments (otherwise the composed path does).
+bool fusable(const BlockLayout& l, const at::Tensor& act, const at::Tensor& values, const at::Tensor& low_rank_a) {
+  const auto dtype = act.scalar_type();
+  return act.is_cuda() && (dtype == at::kHalf || dtype == at::kBFloat16) && values.scalar_type() == dtype &&
+         low_rank_a.scalar_type() == dtype && cuda::supports_block(l.block()) &&
+         kKernelTileFeatures % l.block() == 0 && l.out_features() % 8 == 0 && l.in_features() % 8 == 0 &&
+         low_rank_a.size(-1) % 8 == 0;
+}
+
+at::Tensor mixed_linear_cuda(const at::Tensor& x, const at::Tensor& values, const Layout& layout, const at::Tensor& scale,
+                             const at::Tensor& low_rank_a, const at::Tensor& low_rank_b,
+                             const c10::optional<at::Tensor>& bias) {
+  constexpr const char* op = "pixelfly::mixed_linear";
+  TORCH_CHECK(layout, op, ": layout is null");
+  const BlockLayout& l = layout->layout();
+  check_features(op, "x", x, l.in_features(), "in_features");
+  check_values(op, values, layout, x, "x");
+  check_mixed_arguments(op, x, scale, low_rank_a, low_rank_b, l.out_features(), 0, 1, bias, l.out_features());
+  if (!fusable(l, x, values, low_rank_a)) return mixed_linear_composed(x, values, layout, scale, low_rank_a, low_rank_b, bias);
+  const auto kind = scalar_kind(op, x, "x");
+  const c10::cuda::CUDAGuard guard(x.device());
+  const cuda::DeviceLayout d = device_layout(op, layout, x.device());
+  const at::Tensor rows = rows_of(x), a = rows_of(low_rank_a), b = low_rank_b.contiguous(), v = values.contiguous();
+  const at::Tensor s = scale.to(at::kFloat).contiguous();
+  at::Tensor bias_c;
+  if (bias.has_value() && bias->defined()) bias_c = bias->contiguous();
+  cuda::Epilogue epilogue;
+  epilogue.scale = s.data_ptr<float>();
+  epilogue.low_rank_a = a.data_ptr();
+  epilogue.low_rank_b = b.data_ptr();
+  epilogue.rank = a.size(1);
+  epilogue.bias = bias_c.defined() ? bias_c.data_ptr() : nullptr;
+  at::Tensor y = at::empty({rows.size(0), l.out_features()}, rows.options());
+  check_launch(op, cuda::forward_fused(d, kind, rows.size(0), rows.data_ptr(), v.data_ptr(), epilogue, y.data_ptr(),
+                                       at::cuda::getCurrentCUDAStream()));
+  return y.view(with_last(x, l.out_features()));
+}
+
+at::Tensor mixed_linear_grad_input_cuda(const at::Tensor& grad_y, const at::Tensor& values, const Layout& layout,
+                                        const at::Tensor& scale, const at::Tensor& low_rank_a,
+                                        const at::Tensor& low_rank_b_t) {
+  constexpr const char* op = "pixelfly::mixed_linear_grad_input";
+  TORCH_CHECK(layout, op, ": layout is null");
+  const BlockLayout& l = layout->layout();
+  check_features(op, "grad_y", grad_y, l.out_features(), "out_features");
+  check_values(op, values, layout, grad_y, "grad_y");
+  check_mixed_arguments(op, grad_y, scale, low_rank_a, low_rank_b_t, 0, l.in_features(), 0, c10::nullopt, 0);
+  if (!fusable(l, grad_y, values, low_rank_a)) {
+    return mixed_linear_grad_input_composed(grad_y, values, layout, scale, low_rank_a, low_rank_b_t);
+  }
+  const auto kind = scalar_kind(op, grad_y, "grad_y");
+  const c10::cuda::CUDAGuard guard(grad_y.device());
+  const cuda::DeviceLayout d = device_layout(op, layout, grad_y.device());
+  const at::Tensor rows = rows_of(grad_y), a = rows_of(low_rank_a), b = low_rank_b_t.contiguous(), v = values.contiguous();
+  const at::Tensor s = scale.to(at::kFloat).contiguous();
+  cuda::Epilogue epilogue;
+  epilogue.scale = s.data_ptr<float>();
+  epilogue.low_rank_a = a.data_ptr();
+  epilogue.low_rank_b = b.data_ptr();
+  epilogue.rank = a.size(1);
+  at::Tensor dx = at::empty({rows.size(0), l.in_features()}, rows.options());
+  check_launch(op, cuda::grad_input_fused(d, kind, rows.size(0), rows.data_ptr(), v.data_ptr(), epilogue, dx.data_ptr(),
+                                          at::cuda::getCurrentCUDAStream()));
+  return dx.view(with_last(grad_y, l.in_features()));
+}
+
 }  // namespace
 }  // namespace pixelfly::ops
 
 TORCH_LIBRARY_IMPL(pixelfly, CUDA, m) {
+  m.impl("mixed_linear", &pixelfly::ops::mixed_linear_cuda);
+  m.impl("mixed_linear_grad_input", &pixelfly::ops::mixed_linear_grad_input_cuda);
   m.impl("block_sparse_linear", &pixelfly::ops::forward_cuda);
   m.impl("block_sparse_linear_grad_input", &pixelfly::ops::grad_input_cuda);
   m.impl("block_sparse_linear_grad_weight", &pixelfly::ops::grad_weight_cuda);

@@ -1,5 +1,5 @@
 // Operator schemas (the one TORCH_LIBRARY block of the project), the BlockLayout class that
-// Python sees, and the C++ entry points that call through the dispatcher.
+// Python sees, and the C++ entry points of the block-sparse operators.
 #include "pixelfly/ops/block_sparse_ops.h"
 
 #include <ATen/core/dispatch/Dispatcher.h>
@@ -64,4 +64,7 @@ TORCH_LIBRARY(pixelfly, m) {
   m.def("block_sparse_linear(Tensor x, Tensor values, __torch__.torch.classes.pixelfly.BlockLayout layout) -> Tensor");
   m.def("block_sparse_linear_grad_input(Tensor grad_y, Tensor values, __torch__.torch.classes.pixelfly.BlockLayout layout) -> Tensor");
   m.def("block_sparse_linear_grad_weight(Tensor grad_y, Tensor x, __torch__.torch.classes.pixelfly.BlockLayout layout) -> Tensor");
+  m.def("mixed_linear(Tensor x, Tensor values, __torch__.torch.classes.pixelfly.BlockLayout layout, Tensor scale, Tensor low_rank_a, Tensor low_rank_b, Tensor? bias) -> Tensor");
+  m.def("mixed_linear_grad_input(Tensor grad_y, Tensor values, __torch__.torch.classes.pixelfly.BlockLayout layout, Tensor scale, Tensor low_rank_a, Tensor low_rank_b_t) -> Tensor");
+  m.def("pixelfly_linear(Tensor x, Tensor values, __torch__.torch.classes.pixelfly.BlockLayout layout, Tensor u, Tensor v, Tensor gamma, Tensor? bias) -> Tensor");
 }

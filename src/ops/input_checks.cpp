@@ -43,6 +43,33 @@ void check_same_rows(const char* op, const at::Tensor& a, const char* a_name, co
               " is on ", b.device(), "; both must be on one device");
 }
 
+void check_mixed_arguments(const char* op, const at::Tensor& activations, const at::Tensor& scale,
+                           const at::Tensor& low_rank_a, const at::Tensor& low_rank_b, int64_t b_rows, int64_t b_cols,
+                           int b_rank_dim, const c10::optional<at::Tensor>& bias, int64_t bias_size) {
+  TORCH_CHECK(scale.defined() && scale.dim() == 0 && at::isFloatingType(scale.scalar_type()), op,
+              ": scale must be a 0-d floating tensor, got ", scale.defined() ? scale.sizes() : at::IntArrayRef{});
+  TORCH_CHECK(scale.device() == activations.device(), op, ": scale is on ", scale.device(), " but the activations are on ",
+              activations.device());
+  TORCH_CHECK(low_rank_a.defined() && low_rank_a.dim() == activations.dim() &&
+                  low_rank_a.sizes().slice(0, low_rank_a.dim() - 1) == activations.sizes().slice(0, activations.dim() - 1),
+              op, ": low_rank_a must have the activations' leading shape ", activations.sizes().slice(0, activations.dim() - 1),
+              " and a last dimension r, got ", low_rank_a.sizes());
+  const int64_t rank = low_rank_a.size(-1);
+  TORCH_CHECK(low_rank_b.defined() && low_rank_b.dim() == 2 && low_rank_b.size(b_rank_dim) == rank &&
+                  low_rank_b.size(1 - b_rank_dim) == (b_rank_dim == 1 ? b_rows : b_cols),
+              op, ": low_rank_b must have shape (", b_rank_dim == 1 ? std::to_string(b_rows) : std::string("r"), ", ",
+              b_rank_dim == 1 ? std::string("r") : std::to_string(b_cols), ") with r = ", rank, ", got ", low_rank_b.sizes());
+  check_same_rows(op, activations, "the activations", low_rank_a, "low_rank_a");
+  TORCH_CHECK(low_rank_b.scalar_type() == activations.scalar_type() && low_rank_b.device() == activations.device(), op,
+              ": low_rank_b must match the activations' dtype and device");
+  if (bias.has_value() && bias->defined()) {
+    TORCH_CHECK(bias->dim() == 1 && bias->size(0) == bias_size, op, ": bias must have shape (", bias_size, "), got ",
+                bias->sizes());
+    TORCH_CHECK(bias->scalar_type() == activations.scalar_type() && bias->device() == activations.device(), op,
+                ": bias must match the activations' dtype and device");
+  }
+}
+
 void check_int32_extent(const char* op, const char* what, int64_t value) {
   TORCH_CHECK(value <= std::numeric_limits<int32_t>::max(), op, ": ", what, " = ", value,
               " exceeds the 32-bit index range of the kernels (", std::numeric_limits<int32_t>::max(),

@@ -17,6 +17,12 @@ void check_values(const char* op, const at::Tensor& values, const Layout& layout
 // Two activation tensors with the same leading shape, dtype and device.
 void check_same_rows(const char* op, const at::Tensor& a, const char* a_name, const at::Tensor& b,
                      const char* b_name);
+// The extra arguments of the mixed operators: scale 0-d; low_rank_a (..., r) with the leading
+// shape of `activations`; low_rank_b of shape (b_rows, b_cols) where `b_rank_dim` (0 or 1) is r;
+// bias (bias_size) when given. All on the activations' device and dtype (scale: any floating dtype).
+void check_mixed_arguments(const char* op, const at::Tensor& activations, const at::Tensor& scale,
+                           const at::Tensor& low_rank_a, const at::Tensor& low_rank_b, int64_t b_rows, int64_t b_cols,
+                           int b_rank_dim, const c10::optional<at::Tensor>& bias, int64_t bias_size);
 // Dimensions that a 32-bit BLAS or kernel index must hold.
 void check_int32_extent(const char* op, const char* what, int64_t value);
 

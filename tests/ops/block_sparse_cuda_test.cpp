@@ -6,6 +6,7 @@
 #include <torch/torch.h>
 
 #include "pixelfly/ops/block_sparse_ops.h"
+#include "pixelfly/ops/pixelfly_linear_ops.h"
 #include "pixelfly/pattern/flat_butterfly.h"
 #include "pixelfly/pattern/random_layout.h"
 
@@ -110,6 +111,36 @@ TEST(BlockSparseOpsCuda, AutogradOnCudaMatchesCpu) {
   const auto [gx_cuda, gv_cuda] = grads(at::kCUDA);
   EXPECT_LE(relative_error(gx_cuda, gx_cpu), 1e-5);
   EXPECT_LE(relative_error(gv_cuda, gv_cpu), 1e-5);
+}
+
+// The fused layer (tensor-core kernels with the low-rank term, scale and bias folded in)
+// against float64 on the CPU: output and every gradient, bf16 and fp16.
+TEST(BlockSparseOpsCuda, FusedPixelflyLinearMatchesFloat64Reference) {
+  SKIP_WITHOUT_CUDA();
+  for (at::ScalarType dtype : {at::kBFloat16, at::kHalf}) {
+    for (const BlockLayout& l : {flat_butterfly_layout({3072, 768, 16, 2, 32}), random_layout(520, 264, 64, 0.4, 21)}) {
+      const ops::Layout layout = ops::make_layout(l);
+      const auto cuda = at::TensorOptions(at::kCUDA).dtype(dtype);
+      const int64_t tokens = 333, rank = 32;
+      const at::Tensor x = at::randn({tokens, l.in_features()}, cuda), g = at::randn({tokens, l.out_features()}, cuda);
+      const at::Tensor values = at::randn({l.nnz(), l.block(), l.block()}, cuda) * 0.1;
+      const at::Tensor u = at::randn({l.out_features(), rank}, cuda) * 0.1, v = at::randn({l.in_features(), rank}, cuda) * 0.1;
+      const at::Tensor logit = at::full({}, 0.4, cuda), bias = at::randn({l.out_features()}, cuda);
+      auto run = [&](const at::Device& device, at::ScalarType type) {
+        std::vector<at::Tensor> leaves;
+        for (const at::Tensor& t : {x, values, u, v, logit, bias}) leaves.push_back(t.to(device, type).detach().requires_grad_());
+        const at::Tensor y = ops::pixelfly_linear(leaves[0], leaves[1], layout, leaves[2], leaves[3], at::sigmoid(leaves[4]), leaves[5]);
+        std::vector<at::Tensor> grads = torch::autograd::grad({(y * g.to(device, type)).sum()}, leaves);
+        grads.insert(grads.begin(), y.detach());
+        return grads;
+      };
+      const auto fast = run(at::kCUDA, dtype), reference = run(at::kCPU, at::kDouble);
+      const char* names[] = {"y", "x", "values", "u", "v", "mix logit", "bias"};
+      for (size_t i = 0; i < fast.size(); ++i) {
+        EXPECT_LE(relative_error(fast[i], reference[i]), 2e-2) << names[i] << " " << dtype << " b" << l.block();
+      }
+    }
+  }
 }
 
 TEST(BlockSparseOpsCuda, RejectsUnsupportedBlockAndDtype) {

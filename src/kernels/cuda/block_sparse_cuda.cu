@@ -179,13 +179,13 @@ bool supports_block(int64_t block) { return block == 16 || block == 32 || block 
 
 cudaError_t forward(const DeviceLayout& layout, ScalarKind kind, int64_t tokens, const void* x, const void* values,
                     void* y, cudaStream_t stream) {
-  if (mma::applies(layout, kind)) return mma::forward(layout, kind, tokens, x, values, y, stream);
+  if (mma::applies(layout, kind)) return mma::forward(layout, kind, tokens, x, values, Epilogue{}, y, stream);
   return dispatch(0, layout, kind, tokens, x, values, y, stream);
 }
 
 cudaError_t grad_input(const DeviceLayout& layout, ScalarKind kind, int64_t tokens, const void* dy,
                        const void* values, void* dx, cudaStream_t stream) {
-  if (mma::applies(layout, kind)) return mma::grad_input(layout, kind, tokens, dy, values, dx, stream);
+  if (mma::applies(layout, kind)) return mma::grad_input(layout, kind, tokens, dy, values, Epilogue{}, dx, stream);
   return dispatch(1, layout, kind, tokens, dy, values, dx, stream);
 }
 
@@ -196,6 +196,22 @@ cudaError_t grad_weight(const DeviceLayout& layout, ScalarKind kind, int64_t tok
     return mma::grad_weight(layout, kind, tokens, dy, x, grad_values, workspace, stream);
   }
   return dispatch(2, layout, kind, tokens, dy, x, grad_values, stream);
+}
+
+bool supports_epilogue(const DeviceLayout& layout, ScalarKind kind, int64_t rank) {
+  return mma::applies(layout, kind) && rank >= 0 && rank % 8 == 0;
+}
+
+cudaError_t forward_fused(const DeviceLayout& layout, ScalarKind kind, int64_t tokens, const void* x,
+                          const void* values, const Epilogue& epilogue, void* y, cudaStream_t stream) {
+  if (!supports_epilogue(layout, kind, epilogue.rank)) return cudaErrorInvalidValue;
+  return mma::forward(layout, kind, tokens, x, values, epilogue, y, stream);
+}
+
+cudaError_t grad_input_fused(const DeviceLayout& layout, ScalarKind kind, int64_t tokens, const void* dy,
+                             const void* values, const Epilogue& epilogue, void* dx, cudaStream_t stream) {
+  if (!supports_epilogue(layout, kind, epilogue.rank) || epilogue.bias != nullptr) return cudaErrorInvalidValue;
+  return mma::grad_input(layout, kind, tokens, dy, values, epilogue, dx, stream);
 }
 
 int64_t grad_weight_workspace_elements(const DeviceLayout& layout, ScalarKind kind) {

@@ -50,6 +50,27 @@ struct DeviceLayout {
 
 bool supports_block(int64_t block);
 
+// What the tensor-core forward and grad_input kernels can fold into one pass:
+//   forward     y  = scale * (x W^T)  + a b^T + bias   a: tokens x rank, b: out x rank
+//   grad_input  dx = scale * (dy W)   + a b           a: tokens x rank, b: rank x in
+// scale is a device float (null: 1); rank 0 means no low-rank term; bias (out) may be null.
+// All tensors row-major and contiguous, in the kernel's storage type.
+struct Epilogue {
+  const float* scale = nullptr;
+  const void* low_rank_a = nullptr;
+  const void* low_rank_b = nullptr;
+  int64_t rank = 0;
+  const void* bias = nullptr;
+};
+
+// True when the fused kernels run this layout, dtype and rank (float16/bfloat16, feature
+// counts and rank multiples of 8, a block that divides the kernel tile).
+bool supports_epilogue(const DeviceLayout& layout, ScalarKind kind, int64_t rank);
+cudaError_t forward_fused(const DeviceLayout& layout, ScalarKind kind, int64_t tokens, const void* x,
+                          const void* values, const Epilogue& epilogue, void* y, cudaStream_t stream);
+cudaError_t grad_input_fused(const DeviceLayout& layout, ScalarKind kind, int64_t tokens, const void* dy,
+                             const void* values, const Epilogue& epilogue, void* dx, cudaStream_t stream);
+
 // y (tokens x out) = x (tokens x in) . W^T; values (nnz, b, b). Row-major, contiguous.
 cudaError_t forward(const DeviceLayout& layout, ScalarKind kind, int64_t tokens, const void* x,
                     const void* values, void* y, cudaStream_t stream);

@@ -71,6 +71,9 @@ __device__ __forceinline__ void mma_16816<__half>(float (&d)[4], const uint32_t 
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
+__device__ __forceinline__ float to_float(__nv_bfloat16 v) { return __bfloat162float(v); }
+__device__ __forceinline__ float to_float(__half v) { return __half2float(v); }
+
 template <typename T>
 __device__ __forceinline__ uint32_t pack2(float lo, float hi);
 template <>
@@ -87,6 +90,14 @@ __device__ __forceinline__ uint32_t pack2<__half>(float lo, float hi) {
 // Accumulators of one warp: 4 (m16) x 4 (n8) tiles of 4 floats.
 struct WarpAccumulators {
   float v[4][4][4];
+  __device__ void scale(float s) {
+#pragma unroll
+    for (int i = 0; i < 4; ++i)
+#pragma unroll
+      for (int j = 0; j < 4; ++j)
+#pragma unroll
+        for (int k = 0; k < 4; ++k) v[i][j][k] *= s;
+  }
   __device__ void zero() {
 #pragma unroll
     for (int i = 0; i < 4; ++i)
@@ -151,7 +162,7 @@ constexpr size_t line_group_shared_bytes() {
 template <typename T, int B, bool kTransposed>
 __global__ void __launch_bounds__(kThreads) line_group_kernel(DeviceLayout layout, int64_t tokens,
                                                               const T* __restrict__ in, const T* __restrict__ values,
-                                                              T* __restrict__ out) {
+                                                              Epilogue epilogue, T* __restrict__ out) {
   constexpr int BK = line_step<B>();
   constexpr int kPitchA = BK + 8;                            // A: [m][k]
   constexpr int kPitchB = kTransposed ? kTile + 8 : BK + 8;  // B: [k][n] or [n][k]
@@ -171,9 +182,45 @@ __global__ void __launch_bounds__(kThreads) line_group_kernel(DeviceLayout layou
   const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
   const int warp_m = warp / 4, warp_n = warp % 4;
   constexpr int kChunks = B / BK;
-  const int64_t steps = length * kChunks;
+  const int64_t sparse_steps = length * kChunks;
+  const int64_t rank = epilogue.rank;
+  const int64_t steps = sparse_steps + (rank + BK - 1) / BK;
+  const T* low_rank_a = static_cast<const T*>(epilogue.low_rank_a);
+  const T* low_rank_b = static_cast<const T*>(epilogue.low_rank_b);
+
+  // Steps past the block-sparse ones walk the low-rank term: A = low_rank_a[:, k0 ..],
+  // B = low_rank_b rows (forward: [feature][rank]) or columns (grad_input: [rank][feature]).
+  auto load_low_rank = [&](int stage, int64_t step) {
+    const int64_t k0 = (step - sparse_steps) * BK;
+    T* a = smem_a + stage * kStageA;
+    for (int c = tid; c < kTile * BK / 8; c += kThreads) {
+      const int m = c / (BK / 8), k8 = (c % (BK / 8)) * 8;
+      const int64_t token = token0 + m;
+      const bool valid = token < tokens && k0 + k8 < rank;
+      copy16(a + m * kPitchA + k8, valid ? low_rank_a + token * rank + k0 + k8 : low_rank_a, valid);
+    }
+    T* b = smem_b + stage * kStageB;
+    for (int c = tid; c < kTile * BK / 8; c += kThreads) {
+      int n, kr;
+      if constexpr (kTransposed) {
+        kr = c / (kTile / 8);
+        n = (c % (kTile / 8)) * 8;
+      } else {
+        n = c / (BK / 8);
+        kr = (c % (BK / 8)) * 8;
+      }
+      const int64_t feature = first * B + n;
+      const bool valid = n < count * B && feature < out_features && k0 + kr < rank;
+      const T* src = kTransposed ? low_rank_b + (k0 + kr) * out_features + feature : low_rank_b + feature * rank + k0 + kr;
+      copy16(kTransposed ? b + kr * kPitchB + n : b + n * kPitchB + kr, valid ? src : low_rank_b, valid);
+    }
+  };
 
   auto load = [&](int stage, int64_t step) {
+    if (step >= sparse_steps) {
+      load_low_rank(stage, step);
+      return;
+    }
     const int64_t k = step / kChunks;
     const int kk = static_cast<int>(step % kChunks) * BK;
     const int64_t in_block = union_index[k];
@@ -213,9 +260,11 @@ __global__ void __launch_bounds__(kThreads) line_group_kernel(DeviceLayout layou
     if (s < steps) load(s, s);
     commit();
   }
+  const float scale = epilogue.scale != nullptr ? *epilogue.scale : 1.f;
   for (int64_t step = 0; step < steps; ++step) {
     wait_pending<kStages - 2>();
     __syncthreads();
+    if (step == sparse_steps) acc.scale(scale);  // the block-sparse part is complete
     const int stage = static_cast<int>(step % kStages);
     warp_step<T, BK, true, !kTransposed>(acc, smem_a + stage * kStageA, kPitchA, smem_b + stage * kStageB, kPitchB,
                                          warp_m, warp_n, lane);
@@ -224,11 +273,14 @@ __global__ void __launch_bounds__(kThreads) line_group_kernel(DeviceLayout layou
     commit();
   }
   wait_pending<0>();
+  if (steps == sparse_steps) acc.scale(scale);
   __syncthreads();
 
-  // Epilogue: stage the 128 x 128 tile in shared memory, then write whole 16-byte pieces of rows.
+  // Epilogue: add the bias, stage the 128 x 128 tile in shared memory, then write whole 16-byte
+  // pieces of rows.
   constexpr int kPitchC = kTile + 8;
   T* tile = reinterpret_cast<T*>(smem_raw);
+  const T* bias = static_cast<const T*>(epilogue.bias);
 #pragma unroll
   for (int mt = 0; mt < 4; ++mt)
 #pragma unroll
@@ -236,7 +288,13 @@ __global__ void __launch_bounds__(kThreads) line_group_kernel(DeviceLayout layou
 #pragma unroll
       for (int half = 0; half < 2; ++half) {
         const int m = warp_m * 64 + mt * 16 + lane / 4 + 8 * half, n = warp_n * 32 + nt * 8 + 2 * (lane % 4);
-        *reinterpret_cast<uint32_t*>(tile + m * kPitchC + n) = pack2<T>(acc.v[mt][nt][2 * half], acc.v[mt][nt][2 * half + 1]);
+        float lo = acc.v[mt][nt][2 * half], hi = acc.v[mt][nt][2 * half + 1];
+        const int64_t feature = first * B + n;
+        if (bias != nullptr && feature + 1 < out_features) {
+          lo += to_float(bias[feature]);
+          hi += to_float(bias[feature + 1]);
+        }
+        *reinterpret_cast<uint32_t*>(tile + m * kPitchC + n) = pack2<T>(lo, hi);
       }
   __syncthreads();
   const int64_t feature0 = first * B;
@@ -354,8 +412,8 @@ cudaError_t allow_shared_memory(Kernel kernel, size_t bytes) {
 }
 
 template <typename T, int B, bool kTransposed>
-cudaError_t launch_lines(const DeviceLayout& layout, int64_t tokens, const void* in, const void* values, void* out,
-                         cudaStream_t stream) {
+cudaError_t launch_lines(const DeviceLayout& layout, int64_t tokens, const void* in, const void* values,
+                         const Epilogue& epilogue, void* out, cudaStream_t stream) {
   const int64_t groups = kTransposed ? layout.num_col_groups : layout.num_row_groups;
   if (tokens == 0 || groups == 0) return cudaSuccess;
   const size_t bytes = line_group_shared_bytes<T, B, kTransposed>();
@@ -363,7 +421,7 @@ cudaError_t launch_lines(const DeviceLayout& layout, int64_t tokens, const void*
   if (cudaError_t e = allow_shared_memory(kernel, bytes); e != cudaSuccess) return e;
   const dim3 grid(static_cast<unsigned>(groups), static_cast<unsigned>((tokens + kTile - 1) / kTile));
   kernel<<<grid, kThreads, bytes, stream>>>(layout, tokens, static_cast<const T*>(in), static_cast<const T*>(values),
-                                            static_cast<T*>(out));
+                                            epilogue, static_cast<T*>(out));
   return cudaGetLastError();
 }
 
@@ -395,12 +453,12 @@ cudaError_t launch_gradient(const DeviceLayout& layout, int64_t tokens, const vo
 }
 
 template <typename T>
-cudaError_t dispatch(int which, const DeviceLayout& layout, int64_t tokens, const void* a, const void* b, void* out,
-                     float* workspace, cudaStream_t stream) {
+cudaError_t dispatch(int which, const DeviceLayout& layout, int64_t tokens, const void* a, const void* b,
+                     const Epilogue& epilogue, void* out, float* workspace, cudaStream_t stream) {
 #define PIXELFLY_BLOCK_CASE(BS)                                                                      \
   case BS:                                                                                           \
-    if (which == 0) return launch_lines<T, BS, false>(layout, tokens, a, b, out, stream);            \
-    if (which == 1) return launch_lines<T, BS, true>(layout, tokens, a, b, out, stream);             \
+    if (which == 0) return launch_lines<T, BS, false>(layout, tokens, a, b, epilogue, out, stream);  \
+    if (which == 1) return launch_lines<T, BS, true>(layout, tokens, a, b, epilogue, out, stream);   \
     return launch_gradient<T, BS>(layout, tokens, a, b, out, workspace, stream);
   switch (layout.block) {
     PIXELFLY_BLOCK_CASE(16)
@@ -413,9 +471,11 @@ cudaError_t dispatch(int which, const DeviceLayout& layout, int64_t tokens, cons
 }
 
 cudaError_t dispatch_kind(int which, const DeviceLayout& layout, ScalarKind kind, int64_t tokens, const void* a,
-                          const void* b, void* out, float* workspace, cudaStream_t stream) {
-  if (kind == ScalarKind::BFloat16) return dispatch<__nv_bfloat16>(which, layout, tokens, a, b, out, workspace, stream);
-  return dispatch<__half>(which, layout, tokens, a, b, out, workspace, stream);
+                          const void* b, const Epilogue& epilogue, void* out, float* workspace, cudaStream_t stream) {
+  if (kind == ScalarKind::BFloat16) {
+    return dispatch<__nv_bfloat16>(which, layout, tokens, a, b, epilogue, out, workspace, stream);
+  }
+  return dispatch<__half>(which, layout, tokens, a, b, epilogue, out, workspace, stream);
 }
 
 }  // namespace
@@ -427,18 +487,18 @@ bool applies(const DeviceLayout& layout, ScalarKind kind) {
 }
 
 cudaError_t forward(const DeviceLayout& layout, ScalarKind kind, int64_t tokens, const void* x, const void* values,
-                    void* y, cudaStream_t stream) {
-  return dispatch_kind(0, layout, kind, tokens, x, values, y, nullptr, stream);
+                    const Epilogue& epilogue, void* y, cudaStream_t stream) {
+  return dispatch_kind(0, layout, kind, tokens, x, values, epilogue, y, nullptr, stream);
 }
 
 cudaError_t grad_input(const DeviceLayout& layout, ScalarKind kind, int64_t tokens, const void* dy,
-                       const void* values, void* dx, cudaStream_t stream) {
-  return dispatch_kind(1, layout, kind, tokens, dy, values, dx, nullptr, stream);
+                       const void* values, const Epilogue& epilogue, void* dx, cudaStream_t stream) {
+  return dispatch_kind(1, layout, kind, tokens, dy, values, epilogue, dx, nullptr, stream);
 }
 
 cudaError_t grad_weight(const DeviceLayout& layout, ScalarKind kind, int64_t tokens, const void* dy, const void* x,
                         void* grad_values, float* workspace, cudaStream_t stream) {
-  return dispatch_kind(2, layout, kind, tokens, dy, x, grad_values, workspace, stream);
+  return dispatch_kind(2, layout, kind, tokens, dy, x, Epilogue{}, grad_values, workspace, stream);
 }
 
 }  // namespace pixelfly::kernels::cuda::mma

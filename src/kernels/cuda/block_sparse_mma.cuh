@@ -8,10 +8,11 @@
 namespace pixelfly::kernels::cuda::mma {
 
 bool applies(const DeviceLayout& layout, ScalarKind kind);
+// forward / grad_input with the optional scale, low-rank term and bias of `epilogue`.
 cudaError_t forward(const DeviceLayout& layout, ScalarKind kind, int64_t tokens, const void* x, const void* values,
-                    void* y, cudaStream_t stream);
+                    const Epilogue& epilogue, void* y, cudaStream_t stream);
 cudaError_t grad_input(const DeviceLayout& layout, ScalarKind kind, int64_t tokens, const void* dy,
-                       const void* values, void* dx, cudaStream_t stream);
+                       const void* values, const Epilogue& epilogue, void* dx, cudaStream_t stream);
 // Accumulates into `workspace` (float32, nnz * b * b, zeroed here) with split-K over tokens,
 // then converts into grad_values.
 cudaError_t grad_weight(const DeviceLayout& layout, ScalarKind kind, int64_t tokens, const void* dy, const void* x,

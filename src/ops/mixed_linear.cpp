@@ -1,0 +1,59 @@
+// The mixed operators' C++ entry points and their composed implementation (CPU, and CUDA
+// where no fused kernel applies).
+#include <ATen/ATen.h>
+#include <ATen/core/dispatch/Dispatcher.h>
+#include <torch/library.h>
+
+#include "ops/input_checks.h"
+#include "pixelfly/ops/block_sparse_ops.h"
+#include "pixelfly/ops/pixelfly_linear_ops.h"
+
+namespace pixelfly::ops {
+
+at::Tensor mixed_linear_composed(const at::Tensor& x, const at::Tensor& values, const Layout& layout,
+                                 const at::Tensor& scale, const at::Tensor& low_rank_a, const at::Tensor& low_rank_b,
+                                 const c10::optional<at::Tensor>& bias) {
+  TORCH_CHECK(layout, "pixelfly::mixed_linear: layout is null");
+  check_mixed_arguments("pixelfly::mixed_linear", x, scale, low_rank_a, low_rank_b, layout->out_features(), 0, 1, bias,
+                        layout->out_features());
+  at::Tensor y = block_sparse_linear(x, values, layout) * scale;
+  y = y + at::matmul(low_rank_a, low_rank_b.t());
+  if (bias.has_value() && bias->defined()) y = y + *bias;
+  return y;
+}
+
+at::Tensor mixed_linear_grad_input_composed(const at::Tensor& grad_y, const at::Tensor& values, const Layout& layout,
+                                            const at::Tensor& scale, const at::Tensor& low_rank_a,
+                                            const at::Tensor& low_rank_b_t) {
+  TORCH_CHECK(layout, "pixelfly::mixed_linear_grad_input: layout is null");
+  check_mixed_arguments("pixelfly::mixed_linear_grad_input", grad_y, scale, low_rank_a, low_rank_b_t, 0,
+                        layout->in_features(), 0, c10::nullopt, 0);
+  return block_sparse_linear_grad_input(grad_y, values, layout) * scale + at::matmul(low_rank_a, low_rank_b_t);
+}
+
+at::Tensor mixed_linear(const at::Tensor& x, const at::Tensor& values, const Layout& layout, const at::Tensor& scale,
+                        const at::Tensor& low_rank_a, const at::Tensor& low_rank_b,
+                        const c10::optional<at::Tensor>& bias) {
+  static const auto op = c10::Dispatcher::singleton()
+                             .findSchemaOrThrow("pixelfly::mixed_linear", "")
+                             .typed<at::Tensor(const at::Tensor&, const at::Tensor&, const Layout&, const at::Tensor&,
+                                               const at::Tensor&, const at::Tensor&, const c10::optional<at::Tensor>&)>();
+  return op.call(x, values, layout, scale, low_rank_a, low_rank_b, bias);
+}
+
+at::Tensor mixed_linear_grad_input(const at::Tensor& grad_y, const at::Tensor& values, const Layout& layout,
+                                   const at::Tensor& scale, const at::Tensor& low_rank_a,
+                                   const at::Tensor& low_rank_b_t) {
+  static const auto op = c10::Dispatcher::singleton()
+                             .findSchemaOrThrow("pixelfly::mixed_linear_grad_input", "")
+                             .typed<at::Tensor(const at::Tensor&, const at::Tensor&, const Layout&, const at::Tensor&,
+                                               const at::Tensor&, const at::Tensor&)>();
+  return op.call(grad_y, values, layout, scale, low_rank_a, low_rank_b_t);
+}
+
+}  // namespace pixelfly::ops
+
+TORCH_LIBRARY_IMPL(pixelfly, CPU, m) {
+  m.impl("mixed_linear", &pixelfly::ops::mixed_linear_composed);
+  m.impl("mixed_linear_grad_input", &pixelfly::ops::mixed_linear_grad_input_composed);
+}

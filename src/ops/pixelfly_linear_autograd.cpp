@@ -1,0 +1,97 @@
+// Autograd for pixelfly::pixelfly_linear, y = g x W^T + (1 - g) (x v) u^T + bias, written so
+// that the activations are read as few times as possible: the forward is one mixed_linear
+// pass; the backward is one mixed_linear_grad_input pass for dx, the block-sparse weight
+// gradient, and thin matmuls for u and v. The gradient of g needs no extra pass:
+//   sum(dy * x W^T) = <dy^T x, W> on the blocks,  sum(dy * (x v) u^T) = <dy^T (x v), u>.
+#include <ATen/ATen.h>
+#include <torch/autograd.h>
+#include <torch/library.h>
+
+#include "pixelfly/ops/block_sparse_ops.h"
+#include "pixelfly/ops/pixelfly_linear_ops.h"
+
+namespace pixelfly::ops {
+namespace {
+
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+// Leading dimensions flattened: (tokens, features).
+at::Tensor rows(const at::Tensor& t) { return t.reshape({-1, t.size(-1)}); }
+
+class PixelflyLinearFunction : public torch::autograd::Function<PixelflyLinearFunction> {
+ public:
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& values, const Layout& layout,
+                            const at::Tensor& u, const at::Tensor& v, const at::Tensor& gamma,
+                            const c10::optional<at::Tensor>& bias) {
+    const at::Tensor projected = at::matmul(x, v);  // (..., r)
+    const at::Tensor low_rank_scale = 1 - gamma;
+    at::Tensor y = mixed_linear(x, values, layout, gamma, projected * low_rank_scale.to(projected.scalar_type()), u, bias);
+    ctx->save_for_backward({x, values, u, v, gamma, projected});
+    ctx->saved_data["layout"] = layout;
+    ctx->saved_data["has_bias"] = bias.has_value() && bias->defined();
+    return y;
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
+    const auto saved = ctx->get_saved_variables();
+    const at::Tensor &x = saved[0], &values = saved[1], &u = saved[2], &v = saved[3], &gamma = saved[4],
+                     &projected = saved[5];
+    const Layout layout = ctx->saved_data["layout"].toCustomClass<LayoutHandle>();
+    const at::Tensor dy = grad_outputs[0].contiguous();
+    const at::Tensor low_rank_scale = (1 - gamma).to(dy.scalar_type());
+    const at::Tensor dy_u = at::matmul(dy, u);  // (..., r)
+
+    // needs_input_grad counts tensor arguments only: x 0, values 1, u 2, v 3, gamma 4, bias 5.
+    const bool need_x = ctx->needs_input_grad(0), need_values = ctx->needs_input_grad(1);
+    const bool need_u = ctx->needs_input_grad(2), need_v = ctx->needs_input_grad(3);
+    const bool need_gamma = ctx->needs_input_grad(4);
+    const bool need_bias = ctx->saved_data["has_bias"].toBool() && ctx->needs_input_grad(5);
+    const auto accumulate = at::promote_types(dy.scalar_type(), at::kFloat);  // float32, or float64 for float64
+
+    at::Tensor grad_x, grad_values, grad_u, grad_v, grad_gamma, grad_bias;
+    if (need_x) grad_x = mixed_linear_grad_input(dy, values, layout, gamma, dy_u * low_rank_scale, v.t().contiguous());
+    if (need_values || need_gamma) {
+      const at::Tensor raw = block_sparse_linear_grad_weight(dy, x, layout);  // dy^T x on the blocks
+      if (need_gamma) grad_gamma = (raw.to(accumulate) * values.to(accumulate)).sum();
+      if (need_values) grad_values = raw * gamma.to(raw.scalar_type());
+    }
+    if (need_u || need_gamma) {
+      const at::Tensor raw_u = rows(dy).t().matmul(rows(projected));  // dy^T (x v): (out, r)
+      if (need_gamma) grad_gamma = grad_gamma - (raw_u.to(accumulate) * u.to(accumulate)).sum();
+      if (need_u) grad_u = raw_u * low_rank_scale;
+    }
+    if (need_v) grad_v = rows(x).t().matmul(rows(dy_u)) * low_rank_scale;
+    if (need_gamma) grad_gamma = grad_gamma.to(gamma.scalar_type()).reshape(gamma.sizes());
+    if (need_bias) grad_bias = rows(dy).sum(0);
+    return {grad_x, grad_values, at::Tensor(), grad_u, grad_v, grad_gamma, grad_bias};
+  }
+};
+
+at::Tensor pixelfly_linear_autograd(const at::Tensor& x, const at::Tensor& values, const Layout& layout,
+                                    const at::Tensor& u, const at::Tensor& v, const at::Tensor& gamma,
+                                    const c10::optional<at::Tensor>& bias) {
+  TORCH_CHECK(gamma.dim() == 0, "pixelfly::pixelfly_linear: gamma must be a 0-d tensor, got shape ", gamma.sizes());
+  TORCH_CHECK(u.dim() == 2 && v.dim() == 2 && u.size(1) == v.size(1) && u.size(0) == layout->out_features() &&
+                  v.size(0) == layout->in_features(),
+              "pixelfly::pixelfly_linear: u must be (out_features, r) = (", layout->out_features(),
+              ", r) and v (in_features, r) = (", layout->in_features(), ", r), got ", u.sizes(), " and ", v.sizes());
+  return PixelflyLinearFunction::apply(x, values, layout, u, v, gamma, bias);
+}
+
+}  // namespace
+
+at::Tensor pixelfly_linear(const at::Tensor& x, const at::Tensor& values, const Layout& layout, const at::Tensor& u,
+                           const at::Tensor& v, const at::Tensor& gamma, const c10::optional<at::Tensor>& bias) {
+  static const auto op = c10::Dispatcher::singleton()
+                             .findSchemaOrThrow("pixelfly::pixelfly_linear", "")
+                             .typed<at::Tensor(const at::Tensor&, const at::Tensor&, const Layout&, const at::Tensor&,
+                                               const at::Tensor&, const at::Tensor&, const c10::optional<at::Tensor>&)>();
+  return op.call(x, values, layout, u, v, gamma, bias);
+}
+
+}  // namespace pixelfly::ops
+
+TORCH_LIBRARY_IMPL(pixelfly, CompositeImplicitAutograd, m) {
+  m.impl("pixelfly_linear", &pixelfly::ops::pixelfly_linear_autograd);
+}

@@ -1,0 +1,107 @@
+// pixelfly::pixelfly_linear and the mixed operators against the same layer composed from the
+// block-sparse operator and matmul, in float64: forward and the gradient of every input.
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include "pixelfly/ops/block_sparse_ops.h"
+#include "pixelfly/ops/pixelfly_linear_ops.h"
+#include "pixelfly/pattern/flat_butterfly.h"
+#include "pixelfly/pattern/random_layout.h"
+
+namespace pixelfly {
+namespace {
+
+double relative_error(const at::Tensor& out, const at::Tensor& ref) {
+  return (out - ref).norm().item<double>() / ref.norm().item<double>();
+}
+
+struct Inputs {
+  at::Tensor x, values, u, v, logit, bias;
+};
+
+Inputs make_inputs(const BlockLayout& l, int64_t rank) {
+  const auto f64 = at::TensorOptions().dtype(at::kDouble);
+  return {at::randn({3, 7, l.in_features()}, f64).requires_grad_(),
+          at::randn({l.nnz(), l.block(), l.block()}, f64).requires_grad_(),
+          at::randn({l.out_features(), rank}, f64).requires_grad_(),
+          at::randn({l.in_features(), rank}, f64).requires_grad_(),
+          at::full({}, 0.3, f64).requires_grad_(),
+          at::randn({l.out_features()}, f64).requires_grad_()};
+}
+
+TEST(PixelflyLinearOp, ForwardAndEveryGradientMatchTheComposedLayer) {
+  for (const BlockLayout& l : {flat_butterfly_layout({96, 80, 4, 1, 8}), random_layout(70, 45, 16, 0.4, 2)}) {
+    for (bool with_bias : {true, false}) {
+      const ops::Layout layout = ops::make_layout(l);
+      const Inputs in = make_inputs(l, 5);
+      const at::Tensor g = at::randn({3, 7, l.out_features()}, at::kDouble);
+      auto run = [&](bool fused) {
+        const at::Tensor gamma = at::sigmoid(in.logit);
+        at::Tensor y;
+        if (fused) {
+          y = ops::pixelfly_linear(in.x, in.values, layout, in.u, in.v, gamma,
+                                   with_bias ? c10::optional<at::Tensor>(in.bias) : c10::nullopt);
+        } else {
+          y = gamma * ops::block_sparse_linear(in.x, in.values, layout) +
+              (1 - gamma) * at::matmul(at::matmul(in.x, in.v), in.u.t());
+          if (with_bias) y = y + in.bias;
+        }
+        std::vector<at::Tensor> inputs = {in.x, in.values, in.u, in.v, in.logit};
+        if (with_bias) inputs.push_back(in.bias);
+        std::vector<at::Tensor> grads = torch::autograd::grad({(y * g).sum()}, inputs);
+        grads.insert(grads.begin(), y.detach());
+        return grads;
+      };
+      const auto fused = run(true), composed = run(false);
+      const char* names[] = {"y", "x", "values", "u", "v", "mix logit", "bias"};
+      for (size_t i = 0; i < fused.size(); ++i) {
+        EXPECT_LE(relative_error(fused[i], composed[i]), 1e-12) << names[i] << (with_bias ? " with bias" : "");
+      }
+    }
+  }
+}
+
+TEST(PixelflyLinearOp, MixedOperatorsComputeTheirFormulas) {
+  const BlockLayout l = random_layout(64, 48, 16, 0.5, 3);
+  const ops::Layout layout = ops::make_layout(l);
+  const at::Tensor x = at::randn({9, 48}, at::kDouble), dy = at::randn({9, 64}, at::kDouble);
+  const at::Tensor values = at::randn({l.nnz(), 16, 16}, at::kDouble);
+  const at::Tensor a = at::randn({9, 8}, at::kDouble), b = at::randn({64, 8}, at::kDouble);
+  const at::Tensor bt = at::randn({8, 48}, at::kDouble), bias = at::randn({64}, at::kDouble);
+  const at::Tensor scale = at::full({}, 0.7, at::kDouble);
+  const at::Tensor w = ops::block_sparse_to_dense(values, layout);
+  EXPECT_LE(relative_error(ops::mixed_linear(x, values, layout, scale, a, b, bias), 0.7 * x.matmul(w.t()) + a.matmul(b.t()) + bias),
+            1e-12);
+  EXPECT_LE(relative_error(ops::mixed_linear_grad_input(dy, values, layout, scale, a, bt), 0.7 * dy.matmul(w) + a.matmul(bt)),
+            1e-12);
+}
+
+TEST(PixelflyLinearOp, RejectsMismatchedLowRankArguments) {
+  const BlockLayout l = random_layout(64, 48, 16, 0.5, 4);
+  const ops::Layout layout = ops::make_layout(l);
+  const at::Tensor x = at::randn({9, 48}), values = at::randn({l.nnz(), 16, 16});
+  auto error_of = [](const std::function<void()>& f) {
+    try {
+      f();
+    } catch (const c10::Error& e) {
+      return std::string(e.what_without_backtrace());
+    }
+    return std::string("no error");
+  };
+  EXPECT_NE(error_of([&] { ops::mixed_linear(x, values, layout, at::ones({}), at::randn({9, 8}), at::randn({63, 8}), c10::nullopt); })
+                .find("low_rank_b must have shape (64, r) with r = 8"),
+            std::string::npos);
+  EXPECT_NE(error_of([&] { ops::mixed_linear(x, values, layout, at::ones({2}), at::randn({9, 8}), at::randn({64, 8}), c10::nullopt); })
+                .find("scale must be a 0-d floating tensor"),
+            std::string::npos);
+  EXPECT_NE(error_of([&] { ops::mixed_linear(x, values, layout, at::ones({}), at::randn({8, 8}), at::randn({64, 8}), c10::nullopt); })
+                .find("low_rank_a must have the activations' leading shape"),
+            std::string::npos);
+  EXPECT_NE(error_of([&] {
+              ops::pixelfly_linear(x, values, layout, at::randn({64, 4}), at::randn({48, 5}), at::ones({}), c10::nullopt);
+            }).find("u must be (out_features, r)"),
+            std::string::npos);
+}
+
+}  // namespace
+}  // namespace pixelfly
