@@ -20,7 +20,11 @@ stage() {  # stage NAME SECONDS COMMAND...
   return $rc
 }
 
-stage configure 120 cmake -S . -B $build -G Ninja -DCMAKE_BUILD_TYPE=Release
+# Build with the system g++ (shared libstdc++) where there is one: a compiler that links
+# libstdc++ statically into libpixelfly.so crashes when the library is loaded into Python.
+compilers=()
+if [ -x /usr/bin/g++ ]; then compilers=(-DCMAKE_CXX_COMPILER=/usr/bin/g++ -DCMAKE_CUDA_HOST_COMPILER=/usr/bin/g++); fi
+stage configure 120 cmake -S . -B $build -G Ninja -DCMAKE_BUILD_TYPE=Release "${compilers[@]}"
 stage build 300 cmake --build $build -j "$(nproc)" || { tail -40 "$out/build.log"; exit 1; }
 stage ctest 120 ctest --test-dir $build -j 4 --output-on-failure
 tail -3 "$out/ctest.log"
