@@ -3,6 +3,7 @@
 #   make test  installs what is missing, builds, and runs every test
 # Also: make build, make bench (CPU benchmark table), make clean.
 
+SHELL := /bin/bash
 BUILD_DIR ?= build
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
@@ -27,7 +28,8 @@ build: configure
 	cmake --build $(BUILD_DIR) -j $(JOBS)
 
 test: build
-	cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS)
+	set -o pipefail; cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS) 2>&1 | tee ctest.log; \
+	status=$$?; bash $(CURDIR)/scripts/ctest_summary.sh ctest.log; exit $$status
 
 run: build
 	bash scripts/main_job.sh $(BUILD_DIR)

@@ -5,6 +5,7 @@
 
 #include "kernels/cpu/block_sparse_cpu.h"
 #include "ops/input_checks.h"
+#include "ops/shapes.h"
 #include "pixelfly/ops/block_sparse_ops.h"
 
 namespace pixelfly::ops {
@@ -23,10 +24,8 @@ at::ScalarType compute_dtype(const at::Tensor& t) {
   return t.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
 }
 
-// 2-D contiguous view (tokens, features) in the kernel's dtype.
-at::Tensor as_rows(const at::Tensor& t, at::ScalarType dtype) {
-  return t.reshape({-1, t.size(-1)}).to(dtype).contiguous();
-}
+// (tokens, features) in the kernel's dtype.
+at::Tensor rows_in(const at::Tensor& t, at::ScalarType dtype) { return as_rows(t).to(dtype).contiguous(); }
 
 at::Tensor packed_weight(const cpu::BlockSparseShape& shape, const at::Tensor& values, at::ScalarType dtype) {
   at::Tensor v = values.to(dtype).contiguous();
@@ -37,12 +36,6 @@ at::Tensor packed_weight(const cpu::BlockSparseShape& shape, const at::Tensor& v
   return packed;
 }
 
-std::vector<int64_t> with_last(const at::Tensor& t, int64_t last) {
-  std::vector<int64_t> sizes(t.sizes().begin(), t.sizes().end());
-  sizes.back() = last;
-  return sizes;
-}
-
 at::Tensor forward_cpu(const at::Tensor& x, const at::Tensor& values, const Layout& layout) {
   constexpr const char* op = "pixelfly::block_sparse_linear";
   const BlockLayout& l = layout->layout();
@@ -50,7 +43,7 @@ at::Tensor forward_cpu(const at::Tensor& x, const at::Tensor& values, const Layo
   check_values(op, values, layout, x, "x");
   check_cpu_dtype(op, x, "x");
   const auto dtype = compute_dtype(x);
-  const at::Tensor rows = as_rows(x, dtype);
+  const at::Tensor rows = rows_in(x, dtype);
   check_int32_extent(op, "tokens", rows.size(0));
   const cpu::BlockSparseShape shape = cpu::make_shape(l);
   const at::Tensor packed = packed_weight(shape, values, dtype);
@@ -59,7 +52,7 @@ at::Tensor forward_cpu(const at::Tensor& x, const at::Tensor& values, const Layo
     cpu::forward<scalar_t>(shape, rows.size(0), rows.data_ptr<scalar_t>(),
                            packed.data_ptr<scalar_t>(), y.data_ptr<scalar_t>());
   });
-  return y.to(x.scalar_type()).view(with_last(x, l.out_features()));
+  return y.to(x.scalar_type()).view(sizes_with_last(x, l.out_features()));
 }
 
 at::Tensor grad_input_cpu(const at::Tensor& grad_y, const at::Tensor& values, const Layout& layout) {
@@ -69,7 +62,7 @@ at::Tensor grad_input_cpu(const at::Tensor& grad_y, const at::Tensor& values, co
   check_values(op, values, layout, grad_y, "grad_y");
   check_cpu_dtype(op, grad_y, "grad_y");
   const auto dtype = compute_dtype(grad_y);
-  const at::Tensor rows = as_rows(grad_y, dtype);
+  const at::Tensor rows = rows_in(grad_y, dtype);
   check_int32_extent(op, "tokens", rows.size(0));
   const cpu::BlockSparseShape shape = cpu::make_shape(l);
   const at::Tensor packed = packed_weight(shape, values, dtype);
@@ -78,7 +71,7 @@ at::Tensor grad_input_cpu(const at::Tensor& grad_y, const at::Tensor& values, co
     cpu::grad_input<scalar_t>(shape, rows.size(0), rows.data_ptr<scalar_t>(),
                               packed.data_ptr<scalar_t>(), dx.data_ptr<scalar_t>());
   });
-  return dx.to(grad_y.scalar_type()).view(with_last(grad_y, l.in_features()));
+  return dx.to(grad_y.scalar_type()).view(sizes_with_last(grad_y, l.in_features()));
 }
 
 at::Tensor grad_weight_cpu(const at::Tensor& grad_y, const at::Tensor& x, const Layout& layout) {
@@ -90,8 +83,8 @@ at::Tensor grad_weight_cpu(const at::Tensor& grad_y, const at::Tensor& x, const 
   check_same_rows(op, grad_y, "grad_y", x, "x");
   check_cpu_dtype(op, x, "x");
   const auto dtype = compute_dtype(x);
-  const at::Tensor dy_rows = as_rows(grad_y, dtype);
-  const at::Tensor x_rows = as_rows(x, dtype);
+  const at::Tensor dy_rows = rows_in(grad_y, dtype);
+  const at::Tensor x_rows = rows_in(x, dtype);
   check_int32_extent(op, "tokens", x_rows.size(0));
   const cpu::BlockSparseShape shape = cpu::make_shape(l);
   at::Tensor packed_grad = at::empty({cpu::packed_weight_elements(shape)}, x_rows.options());

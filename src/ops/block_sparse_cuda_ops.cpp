@@ -7,6 +7,7 @@
 
 #include "kernels/cuda/block_sparse_cuda.h"
 #include "ops/input_checks.h"
+#include "ops/shapes.h"
 #include "pixelfly/pattern/tile_schedule.h"
 #include "pixelfly/ops/block_sparse_ops.h"
 #include "pixelfly/ops/pixelfly_linear_ops.h"
@@ -67,14 +68,6 @@ void check_launch(const char* op, cudaError_t status) {
   TORCH_CHECK(status == cudaSuccess, op, ": CUDA kernel launch failed: ", cudaGetErrorString(status));
 }
 
-std::vector<int64_t> with_last(const at::Tensor& t, int64_t last) {
-  std::vector<int64_t> sizes(t.sizes().begin(), t.sizes().end());
-  sizes.back() = last;
-  return sizes;
-}
-
-at::Tensor rows_of(const at::Tensor& t) { return t.reshape({-1, t.size(-1)}).contiguous(); }
-
 at::Tensor forward_cuda(const at::Tensor& x, const at::Tensor& values, const Layout& layout) {
   constexpr const char* op = "pixelfly::block_sparse_linear";
   const BlockLayout& l = layout->layout();
@@ -83,12 +76,12 @@ at::Tensor forward_cuda(const at::Tensor& x, const at::Tensor& values, const Lay
   const auto kind = scalar_kind(op, x, "x");
   const c10::cuda::CUDAGuard guard(x.device());
   const cuda::DeviceLayout d = device_layout(op, layout, x.device());
-  const at::Tensor rows = rows_of(x);
+  const at::Tensor rows = as_rows(x);
   const at::Tensor v = values.contiguous();
   at::Tensor y = at::empty({rows.size(0), l.out_features()}, rows.options());
   check_launch(op, cuda::forward(d, kind, rows.size(0), rows.data_ptr(), v.data_ptr(), y.data_ptr(),
                                  at::cuda::getCurrentCUDAStream()));
-  return y.view(with_last(x, l.out_features()));
+  return y.view(sizes_with_last(x, l.out_features()));
 }
 
 at::Tensor grad_input_cuda(const at::Tensor& grad_y, const at::Tensor& values, const Layout& layout) {
@@ -99,12 +92,12 @@ at::Tensor grad_input_cuda(const at::Tensor& grad_y, const at::Tensor& values, c
   const auto kind = scalar_kind(op, grad_y, "grad_y");
   const c10::cuda::CUDAGuard guard(grad_y.device());
   const cuda::DeviceLayout d = device_layout(op, layout, grad_y.device());
-  const at::Tensor rows = rows_of(grad_y);
+  const at::Tensor rows = as_rows(grad_y);
   const at::Tensor v = values.contiguous();
   at::Tensor dx = at::empty({rows.size(0), l.in_features()}, rows.options());
   check_launch(op, cuda::grad_input(d, kind, rows.size(0), rows.data_ptr(), v.data_ptr(), dx.data_ptr(),
                                     at::cuda::getCurrentCUDAStream()));
-  return dx.view(with_last(grad_y, l.in_features()));
+  return dx.view(sizes_with_last(grad_y, l.in_features()));
 }
 
 at::Tensor grad_weight_cuda(const at::Tensor& grad_y, const at::Tensor& x, const Layout& layout) {
@@ -117,7 +110,7 @@ at::Tensor grad_weight_cuda(const at::Tensor& grad_y, const at::Tensor& x, const
   const auto kind = scalar_kind(op, x, "x");
   const c10::cuda::CUDAGuard guard(x.device());
   const cuda::DeviceLayout d = device_layout(op, layout, x.device());
-  const at::Tensor dy_rows = rows_of(grad_y), x_rows = rows_of(x);
+  const at::Tensor dy_rows = as_rows(grad_y), x_rows = as_rows(x);
   at::Tensor grad = at::empty({l.nnz(), l.block(), l.block()}, x_rows.options());
   const int64_t workspace_elements = cuda::grad_weight_workspace_elements(d, kind);
   at::Tensor workspace;
@@ -150,7 +143,7 @@ at::Tensor mixed_linear_cuda(const at::Tensor& x, const at::Tensor& values, cons
   const auto kind = scalar_kind(op, x, "x");
   const c10::cuda::CUDAGuard guard(x.device());
   const cuda::DeviceLayout d = device_layout(op, layout, x.device());
-  const at::Tensor rows = rows_of(x), a = rows_of(low_rank_a), b = low_rank_b.contiguous(), v = values.contiguous();
+  const at::Tensor rows = as_rows(x), a = as_rows(low_rank_a), b = low_rank_b.contiguous(), v = values.contiguous();
   const at::Tensor s = scale.to(at::kFloat).contiguous();
   at::Tensor bias_c;
   if (bias.has_value() && bias->defined()) bias_c = bias->contiguous();
@@ -163,7 +156,7 @@ at::Tensor mixed_linear_cuda(const at::Tensor& x, const at::Tensor& values, cons
   at::Tensor y = at::empty({rows.size(0), l.out_features()}, rows.options());
   check_launch(op, cuda::forward_fused(d, kind, rows.size(0), rows.data_ptr(), v.data_ptr(), epilogue, y.data_ptr(),
                                        at::cuda::getCurrentCUDAStream()));
-  return y.view(with_last(x, l.out_features()));
+  return y.view(sizes_with_last(x, l.out_features()));
 }
 
 at::Tensor mixed_linear_grad_input_cuda(const at::Tensor& grad_y, const at::Tensor& values, const Layout& layout,
@@ -181,7 +174,7 @@ at::Tensor mixed_linear_grad_input_cuda(const at::Tensor& grad_y, const at::Tens
   const auto kind = scalar_kind(op, grad_y, "grad_y");
   const c10::cuda::CUDAGuard guard(grad_y.device());
   const cuda::DeviceLayout d = device_layout(op, layout, grad_y.device());
-  const at::Tensor rows = rows_of(grad_y), a = rows_of(low_rank_a), b = low_rank_b_t.contiguous(), v = values.contiguous();
+  const at::Tensor rows = as_rows(grad_y), a = as_rows(low_rank_a), b = low_rank_b_t.contiguous(), v = values.contiguous();
   const at::Tensor s = scale.to(at::kFloat).contiguous();
   cuda::Epilogue epilogue;
   epilogue.scale = s.data_ptr<float>();
@@ -191,7 +184,7 @@ at::Tensor mixed_linear_grad_input_cuda(const at::Tensor& grad_y, const at::Tens
   at::Tensor dx = at::empty({rows.size(0), l.in_features()}, rows.options());
   check_launch(op, cuda::grad_input_fused(d, kind, rows.size(0), rows.data_ptr(), v.data_ptr(), epilogue, dx.data_ptr(),
                                           at::cuda::getCurrentCUDAStream()));
-  return dx.view(with_last(grad_y, l.in_features()));
+  return dx.view(sizes_with_last(grad_y, l.in_features()));
 }
 
 }  // namespace

@@ -148,6 +148,19 @@ __device__ __forceinline__ void warp_step(WarpAccumulators& acc, const T* a, int
 }
 
 // ----- forward (kTransposed = false) and grad_input (kTransposed = true) ----------------------
+// The c-th 16-byte chunk of a B stage: its output-side feature n and its K offset kr. Stages are
+// [n][k] in the forward kernel and [k][n] in grad_input.
+template <bool kTransposed, int BK>
+__device__ __forceinline__ void b_chunk(int c, int& n, int& kr) {
+  if constexpr (kTransposed) {
+    kr = c / (kTile / 8);
+    n = (c % (kTile / 8)) * 8;
+  } else {
+    n = c / (BK / 8);
+    kr = (c % (BK / 8)) * 8;
+  }
+}
+
 template <int B>
 __host__ __device__ constexpr int line_step() { return B < 64 ? B : 64; }  // K elements per pipeline stage
 
@@ -202,13 +215,7 @@ __global__ void __launch_bounds__(kThreads) line_group_kernel(DeviceLayout layou
     T* b = smem_b + stage * kStageB;
     for (int c = tid; c < kTile * BK / 8; c += kThreads) {
       int n, kr;
-      if constexpr (kTransposed) {
-        kr = c / (kTile / 8);
-        n = (c % (kTile / 8)) * 8;
-      } else {
-        n = c / (BK / 8);
-        kr = (c % (BK / 8)) * 8;
-      }
+      b_chunk<kTransposed, BK>(c, n, kr);
       const int64_t feature = first * B + n;
       const bool valid = n < count * B && feature < out_features && k0 + kr < rank;
       const T* src = kTransposed ? low_rank_b + (k0 + kr) * out_features + feature : low_rank_b + feature * rank + k0 + kr;
@@ -234,13 +241,7 @@ __global__ void __launch_bounds__(kThreads) line_group_kernel(DeviceLayout layou
     T* b = smem_b + stage * kStageB;
     for (int c = tid; c < kTile * BK / 8; c += kThreads) {
       int n, kr;
-      if constexpr (kTransposed) {
-        kr = c / (kTile / 8);
-        n = (c % (kTile / 8)) * 8;
-      } else {
-        n = c / (BK / 8);
-        kr = (c % (BK / 8)) * 8;
-      }
+      b_chunk<kTransposed, BK>(c, n, kr);
       const int64_t line = n / B;
       const int64_t block = line < count ? line_blocks[line * length + k] : -1;
       const bool valid = block >= 0;
