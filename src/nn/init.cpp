@@ -40,7 +40,9 @@ std::pair<at::Tensor, at::Tensor> init_low_rank_factors(int64_t out_features, in
   const at::Tensor root = s.narrow(0, 0, rank).sqrt();
   at::Tensor u_r = u.narrow(1, 0, rank) * root;
   at::Tensor v_r = vh.narrow(0, 0, rank).t() * root;
-  return {u_r.to(options).contiguous(), v_r.to(options).contiguous()};
+  // Explicit dtype and device: options without a dtype mean the default dtype, not float64.
+  const auto target = at::TensorOptions().dtype(options.dtype()).device(options.device());
+  return {u_r.to(target).contiguous(), v_r.to(target).contiguous()};
 }
 
 at::Tensor init_linear_bias(int64_t out_features, int64_t in_features, const at::TensorOptions& options) {

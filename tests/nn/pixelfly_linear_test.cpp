@@ -161,6 +161,18 @@ TEST(PixelflyLinear, RejectsBadOptionsNamingThem) {
   EXPECT_THROW(parse_mixing("soft"), c10::Error);
 }
 
+TEST(PixelflyLinear, DefaultLayerIsFloat32AndRunsOnFloat32Inputs) {
+  for (LowRankInit init : {LowRankInit::Svd, LowRankInit::Kaiming}) {
+    PixelflyLinear layer(PixelflyLinearOptions(96, 64).block(8).rank(4).low_rank_init(init));
+    for (const auto& p : layer->named_parameters()) EXPECT_EQ(p.value().scalar_type(), at::kFloat) << p.key();
+    const at::Tensor x = at::randn({3, 96}).requires_grad_();
+    const at::Tensor y = layer->forward(x);
+    EXPECT_EQ(y.scalar_type(), at::kFloat);
+    y.sum().backward();
+    EXPECT_TRUE(x.grad().defined());
+  }
+}
+
 TEST(PixelflyLinear, RankFractionOfTheSmallerSide) {
   PixelflyLinear layer(PixelflyLinearOptions(256, 128).block(8).rank_fraction(0.125));
   EXPECT_EQ(layer->rank(), 16);
