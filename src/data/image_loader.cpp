@@ -1,0 +1,108 @@
+// Shuffled, augmented, normalised batches, prefetched on a background thread.
+#include "pixelfly/data/image_loader.h"
+
+#include <ATen/ATen.h>
+
+#include <random>
+
+namespace pixelfly::data {
+namespace {
+
+// The epoch's sample order: a Fisher-Yates shuffle seeded by (seed, epoch).
+std::vector<int64_t> epoch_order(int64_t n, bool shuffle, uint64_t seed, int64_t epoch) {
+  std::vector<int64_t> order(n);
+  for (int64_t i = 0; i < n; ++i) order[i] = i;
+  if (!shuffle) return order;
+  std::mt19937_64 rng(seed * 0x9E3779B97F4A7C15ULL + static_cast<uint64_t>(epoch));
+  for (int64_t i = n - 1; i > 0; --i) std::swap(order[i], order[rng() % static_cast<uint64_t>(i + 1)]);
+  return order;
+}
+
+}  // namespace
+
+ImageLoader::ImageLoader(ImageDataset data, ImageLoaderOptions options) : data_(std::move(data)), options_(options) {
+  TORCH_CHECK(options_.batch_size > 0, "image loader: batch_size must be >= 1, got ", options_.batch_size);
+  TORCH_CHECK(options_.crop_padding >= 0, "image loader: crop_padding must be >= 0, got ", options_.crop_padding);
+  TORCH_CHECK(options_.std > 0, "image loader: std must be > 0, got ", options_.std);
+  TORCH_CHECK(options_.prefetch >= 0, "image loader: prefetch must be >= 0, got ", options_.prefetch);
+  TORCH_CHECK(data_.images.dim() == 3 && data_.labels.dim() == 1 && data_.images.size(0) == data_.labels.size(0),
+              "image loader: expected images (N, H, W) and labels (N), got ", data_.images.sizes(), " and ",
+              data_.labels.sizes());
+}
+
+ImageLoader::~ImageLoader() { stop_worker(); }
+
+int64_t ImageLoader::batches_per_epoch() const {
+  const int64_t n = size(), b = options_.batch_size;
+  return options_.drop_last ? n / b : (n + b - 1) / b;
+}
+
+ImageBatch ImageLoader::make_batch(int64_t epoch, int64_t index) const {
+  return make_batch(epoch_order(size(), options_.shuffle, options_.seed, epoch), epoch, index);
+}
+
+ImageBatch ImageLoader::make_batch(const std::vector<int64_t>& order, int64_t epoch, int64_t index) const {
+  const int64_t begin = index * options_.batch_size;
+  const int64_t end = std::min<int64_t>(begin + options_.batch_size, size());
+  const at::Tensor indices = at::tensor(std::vector<int64_t>(order.begin() + begin, order.begin() + end));
+  at::Tensor images = data_.images.index_select(0, indices).to(at::kFloat).div_(255.0).unsqueeze(1);
+  if (options_.augment) {
+    const int64_t pad = options_.crop_padding, h = images.size(2), w = images.size(3);
+    const at::Tensor padded = at::constant_pad_nd(images, {pad, pad, pad, pad}, 0.0);
+    std::mt19937_64 rng((options_.seed ^ 0xA5A5A5A5ULL) * 1000003ULL + static_cast<uint64_t>(epoch) * 65537ULL +
+                        static_cast<uint64_t>(index));
+    for (int64_t i = 0; i < images.size(0); ++i) {
+      const int64_t dy = static_cast<int64_t>(rng() % static_cast<uint64_t>(2 * pad + 1));
+      const int64_t dx = static_cast<int64_t>(rng() % static_cast<uint64_t>(2 * pad + 1));
+      at::Tensor crop = padded[i].narrow(1, dy, h).narrow(2, dx, w);
+      if (options_.horizontal_flip && (rng() & 1)) crop = crop.flip({2});
+      images[i].copy_(crop);
+    }
+  }
+  images.sub_(options_.mean).div_(options_.std);
+  return {images.contiguous(), data_.labels.index_select(0, indices)};
+}
+
+void ImageLoader::stop_worker() {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    stopping_ = true;
+  }
+  changed_.notify_all();
+  if (worker_.joinable()) worker_.join();
+  std::lock_guard<std::mutex> lock(mutex_);
+  ready_.clear();
+  stopping_ = false;
+}
+
+void ImageLoader::start_epoch(int64_t epoch) {
+  stop_worker();
+  epoch_ = epoch;
+  next_index_ = 0;
+  if (options_.prefetch == 0) return;
+  worker_ = std::thread([this, epoch, order = epoch_order(size(), options_.shuffle, options_.seed, epoch)] {
+    for (int64_t index = 0; index < batches_per_epoch(); ++index) {
+      ImageBatch batch = make_batch(order, epoch, index);
+      std::unique_lock<std::mutex> lock(mutex_);
+      changed_.wait(lock, [this] { return stopping_ || static_cast<int64_t>(ready_.size()) < options_.prefetch; });
+      if (stopping_) return;
+      ready_.push_back(std::move(batch));
+      changed_.notify_all();
+    }
+  });
+}
+
+std::optional<ImageBatch> ImageLoader::next() {
+  TORCH_CHECK(epoch_ >= 0, "image loader: call start_epoch() before next()");
+  if (next_index_ >= batches_per_epoch()) return std::nullopt;
+  const int64_t index = next_index_++;
+  if (options_.prefetch == 0) return make_batch(epoch_, index);
+  std::unique_lock<std::mutex> lock(mutex_);
+  changed_.wait(lock, [this] { return !ready_.empty(); });
+  ImageBatch batch = std::move(ready_.front());
+  ready_.pop_front();
+  changed_.notify_all();
+  return batch;
+}
+
+}  // namespace pixelfly::data
