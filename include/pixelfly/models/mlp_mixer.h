@@ -1,0 +1,78 @@
+// MLP-Mixer (Tolstikhin et al. 2021) for image classification, with the channel-mixing MLPs
+// optionally Pixelated Butterfly layers (spec/pixelfly.md section 4: the token-mixing MLPs,
+// patch embedding, norms and head stay dense). Per-layer flat butterfly and rank come from the
+// budget planner.
+#pragma once
+
+#include <torch/nn/module.h>
+#include <torch/nn/modules/container/any.h>
+#include <torch/nn/modules/container/modulelist.h>
+#include <torch/nn/modules/conv.h>
+#include <torch/nn/modules/linear.h>
+#include <torch/nn/modules/normalization.h>
+
+#include <vector>
+
+#include "pixelfly/pattern/budget_planner.h"
+
+namespace pixelfly::models {
+
+enum class Sparsity { Dense, Pixelfly };
+
+struct MixerOptions {
+  int64_t image_size = 28;
+  int64_t in_channels = 1;
+  int64_t patch_size = 4;
+  int64_t dim = 128;            // channels per token
+  int64_t depth = 4;
+  int64_t token_mlp_dim = 64;
+  int64_t channel_mlp_dim = 512;
+  int64_t classes = 10;
+  Sparsity sparsity = Sparsity::Dense;
+  double mlp_density = 0.25;    // target total density of each channel-mixing layer (pixelfly)
+  double low_rank_share = 0.2;  // of that budget, for the low-rank term
+  // Block sizes the planner may use. A layer reaches at most n = (its blocks per side) butterfly
+  // cells, so narrow layers need small blocks to get down to low densities.
+  std::vector<int64_t> block_sizes = {16, 32, 64, 128};
+};
+
+// Either a dense Linear or a PixelflyLinear, chosen at construction.
+torch::nn::AnyModule make_linear(int64_t in, int64_t out, const LayerPlan* plan);
+
+class MixerBlockImpl : public torch::nn::Module {
+ public:
+  MixerBlockImpl(int64_t tokens, const MixerOptions& options, const LayerPlan* fc1_plan, const LayerPlan* fc2_plan);
+  // x: (batch, tokens, dim) -> same shape.
+  at::Tensor forward(const at::Tensor& x);
+
+  torch::nn::LayerNorm token_norm{nullptr}, channel_norm{nullptr};
+  torch::nn::Linear token_fc1{nullptr}, token_fc2{nullptr};
+  torch::nn::AnyModule channel_fc1, channel_fc2;
+};
+TORCH_MODULE(MixerBlock);
+
+class MlpMixerImpl : public torch::nn::Module {
+ public:
+  explicit MlpMixerImpl(MixerOptions options);
+  // images: (batch, in_channels, image_size, image_size) -> logits (batch, classes).
+  at::Tensor forward(const at::Tensor& images);
+
+  // The channel-mixing layers' shapes, in model order (names as in named_parameters()).
+  std::vector<LayerShape> sparsifiable_layers() const;
+  // The planner's choice per channel-mixing layer (empty for a dense model).
+  const std::vector<LayerPlan>& plans() const { return plans_; }
+  const MixerOptions& options() const { return options_; }
+
+  torch::nn::Conv2d patch_embed{nullptr};
+  torch::nn::ModuleList block_list{nullptr};  // registered as "blocks"
+  std::vector<MixerBlock> blocks;             // the same modules, typed
+  torch::nn::LayerNorm norm{nullptr};
+  torch::nn::Linear head{nullptr};
+
+ private:
+  MixerOptions options_;
+  std::vector<LayerPlan> plans_;
+};
+TORCH_MODULE(MlpMixer);
+
+}  // namespace pixelfly::models

@@ -1,0 +1,91 @@
+// MLP-Mixer with optional Pixelfly channel-mixing layers.
+#include "pixelfly/models/mlp_mixer.h"
+
+#include <ATen/ATen.h>
+#include <torch/nn/functional/activation.h>
+
+#include "pixelfly/nn/pixelfly_linear.h"
+
+namespace pixelfly::models {
+
+torch::nn::AnyModule make_linear(int64_t in, int64_t out, const LayerPlan* plan) {
+  if (plan == nullptr || !plan->sparse) return torch::nn::AnyModule(torch::nn::Linear(in, out));
+  TORCH_CHECK(plan->rank >= 1, "MLP-Mixer: the plan for '", plan->layer.name,
+              "' has no low-rank part; give the planner a low_rank_share > 0");
+  return torch::nn::AnyModule(nn::PixelflyLinear(nn::PixelflyLinearOptions(in, out)
+                                                     .butterfly_size(plan->butterfly_size)
+                                                     .factors(plan->factors)
+                                                     .block(plan->block)
+                                                     .rank(plan->rank)));
+}
+
+MixerBlockImpl::MixerBlockImpl(int64_t tokens, const MixerOptions& o, const LayerPlan* fc1_plan,
+                               const LayerPlan* fc2_plan) {
+  token_norm = register_module("token_norm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({o.dim})));
+  token_fc1 = register_module("token_fc1", torch::nn::Linear(tokens, o.token_mlp_dim));
+  token_fc2 = register_module("token_fc2", torch::nn::Linear(o.token_mlp_dim, tokens));
+  channel_norm = register_module("channel_norm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({o.dim})));
+  channel_fc1 = make_linear(o.dim, o.channel_mlp_dim, fc1_plan);
+  channel_fc2 = make_linear(o.channel_mlp_dim, o.dim, fc2_plan);
+  register_module("channel_fc1", channel_fc1.ptr());
+  register_module("channel_fc2", channel_fc2.ptr());
+}
+
+at::Tensor MixerBlockImpl::forward(const at::Tensor& x) {
+  namespace F = torch::nn::functional;
+  // Token mixing acts along the token axis.
+  at::Tensor t = token_norm(x).transpose(1, 2);
+  t = token_fc2(F::gelu(token_fc1(t))).transpose(1, 2);
+  const at::Tensor y = x + t;
+  at::Tensor c = channel_fc1.forward(channel_norm(y));
+  c = channel_fc2.forward(F::gelu(c));
+  return y + c;
+}
+
+MlpMixerImpl::MlpMixerImpl(MixerOptions o) : options_(std::move(o)) {
+  const MixerOptions& op = options_;
+  TORCH_CHECK(op.patch_size > 0 && op.image_size % op.patch_size == 0, "MLP-Mixer: patch_size ", op.patch_size,
+              " must divide image_size ", op.image_size);
+  TORCH_CHECK(op.depth >= 1 && op.dim >= 1 && op.classes >= 2, "MLP-Mixer: depth, dim must be >= 1 and classes >= 2");
+  const int64_t side = op.image_size / op.patch_size, tokens = side * side;
+  if (op.sparsity == Sparsity::Pixelfly) {
+    PlannerOptions planner;
+    planner.density_by_type = {{"mlp", op.mlp_density}};
+    planner.low_rank_share = op.low_rank_share;
+    planner.block_sizes = op.block_sizes;
+    plans_ = plan_budget(sparsifiable_layers(), planner);
+  }
+  patch_embed = register_module(
+      "patch_embed", torch::nn::Conv2d(torch::nn::Conv2dOptions(op.in_channels, op.dim, op.patch_size).stride(op.patch_size)));
+  block_list = register_module("blocks", torch::nn::ModuleList());
+  for (int64_t i = 0; i < op.depth; ++i) {
+    const LayerPlan* fc1 = plans_.empty() ? nullptr : &plans_[2 * i];
+    const LayerPlan* fc2 = plans_.empty() ? nullptr : &plans_[2 * i + 1];
+    blocks.push_back(MixerBlock(tokens, op, fc1, fc2));
+    block_list->push_back(blocks.back());
+  }
+  norm = register_module("norm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({op.dim})));
+  head = register_module("head", torch::nn::Linear(op.dim, op.classes));
+}
+
+std::vector<LayerShape> MlpMixerImpl::sparsifiable_layers() const {
+  std::vector<LayerShape> layers;
+  for (int64_t i = 0; i < options_.depth; ++i) {
+    const std::string prefix = "blocks." + std::to_string(i) + ".channel_";
+    layers.push_back({prefix + "fc1", "mlp", options_.channel_mlp_dim, options_.dim});
+    layers.push_back({prefix + "fc2", "mlp", options_.dim, options_.channel_mlp_dim});
+  }
+  return layers;
+}
+
+at::Tensor MlpMixerImpl::forward(const at::Tensor& images) {
+  TORCH_CHECK(images.dim() == 4 && images.size(1) == options_.in_channels && images.size(2) == options_.image_size &&
+                  images.size(3) == options_.image_size,
+              "MLP-Mixer: images must be (batch, ", options_.in_channels, ", ", options_.image_size, ", ",
+              options_.image_size, "), got ", images.sizes());
+  at::Tensor x = patch_embed(images).flatten(2).transpose(1, 2);  // (batch, tokens, dim)
+  for (auto& block : blocks) x = block(x);
+  return head(norm(x).mean(1));
+}
+
+}  // namespace pixelfly::models
