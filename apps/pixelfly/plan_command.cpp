@@ -4,18 +4,22 @@
 #include <memory>
 #include <regex>
 #include <sstream>
+#include <stdexcept>
 
 #include "commands.h"
+#include "pixelfly/models/mlp_mixer.h"
 #include "pixelfly/pattern/budget_planner.h"
 
 namespace pixelfly::cli {
 namespace {
 
 struct PlanArgs {
+  std::string model;                   // a preset name
   std::vector<std::string> layers;     // NAME:TYPE:OUTxIN
   std::vector<std::string> densities;  // TYPE=DENSITY
   double low_rank_share = PlannerOptions{}.low_rank_share;
   std::vector<int64_t> block_sizes = PlannerOptions{}.block_sizes;
+  bool blocks_given = false;
 };
 
 LayerShape parse_layer(const std::string& spec) {
@@ -47,11 +51,18 @@ std::pair<std::string, double> parse_density(const std::string& spec) {
 
 void run_plan(const PlanArgs& args) {
   std::vector<LayerShape> layers;
+  std::vector<int64_t> block_sizes = args.block_sizes;
+  if (!args.model.empty()) {
+    const models::MixerOptions preset = models::mixer_preset(args.model);
+    layers = models::mixer_sparsifiable_layers(preset);
+    if (!args.blocks_given) block_sizes = preset.block_sizes;
+  }
   for (const std::string& spec : args.layers) layers.push_back(parse_layer(spec));
+  if (layers.empty()) throw std::invalid_argument("plan: give --model NAME or at least one --layer");
   PlannerOptions options;
   for (const std::string& spec : args.densities) options.density_by_type.insert(parse_density(spec));
   options.low_rank_share = args.low_rank_share;
-  options.block_sizes = args.block_sizes;
+  options.block_sizes = block_sizes;
   std::cout << format_plan_table(plan_budget(layers, options));
 }
 
@@ -60,13 +71,20 @@ void run_plan(const PlanArgs& args) {
 void add_plan_command(CLI::App& app) {
   auto args = std::make_shared<PlanArgs>();
   CLI::App* cmd = app.add_subcommand("plan", "Plan per-layer Pixelfly settings for a density budget");
-  cmd->add_option("--layer", args->layers, "A layer NAME:TYPE:OUTxIN (repeat for each layer)")->required();
+  cmd->add_option("--model", args->model, "A model preset: mixer-s16, mixer-b16, mixer-small28");
+  cmd->add_option("--layer", args->layers, "A layer NAME:TYPE:OUTxIN (repeat for each layer)");
   cmd->add_option("--density", args->densities, "Target total density per type, TYPE=DENSITY (repeatable)")
       ->required();
   cmd->add_option("--low-rank-share", args->low_rank_share, "Share of each budget given to the low-rank term")
       ->capture_default_str();
-  cmd->add_option("--blocks", args->block_sizes, "Block sizes to choose from")->delimiter(',')->capture_default_str();
-  cmd->callback([args] { run_plan(*args); });
+  CLI::Option* blocks =
+      cmd->add_option("--blocks", args->block_sizes, "Block sizes to choose from (default: the preset's, else these)")
+          ->delimiter(',')
+          ->capture_default_str();
+  cmd->callback([args, blocks] {
+    args->blocks_given = blocks->count() > 0;
+    run_plan(*args);
+  });
 }
 
 }  // namespace pixelfly::cli

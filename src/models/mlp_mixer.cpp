@@ -53,7 +53,7 @@ MlpMixerImpl::MlpMixerImpl(MixerOptions o) : options_(std::move(o)) {
     planner.density_by_type = {{"mlp", op.mlp_density}};
     planner.low_rank_share = op.low_rank_share;
     planner.block_sizes = op.block_sizes;
-    plans_ = plan_budget(sparsifiable_layers(), planner);
+    plans_ = plan_budget(mixer_sparsifiable_layers(op), planner);
   }
   patch_embed = register_module(
       "patch_embed", torch::nn::Conv2d(torch::nn::Conv2dOptions(op.in_channels, op.dim, op.patch_size).stride(op.patch_size)));
@@ -68,14 +68,39 @@ MlpMixerImpl::MlpMixerImpl(MixerOptions o) : options_(std::move(o)) {
   head = register_module("head", torch::nn::Linear(op.dim, op.classes));
 }
 
-std::vector<LayerShape> MlpMixerImpl::sparsifiable_layers() const {
+std::vector<LayerShape> mixer_sparsifiable_layers(const MixerOptions& o) {
   std::vector<LayerShape> layers;
-  for (int64_t i = 0; i < options_.depth; ++i) {
+  for (int64_t i = 0; i < o.depth; ++i) {
     const std::string prefix = "blocks." + std::to_string(i) + ".channel_";
-    layers.push_back({prefix + "fc1", "mlp", options_.channel_mlp_dim, options_.dim});
-    layers.push_back({prefix + "fc2", "mlp", options_.dim, options_.channel_mlp_dim});
+    layers.push_back({prefix + "fc1", "mlp", o.channel_mlp_dim, o.dim});
+    layers.push_back({prefix + "fc2", "mlp", o.dim, o.channel_mlp_dim});
   }
   return layers;
+}
+
+std::vector<std::string> mixer_preset_names() { return {"mixer-s16", "mixer-b16", "mixer-small28"}; }
+
+MixerOptions mixer_preset(const std::string& name) {
+  MixerOptions o;
+  if (name == "mixer-s16" || name == "mixer-b16") {
+    o.image_size = 224;
+    o.in_channels = 3;
+    o.patch_size = 16;
+    o.classes = 1000;
+    const bool base = name == "mixer-b16";
+    o.dim = base ? 768 : 512;
+    o.depth = base ? 12 : 8;
+    o.token_mlp_dim = base ? 384 : 256;
+    o.channel_mlp_dim = base ? 3072 : 2048;
+    return o;
+  }
+  if (name == "mixer-small28") {
+    o.block_sizes = {8, 16, 32};
+    return o;  // the defaults: 28 x 28, patch 4, dim 128, depth 4, channel MLP 512
+  }
+  std::string known;
+  for (const std::string& n : mixer_preset_names()) known += (known.empty() ? "" : ", ") + n;
+  TORCH_CHECK(false, "unknown model preset '", name, "'; known: ", known);
 }
 
 at::Tensor MlpMixerImpl::forward(const at::Tensor& images) {

@@ -97,4 +97,19 @@ TEST(Cli, PlanPrintsATableForShapesOnTheCommandLine) {
   EXPECT_NE(bad_density.output.find("'lots' is not a number"), std::string::npos);
 }
 
+TEST(Cli, PlanTakesAModelPreset) {
+  const Result r = run("plan --model mixer-b16 --density mlp=0.25");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("blocks.0.channel_fc1"), std::string::npos);
+  EXPECT_NE(r.output.find("blocks.11.channel_fc2"), std::string::npos);
+  EXPECT_NE(r.output.find("3072x768"), std::string::npos);
+  const Result unknown = run("plan --model mixer-xl --density mlp=0.25");
+  EXPECT_EQ(unknown.exit_code, 1);
+  EXPECT_NE(unknown.output.find("unknown model preset 'mixer-xl'; known: mixer-s16, mixer-b16, mixer-small28"),
+            std::string::npos);
+  const Result nothing = run("plan --density mlp=0.25");
+  EXPECT_EQ(nothing.exit_code, 1);
+  EXPECT_NE(nothing.output.find("give --model NAME or at least one --layer"), std::string::npos);
+}
+
 }  // namespace

@@ -11,6 +11,7 @@
 #include <torch/nn/modules/linear.h>
 #include <torch/nn/modules/normalization.h>
 
+#include <string>
 #include <vector>
 
 #include "pixelfly/pattern/budget_planner.h"
@@ -36,6 +37,15 @@ struct MixerOptions {
   std::vector<int64_t> block_sizes = {16, 32, 64, 128};
 };
 
+// Presets: "mixer-s16" and "mixer-b16" as in the paper (224 x 224 RGB, patch 16, 1000 classes),
+// "mixer-small28" for 28 x 28 grey images on a CPU. Throws c10::Error for an unknown name,
+// listing the known ones.
+MixerOptions mixer_preset(const std::string& name);
+std::vector<std::string> mixer_preset_names();
+
+// The channel-mixing layers a model with these options has (names as in named_parameters()).
+std::vector<LayerShape> mixer_sparsifiable_layers(const MixerOptions& options);
+
 // Either a dense Linear or a PixelflyLinear, chosen at construction.
 torch::nn::AnyModule make_linear(int64_t in, int64_t out, const LayerPlan* plan);
 
@@ -57,8 +67,6 @@ class MlpMixerImpl : public torch::nn::Module {
   // images: (batch, in_channels, image_size, image_size) -> logits (batch, classes).
   at::Tensor forward(const at::Tensor& images);
 
-  // The channel-mixing layers' shapes, in model order (names as in named_parameters()).
-  std::vector<LayerShape> sparsifiable_layers() const;
   // The planner's choice per channel-mixing layer (empty for a dense model).
   const std::vector<LayerPlan>& plans() const { return plans_; }
   const MixerOptions& options() const { return options_; }
