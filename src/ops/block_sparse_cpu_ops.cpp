@@ -38,9 +38,7 @@ at::Tensor packed_weight(const cpu::BlockSparseShape& shape, const at::Tensor& v
 
 at::Tensor forward_cpu(const at::Tensor& x, const at::Tensor& values, const Layout& layout) {
   constexpr const char* op = "pixelfly::block_sparse_linear";
-  const BlockLayout& l = layout->layout();
-  check_features(op, "x", x, l.in_features(), "in_features");
-  check_values(op, values, layout, x, "x");
+  const BlockLayout& l = check_forward_args(op, x, values, layout);
   check_cpu_dtype(op, x, "x");
   const auto dtype = compute_dtype(x);
   const at::Tensor rows = rows_in(x, dtype);
@@ -57,9 +55,7 @@ at::Tensor forward_cpu(const at::Tensor& x, const at::Tensor& values, const Layo
 
 at::Tensor grad_input_cpu(const at::Tensor& grad_y, const at::Tensor& values, const Layout& layout) {
   constexpr const char* op = "pixelfly::block_sparse_linear_grad_input";
-  const BlockLayout& l = layout->layout();
-  check_features(op, "grad_y", grad_y, l.out_features(), "out_features");
-  check_values(op, values, layout, grad_y, "grad_y");
+  const BlockLayout& l = check_grad_input_args(op, grad_y, values, layout);
   check_cpu_dtype(op, grad_y, "grad_y");
   const auto dtype = compute_dtype(grad_y);
   const at::Tensor rows = rows_in(grad_y, dtype);
@@ -76,11 +72,7 @@ at::Tensor grad_input_cpu(const at::Tensor& grad_y, const at::Tensor& values, co
 
 at::Tensor grad_weight_cpu(const at::Tensor& grad_y, const at::Tensor& x, const Layout& layout) {
   constexpr const char* op = "pixelfly::block_sparse_linear_grad_weight";
-  TORCH_CHECK(layout, op, ": layout is null");
-  const BlockLayout& l = layout->layout();
-  check_features(op, "grad_y", grad_y, l.out_features(), "out_features");
-  check_features(op, "x", x, l.in_features(), "in_features");
-  check_same_rows(op, grad_y, "grad_y", x, "x");
+  const BlockLayout& l = check_grad_weight_args(op, grad_y, x, layout);
   check_cpu_dtype(op, x, "x");
   const auto dtype = compute_dtype(x);
   const at::Tensor dy_rows = rows_in(grad_y, dtype);

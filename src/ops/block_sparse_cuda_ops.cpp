@@ -70,9 +70,7 @@ void check_launch(const char* op, cudaError_t status) {
 
 at::Tensor forward_cuda(const at::Tensor& x, const at::Tensor& values, const Layout& layout) {
   constexpr const char* op = "pixelfly::block_sparse_linear";
-  const BlockLayout& l = layout->layout();
-  check_features(op, "x", x, l.in_features(), "in_features");
-  check_values(op, values, layout, x, "x");
+  const BlockLayout& l = check_forward_args(op, x, values, layout);
   const auto kind = scalar_kind(op, x, "x");
   const c10::cuda::CUDAGuard guard(x.device());
   const cuda::DeviceLayout d = device_layout(op, layout, x.device());
@@ -86,9 +84,7 @@ at::Tensor forward_cuda(const at::Tensor& x, const at::Tensor& values, const Lay
 
 at::Tensor grad_input_cuda(const at::Tensor& grad_y, const at::Tensor& values, const Layout& layout) {
   constexpr const char* op = "pixelfly::block_sparse_linear_grad_input";
-  const BlockLayout& l = layout->layout();
-  check_features(op, "grad_y", grad_y, l.out_features(), "out_features");
-  check_values(op, values, layout, grad_y, "grad_y");
+  const BlockLayout& l = check_grad_input_args(op, grad_y, values, layout);
   const auto kind = scalar_kind(op, grad_y, "grad_y");
   const c10::cuda::CUDAGuard guard(grad_y.device());
   const cuda::DeviceLayout d = device_layout(op, layout, grad_y.device());
@@ -102,11 +98,7 @@ at::Tensor grad_input_cuda(const at::Tensor& grad_y, const at::Tensor& values, c
 
 at::Tensor grad_weight_cuda(const at::Tensor& grad_y, const at::Tensor& x, const Layout& layout) {
   constexpr const char* op = "pixelfly::block_sparse_linear_grad_weight";
-  TORCH_CHECK(layout, op, ": layout is null");
-  const BlockLayout& l = layout->layout();
-  check_features(op, "grad_y", grad_y, l.out_features(), "out_features");
-  check_features(op, "x", x, l.in_features(), "in_features");
-  check_same_rows(op, grad_y, "grad_y", x, "x");
+  const BlockLayout& l = check_grad_weight_args(op, grad_y, x, layout);
   const auto kind = scalar_kind(op, x, "x");
   const c10::cuda::CUDAGuard guard(x.device());
   const cuda::DeviceLayout d = device_layout(op, layout, x.device());
@@ -134,10 +126,7 @@ at::Tensor mixed_linear_cuda(const at::Tensor& x, const at::Tensor& values, cons
                              const at::Tensor& low_rank_a, const at::Tensor& low_rank_b,
                              const c10::optional<at::Tensor>& bias) {
   constexpr const char* op = "pixelfly::mixed_linear";
-  TORCH_CHECK(layout, op, ": layout is null");
-  const BlockLayout& l = layout->layout();
-  check_features(op, "x", x, l.in_features(), "in_features");
-  check_values(op, values, layout, x, "x");
+  const BlockLayout& l = check_forward_args(op, x, values, layout);
   check_mixed_arguments(op, x, scale, low_rank_a, low_rank_b, l.out_features(), 0, 1, bias, l.out_features());
   if (!fusable(l, x, values, low_rank_a)) return mixed_linear_composed(x, values, layout, scale, low_rank_a, low_rank_b, bias);
   const auto kind = scalar_kind(op, x, "x");
@@ -163,10 +152,7 @@ at::Tensor mixed_linear_grad_input_cuda(const at::Tensor& grad_y, const at::Tens
                                         const at::Tensor& scale, const at::Tensor& low_rank_a,
                                         const at::Tensor& low_rank_b_t) {
   constexpr const char* op = "pixelfly::mixed_linear_grad_input";
-  TORCH_CHECK(layout, op, ": layout is null");
-  const BlockLayout& l = layout->layout();
-  check_features(op, "grad_y", grad_y, l.out_features(), "out_features");
-  check_values(op, values, layout, grad_y, "grad_y");
+  const BlockLayout& l = check_grad_input_args(op, grad_y, values, layout);
   check_mixed_arguments(op, grad_y, scale, low_rank_a, low_rank_b_t, 0, l.in_features(), 0, c10::nullopt, 0);
   if (!fusable(l, grad_y, values, low_rank_a)) {
     return mixed_linear_grad_input_composed(grad_y, values, layout, scale, low_rank_a, low_rank_b_t);

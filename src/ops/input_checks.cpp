@@ -7,6 +7,30 @@
 
 namespace pixelfly::ops {
 
+const BlockLayout& check_forward_args(const char* op, const at::Tensor& x, const at::Tensor& values, const Layout& layout) {
+  TORCH_CHECK(layout, op, ": layout is null");
+  check_features(op, "x", x, layout->in_features(), "in_features");
+  check_values(op, values, layout, x, "x");
+  return layout->layout();
+}
+
+const BlockLayout& check_grad_input_args(const char* op, const at::Tensor& grad_y, const at::Tensor& values,
+                                         const Layout& layout) {
+  TORCH_CHECK(layout, op, ": layout is null");
+  check_features(op, "grad_y", grad_y, layout->out_features(), "out_features");
+  check_values(op, values, layout, grad_y, "grad_y");
+  return layout->layout();
+}
+
+const BlockLayout& check_grad_weight_args(const char* op, const at::Tensor& grad_y, const at::Tensor& x,
+                                          const Layout& layout) {
+  TORCH_CHECK(layout, op, ": layout is null");
+  check_features(op, "grad_y", grad_y, layout->out_features(), "out_features");
+  check_features(op, "x", x, layout->in_features(), "in_features");
+  check_same_rows(op, grad_y, "grad_y", x, "x");
+  return layout->layout();
+}
+
 void check_features(const char* op, const char* name, const at::Tensor& t, int64_t expected,
                     const char* expected_name) {
   TORCH_CHECK(t.defined(), op, ": ", name, " is an undefined tensor");

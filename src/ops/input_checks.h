@@ -8,6 +8,14 @@
 
 namespace pixelfly::ops {
 
+// The whole argument check of each block-sparse operator, shared by every backend; each returns
+// the layout (after checking it is not null).
+const BlockLayout& check_forward_args(const char* op, const at::Tensor& x, const at::Tensor& values, const Layout& layout);
+const BlockLayout& check_grad_input_args(const char* op, const at::Tensor& grad_y, const at::Tensor& values,
+                                         const Layout& layout);
+const BlockLayout& check_grad_weight_args(const char* op, const at::Tensor& grad_y, const at::Tensor& x,
+                                          const Layout& layout);
+
 // `features_name`-sized last dimension: x.size(-1) == expected.
 void check_features(const char* op, const char* name, const at::Tensor& t, int64_t expected,
                     const char* expected_name);
