@@ -7,22 +7,18 @@
 #include "pixelfly/compress/magnitude.h"
 #include "pixelfly/compress/n_m.h"
 
+#include "common/error_message.h"
+
 namespace pixelfly::compress {
 namespace {
+
+using pixelfly::testing::error_of;
 
 int64_t kept(const at::Tensor& mask) { return mask.sum().item<int64_t>(); }
 
 // A boolean tensor from 0/1 values.
 at::Tensor bools(std::vector<int64_t> values) { return at::tensor(values).to(at::kBool); }
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const c10::Error& e) {
-    return e.what_without_backtrace();
-  }
-  return "no error";
-}
 
 TEST(KeepLargest, KeepsExactlyKWithTiesByIndex) {
   const at::Tensor scores = at::tensor({3.0, 1.0, 2.0, 2.0, 5.0, 2.0});

@@ -10,8 +10,12 @@
 #include "pixelfly/pattern/flat_butterfly.h"
 #include "pixelfly/pattern/random_layout.h"
 
+#include "common/error_message.h"
+
 namespace pixelfly {
 namespace {
+
+using pixelfly::testing::error_of;
 
 #define SKIP_WITHOUT_CUDA()                                            \
   if (!torch::cuda::is_available()) {                                  \
@@ -164,14 +168,6 @@ TEST(BlockSparseOpsCuda, FusedPixelflyLinearMatchesFloat64Reference) {
 TEST(BlockSparseOpsCuda, RejectsUnsupportedBlockAndDtype) {
   SKIP_WITHOUT_CUDA();
   const ops::Layout layout = ops::make_layout(random_layout(64, 64, 8, 0.5, 6));
-  auto error_of = [](const std::function<void()>& f) {
-    try {
-      f();
-    } catch (const c10::Error& e) {
-      return std::string(e.what_without_backtrace());
-    }
-    return std::string("no error");
-  };
   const auto cuda = at::TensorOptions(at::kCUDA);
   EXPECT_NE(error_of([&] {
               ops::block_sparse_linear(at::randn({4, 64}, cuda), at::randn({layout->nnz(), 8, 8}, cuda), layout);

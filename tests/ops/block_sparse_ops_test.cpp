@@ -7,8 +7,12 @@
 #include "pixelfly/pattern/flat_butterfly.h"
 #include "pixelfly/pattern/random_layout.h"
 
+#include "common/error_message.h"
+
 namespace pixelfly {
 namespace {
+
+using pixelfly::testing::error_of;
 
 using ops::Layout;
 
@@ -181,14 +185,6 @@ TEST(BlockSparseOpsCpu, DenseConversionsRoundTrip) {
   EXPECT_TRUE(at::equal(ops::block_sparse_to_dense(back, layout), dense));
 }
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const c10::Error& e) {
-    return e.what_without_backtrace();
-  }
-  return "no error";
-}
 
 TEST(BlockSparseOpsCpu, RejectsMismatchedArgumentsWithClearMessages) {
   const BlockLayout l = random_layout(70, 45, 16, 0.4, 1);

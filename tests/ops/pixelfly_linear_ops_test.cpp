@@ -8,8 +8,12 @@
 #include "pixelfly/pattern/flat_butterfly.h"
 #include "pixelfly/pattern/random_layout.h"
 
+#include "common/error_message.h"
+
 namespace pixelfly {
 namespace {
+
+using pixelfly::testing::error_of;
 
 double relative_error(const at::Tensor& out, const at::Tensor& ref) {
   return (out - ref).norm().item<double>() / ref.norm().item<double>();
@@ -80,14 +84,6 @@ TEST(PixelflyLinearOp, RejectsMismatchedLowRankArguments) {
   const BlockLayout l = random_layout(64, 48, 16, 0.5, 4);
   const ops::Layout layout = ops::make_layout(l);
   const at::Tensor x = at::randn({9, 48}), values = at::randn({l.nnz(), 16, 16});
-  auto error_of = [](const std::function<void()>& f) {
-    try {
-      f();
-    } catch (const c10::Error& e) {
-      return std::string(e.what_without_backtrace());
-    }
-    return std::string("no error");
-  };
   EXPECT_NE(error_of([&] { ops::mixed_linear(x, values, layout, at::ones({}), at::randn({9, 8}), at::randn({63, 8}), c10::nullopt); })
                 .find("low_rank_b must have shape (64, r) with r = 8"),
             std::string::npos);
