@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what pixelfly needs to build and test on Debian 12, and nothing that is already there:
 # Debian packages (compiler tools, GoogleTest, Google Benchmark, CLI11, nlohmann-json, zlib,
-# libpng, gnuplot, the Fashion-MNIST and King James Bible data sets) and LibTorch from PyPI's
-# torch wheel. Safe to run any number of times; a second run installs nothing.
+# libpng, gnuplot, the Fashion-MNIST and King James Bible data sets), LibTorch from PyPI's
+# torch wheel, and the safetensors package (for a Python interoperability test). Safe to run
+# any number of times; a second run installs nothing.
 set -euo pipefail
 
 TORCH_VERSION="2.11.0"
@@ -39,4 +40,8 @@ PY
 if [ "$have_torch" != "$TORCH_VERSION" ]; then
   echo "install_deps: installing torch==${TORCH_VERSION} from PyPI (LibTorch for C++), found '${have_torch:-none}'"
   "$PYTHON" -m pip install --quiet --disable-pip-version-check "torch==${TORCH_VERSION}"
+fi
+if ! "$PYTHON" -c "import safetensors" 2>/dev/null; then
+  echo "install_deps: installing safetensors from PyPI (checks pixelfly's .safetensors files from Python)"
+  "$PYTHON" -m pip install --quiet --disable-pip-version-check safetensors
 fi

@@ -8,8 +8,13 @@
 int main(int argc, char** argv) {
   CLI::App app{"pixelfly: Pixelated Butterfly sparse training and the CrAM optimiser on LibTorch"};
   app.require_subcommand(1);
+  int exit_code = 0;
+  pixelfly::cli::add_train_command(app, exit_code);
+  pixelfly::cli::add_eval_command(app);
+  pixelfly::cli::add_prune_command(app);
   pixelfly::cli::add_mask_command(app);
   pixelfly::cli::add_plan_command(app);
+  pixelfly::cli::add_bench_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -21,5 +26,5 @@ int main(int argc, char** argv) {
     std::cerr << "pixelfly: error: " << e.what() << "\n";
     return 1;
   }
-  return 0;
+  return exit_code;
 }

@@ -4,20 +4,18 @@
 #include <ATen/ATen.h>
 #include <nlohmann/json.hpp>
 
-#include <cstdio>
-#include <cstdlib>
-#include <fstream>
 #include <sstream>
 #include <stdexcept>
 
-#include "pixelfly/io/atomic_file.h"
+#include "pixelfly/io/gnuplot.h"
 
 namespace pixelfly::compress {
 
 std::vector<SweepRow> one_shot_sweep(torch::nn::Module& model, const std::vector<NamedWeight>& weights,
                                      const std::function<std::shared_ptr<Compressor>(double)>& make_compressor,
                                      const std::vector<double>& sparsities, const std::function<double()>& evaluate,
-                                     const std::function<void()>& recalibrate) {
+                                     const std::function<void()>& recalibrate,
+                                     const std::function<void(const SweepRow&)>& on_compressed) {
   // Everything that compression or recalibration may change.
   std::vector<std::pair<at::Tensor, at::Tensor>> state;
   for (const auto& p : model.named_parameters(/*recurse=*/true)) state.emplace_back(p.value(), p.value().detach().clone());
@@ -49,6 +47,7 @@ std::vector<SweepRow> one_shot_sweep(torch::nn::Module& model, const std::vector
       model.eval();
       row.recalibrated_accuracy = evaluate();
     }
+    if (on_compressed) on_compressed(row);
     rows.push_back(row);
     restore();
   }
@@ -83,31 +82,18 @@ std::string sweep_json(const std::vector<SweepRow>& rows) {
 }
 
 bool write_sweep_plot(const std::vector<SweepRow>& rows, const std::string& png_path) {
-  if (std::system("command -v gnuplot > /dev/null 2>&1") != 0) return false;
-  const std::string data_path = png_path + ".data";
-  {
-    std::ofstream data(data_path);
-    for (const SweepRow& r : rows) {
-      data << r.reached_sparsity << ' ' << r.accuracy << ' '
-           << (r.recalibrated_accuracy ? std::to_string(*r.recalibrated_accuracy) : std::string("NaN")) << '\n';
-    }
-    if (!data) throw std::runtime_error("cannot write '" + data_path + "'");
+  std::ostringstream commands;
+  commands << "$sweep << EOD\n";
+  for (const SweepRow& r : rows) {
+    commands << r.reached_sparsity << ' ' << r.accuracy << ' '
+             << (r.recalibrated_accuracy ? std::to_string(*r.recalibrated_accuracy) : std::string("NaN")) << '\n';
   }
+  commands << "EOD\n";
   const bool recalibrated = !rows.empty() && rows.front().recalibrated_accuracy.has_value();
-  io::replace_file_atomically(png_path, [&](const std::string& temp) {
-    std::ostringstream script;
-    script << "set terminal pngcairo size 800,500; set output '" << temp << "'\n"
-           << "set xlabel 'sparsity'; set ylabel 'accuracy'; set grid; set key bottom left\n"
-           << "plot '" << data_path << "' using 1:2 with linespoints title 'one-shot'"
-           << (recalibrated ? ", '' using 1:3 with linespoints title 'one-shot + BN recalibration'" : "") << "\n";
-    const std::string script_path = temp + ".gp";
-    std::ofstream(script_path) << script.str();
-    const int rc = std::system(("gnuplot '" + script_path + "' 2>/dev/null").c_str());
-    std::remove(script_path.c_str());
-    if (rc != 0) throw std::runtime_error("gnuplot failed to draw '" + png_path + "'");
-  });
-  std::remove(data_path.c_str());
-  return true;
+  commands << "set xlabel 'sparsity'; set ylabel 'accuracy'; set grid; set key bottom left\n"
+           << "plot $sweep using 1:2 with linespoints title 'one-shot'"
+           << (recalibrated ? ", $sweep using 1:3 with linespoints title 'one-shot + BN recalibration'" : "") << "\n";
+  return io::draw_png_with_gnuplot(png_path, commands.str());
 }
 
 }  // namespace pixelfly::compress

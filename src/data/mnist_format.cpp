@@ -51,6 +51,7 @@ ImageDataset load_mnist_format(const std::string& dir, bool train, int64_t class
     throw std::runtime_error("IDX file '" + labels_path + "': label " + std::to_string(labels.max().item<int64_t>()) +
                              " is outside [0, " + std::to_string(classes) + ")");
   }
+  out.images = out.images.unsqueeze(1);  // one channel
   out.labels = labels.to(at::kLong);
   return out;
 }

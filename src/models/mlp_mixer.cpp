@@ -4,29 +4,15 @@
 #include <ATen/ATen.h>
 #include <torch/nn/functional/activation.h>
 
-#include "pixelfly/nn/pixelfly_linear.h"
-
 namespace pixelfly::models {
 
-torch::nn::AnyModule make_linear(int64_t in, int64_t out, const LayerPlan* plan) {
-  if (plan == nullptr || !plan->sparse) return torch::nn::AnyModule(torch::nn::Linear(in, out));
-  TORCH_CHECK(plan->rank >= 1, "MLP-Mixer: the plan for '", plan->layer.name,
-              "' has no low-rank part; give the planner a low_rank_share > 0");
-  return torch::nn::AnyModule(nn::PixelflyLinear(nn::PixelflyLinearOptions(in, out)
-                                                     .butterfly_size(plan->butterfly_size)
-                                                     .factors(plan->factors)
-                                                     .block(plan->block)
-                                                     .rank(plan->rank)));
-}
-
-MixerBlockImpl::MixerBlockImpl(int64_t tokens, const MixerOptions& o, const LayerPlan* fc1_plan,
-                               const LayerPlan* fc2_plan) {
+MixerBlockImpl::MixerBlockImpl(int64_t tokens, const MixerOptions& o) {
   token_norm = register_module("token_norm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({o.dim})));
   token_fc1 = register_module("token_fc1", torch::nn::Linear(tokens, o.token_mlp_dim));
   token_fc2 = register_module("token_fc2", torch::nn::Linear(o.token_mlp_dim, tokens));
   channel_norm = register_module("channel_norm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({o.dim})));
-  channel_fc1 = make_linear(o.dim, o.channel_mlp_dim, fc1_plan);
-  channel_fc2 = make_linear(o.channel_mlp_dim, o.dim, fc2_plan);
+  channel_fc1 = torch::nn::AnyModule(torch::nn::Linear(o.dim, o.channel_mlp_dim));
+  channel_fc2 = torch::nn::AnyModule(torch::nn::Linear(o.channel_mlp_dim, o.dim));
   register_module("channel_fc1", channel_fc1.ptr());
   register_module("channel_fc2", channel_fc2.ptr());
 }
@@ -48,24 +34,32 @@ MlpMixerImpl::MlpMixerImpl(MixerOptions o) : options_(std::move(o)) {
               " must divide image_size ", op.image_size);
   TORCH_CHECK(op.depth >= 1 && op.dim >= 1 && op.classes >= 2, "MLP-Mixer: depth, dim must be >= 1 and classes >= 2");
   const int64_t side = op.image_size / op.patch_size, tokens = side * side;
+  patch_embed = register_module(
+      "patch_embed", torch::nn::Conv2d(torch::nn::Conv2dOptions(op.in_channels, op.dim, op.patch_size).stride(op.patch_size)));
+  block_list = register_module("blocks", torch::nn::ModuleList());
+  for (int64_t i = 0; i < op.depth; ++i) {
+    blocks.push_back(MixerBlock(tokens, op));
+    block_list->push_back(blocks.back());
+  }
+  norm = register_module("norm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({op.dim})));
+  head = register_module("head", torch::nn::Linear(op.dim, op.classes));
   if (op.sparsity == Sparsity::Pixelfly) {
     PlannerOptions planner;
     planner.density_by_type = {{"mlp", op.mlp_density}};
     planner.low_rank_share = op.low_rank_share;
     planner.block_sizes = op.block_sizes;
-    plans_ = plan_budget(mixer_sparsifiable_layers(op), planner);
+    plans_ = nn::sparsify(*this, linear_slots(), planner);
   }
-  patch_embed = register_module(
-      "patch_embed", torch::nn::Conv2d(torch::nn::Conv2dOptions(op.in_channels, op.dim, op.patch_size).stride(op.patch_size)));
-  block_list = register_module("blocks", torch::nn::ModuleList());
-  for (int64_t i = 0; i < op.depth; ++i) {
-    const LayerPlan* fc1 = plans_.empty() ? nullptr : &plans_[2 * i];
-    const LayerPlan* fc2 = plans_.empty() ? nullptr : &plans_[2 * i + 1];
-    blocks.push_back(MixerBlock(tokens, op, fc1, fc2));
-    block_list->push_back(blocks.back());
+}
+
+std::vector<nn::LinearSlot> MlpMixerImpl::linear_slots() {
+  std::vector<nn::LinearSlot> slots;
+  for (size_t i = 0; i < blocks.size(); ++i) {
+    const std::string prefix = "blocks." + std::to_string(i) + ".channel_";
+    slots.push_back({prefix + "fc1", "mlp", &blocks[i]->channel_fc1});
+    slots.push_back({prefix + "fc2", "mlp", &blocks[i]->channel_fc2});
   }
-  norm = register_module("norm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({op.dim})));
-  head = register_module("head", torch::nn::Linear(op.dim, op.classes));
+  return slots;
 }
 
 std::vector<LayerShape> mixer_sparsifiable_layers(const MixerOptions& o) {

@@ -1,6 +1,6 @@
 // The image loader: every sample once per epoch, reproducible order and augmentation, the same
 // batches with and without the prefetch thread, exact normalisation, crops and flips that are
-// crops and flips, and a clean stop mid-epoch.
+// crops and flips (the same for every channel), per-channel statistics, and a clean stop mid-epoch.
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
@@ -11,10 +11,10 @@
 namespace pixelfly::data {
 namespace {
 
-// 50 images of 6 x 6 whose pixels encode the image index; label = index.
-ImageDataset synthetic() {
+// 50 images of `channels` x 6 x 6 whose pixels encode the image index; label = index.
+ImageDataset synthetic(int64_t channels = 1) {
   ImageDataset d;
-  d.images = (at::arange(50 * 36, at::kLong).view({50, 6, 6}) % 251).to(at::kByte);
+  d.images = (at::arange(50 * channels * 36, at::kLong).view({50, channels, 6, 6}) % 251).to(at::kByte);
   d.labels = at::arange(50, at::kLong);
   d.classes = 50;
   return d;
@@ -69,12 +69,13 @@ TEST(ImageLoader, NormalisesExactlyWithoutAugmentation) {
   ImageLoaderOptions o;
   o.batch_size = 50;
   o.shuffle = false;
-  o.mean = 0.25;
-  o.std = 0.5;
+  o.mean = {0.25};
+  o.std = {0.5};
   ImageLoader loader(synthetic(), o);
   const auto batch = epoch_of(loader, 0).front();
   const at::Tensor expected = (synthetic().images.to(at::kFloat) / 255.0 - 0.25) / 0.5;
-  EXPECT_TRUE(at::allclose(batch.images.squeeze(1), expected));
+  EXPECT_EQ(batch.images.sizes(), at::IntArrayRef({50, 1, 6, 6}));
+  EXPECT_TRUE(at::allclose(batch.images, expected));
   EXPECT_TRUE(at::equal(batch.labels, at::arange(50, at::kLong)));
 }
 
@@ -84,20 +85,20 @@ TEST(ImageLoader, AugmentedImagesAreCropsOfThePaddedImageMaybeFlipped) {
   o.shuffle = false;
   o.augment = true;
   o.crop_padding = 2;
-  o.mean = 0.0;
-  o.std = 1.0;
-  ImageLoader loader(synthetic(), o);
+  o.mean = {0.0, 0.0};
+  o.std = {1.0, 1.0};
+  ImageLoader loader(synthetic(2), o);
   const auto batch = epoch_of(loader, 0).front();
-  const at::Tensor originals = synthetic().images.to(at::kFloat) / 255.0;
+  const at::Tensor originals = synthetic(2).images.to(at::kFloat) / 255.0;
   int moved = 0, flipped = 0;
   for (int64_t i = 0; i < 50; ++i) {
     const at::Tensor padded = at::constant_pad_nd(originals[i], {2, 2, 2, 2}, 0.0);
     bool found = false;
     for (int64_t dy = 0; dy <= 4 && !found; ++dy) {
       for (int64_t dx = 0; dx <= 4 && !found; ++dx) {
-        const at::Tensor crop = padded.narrow(0, dy, 6).narrow(1, dx, 6);
+        const at::Tensor crop = padded.narrow(1, dy, 6).narrow(2, dx, 6);  // both channels
         for (bool flip : {false, true}) {
-          if (at::allclose(batch.images[i][0], flip ? crop.flip({1}) : crop)) {
+          if (at::allclose(batch.images[i], flip ? crop.flip({2}) : crop)) {
             found = true;
             moved += (dy != 2 || dx != 2);
             flipped += flip;
@@ -111,6 +112,65 @@ TEST(ImageLoader, AugmentedImagesAreCropsOfThePaddedImageMaybeFlipped) {
   EXPECT_GT(moved, 25);
   EXPECT_GT(flipped, 10);
   EXPECT_LT(flipped, 40);
+}
+
+TEST(ImageLoader, NormalisesEachChannelWithItsOwnStatistics) {
+  ImageLoaderOptions o;
+  o.batch_size = 50;
+  o.shuffle = false;
+  o.mean = {0.1, 0.2, 0.3};
+  o.std = {0.5, 0.25, 2.0};
+  ImageLoader loader(synthetic(3), o);
+  const auto batch = epoch_of(loader, 0).front();
+  ASSERT_EQ(batch.images.sizes(), at::IntArrayRef({50, 3, 6, 6}));
+  const at::Tensor pixels = synthetic(3).images.to(at::kDouble) / 255.0;
+  for (int64_t c = 0; c < 3; ++c) {
+    const at::Tensor expected = (pixels.select(1, c) - o.mean[c]) / o.std[c];
+    EXPECT_TRUE(at::allclose(batch.images.select(1, c).to(at::kDouble), expected, 1e-5, 1e-6)) << "channel " << c;
+  }
+}
+
+TEST(ImageLoader, RejectsStatisticsThatDoNotMatchTheChannels) {
+  auto message_of = [](ImageLoaderOptions o, int64_t channels) -> std::string {
+    try {
+      ImageLoader loader(synthetic(channels), o);
+    } catch (const c10::Error& e) {
+      return e.what_without_backtrace();
+    }
+    return "no error";
+  };
+  ImageLoaderOptions defaults;  // Fashion-MNIST's single-channel statistics
+  EXPECT_NE(message_of(defaults, 3).find("the images have 3 channel(s), mean has 1 and std 1 value(s)"),
+            std::string::npos)
+      << message_of(defaults, 3);
+  ImageLoaderOptions bad_std;
+  bad_std.mean = {0.5, 0.5};
+  bad_std.std = {0.5, 0.0};
+  EXPECT_NE(message_of(bad_std, 2).find("std must be > 0, got 0 for channel 1"), std::string::npos)
+      << message_of(bad_std, 2);
+  ImageDataset floats = synthetic();
+  floats.images = floats.images.to(at::kFloat);
+  EXPECT_THROW(ImageLoader(floats, {}), c10::Error);
+}
+
+TEST(ImageLoader, AugmentedImagesForChosenIndicesDependOnSeedAndDraw) {
+  ImageLoaderOptions o;
+  o.augment = true;
+  o.seed = 5;
+  o.mean = {0.5, 0.5};
+  o.std = {0.25, 0.25};
+  ImageLoader loader(synthetic(2), o), twin(synthetic(2), o);
+  const std::vector<int64_t> indices = {3, 0, 49, 3, 17, 8, 21, 30};
+  const at::Tensor first = loader.augmented_images(indices, 0);
+  EXPECT_EQ(first.sizes(), at::IntArrayRef({8, 2, 6, 6}));
+  EXPECT_TRUE(at::equal(first, twin.augmented_images(indices, 0)));
+  EXPECT_FALSE(at::equal(first, loader.augmented_images(indices, 1)));
+  o.augment = false;
+  ImageLoader plain(synthetic(2), o);
+  const at::Tensor expected = (synthetic(2).images.index_select(0, at::tensor(indices)).to(at::kFloat) / 255.0 - 0.5) / 0.25;
+  EXPECT_TRUE(at::allclose(plain.augmented_images(indices, 7), expected));
+  EXPECT_THROW(plain.augmented_images({50}, 0), c10::Error);
+  EXPECT_THROW(plain.augmented_images({-1}, 0), c10::Error);
 }
 
 TEST(ImageLoader, StopsCleanlyMidEpochAndRejectsBadOptions) {

@@ -97,7 +97,7 @@ TEST_F(IdxFiles, MnistLayoutChecksCountsLabelsAndShapes) {
   write_bytes(at("t10k-images-idx3-ubyte"), idx_bytes({3, 2, 2}, pixels));
   write_bytes(at("t10k-labels-idx1-ubyte.gz"), idx_bytes({3}, {0, 9, 4}));
   const ImageDataset test = load_mnist_format(dir_, /*train=*/false);
-  EXPECT_EQ(test.images.sizes(), at::IntArrayRef({3, 2, 2}));
+  EXPECT_EQ(test.images.sizes(), at::IntArrayRef({3, 1, 2, 2}));
   EXPECT_EQ(test.labels.scalar_type(), at::kLong);
   EXPECT_EQ(test.labels[1].item<int64_t>(), 9);
 
@@ -119,13 +119,15 @@ TEST(FashionMnist, ReadsTheDebianPackage) {
   const std::string dir = default_fashion_mnist_dir();
   if (::access((dir + "/train-images-idx3-ubyte.gz").c_str(), F_OK) != 0) GTEST_SKIP() << "dataset-fashion-mnist not installed";
   const ImageDataset train = load_mnist_format(dir, true), test = load_mnist_format(dir, false);
-  EXPECT_EQ(train.images.sizes(), at::IntArrayRef({60000, 28, 28}));
-  EXPECT_EQ(test.images.sizes(), at::IntArrayRef({10000, 28, 28}));
+  EXPECT_EQ(train.images.sizes(), at::IntArrayRef({60000, 1, 28, 28}));
+  EXPECT_EQ(test.images.sizes(), at::IntArrayRef({10000, 1, 28, 28}));
   // Ten balanced classes: 6000 and 1000 images each.
   EXPECT_TRUE(at::equal(at::bincount(train.labels), at::full({10}, 6000, at::kLong)));
   EXPECT_TRUE(at::equal(at::bincount(test.labels), at::full({10}, 1000, at::kLong)));
-  const double mean = train.images.to(at::kFloat).mean().item<double>() / 255.0;
-  EXPECT_NEAR(mean, 0.286, 0.002);  // the data set's well-known pixel mean
+  // The data set's well-known pixel statistics, the image loader's defaults.
+  const at::Tensor pixels = train.images.to(at::kFloat).div_(255.0);
+  EXPECT_NEAR(pixels.mean().item<double>(), kFashionMnistMean[0], 0.002);
+  EXPECT_NEAR(pixels.std().item<double>(), kFashionMnistStd[0], 0.002);
 }
 
 }  // namespace

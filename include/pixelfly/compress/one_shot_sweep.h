@@ -24,12 +24,15 @@ struct SweepRow {
 };
 
 // `make_compressor(s)` builds the compressor for sparsity s; `evaluate()` returns the test
-// accuracy of the model as it is; `recalibrate` (may be empty) recalibrates batch norm. Every
-// parameter and buffer is restored after each level, so the model leaves as it came.
+// accuracy of the model as it is; `recalibrate` (may be empty) recalibrates batch norm;
+// `on_compressed` (may be empty) sees each level's row while the model is still compressed (and
+// recalibrated), e.g. to save it. Every parameter and buffer is restored after each level, so
+// the model leaves as it came.
 std::vector<SweepRow> one_shot_sweep(torch::nn::Module& model, const std::vector<NamedWeight>& weights,
                                      const std::function<std::shared_ptr<Compressor>(double)>& make_compressor,
                                      const std::vector<double>& sparsities, const std::function<double()>& evaluate,
-                                     const std::function<void()>& recalibrate = {});
+                                     const std::function<void()>& recalibrate = {},
+                                     const std::function<void(const SweepRow&)>& on_compressed = {});
 
 std::string sweep_table(const std::vector<SweepRow>& rows);
 std::string sweep_json(const std::vector<SweepRow>& rows);

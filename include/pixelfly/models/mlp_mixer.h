@@ -1,7 +1,7 @@
 // MLP-Mixer (Tolstikhin et al. 2021) for image classification, with the channel-mixing MLPs
 // optionally Pixelated Butterfly layers (spec/pixelfly.md section 4: the token-mixing MLPs,
 // patch embedding, norms and head stay dense). Per-layer flat butterfly and rank come from the
-// budget planner.
+// budget planner and applied by nn::sparsify to the dense model.
 #pragma once
 
 #include <torch/nn/module.h>
@@ -14,11 +14,11 @@
 #include <string>
 #include <vector>
 
+#include "pixelfly/models/sparsity.h"
+#include "pixelfly/nn/sparsify.h"
 #include "pixelfly/pattern/budget_planner.h"
 
 namespace pixelfly::models {
-
-enum class Sparsity { Dense, Pixelfly };
 
 struct MixerOptions {
   int64_t image_size = 28;
@@ -46,23 +46,22 @@ std::vector<std::string> mixer_preset_names();
 // The channel-mixing layers a model with these options has (names as in named_parameters()).
 std::vector<LayerShape> mixer_sparsifiable_layers(const MixerOptions& options);
 
-// Either a dense Linear or a PixelflyLinear, chosen at construction.
-torch::nn::AnyModule make_linear(int64_t in, int64_t out, const LayerPlan* plan);
-
 class MixerBlockImpl : public torch::nn::Module {
  public:
-  MixerBlockImpl(int64_t tokens, const MixerOptions& options, const LayerPlan* fc1_plan, const LayerPlan* fc2_plan);
+  MixerBlockImpl(int64_t tokens, const MixerOptions& options);
   // x: (batch, tokens, dim) -> same shape.
   at::Tensor forward(const at::Tensor& x);
 
   torch::nn::LayerNorm token_norm{nullptr}, channel_norm{nullptr};
   torch::nn::Linear token_fc1{nullptr}, token_fc2{nullptr};
-  torch::nn::AnyModule channel_fc1, channel_fc2;
+  torch::nn::AnyModule channel_fc1, channel_fc2;  // dense Linear or, once sparsified, PixelflyLinear
 };
 TORCH_MODULE(MixerBlock);
 
 class MlpMixerImpl : public torch::nn::Module {
  public:
+  // Builds the dense model, then (Sparsity::Pixelfly) replaces the channel-mixing layers through
+  // nn::sparsify. Throws c10::Error for inconsistent sizes or a budget the planner rejects.
   explicit MlpMixerImpl(MixerOptions options);
   // images: (batch, in_channels, image_size, image_size) -> logits (batch, classes).
   at::Tensor forward(const at::Tensor& images);
@@ -70,6 +69,8 @@ class MlpMixerImpl : public torch::nn::Module {
   // The planner's choice per channel-mixing layer (empty for a dense model).
   const std::vector<LayerPlan>& plans() const { return plans_; }
   const MixerOptions& options() const { return options_; }
+  // The channel-mixing layers, type "mlp", named "blocks.<i>.channel_fc1" / "..._fc2".
+  std::vector<nn::LinearSlot> linear_slots();
 
   torch::nn::Conv2d patch_embed{nullptr};
   torch::nn::ModuleList block_list{nullptr};  // registered as "blocks"

@@ -1,0 +1,75 @@
+// Pre-norm transformer block shared by ViT and GPT-2: x + attn(norm1(x)), then + mlp(norm2(x)).
+// Its four linear layers live in torch::nn::AnyModule slots so that nn::sparsify can replace
+// them; their names inside a block are "attn.qkv", "attn.proj" (type "attention") and
+// "mlp.fc1", "mlp.fc2" (type "mlp").
+#pragma once
+
+#include <torch/nn/module.h>
+#include <torch/nn/modules/container/any.h>
+#include <torch/nn/modules/normalization.h>
+#include <torch/nn/pimpl.h>
+
+#include <string>
+#include <vector>
+
+#include "pixelfly/nn/sparsify.h"
+
+namespace pixelfly::models {
+
+struct TransformerBlockOptions {
+  int64_t dim = 128;
+  int64_t heads = 4;       // must divide dim
+  int64_t mlp_dim = 512;   // hidden width of the MLP
+  bool qkv_bias = true;
+  bool causal = false;     // each position attends only to itself and earlier ones
+  bool gelu_tanh = false;  // GELU's tanh approximation (GPT-2) instead of the exact one (ViT)
+  double norm_eps = 1e-5;
+};
+
+// Multi-head self-attention through at::scaled_dot_product_attention (fused kernels on GPU).
+class SelfAttentionImpl : public torch::nn::Module {
+ public:
+  explicit SelfAttentionImpl(const TransformerBlockOptions& options);
+  // x: (batch, tokens, dim) float -> same shape.
+  at::Tensor forward(const at::Tensor& x);
+
+  torch::nn::AnyModule qkv;   // dim -> 3 dim, registered as "qkv"
+  torch::nn::AnyModule proj;  // dim -> dim, registered as "proj"
+
+ private:
+  int64_t heads_;
+  bool causal_;
+};
+TORCH_MODULE(SelfAttention);
+
+class TransformerMlpImpl : public torch::nn::Module {
+ public:
+  explicit TransformerMlpImpl(const TransformerBlockOptions& options);
+  // x: (..., dim) -> (..., dim): fc2(gelu(fc1(x))).
+  at::Tensor forward(const at::Tensor& x);
+
+  torch::nn::AnyModule fc1;  // dim -> mlp_dim, registered as "fc1"
+  torch::nn::AnyModule fc2;  // mlp_dim -> dim, registered as "fc2"
+
+ private:
+  bool gelu_tanh_;
+};
+TORCH_MODULE(TransformerMlp);
+
+class TransformerBlockImpl : public torch::nn::Module {
+ public:
+  // Throws c10::Error when heads does not divide dim or a size is < 1.
+  explicit TransformerBlockImpl(const TransformerBlockOptions& options);
+  // x: (batch, tokens, dim) -> same shape.
+  at::Tensor forward(const at::Tensor& x);
+
+  // This block's four linear slots, named prefix + "attn.qkv", ... (prefix e.g. "blocks.3.").
+  std::vector<nn::LinearSlot> linear_slots(const std::string& prefix);
+
+  torch::nn::LayerNorm norm1{nullptr}, norm2{nullptr};
+  SelfAttention attn{nullptr};
+  TransformerMlp mlp{nullptr};
+};
+TORCH_MODULE(TransformerBlock);
+
+}  // namespace pixelfly::models

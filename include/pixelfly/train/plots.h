@@ -1,0 +1,13 @@
+// PNG plots of a run's curves from its metrics.jsonl, drawn by gnuplot: loss.png (training loss
+// per logged step, evaluation loss per epoch) and accuracy.png (evaluation accuracy per epoch;
+// for text also bits per byte).
+#pragma once
+
+#include <string>
+
+namespace pixelfly::train {
+
+// Returns false, drawing nothing, when gnuplot is not installed or there is nothing to plot yet.
+bool draw_training_curves(const std::string& run_dir);
+
+}  // namespace pixelfly::train

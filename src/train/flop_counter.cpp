@@ -1,0 +1,98 @@
+// FLOP counting through RecordFunction callbacks.
+#include "pixelfly/train/flop_counter.h"
+
+#include <ATen/core/ivalue.h>
+#include <ATen/record_function.h>
+
+#include <cstring>
+#include <memory>
+
+namespace pixelfly::train {
+namespace {
+
+thread_local double counted_flops = 0;
+thread_local int counted_depth = 0;
+
+double numel(const c10::IValue& v) { return v.isTensor() ? static_cast<double>(v.toTensor().numel()) : 0.0; }
+int64_t size(const c10::IValue& v, int64_t dim) { return v.isTensor() ? v.toTensor().size(dim) : 0; }
+
+// FLOPs of one call of a counted operator, or -1 when the operator is not one of them.
+double operator_flops(const at::RecordFunction& fn) {
+  const char* name = fn.name();
+  const auto in = fn.inputs();
+  auto is = [&](const char* candidate) { return std::strcmp(name, candidate) == 0; };
+  if (is("aten::mm")) return 2.0 * numel(in[0]) * size(in[1], 1);
+  if (is("aten::addmm")) return 2.0 * numel(in[1]) * size(in[2], 1);
+  if (is("aten::bmm")) return 2.0 * numel(in[0]) * size(in[1], 2);
+  if (is("aten::baddbmm")) return 2.0 * numel(in[1]) * size(in[2], 2);
+  if (is("aten::convolution")) {
+    // Output elements x (input channels / groups x kernel area): weight (out, in/groups, kh, kw).
+    // The output size is not known at the start; the end callback multiplies it in.
+    return -2.0;
+  }
+  if (std::strncmp(name, "aten::_scaled_dot_product", 25) == 0 || is("aten::scaled_dot_product_attention")) {
+    // q (B, H, T, D), k (B, H, S, D): QK^T and PV, 2 x 2 x B H T S D.
+    const at::Tensor& q = in[0].toTensor();
+    const at::Tensor& k = in[1].toTensor();
+    return 4.0 * static_cast<double>(q.numel()) * static_cast<double>(k.size(-2));
+  }
+  if (is("pixelfly::block_sparse_linear")) {
+    const double tokens = numel(in[0]) / static_cast<double>(size(in[0], -1));
+    return 2.0 * tokens * numel(in[1]);
+  }
+  if (is("pixelfly::mixed_linear")) {  // x, values, layout, scale, a (..., r), b (out, r), bias
+    const double tokens = numel(in[0]) / static_cast<double>(size(in[0], -1));
+    return 2.0 * tokens * (numel(in[1]) + numel(in[5]));
+  }
+  return -1.0;
+}
+
+struct ConvolutionContext : at::ObserverContext {
+  double per_output = 0;
+};
+
+std::unique_ptr<at::ObserverContext> on_start(const at::RecordFunction& fn) {
+  if (fn.num_inputs() == 0) return nullptr;
+  const double flops = operator_flops(fn);
+  if (flops == -1.0) return nullptr;
+  auto context = std::make_unique<ConvolutionContext>();
+  if (counted_depth == 0) {
+    if (flops == -2.0) {
+      const at::Tensor& weight = fn.inputs()[1].toTensor();
+      context->per_output = 2.0 * static_cast<double>(weight.numel() / weight.size(0));
+    } else {
+      counted_flops += flops;
+    }
+  }
+  ++counted_depth;
+  return context;
+}
+
+void on_end(const at::RecordFunction& fn, at::ObserverContext* context) {
+  if (context == nullptr) return;
+  --counted_depth;
+  const double per_output = static_cast<ConvolutionContext*>(context)->per_output;
+  if (per_output > 0) {
+    const auto outputs = fn.outputs();
+    if (!outputs.empty() && outputs[0].isTensor()) counted_flops += per_output * numel(outputs[0]);
+  }
+}
+
+}  // namespace
+
+double count_flops(const std::function<void()>& run) {
+  counted_flops = 0;
+  counted_depth = 0;
+  const at::CallbackHandle handle =
+      at::addThreadLocalCallback(at::RecordFunctionCallback(on_start, on_end).needsInputs(true).needsOutputs(true));
+  try {
+    run();
+  } catch (...) {
+    at::removeCallback(handle);
+    throw;
+  }
+  at::removeCallback(handle);
+  return counted_flops;
+}
+
+}  // namespace pixelfly::train

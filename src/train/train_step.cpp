@@ -1,0 +1,43 @@
+// One training step, and its FLOP count.
+#include "pixelfly/train/train_step.h"
+
+#include <ATen/ATen.h>
+#include <torch/nn/utils/clip_grad.h>
+
+#include <cmath>
+
+#include "pixelfly/train/flop_counter.h"
+
+namespace pixelfly::train {
+
+double train_step(Session& s, Optimizers& optimizers, const Batch& batch) {
+  const at::Tensor inputs = batch.inputs.to(s.device, /*non_blocking=*/true);
+  const at::Tensor targets = batch.targets.to(s.device, /*non_blocking=*/true);
+  auto loss_of_batch = [&] {
+    const at::Tensor logits = autocast_forward(s.bf16_autocast, [&] { return s.model.forward(inputs); });
+    return task_loss(logits, targets, s.config.label_smoothing);
+  };
+  if (optimizers.cram) return optimizers.cram->step(loss_of_batch).item<double>();
+  optimizers.base->zero_grad();
+  const at::Tensor loss = loss_of_batch();
+  loss.backward();
+  if (s.config.grad_clip > 0) torch::nn::utils::clip_grad_norm_(s.model.module->parameters(), s.config.grad_clip);
+  const double value = loss.item<double>();
+  if (std::isfinite(value)) optimizers.base->step();
+  return value;
+}
+
+double training_flops_per_step(Session& s, int64_t batch_size) {
+  s.data->start_evaluation();
+  const std::optional<Batch> batch = s.data->next_evaluation();
+  if (!batch) return 0;
+  const at::Tensor one = batch->inputs.slice(0, 0, 1).to(s.device);
+  torch::NoGradGuard no_grad;
+  const bool was_training = s.model.module->is_training();
+  s.model.module->eval();
+  const double forward = count_flops([&] { autocast_forward(s.bf16_autocast, [&] { return s.model.forward(one); }); });
+  s.model.module->train(was_training);
+  return 3.0 * forward * static_cast<double>(batch_size);
+}
+
+}  // namespace pixelfly::train
