@@ -27,8 +27,9 @@ configure: $(BUILD_DIR)/build.ninja
 build: configure
 	cmake --build $(BUILD_DIR) -j $(JOBS)
 
+# One thread per test process: ctest already runs $(JOBS) tests at once.
 test: build
-	set -o pipefail; cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS) 2>&1 | tee ctest.log; \
+	set -o pipefail; cd $(BUILD_DIR) && OMP_NUM_THREADS=1 ctest --output-on-failure -j $(JOBS) 2>&1 | tee ctest.log; \
 	status=$$?; bash $(CURDIR)/scripts/ctest_summary.sh ctest.log; exit $$status
 
 run: build

@@ -1,21 +1,30 @@
 #!/usr/bin/env bash
-# The main job of `make run`: shows what pixelfly does on this machine, end to end, with the
-# built tool and library: a flat block butterfly layout, a density budget planned for the
-# Mixer-B and GPT-2-medium MLP layers, and the speed of the block-sparse product against
-# dense matmul on this CPU.
+# The main job of `make run`: trains the small MLP-Mixer on Fashion-MNIST twice, dense and with
+# Pixelated Butterfly channel MLPs, on whatever device is there (the GPU when present, else the
+# CPU), then prints both runs side by side. The runs are written to runs/main_job/{dense,pixelfly}
+# (replaced on every `make run`).
 set -euo pipefail
 build="${1:-build}"
 cli="$build/pixelfly"
+runs="${PIXELFLY_MAIN_JOB_DIR:-runs/main_job}"
 
-echo "== A flat block butterfly layout: 512 x 512, n=8, k=2, block 64 (X = nonzero block)"
-"$cli" mask --out 512 --in 512 --butterfly-size 8 --factors 2 --block 64
-echo
-echo "== Budget: MLP layers at 25 % density, 20 % of it low rank"
-"$cli" plan --density mlp=0.25 --low-rank-share 0.2 \
-  --layer mixer-b.fc1:mlp:3072x768 --layer mixer-b.fc2:mlp:768x3072 \
-  --layer gpt2-medium.fc1:mlp:4096x1024 --layer gpt2-medium.fc2:mlp:1024x4096
-echo
-echo "== Y = X W^T on this CPU: block-sparse (flat butterfly) against dense torch::matmul"
-if [ -x "$build/bench/bench_cpu_block_sparse" ]; then
-  "$build/bench/bench_cpu_block_sparse" --benchmark_filter='d:1024/T:512' 2>/dev/null | sed -n '/^Y = X/,$p'
-fi
+for variant in dense pixelfly; do
+  echo "== training mixer-small28 on Fashion-MNIST: $variant"
+  rm -rf "$runs/$variant"
+  "$cli" train --config configs/mixer_fmnist.json --set "model.sparsity=$variant" --set "run.dir=$runs/$variant"
+  echo
+done
+
+python3 - "$runs" <<'PY'
+import json, sys
+runs = sys.argv[1]
+rows = {v: json.load(open(f"{runs}/{v}/summary.json")) for v in ("dense", "pixelfly")}
+dense_ms = rows["dense"]["median_step_ms"]
+print(f"Fashion-MNIST, mixer-small28, {rows['dense']['epochs']} epochs on {rows['dense']['device']}")
+print(f"| model    | test accuracy | parameters | training GFLOP/step | step (ms) | speed-up |")
+print(f"|----------|---------------|------------|---------------------|-----------|----------|")
+for name, r in rows.items():
+    print(f"| {name:<8} | {100 * r['eval_accuracy']:12.2f}% | {r['parameters']:>10,} | "
+          f"{r['train_flops_per_step'] / 1e9:19.2f} | {r['median_step_ms']:9.1f} | "
+          f"{dense_ms / r['median_step_ms']:7.2f}x |")
+PY

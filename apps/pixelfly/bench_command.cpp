@@ -1,11 +1,14 @@
-// pixelfly bench: the training-step time of a model, dense against Pixelfly, on this machine,
-// with parameters and FLOPs per step: the speed-up to expect before committing hours to a run.
+// pixelfly bench: the training-step time of a model in several variants (by default dense against
+// Pixelfly; any configuration overrides, e.g. SGD against CrAM) on this machine, with parameters
+// and FLOPs per step: the speed-up to expect before committing hours to a run.
 #include <ATen/ATen.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <iostream>
+#include <sstream>
+#include <stdexcept>
 
 #include "commands.h"
 #include "run_config.h"
@@ -18,8 +21,28 @@ namespace {
 
 struct BenchArgs {
   ConfigArgs config;
+  std::vector<std::string> variants = {"dense:model.sparsity=dense", "pixelfly:model.sparsity=pixelfly"};
   int64_t warmup = 3, steps = 20;
 };
+
+struct Variant {
+  std::string name;
+  std::vector<std::string> overrides;
+};
+
+// "NAME:KEY=VALUE;KEY=VALUE"
+Variant parse_variant(const std::string& spec) {
+  const auto colon = spec.find(':');
+  if (colon == std::string::npos || colon == 0 || colon + 1 == spec.size()) {
+    throw std::invalid_argument("--variant '" + spec + "' must look like NAME:KEY=VALUE[;KEY=VALUE...], e.g. cram:optim.name=cram");
+  }
+  Variant v{spec.substr(0, colon), {}};
+  std::stringstream rest(spec.substr(colon + 1));
+  for (std::string item; std::getline(rest, item, ';');) {
+    if (!item.empty()) v.overrides.push_back(item);
+  }
+  return v;
+}
 
 struct BenchRow {
   std::string variant;
@@ -27,14 +50,14 @@ struct BenchRow {
   double flops_per_step = 0, median_ms = 0;
 };
 
-BenchRow bench_variant(const BenchArgs& a, const std::string& sparsity) {
+BenchRow bench_variant(const BenchArgs& a, const Variant& variant) {
   std::vector<std::string> overrides = a.config.overrides;
-  overrides.push_back("model.sparsity=" + sparsity);
+  overrides.insert(overrides.end(), variant.overrides.begin(), variant.overrides.end());
   overrides.push_back("data.prefetch=0");
   train::Session s = train::open_session(train::load_config(a.config.config_file, overrides), std::cerr);
   train::Optimizers optimizers = train::make_optimizers(*s.model.module, s.config);
   BenchRow row;
-  row.variant = sparsity;
+  row.variant = variant.name;
   for (const at::Tensor& p : s.model.module->parameters()) row.parameters += p.numel();
   row.flops_per_step = train::training_flops_per_step(s, s.config.batch_size);
   s.data->start_epoch(0, 0);
@@ -53,13 +76,13 @@ BenchRow bench_variant(const BenchArgs& a, const std::string& sparsity) {
 }
 
 void run_bench(const BenchArgs& a) {
-  const BenchRow dense = bench_variant(a, "dense");
-  const BenchRow sparse = bench_variant(a, "pixelfly");
-  std::printf("%-10s %12s %14s %12s %10s %12s\n", "model", "parameters", "GFLOP/step", "step ms", "speed-up",
-              "GFLOP/s");
-  for (const BenchRow& r : {dense, sparse}) {
-    std::printf("%-10s %12lld %14.3f %12.2f %9.2fx %12.1f\n", r.variant.c_str(), static_cast<long long>(r.parameters),
-                r.flops_per_step / 1e9, r.median_ms, dense.median_ms / r.median_ms,
+  std::vector<BenchRow> rows;
+  for (const std::string& spec : a.variants) rows.push_back(bench_variant(a, parse_variant(spec)));
+  std::printf("%-12s %12s %14s %12s %12s %12s\n", "variant", "parameters", "GFLOP/step", "step ms",
+              ("vs " + rows.front().variant).c_str(), "GFLOP/s");
+  for (const BenchRow& r : rows) {
+    std::printf("%-12s %12lld %14.3f %12.2f %11.2fx %12.1f\n", r.variant.c_str(), static_cast<long long>(r.parameters),
+                r.flops_per_step / 1e9, r.median_ms, rows.front().median_ms / r.median_ms,
                 r.flops_per_step / 1e6 / r.median_ms);
   }
 }
@@ -71,13 +94,18 @@ void add_bench_command(CLI::App& app) {
   CLI::App* command = app.add_subcommand(
       "bench", "Time a training step of the configured model, dense against Pixelfly (median after warm-up)");
   add_config_options(*command, a->config);
+  command->add_option("--variant", a->variants,
+                      "NAME:KEY=VALUE[;KEY=VALUE...], repeatable; the first is the baseline (default: dense and pixelfly)")
+      ->capture_default_str();
   command->add_option("--warmup", a->warmup, "Untimed steps first")->check(CLI::NonNegativeNumber)->capture_default_str();
   command->add_option("--steps", a->steps, "Timed steps")->check(CLI::PositiveNumber)->capture_default_str();
   command->footer(
       "Examples:\n"
       "  pixelfly bench --config configs/mixer_fmnist.json\n"
       "  pixelfly bench --set model.preset=gpt2-medium --set data.name=synthetic-text --set data.context=1024 "
-      "--set data.batch_size=8");
+      "--set data.batch_size=8\n"
+      "  pixelfly bench --config configs/resnet20_fmnist_cram.json --variant sgd:optim.name=sgd --variant "
+      "cram:optim.name=cram");
   command->callback([a] { run_bench(*a); });
 }
 

@@ -62,6 +62,10 @@ void add_mask_command(CLI::App& app) {
       ->check(CLI::IsMember({"text", "json", "png"}))
       ->capture_default_str();
   cmd->add_option("--output,-o", args->output, "Write to this file (required for png; default stdout)");
+  cmd->footer(
+      "Examples:\n"
+      "  pixelfly mask --out 8 --in 8 --butterfly-size 8 --factors 2 --block 1\n"
+      "  pixelfly mask --out 3072 --in 768 -n 16 -k 2 -b 32 --format png --output fc1.png");
   cmd->callback([args] { run_mask(*args); });
 }
 

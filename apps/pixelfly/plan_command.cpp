@@ -81,6 +81,10 @@ void add_plan_command(CLI::App& app) {
       cmd->add_option("--blocks", args->block_sizes, "Block sizes to choose from (default: the preset's, else these)")
           ->delimiter(',')
           ->capture_default_str();
+  cmd->footer(
+      "Examples:\n"
+      "  pixelfly plan --model mixer-b16 --density mlp=0.25\n"
+      "  pixelfly plan --layer fc1:mlp:3072x768 --layer fc2:mlp:768x3072 --density mlp=0.1");
   cmd->callback([args, blocks] {
     args->blocks_given = blocks->count() > 0;
     run_plan(*args);

@@ -2,6 +2,7 @@
 // optional batch-norm recalibration: a table, prune.json and prune.png in the output directory,
 // and optionally each compressed model as a .safetensors file.
 #include <cstdio>
+#include <iomanip>
 #include <iostream>
 #include <regex>
 #include <sstream>
@@ -101,7 +102,8 @@ void run_prune(const PruneArgs& a) {
   const std::vector<compress::SweepRow> rows = compress::one_shot_sweep(
       model, weights, [&](double s) { return compress::parse_compressor(compressor_spec(a, s)); }, levels(a),
       evaluate, recalibrate, save);
-  std::cout << "dense accuracy: " << 100.0 * evaluate() << " %\n" << compress::sweep_table(rows);
+  std::cout << "dense accuracy: " << std::fixed << std::setprecision(2) << 100.0 * evaluate() << " %\n"
+            << std::defaultfloat << compress::sweep_table(rows);
   io::write_file_atomically(out_dir + "/prune.json", compress::sweep_json(rows));
   const bool plotted = compress::write_sweep_plot(rows, out_dir + "/prune.png");
   std::cout << "wrote " << out_dir << "/prune.json" << (plotted ? " and prune.png" : " (no gnuplot: no plot)") << "\n";

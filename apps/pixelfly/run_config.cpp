@@ -15,6 +15,11 @@ void add_config_options(CLI::App& command, ConfigArgs& args) {
       ->check(CLI::ExistingFile);
   command.add_option("--set", args.overrides, "Override one key, e.g. --set optim.lr=0.01 (repeatable)")
       ->type_name("KEY=VALUE");
+  command
+      .add_option_function<std::string>(
+          "--device", [&args](const std::string& device) { args.overrides.push_back("run.device=" + device); },
+          "auto | cpu | cuda | cuda:N (same as --set run.device=...)")
+      ->type_name("DEVICE");
 }
 
 std::string run_dir_of(const std::string& path) {

@@ -15,7 +15,7 @@ struct ConfigArgs {
   std::vector<std::string> overrides;
 };
 
-// Adds --config FILE and --set KEY=VALUE (repeatable) to `command`.
+// Adds --config FILE, --set KEY=VALUE (repeatable) and --device DEVICE to `command`.
 void add_config_options(CLI::App& command, ConfigArgs& args);
 
 // The run directory a run, checkpoints or checkpoint directory belongs to (the directory holding

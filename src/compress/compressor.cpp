@@ -33,7 +33,7 @@ void apply_masks(const std::vector<NamedWeight>& weights, const MaskMap& masks) 
     TORCH_CHECK(it != masks.end(), "apply_masks: no mask for weight '", w.name, "'");
     TORCH_CHECK(it->second.sizes() == w.weight.sizes(), "apply_masks: mask for '", w.name, "' has shape ",
                 it->second.sizes(), " but the weight has ", w.weight.sizes());
-    w.weight.mul_(it->second.to(w.weight.dtype()));
+    w.weight.mul_(it->second);  // a bool mask multiplies in the weight's dtype
   }
 }
 

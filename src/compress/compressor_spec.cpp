@@ -1,7 +1,6 @@
 // Parsing of compressor specs ("global:0.7", "nm:2:4", ...).
 #include "pixelfly/compress/compressor_spec.h"
 
-#include <sstream>
 #include <stdexcept>
 #include <vector>
 
@@ -39,10 +38,14 @@ int64_t integer(const std::string& spec, const std::string& text) {
 }  // namespace
 
 std::shared_ptr<Compressor> parse_compressor(const std::string& spec) {
-  std::vector<std::string> parts;
-  std::stringstream stream(spec);
-  for (std::string part; std::getline(stream, part, ':');) parts.push_back(part);
-  if (parts.empty()) bad_spec(spec, "empty");
+  if (spec.empty()) bad_spec(spec, "empty");
+  std::vector<std::string> parts;  // every field, empty ones included ("global:0.7:" has three)
+  for (size_t begin = 0;;) {
+    const size_t colon = spec.find(':', begin);
+    parts.push_back(spec.substr(begin, colon - begin));
+    if (colon == std::string::npos) break;
+    begin = colon + 1;
+  }
   const std::string& kind = parts[0];
   if ((kind == "global" || kind == "uniform") && parts.size() == 2) {
     const double sparsity = number(spec, parts[1]);

@@ -89,8 +89,12 @@ MixerOptions mixer_preset(const std::string& name) {
     return o;
   }
   if (name == "mixer-small28") {
-    o.block_sizes = {8, 16, 32};
-    return o;  // the defaults: 28 x 28, patch 4, dim 128, depth 4, channel MLP 512
+    // The defaults (28 x 28 grey, dim 128, depth 4, channel MLP 512) with 7 x 7 patches: 16
+    // tokens, so that a CPU trains it to ~88 % on Fashion-MNIST in a few minutes.
+    o.patch_size = 7;
+    o.token_mlp_dim = 32;
+    o.block_sizes = {16, 32};
+    return o;
   }
   std::string known;
   for (const std::string& n : mixer_preset_names()) known += (known.empty() ? "" : ", ") + n;

@@ -48,7 +48,7 @@ void BlockSparseLinearImpl::reset() {
 
 at::Tensor BlockSparseLinearImpl::forward(const at::Tensor& x) {
   at::Tensor y = ops::block_sparse_linear(x, blocks, layout_);
-  return bias.defined() ? y + bias : y;
+  return bias.defined() ? y + bias.to(y.scalar_type()) : y;  // bf16 under autocast, as nn::Linear
 }
 
 at::Tensor BlockSparseLinearImpl::dense_weight() const {

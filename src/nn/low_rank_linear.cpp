@@ -28,7 +28,7 @@ at::Tensor LowRankLinearImpl::forward(const at::Tensor& x) {
   TORCH_CHECK(x.dim() >= 1 && x.size(-1) == options.in_features(), "LowRankLinear: x must have last dimension in_features = ",
               options.in_features(), ", got shape ", x.sizes());
   at::Tensor y = at::matmul(at::matmul(x, v), u.t());
-  return bias.defined() ? y + bias : y;
+  return bias.defined() ? y + bias.to(y.scalar_type()) : y;  // bf16 under autocast, as nn::Linear
 }
 
 at::Tensor LowRankLinearImpl::dense_weight() const { return at::matmul(u, v.t()); }

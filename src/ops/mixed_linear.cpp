@@ -16,9 +16,12 @@ at::Tensor mixed_linear_composed(const at::Tensor& x, const at::Tensor& values, 
   TORCH_CHECK(layout, "pixelfly::mixed_linear: layout is null");
   check_mixed_arguments("pixelfly::mixed_linear", x, scale, low_rank_a, low_rank_b, layout->out_features(), 0, 1, bias,
                         layout->out_features());
-  at::Tensor y = block_sparse_linear(x, values, layout) * scale;
-  y = y + at::matmul(low_rank_a, low_rank_b.t());
-  if (bias.has_value() && bias->defined()) y = y + *bias;
+  // In place on the fresh block-sparse output: one pass for the scale, the low-rank GEMM
+  // accumulated into it, one pass for the bias.
+  at::Tensor y = block_sparse_linear(x, values, layout);
+  at::Tensor y_rows = y.view({-1, y.size(-1)});
+  y_rows.mul_(scale).addmm_(low_rank_a.reshape({-1, low_rank_a.size(-1)}), low_rank_b.t());
+  if (bias.has_value() && bias->defined()) y_rows.add_(*bias);
   return y;
 }
 
@@ -28,7 +31,9 @@ at::Tensor mixed_linear_grad_input_composed(const at::Tensor& grad_y, const at::
   TORCH_CHECK(layout, "pixelfly::mixed_linear_grad_input: layout is null");
   check_mixed_arguments("pixelfly::mixed_linear_grad_input", grad_y, scale, low_rank_a, low_rank_b_t, 0,
                         layout->in_features(), 0, c10::nullopt, 0);
-  return block_sparse_linear_grad_input(grad_y, values, layout) * scale + at::matmul(low_rank_a, low_rank_b_t);
+  at::Tensor dx = block_sparse_linear_grad_input(grad_y, values, layout);
+  dx.view({-1, dx.size(-1)}).mul_(scale).addmm_(low_rank_a.reshape({-1, low_rank_a.size(-1)}), low_rank_b_t);
+  return dx;
 }
 
 at::Tensor mixed_linear(const at::Tensor& x, const at::Tensor& values, const Layout& layout, const at::Tensor& scale,

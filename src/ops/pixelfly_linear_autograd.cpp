@@ -9,6 +9,7 @@
 
 #include "pixelfly/ops/block_sparse_ops.h"
 #include "pixelfly/ops/pixelfly_linear_ops.h"
+#include "ops/thin_matmul.h"
 
 namespace pixelfly::ops {
 namespace {
@@ -24,7 +25,9 @@ class PixelflyLinearFunction : public torch::autograd::Function<PixelflyLinearFu
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& values, const Layout& layout,
                             const at::Tensor& u, const at::Tensor& v, const at::Tensor& gamma,
                             const c10::optional<at::Tensor>& bias) {
-    const at::Tensor projected = at::matmul(x, v);  // (..., r)
+    std::vector<int64_t> projected_sizes = x.sizes().vec();
+    projected_sizes.back() = v.size(1);
+    const at::Tensor projected = thin_matmul(rows(x), v).reshape(projected_sizes);  // (..., r)
     const at::Tensor low_rank_scale = 1 - gamma;
     at::Tensor y = mixed_linear(x, values, layout, gamma, projected * low_rank_scale.to(projected.scalar_type()), u, bias);
     ctx->save_for_backward({x, values, u, v, gamma, projected});
@@ -40,7 +43,9 @@ class PixelflyLinearFunction : public torch::autograd::Function<PixelflyLinearFu
     const Layout layout = ctx->saved_data["layout"].toCustomClass<LayoutHandle>();
     const at::Tensor dy = grad_outputs[0].contiguous();
     const at::Tensor low_rank_scale = (1 - gamma).to(dy.scalar_type());
-    const at::Tensor dy_u = at::matmul(dy, u);  // (..., r)
+    std::vector<int64_t> rank_sizes = dy.sizes().vec();
+    rank_sizes.back() = u.size(1);
+    const at::Tensor dy_u = thin_matmul(rows(dy), u).reshape(rank_sizes);  // (..., r)
 
     // needs_input_grad counts tensor arguments only: x 0, values 1, u 2, v 3, gamma 4, bias 5.
     const bool need_x = ctx->needs_input_grad(0), need_values = ctx->needs_input_grad(1);
@@ -57,11 +62,11 @@ class PixelflyLinearFunction : public torch::autograd::Function<PixelflyLinearFu
       if (need_values) grad_values = raw * gamma.to(raw.scalar_type());
     }
     if (need_u || need_gamma) {
-      const at::Tensor raw_u = rows(dy).t().matmul(rows(projected));  // dy^T (x v): (out, r)
+      const at::Tensor raw_u = thin_matmul(rows(dy).t(), rows(projected));  // dy^T (x v): (out, r)
       if (need_gamma) grad_gamma = grad_gamma - (raw_u.to(accumulate) * u.to(accumulate)).sum();
       if (need_u) grad_u = raw_u * low_rank_scale;
     }
-    if (need_v) grad_v = rows(x).t().matmul(rows(dy_u)) * low_rank_scale;
+    if (need_v) grad_v = thin_matmul(rows(x).t(), rows(dy_u)) * low_rank_scale;
     if (need_gamma) grad_gamma = grad_gamma.to(gamma.scalar_type()).reshape(gamma.sizes());
     if (need_bias) grad_bias = rows(dy).sum(0);
     return {grad_x, grad_values, at::Tensor(), grad_u, grad_v, grad_gamma, grad_bias};

@@ -61,27 +61,39 @@ at::Tensor Cram::step(const std::function<at::Tensor()>& loss) {
   for (const at::Tensor& p : model_.parameters()) {
     if (p.requires_grad()) params.push_back(p);
   }
-  // 1. g1 at theta.
+  // 1. g1 at theta. The gradients are taken over as g1 (zero_grad then leaves them unset, so the
+  // second pass allocates fresh ones): no copy.
   base_.zero_grad();
   const at::Tensor first_loss = loss();
   TORCH_CHECK(first_loss.dim() == 0, "CrAM: the loss must be a scalar, got shape ", first_loss.sizes());
   first_loss.backward();
-  std::vector<at::Tensor> g1(params.size()), saved(params.size());
+  std::vector<at::Tensor> g1(params.size());
+  std::vector<at::Tensor> with_grad, their_g1;  // the parameters that have a g1, and it
   {
     at::NoGradGuard no_grad;
     double norm_sq = 0.0;
     for (size_t i = 0; i < params.size(); ++i) {
-      if (params[i].grad().defined()) {
-        g1[i] = params[i].grad().clone();
-        if (options_.normalize) norm_sq += g1[i].to(at::kDouble).pow(2).sum().item<double>();
-      }
+      if (!params[i].grad().defined()) continue;
+      g1[i] = params[i].grad();
+      params[i].mutable_grad() = at::Tensor();
+      with_grad.push_back(params[i]);
+      their_g1.push_back(g1[i]);
+      if (options_.normalize) norm_sq += g1[i].to(at::kDouble).pow(2).sum().item<double>();
     }
     const double scale = options_.normalize ? options_.rho / std::max(std::sqrt(norm_sq), 1e-12) : options_.rho;
-    // 3. perturb every parameter (the compressed ones and all the others).
-    for (size_t i = 0; i < params.size(); ++i) {
-      saved[i] = params[i].detach().clone();
-      if (g1[i].defined()) params[i].add_(g1[i], scale);
+    // 3. perturb every parameter (the compressed ones and all the others), in one multi-tensor pass.
+    bool reusable = saved_.size() == params.size();
+    for (size_t i = 0; reusable && i < params.size(); ++i) {
+      reusable = saved_[i].sizes() == params[i].sizes() && saved_[i].dtype() == params[i].dtype() &&
+                 saved_[i].device() == params[i].device();
     }
+    if (reusable) {
+      at::_foreach_copy_(saved_, params);
+    } else {
+      saved_.clear();
+      for (const at::Tensor& p : params) saved_.push_back(p.detach().clone());
+    }
+    if (!with_grad.empty()) at::_foreach_add_(with_grad, their_g1, scale);
   }
   // 4-5. choose a compression and apply it to the perturbed weights.
   last_compressor_ = compressors_.size() == 1 ? 0 : static_cast<size_t>(rng_() % compressors_.size());
@@ -99,18 +111,23 @@ at::Tensor Cram::step(const std::function<at::Tensor()>& loss) {
     // 7. sparse_grad.
     if (options_.sparse_grad) {
       for (const compress::NamedWeight& w : weights) {
-        if (w.weight.grad().defined()) w.weight.mutable_grad().mul_(masks.at(w.name).to(w.weight.grad().dtype()));
+        if (w.weight.grad().defined()) w.weight.mutable_grad().mul_(masks.at(w.name));
       }
     }
     // 8. restore theta and hand the base optimiser g2 (+ g1).
-    for (size_t i = 0; i < params.size(); ++i) {
-      params[i].copy_(saved[i]);
-      if (!options_.plus || !g1[i].defined()) continue;
-      if (params[i].grad().defined()) {
-        params[i].mutable_grad().add_(g1[i]);
-      } else {
-        params[i].mutable_grad() = g1[i];
+    at::_foreach_copy_(params, saved_);
+    if (options_.plus) {
+      std::vector<at::Tensor> grads, added;
+      for (size_t i = 0; i < params.size(); ++i) {
+        if (!g1[i].defined()) continue;
+        if (params[i].grad().defined()) {
+          grads.push_back(params[i].mutable_grad());
+          added.push_back(g1[i]);
+        } else {
+          params[i].mutable_grad() = g1[i];
+        }
       }
+      if (!grads.empty()) at::_foreach_add_(grads, added);
     }
   }
   base_.step();

@@ -1,6 +1,10 @@
 // Training configuration: the key table, merging, overrides and typed validation.
 #include "pixelfly/train/config.h"
 
+#include "pixelfly/compress/compressor_spec.h"
+
+#include <c10/util/Exception.h>
+
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -174,10 +178,13 @@ void apply_override(nlohmann::json& config, const std::string& assignment) {
     throw std::invalid_argument("--set '" + assignment + "' must look like KEY=VALUE, e.g. optim.lr=0.01");
   }
   const std::string path = assignment.substr(0, eq), text = assignment.substr(eq + 1);
-  json value = json::parse(text, nullptr, /*allow_exceptions=*/false);
-  if (value.is_discarded()) value = text;
-  json overlay = value;
   const std::vector<std::string> parts = split_path(path);
+  const json* slot = &config;
+  for (const std::string& part : parts) slot = slot != nullptr && slot->contains(part) ? &(*slot)[part] : nullptr;
+  json value = json::parse(text, nullptr, /*allow_exceptions=*/false);
+  // Text that is not JSON, or any text given to a string key (run.dir=2024), is the string itself.
+  if (value.is_discarded() || (slot != nullptr && slot->is_string() && !value.is_string())) value = text;
+  json overlay = value;
   for (auto it = parts.rbegin(); it != parts.rend(); ++it) overlay = json{{*it, overlay}};
   merge_config(config, overlay, "--set " + path);
 }
@@ -292,8 +299,21 @@ TrainConfig parse_config(const nlohmann::json& config) {
   c.cram_normalize = get<bool>(config, "optim.cram.normalize");
   c.keep_first_dense = get<bool>(config, "optim.cram.keep_first_dense");
   c.keep_last_dense = get<bool>(config, "optim.cram.keep_last_dense");
-  c.cram_compressors = config.at("optim").at("cram").at("compressors").get<std::vector<std::string>>();
-  check(!c.cram_compressors.empty(), "optim.cram.compressors", c.cram_compressors, "at least one compression");
+  const json& compressors = config.at("optim").at("cram").at("compressors");
+  for (const json& spec : compressors) {
+    check(spec.is_string(), "optim.cram.compressors", compressors, "a list of strings");
+    c.cram_compressors.push_back(spec.get<std::string>());
+    std::string problem;
+    try {
+      compress::parse_compressor(c.cram_compressors.back());
+    } catch (const c10::Error& e) {
+      problem = e.what_without_backtrace();
+    } catch (const std::exception& e) {
+      problem = e.what();
+    }
+    check(problem.empty(), "optim.cram.compressors", compressors, "valid compressions: " + problem);
+  }
+  check(!c.cram_compressors.empty(), "optim.cram.compressors", compressors, "at least one compression");
 
   c.epochs = positive("schedule.epochs");
   c.warmup_epochs = non_negative("schedule.warmup_epochs");

@@ -7,6 +7,8 @@
 #include <cstring>
 #include <memory>
 
+#include "pixelfly/ops/layout_handle.h"
+
 namespace pixelfly::train {
 namespace {
 
@@ -31,18 +33,27 @@ double operator_flops(const at::RecordFunction& fn) {
     return -2.0;
   }
   if (std::strncmp(name, "aten::_scaled_dot_product", 25) == 0 || is("aten::scaled_dot_product_attention")) {
-    // q (B, H, T, D), k (B, H, S, D): QK^T and PV, 2 x 2 x B H T S D.
-    const at::Tensor& q = in[0].toTensor();
-    const at::Tensor& k = in[1].toTensor();
-    return 4.0 * static_cast<double>(q.numel()) * static_cast<double>(k.size(-2));
+    // q (B, H, T, D), k (B, H, S, D): QK^T and PV, 2 x 2 x B H T S D. The backward kernels
+    // (grad_out, q, k, v, ...) take four such products: twice the forward.
+    const bool backward = std::strstr(name, "_backward") != nullptr;
+    const at::Tensor& q = in[backward ? 1 : 0].toTensor();
+    const at::Tensor& k = in[backward ? 2 : 1].toTensor();
+    return (backward ? 8.0 : 4.0) * static_cast<double>(q.numel()) * static_cast<double>(k.size(-2));
   }
-  if (is("pixelfly::block_sparse_linear")) {
-    const double tokens = numel(in[0]) / static_cast<double>(size(in[0], -1));
-    return 2.0 * tokens * numel(in[1]);
+  // The block-sparse operators and their backward: every stored weight is used once per token.
+  auto tokens = [&] { return numel(in[0]) / static_cast<double>(size(in[0], -1)); };  // x or grad_y (..., features)
+  if (is("pixelfly::block_sparse_linear") || is("pixelfly::block_sparse_linear_grad_input")) {
+    return 2.0 * tokens() * numel(in[1]);  // x or grad_y, values, layout
+  }
+  if (is("pixelfly::block_sparse_linear_grad_weight")) {  // grad_y, x, layout
+    const ops::Layout layout = in[2].toCustomClass<ops::LayoutHandle>();
+    return 2.0 * tokens() * static_cast<double>(layout->nnz() * layout->block() * layout->block());
   }
   if (is("pixelfly::mixed_linear")) {  // x, values, layout, scale, a (..., r), b (out, r), bias
-    const double tokens = numel(in[0]) / static_cast<double>(size(in[0], -1));
-    return 2.0 * tokens * (numel(in[1]) + numel(in[5]));
+    return 2.0 * tokens() * (numel(in[1]) + numel(in[5]));
+  }
+  if (is("pixelfly::mixed_linear_grad_input")) {  // grad_y, values, layout, scale, a (..., r), b_t (r, in)
+    return 2.0 * tokens() * numel(in[1]) + 2.0 * numel(in[4]) * static_cast<double>(size(in[5], 1));
   }
   return -1.0;
 }

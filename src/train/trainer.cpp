@@ -99,6 +99,10 @@ TrainSummary train_model(const nlohmann::json& config, const TrainOptions& optio
   schedule.total_steps = c.epochs * steps_per_epoch;
 
   int64_t step = 0, epoch = 0, batch_in_epoch = 0;
+  // The epoch's training-loss sum so far: saved with a mid-epoch checkpoint so that a resumed
+  // run reports the same epoch mean.
+  double loss_sum = 0;
+  int64_t loss_count = 0;
   if (options.resume) {
     if (!has_checkpoint) {
       throw std::invalid_argument("--resume: run directory '" + run_dir + "' has no checkpoint to resume from");
@@ -108,9 +112,15 @@ TrainSummary train_model(const nlohmann::json& config, const TrainOptions& optio
     step = state.at("step").get<int64_t>();
     epoch = state.at("epoch").get<int64_t>();
     batch_in_epoch = state.at("batch_in_epoch").get<int64_t>();
+    loss_sum = state.value("epoch_loss_sum", 0.0);
+    loss_count = state.value("epoch_loss_count", int64_t{0});
     at::Generator generator = at::detail::getDefaultCPUGenerator();
     generator.set_state(from_hex(state.at("cpu_generator").get<std::string>()));
     if (optimizers.cram) optimizers.cram->set_generator_state(state.at("cram_generator").get<std::string>());
+    if (epoch >= c.epochs) {
+      throw std::invalid_argument("--resume: the run in '" + run_dir + "' has already finished its " +
+                                  std::to_string(epoch) + " epochs; raise schedule.epochs to train on");
+    }
     out << "resumed from " << checkpoint << " at step " << step << "\n";
   }
   MetricsLog metrics(run_dir + "/metrics.jsonl", step);
@@ -120,10 +130,12 @@ TrainSummary train_model(const nlohmann::json& config, const TrainOptions& optio
   for (const at::Tensor& p : module.parameters()) summary.parameters += p.numel();
   summary.train_flops_per_step = training_flops_per_step(s, c.batch_size);
 
-  auto save = [&](int64_t next_epoch, int64_t next_batch) {
+  auto save = [&](int64_t next_epoch, int64_t next_batch, double epoch_loss_sum, int64_t epoch_loss_count) {
     nlohmann::json state = {{"step", step},
                             {"epoch", next_epoch},
                             {"batch_in_epoch", next_batch},
+                            {"epoch_loss_sum", epoch_loss_sum},
+                            {"epoch_loss_count", epoch_loss_count},
                             {"cpu_generator", to_hex(at::detail::getDefaultCPUGenerator().get_state())}};
     if (optimizers.cram) state["cram_generator"] = optimizers.cram->generator_state();
     return save_checkpoint(run_dir, step, module, &optimizer, state, static_cast<int>(c.keep_checkpoints));
@@ -133,11 +145,20 @@ TrainSummary train_model(const nlohmann::json& config, const TrainOptions& optio
   Progress progress(out, options.terminal, total_steps, c.log_every);
   std::vector<double> step_ms;
   const Clock::time_point run_start = Clock::now();
+  // Ends the run (finished or stopped early) after `epochs_done` epochs: summary.json says which.
+  auto finish = [&](int64_t epochs_done) {
+    progress.finish();
+    summary.finished = summary.stop_reason.empty();
+    summary.steps = step;
+    summary.epochs = epochs_done;
+    summary.median_step_ms = median(step_ms);
+    summary.train_seconds = seconds_since(run_start);
+    io::write_file_atomically(run_dir + "/summary.json", summary.to_json().dump(2) + "\n");
+    return summary;
+  };
   module.train();
-  for (; epoch < c.epochs; ++epoch, batch_in_epoch = 0) {
+  for (; epoch < c.epochs; ++epoch, batch_in_epoch = 0, loss_sum = 0, loss_count = 0) {
     const Clock::time_point epoch_start = Clock::now();
-    double loss_sum = 0;
-    int64_t loss_count = 0;
     s.data->start_epoch(epoch, batch_in_epoch);
     while (auto batch = s.data->next()) {
       const Clock::time_point step_start = Clock::now();
@@ -145,14 +166,12 @@ TrainSummary train_model(const nlohmann::json& config, const TrainOptions& optio
       set_learning_rate(optimizer, lr);
       const double loss = train_step(s, optimizers, *batch);
       if (!std::isfinite(loss)) {
-        progress.finish();
         summary.stop_reason = "non-finite loss (" + std::to_string(loss) + ") at step " + std::to_string(step + 1);
         metrics.write({{"kind", "stop"}, {"step", step + 1}, {"reason", summary.stop_reason}});
+        progress.finish();
         out << "stopped: " << summary.stop_reason << "; the last good checkpoint is kept in " << run_dir
             << "/checkpoints\n";
-        summary.steps = step;
-        summary.epochs = epoch;
-        return summary;
+        return finish(epoch);
       }
       step_ms.push_back(1e3 * seconds_since(step_start));
       ++step;
@@ -166,17 +185,13 @@ TrainSummary train_model(const nlohmann::json& config, const TrainOptions& optio
       progress.update(step, loss, lr);
       const bool stop_now = c.max_steps > 0 && step >= c.max_steps;
       if ((c.checkpoint_every > 0 && step % c.checkpoint_every == 0) || stop_now) {
-        if (batch_in_epoch < steps_per_epoch) save(epoch, batch_in_epoch);
+        if (batch_in_epoch < steps_per_epoch) save(epoch, batch_in_epoch, loss_sum, loss_count);
       }
       if (stop_now && batch_in_epoch < steps_per_epoch) {
-        progress.finish();
         summary.stop_reason = "train.max_steps = " + std::to_string(c.max_steps) + " reached";
+        progress.finish();
         out << "stopped after step " << step << " (train.max_steps); continue with --resume\n";
-        summary.steps = step;
-        summary.epochs = epoch;
-        summary.median_step_ms = median(step_ms);
-        summary.train_seconds = seconds_since(run_start);
-        return summary;
+        return finish(epoch);
       }
     }
     const Evaluation e = evaluate(s);
@@ -196,29 +211,17 @@ TrainSummary train_model(const nlohmann::json& config, const TrainOptions& optio
     if (s.model.task == models::Task::LanguageModelling) line << ", " << std::setprecision(3) << e.bits_per_byte << " bits/byte";
     line << " (" << std::setprecision(1) << seconds_since(epoch_start) << " s)";
     progress.message(line.str());
-    save(epoch + 1, 0);
+    save(epoch + 1, 0, 0.0, 0);
     if (c.plots) draw_training_curves(run_dir);
     summary.final_loss = e.loss;
     summary.final_accuracy = e.accuracy;
     summary.bits_per_byte = e.bits_per_byte;
     if (c.max_steps > 0 && step >= c.max_steps && epoch + 1 < c.epochs) {
-      progress.finish();
       summary.stop_reason = "train.max_steps = " + std::to_string(c.max_steps) + " reached";
-      summary.steps = step;
-      summary.epochs = epoch + 1;
-      summary.median_step_ms = median(step_ms);
-      summary.train_seconds = seconds_since(run_start);
-      return summary;
+      return finish(epoch + 1);
     }
   }
-  progress.finish();
-  summary.finished = true;
-  summary.steps = step;
-  summary.epochs = c.epochs;
-  summary.median_step_ms = median(step_ms);
-  summary.train_seconds = seconds_since(run_start);
-  io::write_file_atomically(run_dir + "/summary.json", summary.to_json().dump(2) + "\n");
-  return summary;
+  return finish(c.epochs);
 }
 
 }  // namespace pixelfly::train

@@ -1,15 +1,26 @@
 // The pixelfly command line, run as a user would: output formats of `mask`, the `plan` table,
-// and one clear error line with a non-zero exit for bad input.
+// train / eval / prune / bench on tiny synthetic runs, help with examples, and one clear error
+// line with a non-zero exit for bad input.
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 #include <sys/wait.h>
 
+#include <unistd.h>
+
+#include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <iterator>
 #include <string>
 
+#include "io/temp_dir.h"
+
 namespace {
+
+using pixelfly::testing::exists;
+using pixelfly::testing::read_bytes;
+using pixelfly::testing::TempDir;
 
 struct Result {
   int exit_code;
@@ -110,6 +121,159 @@ TEST(Cli, PlanTakesAModelPreset) {
   const Result nothing = run("plan --density mlp=0.25");
   EXPECT_EQ(nothing.exit_code, 1);
   EXPECT_NE(nothing.output.find("give --model NAME or at least one --layer"), std::string::npos);
+}
+
+// A one-epoch run of 8 steps on 256 synthetic 1x28x28 images (a few seconds on one thread).
+const std::string kTinyRun =
+    "--set data.name=synthetic-images --set data.image_size=28 --set data.channels=1 --set data.synthetic_count=256 "
+    "--set data.batch_size=32 --set data.eval_batch_size=128 --set data.augment=false --set data.prefetch=0 "
+    "--set schedule.epochs=1 --set optim.lr=0.003 --set train.plots=false --set run.threads=1";
+
+// The number after `label` in `text` (e.g. "accuracy 93.75 %" -> 93.75), or NaN.
+double number_after(const std::string& text, const std::string& label) {
+  const auto at = text.find(label);
+  if (at == std::string::npos) return std::nan("");
+  return std::strtod(text.c_str() + at + label.size(), nullptr);
+}
+
+TEST(Cli, TrainEvalAndPruneATinyRun) {
+  TempDir dir;
+  const std::string run_dir = dir / "run";
+  const Result train = run("train " + kTinyRun + " --set run.dir=" + run_dir);
+  ASSERT_EQ(train.exit_code, 0) << train.output;
+  EXPECT_NE(train.output.find("run " + run_dir + ": 8 steps, 1 epochs, eval accuracy "), std::string::npos)
+      << train.output;
+  for (const char* file : {"config.json", "metrics.jsonl", "summary.json", "checkpoints/latest",
+                           "checkpoints/step_00000008/model.safetensors"}) {
+    EXPECT_TRUE(exists(run_dir + "/" + file)) << file;
+  }
+  const nlohmann::json summary = nlohmann::json::parse(read_bytes(run_dir + "/summary.json"));
+  EXPECT_EQ(summary.at("finished"), true);
+  const double accuracy = 100.0 * summary.at("eval_accuracy").get<double>();
+  EXPECT_GT(accuracy, 50.0);
+
+  const Result eval = run("eval " + run_dir);
+  ASSERT_EQ(eval.exit_code, 0) << eval.output;
+  EXPECT_NEAR(number_after(eval.output, "\naccuracy "), accuracy, 0.0051) << eval.output;
+  EXPECT_NE(eval.output.find("(128 images)"), std::string::npos) << eval.output;
+
+  const Result prune = run("prune " + run_dir + " --sparsities 0.5,0.9 --save-models");
+  ASSERT_EQ(prune.exit_code, 0) << prune.output;
+  EXPECT_NEAR(number_after(prune.output, "dense accuracy: "), accuracy, 0.0051) << prune.output;
+  EXPECT_NE(prune.output.find("target   reached   accuracy   recalibrated"), std::string::npos) << prune.output;
+  EXPECT_NE(prune.output.find("\n0.500    0.5000"), std::string::npos) << prune.output;
+  EXPECT_NE(prune.output.find("\n0.900    0.9000"), std::string::npos) << prune.output;
+  const std::string out_dir = run_dir + "/prune_global";
+  const nlohmann::json rows = nlohmann::json::parse(read_bytes(out_dir + "/prune.json"));
+  ASSERT_EQ(rows.size(), 2u);
+  EXPECT_EQ(rows[0].at("target_sparsity"), 0.5);
+  EXPECT_EQ(rows[1].at("target_sparsity"), 0.9);
+  EXPECT_NEAR(rows[1].at("reached_sparsity").get<double>(), 0.9, 1e-4);
+  EXPECT_TRUE(rows[1].at("recalibrated_accuracy").is_null());
+  const bool plotted = prune.output.find("prune.json and prune.png") != std::string::npos;
+  EXPECT_EQ(exists(out_dir + "/prune.png"), plotted);
+  if (::access("/usr/bin/gnuplot", X_OK) == 0) {
+    EXPECT_TRUE(plotted) << prune.output;
+  }
+  EXPECT_TRUE(exists(out_dir + "/model_sparsity_0.50.safetensors"));
+  ASSERT_TRUE(exists(out_dir + "/model_sparsity_0.90.safetensors"));
+
+  // A saved compressed model evaluates to the accuracy the sweep reported for it.
+  const Result pruned = run("eval " + out_dir + "/model_sparsity_0.90.safetensors");
+  ASSERT_EQ(pruned.exit_code, 0) << pruned.output;
+  // eval prints two decimals: rounding moves the value by at most 0.005 (plus float error).
+  EXPECT_NEAR(number_after(pruned.output, "\naccuracy "), 100.0 * rows[1].at("accuracy").get<double>(), 0.0051)
+      << pruned.output;
+}
+
+TEST(Cli, TrainStopsAndResumes) {
+  TempDir dir;
+  const std::string run_dir = dir / "run";
+  const Result resume_nothing = run("train --resume " + run_dir);
+  EXPECT_EQ(resume_nothing.exit_code, 1);
+  EXPECT_EQ(resume_nothing.output, "pixelfly: error: '" + run_dir +
+                                       "' is not inside a run directory (no config.json found in it or above it)\n");
+
+  const Result stopped = run("train " + kTinyRun + " --set run.dir=" + run_dir + " --set train.max_steps=3");
+  ASSERT_EQ(stopped.exit_code, 0) << stopped.output;
+  EXPECT_NE(stopped.output.find("stopped after step 3 (train.max_steps); continue with --resume"), std::string::npos)
+      << stopped.output;
+  const Result again = run("train " + kTinyRun + " --set run.dir=" + run_dir);
+  EXPECT_EQ(again.exit_code, 1);
+  EXPECT_NE(again.output.find("pixelfly: error: run directory '" + run_dir + "' already holds a run with checkpoints"),
+            std::string::npos)
+      << again.output;
+  const Result resumed = run("train --resume " + run_dir + " --set train.max_steps=0");
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.output;
+  EXPECT_NE(resumed.output.find("resumed from " + run_dir + "/checkpoints/step_00000003 at step 3"), std::string::npos)
+      << resumed.output;
+  EXPECT_NE(resumed.output.find("run " + run_dir + ": 8 steps, 1 epochs"), std::string::npos) << resumed.output;
+}
+
+TEST(Cli, PruneRecalibratesBatchNormOfAResNet) {
+  TempDir dir;
+  const std::string run_dir = dir / "run";
+  const Result train = run("train " + kTinyRun + " --set run.dir=" + run_dir +
+                           " --set model.preset=resnet20 --set data.image_size=8 --set data.synthetic_count=128 "
+                           "--set optim.name=sgd --set optim.lr=0.05");
+  ASSERT_EQ(train.exit_code, 0) << train.output;
+  const Result prune = run("prune " + run_dir +
+                           " --sparsities 0.5,0.9 --bn-recalibrate --recalibration-images 64 --recalibration-batches 2");
+  ASSERT_EQ(prune.exit_code, 0) << prune.output;
+  const nlohmann::json rows = nlohmann::json::parse(read_bytes(run_dir + "/prune_global/prune.json"));
+  ASSERT_EQ(rows.size(), 2u);
+  for (const nlohmann::json& row : rows) {
+    ASSERT_TRUE(row.at("recalibrated_accuracy").is_number()) << row.dump();
+    EXPECT_GE(row.at("recalibrated_accuracy").get<double>(), 0.0);
+    EXPECT_LE(row.at("recalibrated_accuracy").get<double>(), 1.0);
+  }
+  EXPECT_EQ(prune.output.find("     -     "), std::string::npos) << prune.output;  // no empty column
+}
+
+TEST(Cli, TrainRejectsBadSettingsWithOneClearLine) {
+  TempDir dir;
+  const std::string set_dir = " --set run.dir=" + (dir / "run");
+  const Result lr = run("train" + set_dir + " --set optim.lr=abc");
+  EXPECT_EQ(lr.exit_code, 1);
+  EXPECT_EQ(lr.output, "pixelfly: error: --set optim.lr: 'optim.lr' must be a number, got \"abc\"\n");
+  const Result key = run("train" + set_dir + " --set optim.lrr=0.1");
+  EXPECT_EQ(key.exit_code, 1);
+  EXPECT_EQ(key.output,
+            "pixelfly: error: --set optim.lrr: unknown configuration key 'optim.lrr'; keys of 'optim': beta1, beta2, "
+            "cram, eps, lr, momentum, name, nesterov, weight_decay\n");
+  const Result range = run("train" + set_dir + " --set data.batch_size=0");
+  EXPECT_EQ(range.exit_code, 1);
+  EXPECT_EQ(range.output, "pixelfly: error: configuration 'data.batch_size' = 0: expected an integer > 0\n");
+  const Result form = run("train --set optim.lr");
+  EXPECT_EQ(form.exit_code, 1);
+  EXPECT_EQ(form.output, "pixelfly: error: --set 'optim.lr' must look like KEY=VALUE, e.g. optim.lr=0.01\n");
+
+  // A diverging run: a non-zero exit and the reason on the last line.
+  const Result diverged = run("train " + kTinyRun + set_dir + " --set optim.name=sgd --set optim.lr=1000 "
+                              "--set optim.momentum=0");
+  EXPECT_EQ(diverged.exit_code, 1);
+  EXPECT_NE(diverged.output.find("pixelfly: error: training stopped: non-finite loss ("), std::string::npos)
+      << diverged.output;
+}
+
+TEST(Cli, BenchPrintsDenseAndPixelflyRows) {
+  TempDir dir;
+  const Result r = run("bench " + kTinyRun + " --set run.dir=" + (dir / "run") + " --steps 2 --warmup 1");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("variant"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("GFLOP/step"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("\ndense "), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("\npixelfly "), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("541130"), std::string::npos) << r.output;  // the dense model's parameters
+}
+
+TEST(Cli, EverySubcommandsHelpShowsAnExample) {
+  for (const char* command : {"train", "eval", "prune", "bench", "mask", "plan"}) {
+    const Result r = run(std::string(command) + " --help");
+    EXPECT_EQ(r.exit_code, 0) << command;
+    EXPECT_NE(r.output.find("Example"), std::string::npos) << command << ":\n" << r.output;
+    EXPECT_NE(r.output.find("  pixelfly " + std::string(command) + " "), std::string::npos) << command;
+  }
 }
 
 }  // namespace

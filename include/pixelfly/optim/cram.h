@@ -59,6 +59,7 @@ class Cram {
   std::vector<std::shared_ptr<compress::Compressor>> compressors_;
   CramOptions options_;
   std::mt19937_64 rng_;
+  std::vector<at::Tensor> saved_;  // theta during the second pass
   size_t last_compressor_ = 0;
 };
 

@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Training on a GPU machine, after scripts/gpu_check.sh has built build-gpu: the main job on CUDA
+# (bfloat16 autocast), whole-model training steps dense against Pixelfly at the paper's sizes,
+# the CrAM step against a plain SGD step (ResNet-20 on Fashion-MNIST, batch 128; ResNet-50 on
+# synthetic 224 x 224 images), and GPT-2 small on the Bible corpus, dense against Pixelfly.
+# Data comes from the Debian packages when present, else from data-cache/ (fashion-mnist/ and
+# kjv.txt, prepared on a machine that has them). Logs and runs go to $OUT (or ./gpu-logs).
+set -uo pipefail
+out="${OUT:-gpu-logs}"
+mkdir -p "$out"
+cli=build-gpu/pixelfly
+fmnist=/usr/share/datasets/fashion-mnist
+[ -d "$fmnist" ] || fmnist=data-cache/fashion-mnist
+corpus=data-cache/kjv.txt
+
+stage() {  # stage NAME SECONDS COMMAND...
+  local name=$1 limit=$2
+  shift 2
+  local start=$SECONDS
+  timeout "$limit" "$@" >"$out/$name.log" 2>&1
+  local rc=$?
+  printf '%-22s rc=%-3s %4ss\n' "$name" "$rc" "$((SECONDS - start))" | tee -a "$out/training-summary.txt"
+  return $rc
+}
+
+what="${1:-all}"
+if [ "$what" = all ] || [ "$what" = main ]; then
+  for v in dense pixelfly; do
+    stage "main_job_$v" 300 $cli train --config configs/mixer_fmnist.json --set "data.dir=$fmnist" \
+      --set "model.sparsity=$v" --set "run.dir=$out/runs/main_job/$v"
+    tail -1 "$out/main_job_$v.log"
+  done
+fi
+if [ "$what" = all ] || [ "$what" = bench ]; then
+  synthetic_224=(--set data.name=synthetic-images --set data.image_size=224 --set data.channels=3
+                 --set data.classes=1000 --set data.synthetic_count=512 --set data.eval_batch_size=64)
+  stage bench_mixer_b16 200 $cli bench --set model.preset=mixer-b16 "${synthetic_224[@]}" --set data.batch_size=128
+  stage bench_vit_s16 200 $cli bench --set model.preset=vit-s16 "${synthetic_224[@]}" --set data.batch_size=128
+  text=(--set data.name=synthetic-text --set data.synthetic_count=400000 --set data.context=1024
+        --set data.batch_size=8 --set data.eval_batch_size=8)
+  stage bench_gpt2_small 200 $cli bench --set model.preset=gpt2-small "${text[@]}"
+  stage bench_gpt2_medium 300 $cli bench --set model.preset=gpt2-medium "${text[@]}"
+  stage cram_resnet20 200 $cli bench --config configs/resnet20_fmnist_cram.json --set "data.dir=$fmnist" \
+    --set data.batch_size=128 --variant sgd:optim.name=sgd --variant cram:optim.name=cram --steps 50
+  stage cram_resnet50 300 $cli bench --config configs/resnet50_cram_synthetic.json \
+    --variant sgd:optim.name=sgd --variant cram:optim.name=cram --steps 20
+  for f in bench_mixer_b16 bench_vit_s16 bench_gpt2_small bench_gpt2_medium cram_resnet20 cram_resnet50; do
+    echo "== $f"; sed -n '/^variant /,$p' "$out/$f.log"
+  done
+fi
+if [ "$what" = all ] || [ "$what" = gpt2 ]; then
+  for v in dense pixelfly; do
+    stage "gpt2_small_kjv_$v" 300 $cli train --config configs/gpt2_small_kjv.json --set "data.corpus_cache=$corpus" \
+      --set "model.sparsity=$v" --set "run.dir=$out/runs/gpt2_small_kjv/$v" --set schedule.epochs=3 \
+      --set schedule.warmup_epochs=1 --set data.steps_per_epoch=100 --set data.eval_batches=20
+    tail -2 "$out/gpt2_small_kjv_$v.log"
+  done
+fi
+cat "$out/training-summary.txt"

@@ -1,0 +1,17 @@
+// a (M, K) . b (K, N) for a narrow N (the rank of a low-rank factor). On the CPU, MKL computes
+// such products several times faster as the transposed product (b^T a^T)^T: measured on this
+// project's 2-core machine, (2048 x 512) . (512 x 5) took 1.0 ms directly and 0.32 ms transposed,
+// (128 x 2048) . (2048 x 5) 1.4 ms and 0.07 ms. The result may be a transposed view.
+#pragma once
+
+#include <ATen/ATen.h>
+
+namespace pixelfly::ops {
+
+inline at::Tensor thin_matmul(const at::Tensor& a, const at::Tensor& b) {
+  constexpr int64_t kNarrow = 32;
+  if (a.device().is_cpu() && b.size(1) < kNarrow) return at::mm(b.t(), a.t()).t();
+  return at::mm(a, b);
+}
+
+}  // namespace pixelfly::ops
