@@ -60,22 +60,12 @@ Gpt2Impl::Gpt2Impl(Gpt2Options o) : options_(std::move(o)) {
   }
 
   if (op.sparsity == Sparsity::Pixelfly) {
-    PlannerOptions planner;
-    planner.density_by_type = {{"mlp", op.mlp_density}};
-    if (op.sparsify_attention) planner.density_by_type["attention"] = op.attention_density;
-    planner.low_rank_share = op.low_rank_share;
-    planner.block_sizes = op.block_sizes;
-    plans_ = nn::sparsify(*this, slots_in_budget(linear_slots(), planner), planner);
+    plans_ = sparsify_transformer(*this, blocks, op.mlp_density, op.sparsify_attention, op.attention_density,
+                                  op.low_rank_share, op.block_sizes);
   }
 }
 
-std::vector<nn::LinearSlot> Gpt2Impl::linear_slots() {
-  std::vector<nn::LinearSlot> slots;
-  for (size_t i = 0; i < blocks.size(); ++i) {
-    for (nn::LinearSlot& s : blocks[i]->linear_slots("blocks." + std::to_string(i) + ".")) slots.push_back(s);
-  }
-  return slots;
-}
+std::vector<nn::LinearSlot> Gpt2Impl::linear_slots() { return block_stack_slots(blocks); }
 
 const at::Tensor& Gpt2Impl::head_weight() const { return head ? head->weight : token_embed->weight; }
 

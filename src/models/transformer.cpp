@@ -63,4 +63,23 @@ std::vector<nn::LinearSlot> TransformerBlockImpl::linear_slots(const std::string
           {prefix + "mlp.fc2", "mlp", &mlp->fc2}};
 }
 
+std::vector<nn::LinearSlot> block_stack_slots(std::vector<TransformerBlock>& blocks) {
+  std::vector<nn::LinearSlot> slots;
+  for (size_t i = 0; i < blocks.size(); ++i) {
+    for (nn::LinearSlot& s : blocks[i]->linear_slots("blocks." + std::to_string(i) + ".")) slots.push_back(s);
+  }
+  return slots;
+}
+
+std::vector<LayerPlan> sparsify_transformer(torch::nn::Module& model, std::vector<TransformerBlock>& blocks,
+                                            double mlp_density, bool sparsify_attention, double attention_density,
+                                            double low_rank_share, const std::vector<int64_t>& block_sizes) {
+  PlannerOptions planner;
+  planner.density_by_type = {{"mlp", mlp_density}};
+  if (sparsify_attention) planner.density_by_type["attention"] = attention_density;
+  planner.low_rank_share = low_rank_share;
+  planner.block_sizes = block_sizes;
+  return nn::sparsify(model, slots_in_budget(block_stack_slots(blocks), planner), planner);
+}
+
 }  // namespace pixelfly::models

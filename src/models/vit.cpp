@@ -34,22 +34,12 @@ VitImpl::VitImpl(VitOptions o) : options_(std::move(o)) {
   norm = register_module("norm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({op.dim}).eps(1e-6)));
   head = register_module("head", torch::nn::Linear(op.dim, op.classes));
   if (op.sparsity == Sparsity::Pixelfly) {
-    PlannerOptions planner;
-    planner.density_by_type = {{"mlp", op.mlp_density}};
-    if (op.sparsify_attention) planner.density_by_type["attention"] = op.attention_density;
-    planner.low_rank_share = op.low_rank_share;
-    planner.block_sizes = op.block_sizes;
-    plans_ = nn::sparsify(*this, slots_in_budget(linear_slots(), planner), planner);
+    plans_ = sparsify_transformer(*this, blocks, op.mlp_density, op.sparsify_attention, op.attention_density,
+                                  op.low_rank_share, op.block_sizes);
   }
 }
 
-std::vector<nn::LinearSlot> VitImpl::linear_slots() {
-  std::vector<nn::LinearSlot> slots;
-  for (size_t i = 0; i < blocks.size(); ++i) {
-    for (nn::LinearSlot& s : blocks[i]->linear_slots("blocks." + std::to_string(i) + ".")) slots.push_back(s);
-  }
-  return slots;
-}
+std::vector<nn::LinearSlot> VitImpl::linear_slots() { return block_stack_slots(blocks); }
 
 at::Tensor VitImpl::forward(const at::Tensor& images) {
   const VitOptions& op = options_;

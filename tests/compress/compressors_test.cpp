@@ -42,19 +42,6 @@ TEST(KeepLargest, MatchesASortOnRandomScores) {
   }
 }
 
-TEST(KeepLargest, BisectionMatchesTheSelectionWithTiesAndSigns) {
-  torch::manual_seed(1);
-  // Negative and positive values, +0.0 and -0.0, and many exact ties (values on a coarse grid).
-  at::Tensor scores = (at::randn({4099}) * 4).round().div(4).to(at::kFloat);
-  scores[7] = -0.0f;
-  scores[8] = 0.0f;
-  for (int64_t k : {0, 1, 2, 100, 2048, 4098, 4099}) {
-    EXPECT_TRUE(at::equal(keep_largest_by_bisection(scores, k), keep_largest(scores, k))) << "k = " << k;
-  }
-  EXPECT_TRUE(at::equal(keep_largest_by_bisection(at::tensor({3.0f, 1.0f, 2.0f, 2.0f, 5.0f, 2.0f}), 4),
-                        bools({1, 0, 1, 1, 1, 0})));
-}
-
 TEST(KeepLargest, CudaMatchesCpu) {
   if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
   torch::manual_seed(2);

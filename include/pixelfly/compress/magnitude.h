@@ -12,14 +12,10 @@
 namespace pixelfly::compress {
 
 // A boolean mask of `scores` (1-D) with exactly k entries set: the k largest, ties by index.
-// Uses a selection, never a sort: kthvalue (O(n)) on the CPU, keep_largest_by_bisection for
-// float32 on CUDA.
+// Uses a selection, never a sort: kthvalue (O(n)) on the CPU, an unsorted topk (multi-block
+// radix selection) on CUDA.
 at::Tensor keep_largest(const at::Tensor& scores, int64_t k);
 
-// The same mask for float32 scores, found by bisection on the values' bit patterns, 16 ways per
-// pass: eight counting passes over the scores, each a parallel histogram (for CUDA, where
-// kthvalue runs one thread block per slice and is slow on tens of millions of weights).
-at::Tensor keep_largest_by_bisection(const at::Tensor& scores, int64_t k);
 
 // Number kept at a sparsity: ceil(n * (1 - sparsity)). Throws c10::Error unless 0 <= s < 1.
 int64_t kept_count(int64_t n, double sparsity);

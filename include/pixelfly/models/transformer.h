@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "pixelfly/models/sparsity.h"
 #include "pixelfly/nn/sparsify.h"
 
 namespace pixelfly::models {
@@ -71,5 +72,14 @@ class TransformerBlockImpl : public torch::nn::Module {
   TransformerMlp mlp{nullptr};
 };
 TORCH_MODULE(TransformerBlock);
+
+// The replaceable linears of a stack of blocks registered as "blocks.<i>".
+std::vector<nn::LinearSlot> block_stack_slots(std::vector<TransformerBlock>& blocks);
+
+// Sparsifies a transformer's stack in place as the paper does: MLP fc1/fc2 at `mlp_density`, and
+// the attention projections at `attention_density` when `sparsify_attention`. Returns the plans.
+std::vector<LayerPlan> sparsify_transformer(torch::nn::Module& model, std::vector<TransformerBlock>& blocks,
+                                            double mlp_density, bool sparsify_attention, double attention_density,
+                                            double low_rank_share, const std::vector<int64_t>& block_sizes);
 
 }  // namespace pixelfly::models
