@@ -66,7 +66,6 @@ void run_prune(const PruneArgs& a) {
   torch::nn::Module& model = *session.model.module;
   train::load_model_weights(a.checkpoint, model);
   const std::string out_dir = a.out_dir.empty() ? run_dir + "/prune_" + a.compressor : a.out_dir;
-  io::make_directories(out_dir);
 
   compress::CompressionPolicy policy;
   policy.keep_first_dense = a.keep_first_dense;
@@ -93,6 +92,7 @@ void run_prune(const PruneArgs& a) {
   std::function<void(const compress::SweepRow&)> save;
   if (a.save_models) {
     save = [&](const compress::SweepRow& row) {
+      io::make_directories(out_dir);
       char name[64];
       std::snprintf(name, sizeof name, "/model_sparsity_%.2f.safetensors", row.reached_sparsity);
       train::save_model_weights(out_dir + name, model,
@@ -104,6 +104,7 @@ void run_prune(const PruneArgs& a) {
       evaluate, recalibrate, save);
   std::cout << "dense accuracy: " << std::fixed << std::setprecision(2) << 100.0 * evaluate() << " %\n"
             << std::defaultfloat << compress::sweep_table(rows);
+  io::make_directories(out_dir);  // only now: a failed sweep leaves no empty directory behind
   io::write_file_atomically(out_dir + "/prune.json", compress::sweep_json(rows));
   const bool plotted = compress::write_sweep_plot(rows, out_dir + "/prune.png");
   std::cout << "wrote " << out_dir << "/prune.json" << (plotted ? " and prune.png" : " (no gnuplot: no plot)") << "\n";

@@ -34,10 +34,15 @@ int run_train(const TrainArgs& args) {
   options.terminal = stderr_is_terminal();
   const train::TrainSummary s = train::train_model(config, options, std::cerr);
   std::cout << std::fixed << std::setprecision(2) << "run " << config["run"]["dir"].get<std::string>() << ": "
-            << s.steps << " steps, " << s.epochs << " epochs, eval accuracy " << 100.0 * s.final_accuracy
-            << " %, eval loss " << std::setprecision(4) << s.final_loss << ", median step "
-            << std::setprecision(2) << s.median_step_ms << " ms, " << s.parameters << " parameters on "
-            << s.device << "\n";
+            << s.steps << " steps, " << s.epochs << " epochs";
+  if (s.final_loss > 0) {  // evaluated in this run
+    std::cout << ", eval accuracy " << 100.0 * s.final_accuracy << " %, eval loss " << std::setprecision(4)
+              << s.final_loss;
+  } else {
+    std::cout << " (no evaluation yet)";
+  }
+  std::cout << ", median step " << std::setprecision(2) << s.median_step_ms << " ms, " << s.parameters
+            << " parameters on " << s.device << "\n";
   if (!s.finished && s.stop_reason.rfind("non-finite", 0) == 0) {
     std::cerr << "pixelfly: error: training stopped: " << s.stop_reason << "\n";
     return 1;

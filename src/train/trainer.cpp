@@ -190,7 +190,8 @@ TrainSummary train_model(const nlohmann::json& config, const TrainOptions& optio
       if (stop_now && batch_in_epoch < steps_per_epoch) {
         summary.stop_reason = "train.max_steps = " + std::to_string(c.max_steps) + " reached";
         progress.finish();
-        out << "stopped after step " << step << " (train.max_steps); continue with --resume\n";
+        out << "stopped after step " << step << " (train.max_steps); continue with: pixelfly train --resume "
+            << run_dir << " --set train.max_steps=0\n";
         return finish(epoch);
       }
     }

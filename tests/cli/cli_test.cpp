@@ -196,7 +196,8 @@ TEST(Cli, TrainStopsAndResumes) {
 
   const Result stopped = run("train " + kTinyRun + " --set run.dir=" + run_dir + " --set train.max_steps=3");
   ASSERT_EQ(stopped.exit_code, 0) << stopped.output;
-  EXPECT_NE(stopped.output.find("stopped after step 3 (train.max_steps); continue with --resume"), std::string::npos)
+  EXPECT_NE(stopped.output.find("stopped after step 3 (train.max_steps); continue with: pixelfly train --resume " + run_dir +
+                                     " --set train.max_steps=0"), std::string::npos)
       << stopped.output;
   const Result again = run("train " + kTinyRun + " --set run.dir=" + run_dir);
   EXPECT_EQ(again.exit_code, 1);

@@ -1,6 +1,6 @@
 // PNG plots of a run's curves from its metrics.jsonl, drawn by gnuplot: loss.png (training loss
-// per logged step, evaluation loss per epoch) and accuracy.png (evaluation accuracy per epoch;
-// for text also bits per byte).
+// per logged step, evaluation loss per epoch) and accuracy.png (evaluation accuracy per epoch:
+// top-1 for images, next-byte accuracy for text).
 #pragma once
 
 #include <string>

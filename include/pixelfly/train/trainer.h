@@ -5,7 +5,7 @@
 //   config.json        the resolved configuration
 //   metrics.jsonl      one JSON line per logged step and per epoch (MetricsLog)
 //   checkpoints/       step_NNNNNNNN/{model.safetensors, optimizer.pt, trainer.json} + latest
-//   loss.png, accuracy.png (or bits_per_byte.png)   curves drawn by gnuplot
+//   loss.png, accuracy.png   curves drawn by gnuplot
 //   summary.json       the final numbers, or how far a stopped run got and why (stop_reason)
 // A non-finite loss stops the run (the last good checkpoint stays); --resume continues from the
 // latest checkpoint and on CPU reproduces an uninterrupted run bit for bit.
