@@ -58,7 +58,7 @@ BenchRow bench_variant(const BenchArgs& a, const Variant& variant) {
   train::Optimizers optimizers = train::make_optimizers(*s.model.module, s.config);
   BenchRow row;
   row.variant = variant.name;
-  for (const at::Tensor& p : s.model.module->parameters()) row.parameters += p.numel();
+  row.parameters = models::parameter_count(*s.model.module);
   row.flops_per_step = train::training_flops_per_step(s, s.config.batch_size);
   s.data->start_epoch(0, 0);
   const std::optional<train::Batch> batch = s.data->next();

@@ -127,4 +127,10 @@ Model build_model(const ModelConfig& c) {
   return wrap(ResNet(o), task, {});
 }
 
+int64_t parameter_count(const torch::nn::Module& module) {
+  int64_t n = 0;
+  for (const at::Tensor& p : module.parameters()) n += p.numel();
+  return n;
+}
+
 }  // namespace pixelfly::models

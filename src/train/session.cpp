@@ -50,8 +50,7 @@ Session open_session(const nlohmann::json& resolved, std::ostream& out) {
   s.data->describe_to(model_config);
   s.model = models::build_model(model_config);
   s.model.module->to(s.device);
-  int64_t parameters = 0;
-  for (const at::Tensor& p : s.model.module->parameters()) parameters += p.numel();
+  const int64_t parameters = models::parameter_count(*s.model.module);
   out << "model:  " << c.model.preset << " (" << (c.model.sparsity == models::Sparsity::Pixelfly ? "pixelfly" : "dense")
       << "), " << parameters << " parameters, on " << s.device.str()
       << (s.bf16_autocast ? " with bfloat16 autocast" : "") << "\n";

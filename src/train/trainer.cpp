@@ -127,7 +127,7 @@ TrainSummary train_model(const nlohmann::json& config, const TrainOptions& optio
 
   TrainSummary summary;
   summary.device = s.device.str();
-  for (const at::Tensor& p : module.parameters()) summary.parameters += p.numel();
+  summary.parameters = models::parameter_count(module);
   summary.train_flops_per_step = training_flops_per_step(s, c.batch_size);
 
   auto save = [&](int64_t next_epoch, int64_t next_batch, double epoch_loss_sum, int64_t epoch_loss_count) {

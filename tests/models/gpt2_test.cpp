@@ -8,6 +8,7 @@
 #include <cmath>
 
 #include "common/error_message.h"
+#include "pixelfly/models/model_zoo.h"
 #include "pixelfly/models/gpt2.h"
 #include "pixelfly/nn/pixelfly_linear.h"
 
@@ -31,12 +32,6 @@ Gpt2Options small(Sparsity sparsity) {
 
 bool has(const std::vector<std::string>& names, const std::string& name) {
   return std::find(names.begin(), names.end(), name) != names.end();
-}
-
-int64_t count_parameters(const torch::nn::Module& m) {
-  int64_t n = 0;
-  for (const auto& p : m.parameters()) n += p.numel();
-  return n;
 }
 
 void expect_training_lowers_the_loss(Gpt2& model) {
@@ -111,7 +106,7 @@ TEST(Gpt2, TiedHeadSharesTheEmbedding) {
   Gpt2 untied(o);
   EXPECT_TRUE(untied->named_parameters().contains("head.weight"));
   EXPECT_NE(untied->head_weight().data_ptr(), untied->token_embed->weight.data_ptr());
-  EXPECT_EQ(count_parameters(*untied) - count_parameters(*tied), 64 * 64);
+  EXPECT_EQ(parameter_count(*untied) - parameter_count(*tied), 64 * 64);
 }
 
 TEST(Gpt2, DenseTrainingLowersTheLoss) {
@@ -130,7 +125,7 @@ TEST(Gpt2, PixelflyReplacesTheMlpLayersAndTrains) {
   EXPECT_FALSE(has(names, "blocks.0.mlp.fc1.weight"));
   EXPECT_TRUE(has(names, "blocks.0.attn.qkv.weight"));
   EXPECT_TRUE(has(names, "token_embed.weight"));
-  EXPECT_LT(count_parameters(*sparse), count_parameters(*dense));
+  EXPECT_LT(parameter_count(*sparse), parameter_count(*dense));
   expect_training_lowers_the_loss(sparse);
 
   Gpt2Options o = small(Sparsity::Pixelfly);
@@ -148,7 +143,7 @@ TEST(Gpt2, SmallPresetHasGpt2Size) {
   EXPECT_EQ(medium.mlp_dim, 4096);
   // The released GPT-2 small: 124,439,808 parameters with the head tied.
   Gpt2 model(gpt2_preset("gpt2-small"));
-  EXPECT_EQ(count_parameters(*model), 124439808);
+  EXPECT_EQ(parameter_count(*model), 124439808);
 }
 
 TEST(Gpt2, RejectsBadInputs) {

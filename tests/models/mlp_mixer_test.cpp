@@ -5,6 +5,7 @@
 
 #include <algorithm>
 
+#include "pixelfly/models/model_zoo.h"
 #include "pixelfly/models/mlp_mixer.h"
 #include "pixelfly/nn/pixelfly_linear.h"
 
@@ -20,12 +21,6 @@ MixerOptions small(Sparsity sparsity) {
   o.block_sizes = {8, 16};  // 64-wide layers need small blocks to reach a quarter density
   o.sparsity = sparsity;
   return o;
-}
-
-int64_t count_parameters(torch::nn::Module& m) {
-  int64_t n = 0;
-  for (const auto& p : m.parameters()) n += p.numel();
-  return n;
 }
 
 void expect_training_lowers_the_loss(MlpMixer& model) {
@@ -70,7 +65,7 @@ TEST(MlpMixer, PixelflyReplacesExactlyTheChannelMixingLayers) {
   const auto* fc1 = sparse->blocks[0]->channel_fc1.get<nn::PixelflyLinear>().get();
   EXPECT_EQ(fc1->options.butterfly_size(), sparse->plans()[0].butterfly_size);
   EXPECT_EQ(fc1->rank(), sparse->plans()[0].rank);
-  EXPECT_LT(count_parameters(*sparse), count_parameters(*dense));
+  EXPECT_LT(parameter_count(*sparse), parameter_count(*dense));
   EXPECT_EQ(sparse->forward(at::randn({2, 1, 28, 28})).sizes(), at::IntArrayRef({2, 10}));
   expect_training_lowers_the_loss(sparse);
 }

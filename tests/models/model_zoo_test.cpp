@@ -15,12 +15,6 @@ namespace {
 
 using pixelfly::testing::error_of;
 
-int64_t count_parameters(const torch::nn::Module& m) {
-  int64_t n = 0;
-  for (const auto& p : m.parameters()) n += p.numel();
-  return n;
-}
-
 ModelConfig config(const std::string& preset, Sparsity sparsity = Sparsity::Dense) {
   ModelConfig c;
   c.preset = preset;
@@ -54,7 +48,7 @@ TEST(ModelZoo, SmallImagePresetsBuildAndRun) {
     for (const LayerPlan& p : sparse.plans) {
       EXPECT_TRUE(p.block == 8 || p.block == 16 || p.block == 32) << preset << " " << p.layer.name;
     }
-    EXPECT_LT(count_parameters(*sparse.module), count_parameters(*dense.module)) << preset;
+    EXPECT_LT(parameter_count(*sparse.module), parameter_count(*dense.module)) << preset;
     const at::Tensor images = at::randn({2, 1, 28, 28});
     EXPECT_EQ(dense.forward(images).sizes(), at::IntArrayRef({2, 10})) << preset;
     EXPECT_EQ(sparse.forward(images).sizes(), at::IntArrayRef({2, 10})) << preset;

@@ -5,6 +5,7 @@
 #include <torch/torch.h>
 
 #include "common/error_message.h"
+#include "pixelfly/models/model_zoo.h"
 #include "pixelfly/models/resnet.h"
 
 namespace pixelfly::models {
@@ -12,18 +13,12 @@ namespace {
 
 using pixelfly::testing::error_of;
 
-int64_t count_parameters(const torch::nn::Module& m) {
-  int64_t n = 0;
-  for (const auto& p : m.parameters()) n += p.numel();
-  return n;
-}
-
 TEST(ResNet, Resnet20SizeShapesAndShortcuts) {
   torch::manual_seed(0);
   ResNet model(resnet_preset("resnet20"));
   // stem 464 + stage 1: 3 x 4,672 + stage 2: 14,528 + 2 x 18,560 + stage 3: 57,728 + 2 x 73,984
   // + head 650.
-  EXPECT_EQ(count_parameters(*model), 272474);
+  EXPECT_EQ(parameter_count(*model), 272474);
   ASSERT_EQ(model->blocks.size(), 9u);
   for (size_t i = 0; i < 9; ++i) {
     EXPECT_EQ(static_cast<bool>(model->blocks[i]->shortcut), i == 3 || i == 6) << "block " << i;
@@ -35,9 +30,9 @@ TEST(ResNet, Resnet20SizeShapesAndShortcuts) {
 TEST(ResNet, ImagenetSizes) {
   // torchvision's resnet18 and resnet50 with 1000 classes.
   ResNet r18(resnet_preset("resnet18"));
-  EXPECT_EQ(count_parameters(*r18), 11689512);
+  EXPECT_EQ(parameter_count(*r18), 11689512);
   ResNet r50(resnet_preset("resnet50"));
-  EXPECT_EQ(count_parameters(*r50), 25557032);
+  EXPECT_EQ(parameter_count(*r50), 25557032);
   EXPECT_EQ(r50->blocks[0]->out_channels(), 256);
   EXPECT_TRUE(static_cast<bool>(r50->blocks[0]->shortcut));  // 64 -> 256 channels
   EXPECT_FALSE(static_cast<bool>(r50->blocks[1]->shortcut));

@@ -8,6 +8,7 @@
 #include <cmath>
 
 #include "common/error_message.h"
+#include "pixelfly/models/model_zoo.h"
 #include "pixelfly/models/vit.h"
 #include "pixelfly/nn/pixelfly_linear.h"
 
@@ -29,12 +30,6 @@ VitOptions small(Sparsity sparsity) {
 
 bool has(const std::vector<std::string>& names, const std::string& name) {
   return std::find(names.begin(), names.end(), name) != names.end();
-}
-
-int64_t count_parameters(const torch::nn::Module& m) {
-  int64_t n = 0;
-  for (const auto& p : m.parameters()) n += p.numel();
-  return n;
 }
 
 void expect_training_lowers_the_loss(Vit& model) {
@@ -119,7 +114,7 @@ TEST(Vit, PixelflyReplacesExactlyTheMlpLayers) {
     pixelfly_layers += dynamic_cast<nn::PixelflyLinearImpl*>(m.get()) != nullptr;
   }
   EXPECT_EQ(pixelfly_layers, 4);
-  EXPECT_LT(count_parameters(*sparse), count_parameters(*dense));
+  EXPECT_LT(parameter_count(*sparse), parameter_count(*dense));
   expect_training_lowers_the_loss(sparse);
 }
 
@@ -150,7 +145,7 @@ TEST(Vit, PresetsAndPaperSize) {
   EXPECT_EQ(b.depth, 12);
   // timm's original vit_small_patch16_224: 48,754,408 parameters (768-d, depth 8, MLP x3, no qkv bias).
   Vit vit_s(s);
-  EXPECT_EQ(count_parameters(*vit_s), 48754408);
+  EXPECT_EQ(parameter_count(*vit_s), 48754408);
   EXPECT_FALSE(vit_s->named_parameters().contains("blocks.0.attn.qkv.bias"));
   EXPECT_NE(error_of([] { vit_preset("vit-h14"); }).find("unknown ViT preset 'vit-h14'; known: vit-s16"),
             std::string::npos);

@@ -55,4 +55,7 @@ Task preset_task(const std::string& preset);
 // Every preset name, in the order listed above.
 std::vector<std::string> model_preset_names();
 
+// Number of parameter elements of a module (all of them, trainable or not).
+int64_t parameter_count(const torch::nn::Module& module);
+
 }  // namespace pixelfly::models
