@@ -12,8 +12,13 @@ if(CMAKE_CUDA_COMPILER)
   set(CMAKE_CUDA_STANDARD_REQUIRED ON)
   set(PIXELFLY_HAVE_CUDA ON)
   add_library(pixelfly_kernels_cuda STATIC src/kernels/cuda/block_sparse_cuda.cu
-                                           src/kernels/cuda/block_sparse_mma.cu)
+                                           src/kernels/cuda/block_sparse_wgmma.cu)
   target_include_directories(pixelfly_kernels_cuda PUBLIC ${CMAKE_CURRENT_SOURCE_DIR}/src ${CMAKE_CURRENT_SOURCE_DIR}/include)
   set_target_properties(pixelfly_kernels_cuda PROPERTIES CUDA_SEPARABLE_COMPILATION OFF)
+  # The warpgroup-MMA kernels exist only in an sm_90a build (LibTorch's CUDA config turns
+  # TORCH_CUDA_ARCH_LIST into -gencode flags); other targets get the CUDA-core kernels.
+  if(CMAKE_CUDA_FLAGS MATCHES "compute_90a" OR "90a" IN_LIST CMAKE_CUDA_ARCHITECTURES)
+    target_compile_definitions(pixelfly_kernels_cuda PRIVATE PIXELFLY_CUDA_SM90A)
+  endif()
 endif()
 message(STATUS "pixelfly: CUDA kernels ${PIXELFLY_HAVE_CUDA}")

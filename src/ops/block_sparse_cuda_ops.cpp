@@ -113,7 +113,8 @@ at::Tensor grad_weight_cuda(const at::Tensor& grad_y, const at::Tensor& x, const
   return grad;
 }
 
-// True when the fused kernel can run these arguments (otherwise the composed path does).
+// True when these arguments suit the fused kernel (the device is checked by
+// cuda::supports_epilogue); otherwise the composed path runs.
 bool fusable(const BlockLayout& l, const at::Tensor& act, const at::Tensor& values, const at::Tensor& low_rank_a) {
   const auto dtype = act.scalar_type();
   return act.is_cuda() && (dtype == at::kHalf || dtype == at::kBFloat16) && values.scalar_type() == dtype &&
@@ -132,6 +133,9 @@ at::Tensor mixed_linear_cuda(const at::Tensor& x, const at::Tensor& values, cons
   const auto kind = scalar_kind(op, x, "x");
   const c10::cuda::CUDAGuard guard(x.device());
   const cuda::DeviceLayout d = device_layout(op, layout, x.device());
+  if (!cuda::supports_epilogue(d, kind, low_rank_a.size(-1))) {  // not a Hopper device or build
+    return mixed_linear_composed(x, values, layout, scale, low_rank_a, low_rank_b, bias);
+  }
   const at::Tensor rows = as_rows(x), a = as_rows(low_rank_a), b = low_rank_b.contiguous(), v = values.contiguous();
   const at::Tensor s = scale.to(at::kFloat).contiguous();
   at::Tensor bias_c;
@@ -160,6 +164,9 @@ at::Tensor mixed_linear_grad_input_cuda(const at::Tensor& grad_y, const at::Tens
   const auto kind = scalar_kind(op, grad_y, "grad_y");
   const c10::cuda::CUDAGuard guard(grad_y.device());
   const cuda::DeviceLayout d = device_layout(op, layout, grad_y.device());
+  if (!cuda::supports_epilogue(d, kind, low_rank_a.size(-1))) {  // not a Hopper device or build
+    return mixed_linear_grad_input_composed(grad_y, values, layout, scale, low_rank_a, low_rank_b_t);
+  }
   const at::Tensor rows = as_rows(grad_y), a = as_rows(low_rank_a), b = low_rank_b_t.contiguous(), v = values.contiguous();
   const at::Tensor s = scale.to(at::kFloat).contiguous();
   cuda::Epilogue epilogue;

@@ -1,6 +1,6 @@
 // CUDA kernels for block-sparse linear products (see block_sparse_cuda.h): the entry points
-// route float16/bfloat16 to the tensor-core kernels (block_sparse_mma.cu) where they apply;
-// this file holds the plain kernels for everything else:
+// route float16/bfloat16 to the Hopper tensor-core kernels (block_sparse_wgmma.cu) where they
+// apply; this file holds the plain kernels for everything else:
 // forward / grad_input: one thread block per (64-token tile, block row of the output); it walks
 // that row's nonzero blocks (forward: the CSR row; grad_input: the layout's transpose index),
 // staging a 64 x 32 slice of the activations and a B x 32 slice of the weight block in shared
@@ -8,10 +8,13 @@
 // in steps of 32.
 #include "kernels/cuda/block_sparse_cuda.h"
 
-#include "kernels/cuda/block_sparse_mma.cuh"
+#include "kernels/cuda/block_sparse_wgmma.cuh"
+#include "kernels/cuda/device_primitives.cuh"
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
+
+#include <algorithm>
 
 namespace pixelfly::kernels::cuda {
 namespace {
@@ -173,49 +176,87 @@ cudaError_t dispatch(int which, const DeviceLayout& layout, ScalarKind kind, int
   return cudaErrorInvalidValue;
 }
 
+// float32 workspace -> the 16-bit gradient.
+template <typename T>
+__global__ void round_kernel(const float* __restrict__ in, T* __restrict__ out, int64_t n) {
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    out[i] = from_float<T>(in[i]);
+  }
+}
+
+cudaError_t round_workspace(ScalarKind kind, const float* workspace, void* out, int64_t elements, cudaStream_t stream) {
+  const unsigned blocks = static_cast<unsigned>(std::min<int64_t>((elements + 255) / 256, 4 * device::multiprocessors()));
+  if (kind == ScalarKind::BFloat16) {
+    round_kernel<<<blocks, 256, 0, stream>>>(workspace, static_cast<__nv_bfloat16*>(out), elements);
+  } else {
+    round_kernel<<<blocks, 256, 0, stream>>>(workspace, static_cast<__half*>(out), elements);
+  }
+  return cudaGetLastError();
+}
+
+// True when the tensor-core kernels run this layout and dtype: a Hopper device and an sm_90a
+// build, float16/bfloat16, feature counts multiples of 8 (each 16-byte load lies wholly inside
+// or outside the matrix), and the layout's tile schedule on the device.
+bool tensor_cores_apply(const DeviceLayout& layout, ScalarKind kind) {
+  return kind != ScalarKind::Float32 && layout.out_features % 8 == 0 && layout.in_features % 8 == 0 &&
+         layout.row_groups != nullptr && layout.col_groups != nullptr && layout.gradient_pieces != nullptr &&
+         supports_block(layout.block) && wgmma::available();
+}
+
 }  // namespace
 
 bool supports_block(int64_t block) { return block == 16 || block == 32 || block == 64 || block == 128; }
 
 cudaError_t forward(const DeviceLayout& layout, ScalarKind kind, int64_t tokens, const void* x, const void* values,
                     void* y, cudaStream_t stream) {
-  if (mma::applies(layout, kind)) return mma::forward(layout, kind, tokens, x, values, Epilogue{}, y, stream);
+  if (tensor_cores_apply(layout, kind)) return wgmma::forward(layout, kind, tokens, x, values, Epilogue{}, y, stream);
   return dispatch(0, layout, kind, tokens, x, values, y, stream);
 }
 
 cudaError_t grad_input(const DeviceLayout& layout, ScalarKind kind, int64_t tokens, const void* dy,
                        const void* values, void* dx, cudaStream_t stream) {
-  if (mma::applies(layout, kind)) return mma::grad_input(layout, kind, tokens, dy, values, Epilogue{}, dx, stream);
+  if (tensor_cores_apply(layout, kind)) {
+    return wgmma::grad_input(layout, kind, tokens, dy, values, Epilogue{}, dx, stream);
+  }
   return dispatch(1, layout, kind, tokens, dy, values, dx, stream);
 }
 
 cudaError_t grad_weight(const DeviceLayout& layout, ScalarKind kind, int64_t tokens, const void* dy, const void* x,
                         void* grad_values, float* workspace, cudaStream_t stream) {
-  if (mma::applies(layout, kind)) {
+  if (tensor_cores_apply(layout, kind)) {
+    // Tensor cores: split-K accumulation into the float32 workspace, then one rounding pass.
+    const int64_t elements = layout.nnz * layout.block * layout.block;
+    if (elements == 0) return cudaSuccess;
     if (workspace == nullptr) return cudaErrorInvalidValue;
-    return mma::grad_weight(layout, kind, tokens, dy, x, grad_values, workspace, stream);
+    if (cudaError_t e = cudaMemsetAsync(workspace, 0, sizeof(float) * elements, stream); e != cudaSuccess) return e;
+    if (cudaError_t e = wgmma::accumulate_grad_weight(layout, kind, tokens, dy, x, workspace, stream);
+        e != cudaSuccess) {
+      return e;
+    }
+    return round_workspace(kind, workspace, grad_values, elements, stream);
   }
   return dispatch(2, layout, kind, tokens, dy, x, grad_values, stream);
 }
 
 bool supports_epilogue(const DeviceLayout& layout, ScalarKind kind, int64_t rank) {
-  return mma::applies(layout, kind) && rank >= 0 && rank % 8 == 0;
+  return tensor_cores_apply(layout, kind) && rank >= 0 && rank % 8 == 0;
 }
 
 cudaError_t forward_fused(const DeviceLayout& layout, ScalarKind kind, int64_t tokens, const void* x,
                           const void* values, const Epilogue& epilogue, void* y, cudaStream_t stream) {
   if (!supports_epilogue(layout, kind, epilogue.rank)) return cudaErrorInvalidValue;
-  return mma::forward(layout, kind, tokens, x, values, epilogue, y, stream);
+  return wgmma::forward(layout, kind, tokens, x, values, epilogue, y, stream);
 }
 
 cudaError_t grad_input_fused(const DeviceLayout& layout, ScalarKind kind, int64_t tokens, const void* dy,
                              const void* values, const Epilogue& epilogue, void* dx, cudaStream_t stream) {
   if (!supports_epilogue(layout, kind, epilogue.rank) || epilogue.bias != nullptr) return cudaErrorInvalidValue;
-  return mma::grad_input(layout, kind, tokens, dy, values, epilogue, dx, stream);
+  return wgmma::grad_input(layout, kind, tokens, dy, values, epilogue, dx, stream);
 }
 
 int64_t grad_weight_workspace_elements(const DeviceLayout& layout, ScalarKind kind) {
-  return mma::applies(layout, kind) ? layout.nnz * layout.block * layout.block : 0;
+  return tensor_cores_apply(layout, kind) ? layout.nnz * layout.block * layout.block : 0;
 }
 
 }  // namespace pixelfly::kernels::cuda

@@ -2,9 +2,10 @@
 // blocks: plain parameter structs in, no LibTorch types, so this target compiles wherever nvcc
 // does. Float32 accumulation for every storage type. Block sizes 16, 32, 64 and 128.
 //
-// float16 and bfloat16 with feature counts divisible by 8 run on tensor cores (mma.sync over the
-// layout's tile schedule, cp.async pipelines); float32 and other shapes run on a plain
-// shared-memory kernel on CUDA cores. Every output element is written exactly once.
+// float16 and bfloat16 with feature counts divisible by 8 run on Hopper's tensor cores (warpgroup
+// MMA over the layout's tile schedule, cp.async pipelines; sm_90a builds on compute capability
+// 9.0); float32, other shapes and other GPUs run on a plain shared-memory kernel on CUDA cores.
+// Every output element is written exactly once.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -63,8 +64,8 @@ struct Epilogue {
   const void* bias = nullptr;
 };
 
-// True when the fused kernels run this layout, dtype and rank (float16/bfloat16, feature
-// counts and rank multiples of 8, a block that divides the kernel tile).
+// True when the fused kernels run this layout, dtype and rank (the tensor-core conditions above,
+// and a rank that is a multiple of 8).
 bool supports_epilogue(const DeviceLayout& layout, ScalarKind kind, int64_t rank);
 cudaError_t forward_fused(const DeviceLayout& layout, ScalarKind kind, int64_t tokens, const void* x,
                           const void* values, const Epilogue& epilogue, void* y, cudaStream_t stream);

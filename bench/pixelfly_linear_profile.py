@@ -1,0 +1,61 @@
+"""Where the time of one PixelflyLinear forward + backward goes on the GPU: runs the layer's
+operator (pixelfly::pixelfly_linear, n=16, k=2, b=32, r=32, bias) and dense torch.nn.functional.linear
+at the paper's MLP shapes under torch.profiler and prints, per shape, the GPU time of every kernel
+per step, largest first, beside the dense layer's total. bf16, random inputs.
+
+    python3 bench/pixelfly_linear_profile.py build/libpixelfly.so"""
+import sys
+from collections import defaultdict
+
+import torch
+from torch.profiler import ProfilerActivity, profile
+
+torch.ops.load_library(sys.argv[1])
+BlockLayout = torch.classes.pixelfly.BlockLayout
+DT = torch.bfloat16
+STEPS = 10
+
+
+def kernel_times(step):
+    for _ in range(5):
+        step()
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        for _ in range(STEPS):
+            step()
+        torch.cuda.synchronize()
+    totals = defaultdict(float)
+    for e in prof.events():
+        if e.device_type == torch.autograd.DeviceType.CUDA:
+            totals[e.name] += e.device_time_total / STEPS / 1e3  # ms per step
+    return sorted(totals.items(), key=lambda kv: -kv[1])
+
+
+def main():
+    torch.manual_seed(0)
+    shapes = [("Mixer-B fc1", 768, 3072, 25088), ("Mixer-B fc2", 3072, 768, 25088),
+              ("GPT-2-M fc1", 1024, 4096, 8192), ("GPT-2-M fc2", 4096, 1024, 8192)]
+    for name, d_in, d_out, tokens in shapes:
+        layout = BlockLayout.flat_butterfly(d_out, d_in, 16, 2, 32)
+        leaf = lambda *s: (torch.randn(*s, device="cuda", dtype=DT) * 0.02).requires_grad_()
+        values = leaf(layout.nnz(), 32, 32)
+        u, v, bias = leaf(d_out, 32), leaf(d_in, 32), leaf(d_out)
+        logit = torch.zeros((), device="cuda", dtype=DT, requires_grad=True)
+        x = torch.randn(tokens, d_in, device="cuda", dtype=DT, requires_grad=True)
+        dy = torch.randn(tokens, d_out, device="cuda", dtype=DT)
+        w, b = leaf(d_out, d_in), leaf(d_out)
+
+        def fly():
+            torch.ops.pixelfly.pixelfly_linear(x, values, layout, u, v, torch.sigmoid(logit), bias).backward(dy)
+
+        def dense():
+            torch.nn.functional.linear(x, w, b).backward(dy)
+
+        fly_kernels, dense_kernels = kernel_times(fly), kernel_times(dense)
+        print(f"\n{name}: tokens {tokens}, pixelfly {sum(t for _, t in fly_kernels):.3f} ms of kernels per step, "
+              f"dense {sum(t for _, t in dense_kernels):.3f} ms")
+        for kernel, ms in fly_kernels[:14]:
+            print(f"  {ms:8.3f} ms  {kernel[:110]}")
+
+
+main()

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# The kernel loop on a GPU machine, in one call: build only what the CUDA operators need, run
+# the CUDA operator tests, compute-sanitizer memcheck and racecheck on them, then the operator
+# table, the layer benchmark, one whole-model training step (Mixer-B/16) and the layer's
+# per-kernel profile. SANITIZERS=0 / MODEL_BENCH=0 skip those stages. Logs go to $OUT
+# (or ./gpu-logs); the tables are printed last.
+#   bash scripts/gpu_kernel_check.sh [--quick]      (--quick: fewer shapes and shorter timings)
+set -uo pipefail
+out="${OUT:-gpu-logs}"
+mkdir -p "$out"
+build=build-gpu
+nvidia-smi --query-gpu=name,driver_version,clocks.sm --format=csv,noheader | tee "$out/build.log"
+compilers=()
+if [ -x /usr/bin/g++ ]; then compilers=(-DCMAKE_CXX_COMPILER=/usr/bin/g++ -DCMAKE_CUDA_HOST_COMPILER=/usr/bin/g++); fi
+start=$SECONDS
+cmake -S . -B $build -G Ninja -DCMAKE_BUILD_TYPE=Release "${compilers[@]}" >>"$out/build.log" 2>&1
+if ! cmake --build $build -j "$(nproc)" --target pixelfly pixelfly_cli ops_tests bench_pixelfly_linear >>"$out/build.log" 2>&1; then
+  grep -m20 -B2 -A8 "error" "$out/build.log"
+  exit 1
+fi
+echo "build: $((SECONDS - start)) s"
+timeout 180 $build/tests/ops_tests --gtest_filter='BlockSparseOpsCuda.*:Autocast.*' >"$out/tests.log" 2>&1
+echo "tests: rc=$? $(grep -E '^\[  (PASSED|FAILED)' "$out/tests.log" | tr '\n' ' ')"
+grep -h -A3 "Failure" "$out/tests.log" | head -30
+if [ "${SANITIZERS:-1}" != 0 ]; then
+  timeout 150 compute-sanitizer --tool memcheck --error-exitcode 1 $build/tests/ops_tests \
+    --gtest_filter='BlockSparseOpsCuda.*' >"$out/memcheck.log" 2>&1
+  echo "memcheck rc=$? $(tail -1 "$out/memcheck.log")"
+  timeout 120 compute-sanitizer --tool racecheck --error-exitcode 1 $build/tests/ops_tests \
+    --gtest_filter='BlockSparseOpsCuda.AutogradOnCudaMatchesCpu:BlockSparseOpsCuda.FusedPixelflyLinearMatchesFloat64Reference' \
+    >"$out/racecheck.log" 2>&1
+  echo "racecheck rc=$? $(tail -1 "$out/racecheck.log")"
+  grep -m12 -A6 "Race reported\|Error: Race\|hazard" "$out/racecheck.log" | head -40
+fi
+timeout 300 python3 bench/cuda_block_sparse_bench.py $build/libpixelfly.so "$@" >"$out/bench.log" 2>&1
+echo "operator bench rc=$?"
+timeout 120 $build/bench/bench_pixelfly_linear >"$out/layer.log" 2>&1
+echo "layer bench rc=$?"
+if [ "${MODEL_BENCH:-1}" != 0 ]; then
+  timeout 150 $build/pixelfly bench --set model.preset=mixer-b16 --set data.name=synthetic-images \
+    --set data.image_size=224 --set data.channels=3 --set data.classes=1000 --set data.synthetic_count=512 \
+    --set data.eval_batch_size=64 --set data.batch_size=128 >"$out/bench-mixer-b16.log" 2>&1
+  echo "model bench rc=$?"
+fi
+timeout 120 python3 bench/pixelfly_linear_profile.py $build/libpixelfly.so >"$out/layer-profile.log" 2>&1
+echo "layer profile rc=$?"
+sed -n '/^shape /,$p' "$out/bench.log"
+cat "$out/layer.log"
+tail -3 "$out/bench-mixer-b16.log" 2>/dev/null
+grep -A8 "^Mixer-B fc1\|^GPT-2-M fc1" "$out/layer-profile.log"

@@ -1,0 +1,23 @@
+// Hopper warpgroup-MMA (wgmma, sm_90a) kernels for float16/bfloat16 block-sparse products, used
+// by block_sparse_cuda.cu when the library was built for sm_90a and runs on a compute-capability
+// 9.0 device, the feature counts are multiples of 8 and the layout's tile schedule is on the
+// device (the caller checks all of that).
+#pragma once
+
+#include "kernels/cuda/block_sparse_cuda.h"
+
+namespace pixelfly::kernels::cuda::wgmma {
+
+// True when these kernels were compiled (an sm_90a target) and the current device is Hopper.
+bool available();
+// forward / grad_input with the optional scale, low-rank term and bias of `epilogue`.
+cudaError_t forward(const DeviceLayout& layout, ScalarKind kind, int64_t tokens, const void* x, const void* values,
+                    const Epilogue& epilogue, void* y, cudaStream_t stream);
+cudaError_t grad_input(const DeviceLayout& layout, ScalarKind kind, int64_t tokens, const void* dy,
+                       const void* values, const Epilogue& epilogue, void* dx, cudaStream_t stream);
+// Adds dY^T . X on the nonzero blocks into `workspace` (float32, nnz * b * b, zeroed by the
+// caller), splitting the token reduction over thread blocks.
+cudaError_t accumulate_grad_weight(const DeviceLayout& layout, ScalarKind kind, int64_t tokens, const void* dy,
+                                   const void* x, float* workspace, cudaStream_t stream);
+
+}  // namespace pixelfly::kernels::cuda::wgmma
