@@ -16,8 +16,6 @@
 
 #include "kernels/cuda/device_primitives.cuh"
 
-#include <algorithm>
-
 namespace pixelfly::kernels::cuda::wgmma {
 namespace {
 

@@ -1,7 +1,7 @@
-// Small building blocks shared by the tensor-core kernels: asynchronous global -> shared copies
-// (cp.async), shared-memory addresses, float <-> 16-bit conversions, and the host helpers that
-// size launches for the current device. No __global__ functions here: a kernel template
-// instantiated in two translation units would be registered twice.
+// Small building blocks of the CUDA kernels: asynchronous global -> shared copies (cp.async),
+// shared-memory addresses, float <-> 16-bit conversions, and the host helpers that size launches
+// for the current device. No __global__ functions here: a kernel template instantiated in two
+// translation units would be registered twice.
 #pragma once
 
 #include <cuda_bf16.h>
@@ -21,7 +21,6 @@ __device__ __forceinline__ uint32_t smem_address(const void* p) {
 __device__ __forceinline__ void copy16(uint32_t dst, const void* src, bool valid) {
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(valid ? 16 : 0));
 }
-__device__ __forceinline__ void copy16(void* dst, const void* src, bool valid) { copy16(smem_address(dst), src, valid); }
 __device__ __forceinline__ void commit() { asm volatile("cp.async.commit_group;\n" ::); }
 template <int N>
 __device__ __forceinline__ void wait_pending() {
