@@ -106,6 +106,35 @@ __device__ __forceinline__ void issue_stage(float (&d)[64], uint32_t a, uint32_t
   wgmma_commit();
 }
 
+// The main loop of every kernel here: zeroes the accumulators, then runs `steps` 64-deep K stages
+// through the kStages-deep cp.async pipeline. load(step) issues the copies of one stage into
+// slot step % kStages; before_stage(step) may touch the accumulators before that stage's
+// products (no product is in flight then). a and b are the shared-memory operand buffers, a
+// already offset to this warpgroup's rows.
+template <typename T, bool kTransA, bool kTransB, typename Load, typename BeforeStage>
+__device__ __forceinline__ void run_pipeline(float (&d)[64], int64_t steps, uint32_t a, uint32_t b, Load&& load,
+                                             BeforeStage&& before_stage) {
+#pragma unroll
+  for (int i = 0; i < 64; ++i) d[i] = 0.f;
+#pragma unroll
+  for (int s = 0; s < kStages - 1; ++s) {
+    if (s < steps) load(s);
+    commit();
+  }
+  for (int64_t step = 0; step < steps; ++step) {
+    wait_pending<kStages - 2>();
+    fence_async_shared();
+    __syncthreads();  // the stage has landed, and every warpgroup is done with the one reloaded below
+    before_stage(step);
+    const uint32_t stage = static_cast<uint32_t>(step % kStages) * kOperandBytes;
+    issue_stage<T, kTransA, kTransB>(d, a + stage, b + stage);
+    if (step + kStages - 1 < steps) load(step + kStages - 1);
+    commit();
+    wgmma_wait_all();
+  }
+  wait_pending<0>();
+}
+
 __device__ __forceinline__ unsigned char* aligned_shared(unsigned char* raw) {
   const uint32_t a = smem_address(raw);
   return raw + ((kSwizzleAtom - (a & (kSwizzleAtom - 1))) & (kSwizzleAtom - 1));
@@ -206,34 +235,16 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSM)
   };
 
   float d[64];
-#pragma unroll
-  for (int i = 0; i < 64; ++i) d[i] = 0.f;
-#pragma unroll
-  for (int s = 0; s < kStages - 1; ++s) {
-    if (s < steps) load(s);
-    commit();
-  }
   const float scale = epilogue.scale != nullptr ? *epilogue.scale : 1.f;
-  const uint32_t warpgroup_a = static_cast<uint32_t>(warp / 4) * kHalfBytes;  // rows 64 * warpgroup
-  for (int64_t step = 0; step < steps; ++step) {
-    wait_pending<kStages - 2>();
-    fence_async_shared();
-    __syncthreads();  // the stage has landed, and every warpgroup is done with the one reloaded below
-    if (step == sparse_steps) {  // the block-sparse part is complete
-#pragma unroll
-      for (int i = 0; i < 64; ++i) d[i] *= scale;
-    }
-    const uint32_t stage = static_cast<uint32_t>(step % kStages) * kOperandBytes;
-    issue_stage<T, false, kTransposed>(d, smem_a + stage + warpgroup_a, smem_b + stage);
-    if (step + kStages - 1 < steps) load(step + kStages - 1);
-    commit();
-    wgmma_wait_all();
-  }
-  wait_pending<0>();
-  if (steps == sparse_steps) {
+  auto scale_accumulators = [&] {
 #pragma unroll
     for (int i = 0; i < 64; ++i) d[i] *= scale;
-  }
+  };
+  const uint32_t warpgroup_a = static_cast<uint32_t>(warp / 4) * kHalfBytes;  // rows 64 * warpgroup
+  run_pipeline<T, false, kTransposed>(d, steps, smem_a + warpgroup_a, smem_b, load, [&](int64_t step) {
+    if (step == sparse_steps) scale_accumulators();  // the block-sparse part is complete
+  });
+  if (steps == sparse_steps) scale_accumulators();
   __syncthreads();
 
   // Epilogue: add the bias, stage the tile in shared memory, write whole 16-byte row pieces.
@@ -312,26 +323,9 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSM) gradient_kernel(Device
     }
   };
 
-  float d[64];
-#pragma unroll
-  for (int i = 0; i < 64; ++i) d[i] = 0.f;
-#pragma unroll
-  for (int s = 0; s < kStages - 1; ++s) {
-    if (s < steps) load(s);
-    commit();
-  }
   const uint32_t warpgroup_a = static_cast<uint32_t>(warp / 4) * kHalfBytes;  // rows 64 * warpgroup
-  for (int64_t step = 0; step < steps; ++step) {
-    wait_pending<kStages - 2>();
-    fence_async_shared();
-    __syncthreads();
-    const uint32_t stage = static_cast<uint32_t>(step % kStages) * kOperandBytes;
-    issue_stage<T, true, true>(d, smem_a + stage + warpgroup_a, smem_b + stage);
-    if (step + kStages - 1 < steps) load(step + kStages - 1);
-    commit();
-    wgmma_wait_all();
-  }
-  wait_pending<0>();
+  float d[64];
+  run_pipeline<T, true, true>(d, steps, smem_a + warpgroup_a, smem_b, load, [](int64_t) {});
   if (steps == 0) return;
 
 #pragma unroll
