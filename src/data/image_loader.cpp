@@ -41,8 +41,6 @@ ImageLoader::ImageLoader(ImageDataset data, ImageLoaderOptions options) : data_(
   std_ = at::tensor(options_.std, at::kDouble).to(at::kFloat).view({1, channels, 1, 1});
 }
 
-ImageLoader::~ImageLoader() { stop_worker(); }
-
 int64_t ImageLoader::batches_per_epoch() const {
   const int64_t n = size(), b = options_.batch_size;
   return options_.drop_last ? n / b : (n + b - 1) / b;
@@ -86,33 +84,15 @@ at::Tensor ImageLoader::prepare(const at::Tensor& indices, uint64_t augment_seed
   return images.sub_(mean_).div_(std_).contiguous();
 }
 
-void ImageLoader::stop_worker() {
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    stopping_ = true;
-  }
-  changed_.notify_all();
-  if (worker_.joinable()) worker_.join();
-  std::lock_guard<std::mutex> lock(mutex_);
-  ready_.clear();
-  stopping_ = false;
-}
-
 void ImageLoader::start_epoch(int64_t epoch) {
-  stop_worker();
+  prefetcher_.stop();
   epoch_ = epoch;
   next_index_ = 0;
   if (options_.prefetch == 0) return;
-  worker_ = std::thread([this, epoch, order = epoch_order(size(), options_.shuffle, options_.seed, epoch)] {
-    for (int64_t index = 0; index < batches_per_epoch(); ++index) {
-      ImageBatch batch = make_batch(order, epoch, index);
-      std::unique_lock<std::mutex> lock(mutex_);
-      changed_.wait(lock, [this] { return stopping_ || static_cast<int64_t>(ready_.size()) < options_.prefetch; });
-      if (stopping_) return;
-      ready_.push_back(std::move(batch));
-      changed_.notify_all();
-    }
-  });
+  prefetcher_.start(options_.prefetch, batches_per_epoch(),
+                    [this, epoch, order = epoch_order(size(), options_.shuffle, options_.seed, epoch)](int64_t index) {
+                      return make_batch(order, epoch, index);
+                    });
 }
 
 std::optional<ImageBatch> ImageLoader::next() {
@@ -120,12 +100,7 @@ std::optional<ImageBatch> ImageLoader::next() {
   if (next_index_ >= batches_per_epoch()) return std::nullopt;
   const int64_t index = next_index_++;
   if (options_.prefetch == 0) return make_batch(epoch_, index);
-  std::unique_lock<std::mutex> lock(mutex_);
-  changed_.wait(lock, [this] { return !ready_.empty(); });
-  ImageBatch batch = std::move(ready_.front());
-  ready_.pop_front();
-  changed_.notify_all();
-  return batch;
+  return prefetcher_.next();
 }
 
 }  // namespace pixelfly::data

@@ -28,8 +28,6 @@ TokenLoader::TokenLoader(at::Tensor tokens, TokenLoaderOptions options)
   tokens_ = tokens_.contiguous();
 }
 
-TokenLoader::~TokenLoader() { stop_worker(); }
-
 TokenBatch TokenLoader::windows_at(const at::Tensor& offsets) const {
   const at::Tensor positions = offsets.unsqueeze(1) + at::arange(options_.context + 1, at::kLong).unsqueeze(0);
   const at::Tensor windows = tokens_.index_select(0, positions.reshape({-1})).view(positions.sizes()).to(at::kLong);
@@ -48,46 +46,20 @@ TokenBatch TokenLoader::train_batch(int64_t step) const {
   return windows_at(at::tensor(offsets, at::kLong));
 }
 
-void TokenLoader::stop_worker() {
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    stopping_ = true;
-  }
-  changed_.notify_all();
-  if (worker_.joinable()) worker_.join();
-  std::lock_guard<std::mutex> lock(mutex_);
-  ready_.clear();
-  stopping_ = false;
-}
-
 void TokenLoader::seek(int64_t step) {
   TORCH_CHECK(step >= 0, "token loader: step must be >= 0, got ", step);
-  stop_worker();
+  prefetcher_.stop();
   step_ = step;
   started_ = true;
-  if (options_.prefetch == 0) return;
-  worker_ = std::thread([this, step] {
-    for (int64_t s = step;; ++s) {
-      TokenBatch batch = train_batch(s);
-      std::unique_lock<std::mutex> lock(mutex_);
-      changed_.wait(lock, [this] { return stopping_ || static_cast<int64_t>(ready_.size()) < options_.prefetch; });
-      if (stopping_) return;
-      ready_.push_back(std::move(batch));
-      changed_.notify_all();
-    }
-  });
+  if (options_.prefetch > 0) {
+    prefetcher_.start(options_.prefetch, -1, [this, step](int64_t i) { return train_batch(step + i); });
+  }
 }
 
 TokenBatch TokenLoader::next() {
   if (!started_) seek(0);
   const int64_t step = step_++;
-  if (options_.prefetch == 0) return train_batch(step);
-  std::unique_lock<std::mutex> lock(mutex_);
-  changed_.wait(lock, [this] { return !ready_.empty(); });
-  TokenBatch batch = std::move(ready_.front());
-  ready_.pop_front();
-  changed_.notify_all();
-  return batch;
+  return options_.prefetch == 0 ? train_batch(step) : prefetcher_.next();
 }
 
 int64_t TokenLoader::eval_windows() const { return (size() - 1) / options_.context; }

@@ -8,6 +8,7 @@
 #include <cmath>
 
 #include "common/error_message.h"
+#include "common/model_testing.h"
 #include "pixelfly/models/model_zoo.h"
 #include "pixelfly/models/gpt2.h"
 #include "pixelfly/nn/pixelfly_linear.h"
@@ -16,6 +17,8 @@ namespace pixelfly::models {
 namespace {
 
 using pixelfly::testing::error_of;
+using pixelfly::testing::first_and_last_loss;
+using pixelfly::testing::has;
 
 Gpt2Options small(Sparsity sparsity) {
   Gpt2Options o;
@@ -30,23 +33,14 @@ Gpt2Options small(Sparsity sparsity) {
   return o;
 }
 
-bool has(const std::vector<std::string>& names, const std::string& name) {
-  return std::find(names.begin(), names.end(), name) != names.end();
-}
-
 void expect_training_lowers_the_loss(Gpt2& model) {
   const at::Tensor tokens = at::randint(0, model->options().vocab_size, {4, 17}, at::kLong);
   const at::Tensor inputs = tokens.narrow(1, 0, 16), targets = tokens.narrow(1, 1, 16);
   torch::optim::AdamW opt(model->parameters(), torch::optim::AdamWOptions(3e-3));
-  double first = 0, last = 0;
-  for (int step = 0; step < 10; ++step) {
-    opt.zero_grad();
+  const auto [first, last] = first_and_last_loss(opt, [&] {
     const at::Tensor logits = model->forward(inputs);
-    const at::Tensor loss = at::cross_entropy_loss(logits.flatten(0, 1), targets.flatten());
-    loss.backward();
-    opt.step();
-    (step == 0 ? first : last) = loss.item<double>();
-  }
+    return at::cross_entropy_loss(logits.flatten(0, 1), targets.flatten());
+  });
   EXPECT_LT(last, 0.8 * first);
 }
 

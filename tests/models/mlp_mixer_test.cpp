@@ -5,12 +5,15 @@
 
 #include <algorithm>
 
+#include "common/model_testing.h"
 #include "pixelfly/models/model_zoo.h"
 #include "pixelfly/models/mlp_mixer.h"
 #include "pixelfly/nn/pixelfly_linear.h"
 
 namespace pixelfly::models {
 namespace {
+
+using pixelfly::testing::first_and_last_loss;
 
 MixerOptions small(Sparsity sparsity) {
   MixerOptions o;
@@ -26,14 +29,8 @@ MixerOptions small(Sparsity sparsity) {
 void expect_training_lowers_the_loss(MlpMixer& model) {
   const at::Tensor images = at::randn({8, 1, 28, 28}), labels = at::randint(0, 10, {8}, at::kLong);
   torch::optim::AdamW opt(model->parameters(), torch::optim::AdamWOptions(3e-3));
-  double first = 0, last = 0;
-  for (int step = 0; step < 10; ++step) {
-    opt.zero_grad();
-    const at::Tensor loss = torch::nn::functional::cross_entropy(model->forward(images), labels);
-    loss.backward();
-    opt.step();
-    (step == 0 ? first : last) = loss.item<double>();
-  }
+  const auto [first, last] =
+      first_and_last_loss(opt, [&] { return torch::nn::functional::cross_entropy(model->forward(images), labels); });
   EXPECT_LT(last, 0.7 * first);
 }
 

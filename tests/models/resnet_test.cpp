@@ -5,6 +5,7 @@
 #include <torch/torch.h>
 
 #include "common/error_message.h"
+#include "common/model_testing.h"
 #include "pixelfly/models/model_zoo.h"
 #include "pixelfly/models/resnet.h"
 
@@ -12,6 +13,7 @@ namespace pixelfly::models {
 namespace {
 
 using pixelfly::testing::error_of;
+using pixelfly::testing::first_and_last_loss;
 
 TEST(ResNet, Resnet20SizeShapesAndShortcuts) {
   torch::manual_seed(0);
@@ -59,14 +61,8 @@ TEST(ResNet, TrainingLowersTheLoss) {
   ResNet model(o);
   const at::Tensor images = at::randn({8, 3, 16, 16}), labels = at::randint(0, 10, {8}, at::kLong);
   torch::optim::SGD opt(model->parameters(), torch::optim::SGDOptions(0.05).momentum(0.9));
-  double first = 0, last = 0;
-  for (int step = 0; step < 10; ++step) {
-    opt.zero_grad();
-    const at::Tensor loss = torch::nn::functional::cross_entropy(model->forward(images), labels);
-    loss.backward();
-    opt.step();
-    (step == 0 ? first : last) = loss.item<double>();
-  }
+  const auto [first, last] =
+      first_and_last_loss(opt, [&] { return torch::nn::functional::cross_entropy(model->forward(images), labels); });
   EXPECT_LT(last, 0.7 * first);
 }
 

@@ -8,6 +8,7 @@
 #include <cmath>
 
 #include "common/error_message.h"
+#include "common/model_testing.h"
 #include "pixelfly/models/model_zoo.h"
 #include "pixelfly/models/vit.h"
 #include "pixelfly/nn/pixelfly_linear.h"
@@ -16,6 +17,8 @@ namespace pixelfly::models {
 namespace {
 
 using pixelfly::testing::error_of;
+using pixelfly::testing::first_and_last_loss;
+using pixelfly::testing::has;
 
 VitOptions small(Sparsity sparsity) {
   VitOptions o;
@@ -28,21 +31,11 @@ VitOptions small(Sparsity sparsity) {
   return o;
 }
 
-bool has(const std::vector<std::string>& names, const std::string& name) {
-  return std::find(names.begin(), names.end(), name) != names.end();
-}
-
 void expect_training_lowers_the_loss(Vit& model) {
   const at::Tensor images = at::randn({8, 1, 28, 28}), labels = at::randint(0, 10, {8}, at::kLong);
   torch::optim::AdamW opt(model->parameters(), torch::optim::AdamWOptions(1e-3));
-  double first = 0, last = 0;
-  for (int step = 0; step < 10; ++step) {
-    opt.zero_grad();
-    const at::Tensor loss = torch::nn::functional::cross_entropy(model->forward(images), labels);
-    loss.backward();
-    opt.step();
-    (step == 0 ? first : last) = loss.item<double>();
-  }
+  const auto [first, last] =
+      first_and_last_loss(opt, [&] { return torch::nn::functional::cross_entropy(model->forward(images), labels); });
   EXPECT_LT(last, 0.7 * first);
 }
 

@@ -7,15 +7,12 @@
 
 #include <ATen/core/Tensor.h>
 
-#include <condition_variable>
-#include <deque>
-#include <mutex>
 #include <optional>
-#include <thread>
 #include <vector>
 
 #include "pixelfly/data/image_dataset.h"
 #include "pixelfly/data/mnist_format.h"
+#include "pixelfly/data/prefetcher.h"
 
 namespace pixelfly::data {
 
@@ -46,9 +43,6 @@ class ImageLoader {
   // are not uint8 (N, C, H, W) with labels (N), mean or std without exactly one value per
   // channel, or a std value that is not positive.
   ImageLoader(ImageDataset data, ImageLoaderOptions options);
-  ~ImageLoader();
-  ImageLoader(const ImageLoader&) = delete;
-  ImageLoader& operator=(const ImageLoader&) = delete;
 
   // Begins epoch `epoch` (its order and augmentation depend only on seed and epoch).
   void start_epoch(int64_t epoch);
@@ -71,18 +65,13 @@ class ImageLoader {
   // The images at `indices` (int64), normalised, augmented from a generator seeded with
   // `augment_seed` when options.augment.
   at::Tensor prepare(const at::Tensor& indices, uint64_t augment_seed) const;
-  void stop_worker();
 
   ImageDataset data_;
   ImageLoaderOptions options_;
   at::Tensor mean_, std_;  // float32, (1, C, 1, 1)
   int64_t epoch_ = -1;
   int64_t next_index_ = 0;
-  std::thread worker_;
-  std::mutex mutex_;
-  std::condition_variable changed_;
-  std::deque<ImageBatch> ready_;
-  bool stopping_ = false;
+  Prefetcher<ImageBatch> prefetcher_;  // declared last: its thread reads the members above
 };
 
 }  // namespace pixelfly::data

@@ -7,11 +7,9 @@
 
 #include <ATen/core/Tensor.h>
 
-#include <condition_variable>
 #include <cstdint>
-#include <deque>
-#include <mutex>
-#include <thread>
+
+#include "pixelfly/data/prefetcher.h"
 
 namespace pixelfly::data {
 
@@ -33,9 +31,6 @@ class TokenLoader {
   // at least context + 1 tokens. Throws c10::Error for other shapes, dtypes or devices, too
   // few tokens, negative int64 ids, a non-positive batch size or context, or negative prefetch.
   TokenLoader(at::Tensor tokens, TokenLoaderOptions options);
-  ~TokenLoader();
-  TokenLoader(const TokenLoader&) = delete;
-  TokenLoader& operator=(const TokenLoader&) = delete;
 
   // --- training: an endless sequence of batches, one per step ---
   // The training batch of `step`: batch_size windows whose offsets are drawn uniformly from
@@ -62,17 +57,12 @@ class TokenLoader {
 
  private:
   TokenBatch windows_at(const at::Tensor& offsets) const;  // offsets: int64, (B)
-  void stop_worker();
 
   at::Tensor tokens_;
   TokenLoaderOptions options_;
   int64_t step_ = 0;
   bool started_ = false;
-  std::thread worker_;
-  std::mutex mutex_;
-  std::condition_variable changed_;
-  std::deque<TokenBatch> ready_;
-  bool stopping_ = false;
+  Prefetcher<TokenBatch> prefetcher_;  // declared last: its thread reads the members above
 };
 
 }  // namespace pixelfly::data
