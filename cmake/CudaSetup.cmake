@@ -12,7 +12,8 @@ if(CMAKE_CUDA_COMPILER)
   set(CMAKE_CUDA_STANDARD_REQUIRED ON)
   set(PIXELFLY_HAVE_CUDA ON)
   add_library(pixelfly_kernels_cuda STATIC src/kernels/cuda/block_sparse_cuda.cu
-                                           src/kernels/cuda/block_sparse_wgmma.cu)
+                                           src/kernels/cuda/block_sparse_wgmma.cu
+                                           src/kernels/cuda/tensor_map.cu)
   target_include_directories(pixelfly_kernels_cuda PUBLIC ${CMAKE_CURRENT_SOURCE_DIR}/src ${CMAKE_CURRENT_SOURCE_DIR}/include)
   set_target_properties(pixelfly_kernels_cuda PROPERTIES CUDA_SEPARABLE_COMPILATION OFF)
   # The warpgroup-MMA kernels exist only in an sm_90a build (LibTorch's CUDA config turns

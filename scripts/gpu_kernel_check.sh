@@ -20,8 +20,12 @@ if ! cmake --build $build -j "$(nproc)" --target pixelfly pixelfly_cli ops_tests
 fi
 echo "build: $((SECONDS - start)) s"
 timeout 180 $build/tests/ops_tests --gtest_filter='BlockSparseOpsCuda.*:Autocast.*' >"$out/tests.log" 2>&1
-echo "tests: rc=$? $(grep -E '^\[  (PASSED|FAILED)' "$out/tests.log" | tr '\n' ' ')"
-grep -h -A3 "Failure" "$out/tests.log" | head -30
+tests_rc=$?
+echo "tests: rc=$tests_rc $(grep -E '^\[  (PASSED|FAILED)' "$out/tests.log" | tr '\n' ' ')"
+if [ $tests_rc != 0 ]; then  # timings of wrong kernels mean nothing
+  grep -h -B2 -A6 "Failure\|FAILED\|error" "$out/tests.log" | head -60
+  exit 1
+fi
 if [ "${SANITIZERS:-1}" != 0 ]; then
   timeout 150 compute-sanitizer --tool memcheck --error-exitcode 1 $build/tests/ops_tests \
     --gtest_filter='BlockSparseOpsCuda.*' >"$out/memcheck.log" 2>&1

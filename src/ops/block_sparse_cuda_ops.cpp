@@ -5,6 +5,8 @@
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/library.h>
 
+#include <cstdint>
+
 #include "kernels/cuda/block_sparse_cuda.h"
 #include "ops/input_checks.h"
 #include "ops/shapes.h"
@@ -64,6 +66,14 @@ cuda::DeviceLayout device_layout(const char* op, const Layout& layout, const at:
   return d;
 }
 
+// The tensor-core kernels copy through TMA, which needs 16-byte-aligned base addresses: a
+// contiguous view at an odd storage offset is copied to fresh memory.
+at::Tensor aligned(const at::Tensor& t) {
+  return reinterpret_cast<uintptr_t>(t.data_ptr()) % 16 == 0 ? t : t.clone();
+}
+at::Tensor device_rows(const at::Tensor& t) { return aligned(as_rows(t)); }
+at::Tensor device_contiguous(const at::Tensor& t) { return aligned(t.contiguous()); }
+
 void check_launch(const char* op, cudaError_t status) {
   TORCH_CHECK(status == cudaSuccess, op, ": CUDA kernel launch failed: ", cudaGetErrorString(status));
 }
@@ -74,8 +84,8 @@ at::Tensor forward_cuda(const at::Tensor& x, const at::Tensor& values, const Lay
   const auto kind = scalar_kind(op, x, "x");
   const c10::cuda::CUDAGuard guard(x.device());
   const cuda::DeviceLayout d = device_layout(op, layout, x.device());
-  const at::Tensor rows = as_rows(x);
-  const at::Tensor v = values.contiguous();
+  const at::Tensor rows = device_rows(x);
+  const at::Tensor v = device_contiguous(values);
   at::Tensor y = at::empty({rows.size(0), l.out_features()}, rows.options());
   check_launch(op, cuda::forward(d, kind, rows.size(0), rows.data_ptr(), v.data_ptr(), y.data_ptr(),
                                  at::cuda::getCurrentCUDAStream()));
@@ -88,8 +98,8 @@ at::Tensor grad_input_cuda(const at::Tensor& grad_y, const at::Tensor& values, c
   const auto kind = scalar_kind(op, grad_y, "grad_y");
   const c10::cuda::CUDAGuard guard(grad_y.device());
   const cuda::DeviceLayout d = device_layout(op, layout, grad_y.device());
-  const at::Tensor rows = as_rows(grad_y);
-  const at::Tensor v = values.contiguous();
+  const at::Tensor rows = device_rows(grad_y);
+  const at::Tensor v = device_contiguous(values);
   at::Tensor dx = at::empty({rows.size(0), l.in_features()}, rows.options());
   check_launch(op, cuda::grad_input(d, kind, rows.size(0), rows.data_ptr(), v.data_ptr(), dx.data_ptr(),
                                     at::cuda::getCurrentCUDAStream()));
@@ -102,7 +112,7 @@ at::Tensor grad_weight_cuda(const at::Tensor& grad_y, const at::Tensor& x, const
   const auto kind = scalar_kind(op, x, "x");
   const c10::cuda::CUDAGuard guard(x.device());
   const cuda::DeviceLayout d = device_layout(op, layout, x.device());
-  const at::Tensor dy_rows = as_rows(grad_y), x_rows = as_rows(x);
+  const at::Tensor dy_rows = device_rows(grad_y), x_rows = device_rows(x);
   at::Tensor grad = at::empty({l.nnz(), l.block(), l.block()}, x_rows.options());
   const int64_t workspace_elements = cuda::grad_weight_workspace_elements(d, kind);
   at::Tensor workspace;
@@ -136,7 +146,8 @@ at::Tensor mixed_linear_cuda(const at::Tensor& x, const at::Tensor& values, cons
   if (!cuda::supports_epilogue(d, kind, low_rank_a.size(-1))) {  // not a Hopper device or build
     return mixed_linear_composed(x, values, layout, scale, low_rank_a, low_rank_b, bias);
   }
-  const at::Tensor rows = as_rows(x), a = as_rows(low_rank_a), b = low_rank_b.contiguous(), v = values.contiguous();
+  const at::Tensor rows = device_rows(x), a = device_rows(low_rank_a);
+  const at::Tensor b = device_contiguous(low_rank_b), v = device_contiguous(values);
   const at::Tensor s = scale.to(at::kFloat).contiguous();
   at::Tensor bias_c;
   if (bias.has_value() && bias->defined()) bias_c = bias->contiguous();
@@ -167,7 +178,8 @@ at::Tensor mixed_linear_grad_input_cuda(const at::Tensor& grad_y, const at::Tens
   if (!cuda::supports_epilogue(d, kind, low_rank_a.size(-1))) {  // not a Hopper device or build
     return mixed_linear_grad_input_composed(grad_y, values, layout, scale, low_rank_a, low_rank_b_t);
   }
-  const at::Tensor rows = as_rows(grad_y), a = as_rows(low_rank_a), b = low_rank_b_t.contiguous(), v = values.contiguous();
+  const at::Tensor rows = device_rows(grad_y), a = device_rows(low_rank_a);
+  const at::Tensor b = device_contiguous(low_rank_b_t), v = device_contiguous(values);
   const at::Tensor s = scale.to(at::kFloat).contiguous();
   cuda::Epilogue epilogue;
   epilogue.scale = s.data_ptr<float>();

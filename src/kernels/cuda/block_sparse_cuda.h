@@ -3,8 +3,9 @@
 // does. Float32 accumulation for every storage type. Block sizes 16, 32, 64 and 128.
 //
 // float16 and bfloat16 with feature counts divisible by 8 run on Hopper's tensor cores (warpgroup
-// MMA over the layout's tile schedule, cp.async pipelines; sm_90a builds on compute capability
-// 9.0); float32, other shapes and other GPUs run on a plain shared-memory kernel on CUDA cores.
+// MMA over the layout's tile schedule, fed by TMA copies; sm_90a builds on compute capability
+// 9.0; the matrices' base addresses 16-byte aligned); float32, other shapes and other GPUs run
+// on a plain shared-memory kernel on CUDA cores.
 // Every output element is written exactly once.
 #pragma once
 

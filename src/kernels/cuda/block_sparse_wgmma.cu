@@ -1,64 +1,85 @@
 // Hopper (sm_90a) block-sparse kernels on warpgroup MMA (see block_sparse_wgmma.cuh).
 //
-// A thread block has two warpgroups and computes a 128-token x 128-feature tile (wgmma.m64n128k16,
-// both operands in shared memory, float32 accumulators in registers). Operands stream through a
-// 3-stage cp.async pipeline, 64 K elements per stage, stored in the 128-byte swizzled layout that
-// wgmma reads directly; each stage's products are issued before the copies for a later stage, so
-// the two overlap. Two blocks fit on a multiprocessor, so one block's epilogue overlaps the
-// other's main loop. (Measured and dropped, docs/perf.md: 256-token tiles with one block per
-// multiprocessor, and a persistent grid whose pipeline runs across tiles; both were slower.)
+// Warp-specialised: a thread block has one producer warp and two consumer warpgroups and
+// computes a 128-token x 128-feature tile (wgmma.m64n128k16 per warpgroup, both operands in
+// shared memory, float32 accumulators in registers). The producer fills a 3-stage ring of
+// 64-deep K stages with TMA box copies, each stage completing on an mbarrier by transaction
+// count; the consumers release a stage through a second mbarrier once its products are done,
+// keeping one stage's products in flight while they wait for the next. Two blocks fit on a
+// multiprocessor, so one block's epilogue overlaps the other's main loop.
 //   forward     Y[tokens, group features]  = X . W^T   A = X (K-major), B = W blocks (K-major)
 //   grad_input  dX[tokens, group features] = dY . W    A = dY (K-major), B = W blocks (N-major)
 //   grad_weight dW[piece rows, piece cols] = dY^T . X  A = dY (M-major), B = X (N-major)
-// K walks the group's union index list (a stage may span several blocks when B < 64), then the
-// low-rank term as extra K steps; lines without a block at a union position read zeros.
+// A stage is made of C-wide chunks, C = min(block, 64), each landing in the C * 2-byte swizzled
+// layout that wgmma reads directly: K walks the group's union index list (a line without a
+// block at a union position copies a box placed outside the weight matrix, which TMA fills with
+// zeros), then the low-rank term as extra K steps. Rows, features and tokens past the ends of
+// the matrices read as zeros, and the output tile goes back through TMA stores, which clip at
+// the ends; the caller's tensors need no padding.
 #include "kernels/cuda/block_sparse_wgmma.cuh"
 
 #include "kernels/cuda/device_primitives.cuh"
+#include "kernels/cuda/tensor_map.h"
+
+#include <type_traits>
 
 namespace pixelfly::kernels::cuda::wgmma {
 namespace {
 
-using device::commit;
-using device::copy16;
+using device::barrier_arrive;
+using device::barrier_arrive_expect;
+using device::barrier_wait;
 using device::smem_address;
-using device::wait_pending;
+using device::tma_load;
 
 constexpr int kTile = 128;
 static_assert(kTile == kKernelTileFeatures, "the schedule must be built for this kernel's tile");
-constexpr int kThreads = 256;                   // two warpgroups
-constexpr int kStep = 64;                       // K elements per stage: one 128-byte swizzle row
+constexpr int kConsumers = 256;              // two warpgroups
+constexpr int kThreads = kConsumers + 32;    // and the producer warp
+constexpr int kProducerWarp = kConsumers / 32;
+constexpr int kStep = 64;                    // K elements per stage
 constexpr int kOperandBytes = kTile * kStep * 2;  // a 128-row operand's stage: 16 KB
-constexpr int kSwizzleAtom = 1024;              // 8 rows of 128 bytes
 constexpr int kStages = 3;
 constexpr int kBlocksPerSM = 2;
-constexpr size_t kSharedBytes = 2 * kStages * kOperandBytes + kSwizzleAtom;  // + alignment slack
-constexpr int kEpiloguePitch = kTile + 8;  // elements per row of the output tile staged in shared memory
-static_assert(2 * kTile * kEpiloguePitch <= 2 * kStages * kOperandBytes, "the staged tile fits");
+constexpr int kAlign = 1024;  // the 128-byte swizzle pattern repeats every 1 KB
+constexpr size_t kSharedBytes = 2 * kStages * kOperandBytes + kAlign + 2 * kStages * sizeof(uint64_t);
+constexpr int kOutBox = 64;  // the output tile goes out as 64 x 64 boxes, 128-byte swizzled
+constexpr int kOutBoxBytes = kOutBox * kOutBox * 2;
+static_assert(4 * kOutBoxBytes <= 2 * kOperandBytes, "the staged output tile fits in the first two A stages");
 
-// Byte offset of 16-byte chunk `chunk` (0..7) of `row` in a tile of 128-byte rows, 128-byte
-// swizzle: the chunk index is XORed with the row's position in its 8-row atom.
-__device__ __forceinline__ uint32_t swizzled(int row, int chunk) {
-  return static_cast<uint32_t>(row * 128 + ((chunk ^ (row & 7)) << 4));
-}
-// MN-major 128 (mn) x 64 (k) tile: two 64-wide halves of 64 k-rows each, 8 KB apart.
-constexpr uint32_t kHalfBytes = 64 * 128;
-__device__ __forceinline__ uint32_t swizzled_mn(int k, int mn) {
-  return static_cast<uint32_t>((mn >> 6) * kHalfBytes) + swizzled(k, (mn & 63) >> 3);
-}
+// How a block size B splits into TMA boxes: chunks of C = min(B, 64) elements along K (line
+// kernels) or along N (the weight gradient's X), swizzled at 2 C bytes.
+template <int B>
+struct Chunking {
+  static constexpr int C = B < 64 ? B : 64;
+  static constexpr int kPerStage = kStep / C;       // K chunks per stage (line kernels)
+  static constexpr int kBoxes = kTile / C;          // C-wide boxes across a 128-wide operand
+  static constexpr int kSwizzle = 2 * C;            // bytes
+  static constexpr int kChunkBytes = kTile * 2 * C; // one K chunk of a 128-row operand
+  static constexpr int kBoxBytes = 2 * C * C;       // a C x C weight box
+  static constexpr uint64_t kLayout = C == 64 ? 1 : (C == 32 ? 2 : 3);  // descriptor swizzle code
+};
 
-// wgmma shared-memory matrix descriptor, 128-byte swizzle. K-major: the leading offset is
-// unused, the stride offset steps 8 rows. MN-major: the leading offset steps 64-element halves
-// along M/N, the stride offset steps 8 rows along K.
-__device__ __forceinline__ uint64_t descriptor(uint32_t address, uint32_t leading, uint32_t stride) {
+// wgmma shared-memory matrix descriptor: start address, leading and stride byte offsets, swizzle
+// mode (1: 128 B, 2: 64 B, 3: 32 B). K-major: the leading offset is unused, the stride offset
+// steps 8 rows. MN-major: the leading offset steps one swizzle width along M/N, the stride
+// offset 8 rows along K.
+__device__ __forceinline__ uint64_t descriptor(uint32_t address, uint32_t leading, uint32_t stride, uint64_t layout) {
   return static_cast<uint64_t>((address & 0x3FFFF) >> 4) | (static_cast<uint64_t>(leading >> 4) << 16) |
-         (static_cast<uint64_t>(stride >> 4) << 32) | (1ull << 62);
+         (static_cast<uint64_t>(stride >> 4) << 32) | (layout << 62);
 }
 
-__device__ __forceinline__ void fence_async_shared() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
 __device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
 __device__ __forceinline__ void wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
-__device__ __forceinline__ void wgmma_wait_all() { asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory"); }
+template <int N>
+__device__ __forceinline__ void wgmma_wait() {
+  asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
+}
+// Keeps the compiler from moving reads or writes of the accumulators across a wgmma wait.
+__device__ __forceinline__ void fence_accumulators(float (&d)[64]) {
+#pragma unroll
+  for (int i = 0; i < 64; ++i) asm volatile("" : "+f"(d[i])::"memory");
+}
 
 #define PIXELFLY_D4(i) "+f"(d[i]), "+f"(d[i + 1]), "+f"(d[i + 2]), "+f"(d[i + 3])
 #define PIXELFLY_D16(i) PIXELFLY_D4(i), PIXELFLY_D4(i + 4), PIXELFLY_D4(i + 8), PIXELFLY_D4(i + 12)
@@ -89,55 +110,67 @@ __device__ __forceinline__ void mma_64x128x16(float (&d)[64], uint64_t a, uint64
 #undef PIXELFLY_D16
 #undef PIXELFLY_D4
 
-// Issues one 64-deep stage (four k16 steps) of a warpgroup's 64 x 128 product; the caller waits
-// with wgmma_wait_all(). A K-major operand advances 32 bytes per k16 step inside its swizzle row;
-// an M/N-major operand advances two 8-row groups (2 KB).
-template <typename T, bool kTransA, bool kTransB>
-__device__ __forceinline__ void issue_stage(float (&d)[64], uint32_t a, uint32_t b) {
-  wgmma_fence();
-#pragma unroll
-  for (int ks = 0; ks < kStep / 16; ++ks) {
-    const uint64_t da = kTransA ? descriptor(a + ks * 2 * kSwizzleAtom, kHalfBytes, kSwizzleAtom)
-                                : descriptor(a + ks * 32, 16, kSwizzleAtom);
-    const uint64_t db = kTransB ? descriptor(b + ks * 2 * kSwizzleAtom, kHalfBytes, kSwizzleAtom)
-                                : descriptor(b + ks * 32, 16, kSwizzleAtom);
-    mma_64x128x16<T, kTransA ? 1 : 0, kTransB ? 1 : 0>(d, da, db);
+// Shared memory of every kernel here: kStages A stages, kStages B stages, then the "full" and
+// "empty" barrier of each stage.
+struct Ring {
+  uint32_t a, b, full, empty;
+  __device__ uint32_t full_bar(int stage) const { return full + 8 * stage; }
+  __device__ uint32_t empty_bar(int stage) const { return empty + 8 * stage; }
+};
+
+__device__ __forceinline__ Ring make_ring(unsigned char* raw) {
+  const uint32_t base = smem_address(raw);
+  Ring r;
+  r.a = base + ((kAlign - (base & (kAlign - 1))) & (kAlign - 1));
+  r.b = r.a + kStages * kOperandBytes;
+  r.full = r.b + kStages * kOperandBytes;
+  r.empty = r.full + 8 * kStages;
+  if (threadIdx.x == 0) {
+    for (int s = 0; s < kStages; ++s) {
+      device::barrier_init(r.full_bar(s), 1);
+      device::barrier_init(r.empty_bar(s), kConsumers);
+    }
+    device::barrier_init_fence();
   }
-  wgmma_commit();
+  __syncthreads();
+  return r;
 }
 
-// The main loop of every kernel here: zeroes the accumulators, then runs `steps` 64-deep K stages
-// through the kStages-deep cp.async pipeline. load(step) issues the copies of one stage into
-// slot step % kStages; before_stage(step) may touch the accumulators before that stage's
-// products (no product is in flight then). a and b are the shared-memory operand buffers, a
-// already offset to this warpgroup's rows.
-template <typename T, bool kTransA, bool kTransB, typename Load, typename BeforeStage>
-__device__ __forceinline__ void run_pipeline(float (&d)[64], int64_t steps, uint32_t a, uint32_t b, Load&& load,
-                                             BeforeStage&& before_stage) {
+// The producer warp: for each K step, waits until the consumers have released the stage, then
+// load(step, stage, lane) announces the stage's bytes (lane 0) and issues its TMA copies (spread
+// over the lanes).
+template <typename Load>
+__device__ __forceinline__ void produce(const Ring& ring, int64_t steps, Load&& load) {
+  const int lane = threadIdx.x % 32;
+  for (int64_t step = 0; step < steps; ++step) {
+    const int stage = static_cast<int>(step % kStages);
+    if (lane == 0) barrier_wait(ring.empty_bar(stage), static_cast<uint32_t>((step / kStages) & 1) ^ 1u);
+    __syncwarp();
+    load(step, stage, lane);
+  }
+}
+
+// The consumer warpgroups: zeroes the accumulators, then for each K step waits for its stage,
+// lets before_stage(step) touch the accumulators (no product is in flight then only if it waits
+// for them itself), issues the stage's products with issue(step, stage), and releases the
+// previous stage once its products are done. Returns with every product complete.
+template <typename Issue, typename BeforeStage>
+__device__ __forceinline__ void consume(float (&d)[64], const Ring& ring, int64_t steps, Issue&& issue,
+                                        BeforeStage&& before_stage) {
 #pragma unroll
   for (int i = 0; i < 64; ++i) d[i] = 0.f;
-#pragma unroll
-  for (int s = 0; s < kStages - 1; ++s) {
-    if (s < steps) load(s);
-    commit();
-  }
   for (int64_t step = 0; step < steps; ++step) {
-    wait_pending<kStages - 2>();
-    fence_async_shared();
-    __syncthreads();  // the stage has landed, and every warpgroup is done with the one reloaded below
+    const int stage = static_cast<int>(step % kStages);
+    barrier_wait(ring.full_bar(stage), static_cast<uint32_t>((step / kStages) & 1));
     before_stage(step);
-    const uint32_t stage = static_cast<uint32_t>(step % kStages) * kOperandBytes;
-    issue_stage<T, kTransA, kTransB>(d, a + stage, b + stage);
-    if (step + kStages - 1 < steps) load(step + kStages - 1);
-    commit();
-    wgmma_wait_all();
+    wgmma_fence();
+    issue(step, stage);
+    wgmma_commit();
+    wgmma_wait<1>();
+    if (step > 0) barrier_arrive(ring.empty_bar(static_cast<int>((step - 1) % kStages)));
   }
-  wait_pending<0>();
-}
-
-__device__ __forceinline__ unsigned char* aligned_shared(unsigned char* raw) {
-  const uint32_t a = smem_address(raw);
-  return raw + ((kSwizzleAtom - (a & (kSwizzleAtom - 1))) & (kSwizzleAtom - 1));
+  wgmma_wait<0>();
+  fence_accumulators(d);
 }
 
 // Row (within the 128 x 128 tile) and column of this thread's accumulators d[4 j + 2 h + e]
@@ -148,131 +181,150 @@ __device__ __forceinline__ int accumulator_row(int warp, int lane, int h) {
 __device__ __forceinline__ int accumulator_col(int lane, int j) { return 8 * j + 2 * (lane % 4); }
 
 // ----- forward (kTransposed = false) and grad_input (kTransposed = true) ----------------------
+// Maps: in_map (tokens x in, boxes 128 x C), weight_map (values as nnz * B rows of B, boxes
+// C x C), low_rank_a_map (tokens x rank, 128 x C), low_rank_b_map (forward: out x rank,
+// grad_input: rank x out; C x C), out_map (tokens x out, 64 x 64).
 template <typename T, int B, bool kTransposed>
 __global__ void __launch_bounds__(kThreads, kBlocksPerSM)
-    line_group_kernel(DeviceLayout layout, int64_t tokens, const T* __restrict__ in, const T* __restrict__ values,
-                      Epilogue epilogue, T* __restrict__ out) {
+    line_group_kernel(const __grid_constant__ CUtensorMap in_map, const __grid_constant__ CUtensorMap weight_map,
+                      const __grid_constant__ CUtensorMap low_rank_a_map,
+                      const __grid_constant__ CUtensorMap low_rank_b_map, const __grid_constant__ CUtensorMap out_map,
+                      DeviceLayout layout, int64_t tokens, const float* __restrict__ scale_ptr, int64_t rank,
+                      const T* __restrict__ bias) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  using K = Chunking<B>;
   extern __shared__ unsigned char smem_raw[];
-  unsigned char* smem = aligned_shared(smem_raw);
-  const uint32_t smem_a = smem_address(smem);
-  const uint32_t smem_b = smem_a + kStages * kOperandBytes;
+  const Ring ring = make_ring(smem_raw);
 
   const int64_t* g = (kTransposed ? layout.col_groups : layout.row_groups) + 5 * static_cast<int64_t>(blockIdx.x);
   const int64_t first = g[0], count = g[1], length = g[3];
   const int64_t* union_index = (kTransposed ? layout.col_index : layout.row_index) + g[2];
   const int64_t* line_blocks = (kTransposed ? layout.col_blocks : layout.row_blocks) + g[4];
-  const int64_t token0 = static_cast<int64_t>(blockIdx.y) * kTile;
-  const int64_t in_features = kTransposed ? layout.out_features : layout.in_features;
+  const int token0 = static_cast<int>(blockIdx.y) * kTile;
   const int64_t out_features = kTransposed ? layout.in_features : layout.out_features;
-  const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
+  const int feature0 = static_cast<int>(first * B);
   const int64_t sparse_steps = (length * B + kStep - 1) / kStep;
-  const int64_t rank = epilogue.rank;
   const int64_t steps = sparse_steps + (rank + kStep - 1) / kStep;
-  const int64_t line_end = count * B;  // features of this group inside the tile
-  const T* low_rank_a = static_cast<const T*>(epilogue.low_rank_a);
-  const T* low_rank_b = static_cast<const T*>(epilogue.low_rank_b);
+  const int line_end = static_cast<int>(count * B);  // features of this group inside the tile
+  const int boxes_per_chunk = (line_end + K::C - 1) / K::C < K::kBoxes ? (line_end + K::C - 1) / K::C : K::kBoxes;
+  // K chunks of a step: the rest of the union (or of the rank), at most a stage's worth.
+  auto chunks_of = [&](int64_t step) {
+    const int64_t left = step < sparse_steps ? length * B - step * kStep : rank - (step - sparse_steps) * kStep;
+    const int64_t chunks = (left + K::C - 1) / K::C;
+    return static_cast<int>(chunks < K::kPerStage ? chunks : K::kPerStage);
+  };
 
-  // A: 128 tokens x 64 K, K-major. Each thread copies chunk (tid % 8) of rows tid / 8 + 32 i.
-  const int a_chunk = tid % 8;
-  auto load_a = [&](uint32_t stage, int64_t step) {
-    const int64_t kk = step * kStep + a_chunk * 8;
-    const T* base = in;
-    int64_t feature = 0, pitch = in_features;
-    bool k_valid;
-    if (step < sparse_steps) {
-      const int64_t p = kk / B;
-      k_valid = p < length;
-      if (k_valid) feature = union_index[p] * B + kk % B;
-      k_valid = k_valid && feature < in_features;
-    } else {
-      base = low_rank_a;
-      pitch = rank;
-      feature = kk - sparse_steps * kStep;
-      k_valid = feature < rank;
-    }
-#pragma unroll
-    for (int i = 0; i < kTile / 32; ++i) {
-      const int m = tid / 8 + 32 * i;
-      const int64_t token = token0 + m;
-      const bool valid = k_valid && token < tokens;
-      copy16(stage + swizzled(m, a_chunk), valid ? base + token * pitch + feature : base, valid);
-    }
-  };
-  // B, forward: 128 features x 64 K, K-major ([n][k]); grad_input: 64 K x 128 features,
-  // N-major ([k][n]).
-  auto load_b = [&](uint32_t stage, int64_t step) {
-#pragma unroll
-    for (int i = 0; i < 4; ++i) {
-      int n, k;
-      if constexpr (kTransposed) {
-        k = tid / 16 + 16 * i;
-        n = (tid % 16) * 8;
-      } else {
-        n = tid / 8 + 32 * i;
-        k = (tid % 8) * 8;
+  const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
+  if (warp == kProducerWarp) {
+    const int null_row = static_cast<int>(layout.nnz * B);  // first row past the weight: reads zeros
+    produce(ring, steps, [&](int64_t step, int stage, int l) {
+      const uint32_t bar = ring.full_bar(stage);
+      const uint32_t a_dst = ring.a + stage * kOperandBytes, b_dst = ring.b + stage * kOperandBytes;
+      const int chunks = chunks_of(step);
+      if (l == 0) barrier_arrive_expect(bar, chunks * (K::kChunkBytes + boxes_per_chunk * K::kBoxBytes));
+      __syncwarp();
+      const bool sparse = step < sparse_steps;
+      const int64_t k0 = (sparse ? step : step - sparse_steps) * kStep;
+      for (int item = l; item < chunks * (1 + K::kBoxes); item += 32) {
+        const int c = item / (1 + K::kBoxes), box = item % (1 + K::kBoxes) - 1;  // box -1: the A chunk
+        const int64_t k = k0 + c * K::C;
+        const uint32_t chunk = c * K::kChunkBytes;
+        if (box < 0) {
+          if (sparse) {
+            tma_load(a_dst + chunk, &in_map, static_cast<int>(union_index[k / B] * B + k % B), token0, bar);
+          } else {
+            tma_load(a_dst + chunk, &low_rank_a_map, static_cast<int>(k), token0, bar);
+          }
+          continue;
+        }
+        if (box >= boxes_per_chunk) continue;
+        const int n = box * K::C;
+        const uint32_t dst = b_dst + chunk + box * K::kBoxBytes;
+        if (sparse) {
+          const int64_t block = line_blocks[(n / B) * length + k / B];
+          const int row = block >= 0 ? static_cast<int>(block * B) : null_row;
+          if constexpr (kTransposed) {
+            tma_load(dst, &weight_map, n % B, row + static_cast<int>(k % B), bar);
+          } else {
+            tma_load(dst, &weight_map, static_cast<int>(k % B), row + n % B, bar);
+          }
+        } else if constexpr (kTransposed) {
+          tma_load(dst, &low_rank_b_map, feature0 + n, static_cast<int>(k), bar);
+        } else {
+          tma_load(dst, &low_rank_b_map, static_cast<int>(k), feature0 + n, bar);
+        }
       }
-      const int64_t kk = step * kStep + k;
-      const T* src = values;
-      bool valid;
-      if (step < sparse_steps) {
-        const int64_t p = kk / B, line = n / B;
-        const int64_t block = p < length && line < count ? line_blocks[line * length + p] : -1;
-        valid = block >= 0;
-        if (valid) src = values + block * B * B + (kTransposed ? (kk % B) * B + n % B : (n % B) * B + kk % B);
-      } else {
-        const int64_t r = kk - sparse_steps * kStep, feature = first * B + n;
-        valid = n < line_end && feature < out_features && r < rank;
-        if (valid) src = kTransposed ? low_rank_b + r * out_features + feature : low_rank_b + feature * rank + r;
-      }
-      copy16(stage + (kTransposed ? swizzled_mn(k, n) : swizzled(n, k / 8)), src, valid);
-    }
-  };
-  auto load = [&](int64_t step) {
-    const uint32_t stage = static_cast<uint32_t>(step % kStages) * kOperandBytes;
-    load_a(smem_a + stage, step);
-    load_b(smem_b + stage, step);
-  };
+    });
+    return;
+  }
 
   float d[64];
-  const float scale = epilogue.scale != nullptr ? *epilogue.scale : 1.f;
+  const float scale = scale_ptr != nullptr ? *scale_ptr : 1.f;
   auto scale_accumulators = [&] {
 #pragma unroll
     for (int i = 0; i < 64; ++i) d[i] *= scale;
   };
-  const uint32_t warpgroup_a = static_cast<uint32_t>(warp / 4) * kHalfBytes;  // rows 64 * warpgroup
-  run_pipeline<T, false, kTransposed>(d, steps, smem_a + warpgroup_a, smem_b, load, [&](int64_t step) {
-    if (step == sparse_steps) scale_accumulators();  // the block-sparse part is complete
-  });
+  const uint32_t warpgroup_rows = static_cast<uint32_t>(warp / 4) * 64 * 2 * K::C;  // rows 64 * warpgroup
+  consume(
+      d, ring, steps,
+      [&](int64_t step, int stage) {
+        const int chunks = chunks_of(step);
+        const uint32_t a = ring.a + stage * kOperandBytes + warpgroup_rows, b = ring.b + stage * kOperandBytes;
+#pragma unroll
+        for (int c = 0; c < K::kPerStage; ++c) {
+          if (c >= chunks) break;
+#pragma unroll
+          for (int ks = 0; ks < K::C / 16; ++ks) {
+            const uint32_t chunk = c * K::kChunkBytes;
+            const uint64_t da = descriptor(a + chunk + ks * 32, 16, 16 * K::C, K::kLayout);
+            const uint64_t db = kTransposed ? descriptor(b + chunk + ks * 32 * K::C, K::kBoxBytes, 16 * K::C, K::kLayout)
+                                            : descriptor(b + chunk + ks * 32, 16, 16 * K::C, K::kLayout);
+            mma_64x128x16<T, 0, kTransposed ? 1 : 0>(d, da, db);
+          }
+        }
+      },
+      [&](int64_t step) {
+        if (step == sparse_steps && step > 0) {  // the block-sparse part is complete
+          wgmma_wait<0>();
+          fence_accumulators(d);
+          scale_accumulators();
+        }
+      });
   if (steps == sparse_steps) scale_accumulators();
-  __syncthreads();
 
-  // Epilogue: add the bias, stage the tile in shared memory, write whole 16-byte row pieces.
-  T* tile = reinterpret_cast<T*>(smem);
-  const T* bias = static_cast<const T*>(epilogue.bias);
+  // Epilogue: add the bias, stage the tile as four 64 x 64 boxes in the 128-byte swizzled layout
+  // (over the first two A stages, free once both warpgroups are done), store them with TMA.
+  device::named_barrier<1, kConsumers>();
+  const int warpgroup = warp / 4;
 #pragma unroll
   for (int j = 0; j < 16; ++j)
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
-      const int m = accumulator_row(warp, lane, h), n = accumulator_col(lane, j);
+      const int m = accumulator_row(warp, lane, h) - 64 * warpgroup, n = accumulator_col(lane, j);
       float lo = d[4 * j + 2 * h], hi = d[4 * j + 2 * h + 1];
-      const int64_t feature = first * B + n;
+      const int64_t feature = feature0 + n;
       if (bias != nullptr && feature < out_features) {
         lo += device::to_float(bias[feature]);
         hi += device::to_float(bias[feature + 1]);
       }
-      *reinterpret_cast<uint32_t*>(tile + m * kEpiloguePitch + n) = device::pack2<T>(lo, hi);
+      const uint32_t box = ring.a + (2 * warpgroup + n / 64) * kOutBoxBytes;
+      const uint32_t at = box + m * 128 + ((((n % 64) / 8) ^ (m % 8)) << 4) + (n % 8) * 2;
+      asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(at), "r"(device::pack2<T>(lo, hi)) : "memory");
     }
-  __syncthreads();
-  const int64_t feature0 = first * B;
-  const int64_t feature_end = feature0 + line_end < out_features ? feature0 + line_end : out_features;
-  for (int c = tid; c < kTile * kTile / 8; c += kThreads) {
-    const int m = c / (kTile / 8), n = (c % (kTile / 8)) * 8;
-    const int64_t token = token0 + m, feature = feature0 + n;
-    if (token < tokens && feature < feature_end) {
-      *reinterpret_cast<uint4*>(out + token * out_features + feature) =
-          *reinterpret_cast<const uint4*>(tile + m * kEpiloguePitch + n);
+  device::fence_async_shared();
+  if (warpgroup == 0) {
+    device::named_barrier<2, 128>();
+  } else {
+    device::named_barrier<3, 128>();
+  }
+  if (tid % 128 == 0) {
+    const int row = token0 + 64 * warpgroup;
+    for (int h = 0; h < 2; ++h) {
+      if (row < tokens && feature0 + 64 * h < out_features) {
+        device::tma_store(&out_map, feature0 + 64 * h, row, ring.a + (2 * warpgroup + h) * kOutBoxBytes);
+      }
     }
+    device::tma_store_commit_and_wait();
   }
 #else
   __trap();  // built without sm_90a; the host never launches this (see available())
@@ -281,17 +333,18 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSM)
 
 // ----- grad_weight ----------------------------------------------------------------------------
 // Both operands are [token][feature] tiles of 64 tokens x 128 features (M-/N-major); the block
-// accumulates one token split and adds it into the float32 workspace.
+// accumulates one token split and adds it into the float32 workspace. Maps: dy_map (tokens x
+// out, boxes 64 x 64, 128-byte swizzle), x_map (tokens x in, boxes 64 x C).
 template <typename T, int B>
-__global__ void __launch_bounds__(kThreads, kBlocksPerSM) gradient_kernel(DeviceLayout layout, int64_t tokens,
-                                                               int64_t tokens_per_split, const T* __restrict__ dy,
-                                                               const T* __restrict__ x,
-                                                               float* __restrict__ workspace) {
+__global__ void __launch_bounds__(kThreads, kBlocksPerSM)
+    gradient_kernel(const __grid_constant__ CUtensorMap dy_map, const __grid_constant__ CUtensorMap x_map,
+                    DeviceLayout layout, int64_t tokens, int64_t tokens_per_split, float* __restrict__ workspace) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  using K = Chunking<B>;
+  constexpr int kDyBoxBytes = 64 * kStep * 2;
+  constexpr int kXBoxBytes = kStep * 2 * K::C;
   extern __shared__ unsigned char smem_raw[];
-  unsigned char* smem = aligned_shared(smem_raw);
-  const uint32_t smem_a = smem_address(smem);
-  const uint32_t smem_b = smem_a + kStages * kOperandBytes;
+  const Ring ring = make_ring(smem_raw);
 
   const int64_t* p = layout.gradient_pieces + 5 * static_cast<int64_t>(blockIdx.x);
   const int64_t row_begin = p[0], rows = p[1], cols = p[3];
@@ -299,40 +352,52 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSM) gradient_kernel(Device
   const int64_t* piece_blocks = layout.gradient_blocks + p[4];
   const int64_t token_begin = static_cast<int64_t>(blockIdx.y) * tokens_per_split;
   const int64_t token_end = token_begin + tokens_per_split < tokens ? token_begin + tokens_per_split : tokens;
-  const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
   const int64_t steps = token_end > token_begin ? (token_end - token_begin + kStep - 1) / kStep : 0;
-  const int64_t m_end = rows * B, n_end = cols * B;
+  const int m_end = static_cast<int>(rows * B), n_end = static_cast<int>(cols * B);
+  const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
 
-  // Each thread copies features f8 .. f8 + 7 of tokens tid / 16 + 16 i, for dY and for X.
-  const int f8 = (tid % 16) * 8;
-  const int64_t out_feature = row_begin * B + f8;
-  const bool a_feature_ok = f8 < m_end && out_feature < layout.out_features;
-  const int64_t in_feature = f8 < n_end ? columns[f8 / B] * B + f8 % B : 0;
-  const bool b_feature_ok = f8 < n_end && in_feature < layout.in_features;
-  auto load = [&](int64_t step) {
-    const uint32_t stage = static_cast<uint32_t>(step % kStages) * kOperandBytes;
-#pragma unroll
-    for (int i = 0; i < 4; ++i) {
-      const int kr = tid / 16 + 16 * i;
-      const int64_t token = token_begin + step * kStep + kr;
-      const bool token_ok = token < token_end;
-      const bool a_ok = token_ok && a_feature_ok, b_ok = token_ok && b_feature_ok;
-      const uint32_t offset = stage + swizzled_mn(kr, f8);
-      copy16(smem_a + offset, a_ok ? dy + token * layout.out_features + out_feature : dy, a_ok);
-      copy16(smem_b + offset, b_ok ? x + token * layout.in_features + in_feature : x, b_ok);
-    }
-  };
+  if (warp == kProducerWarp) {
+    const int dy_boxes = (m_end + 63) / 64, x_boxes = (n_end + K::C - 1) / K::C;
+    produce(ring, steps, [&](int64_t step, int stage, int l) {
+      const uint32_t bar = ring.full_bar(stage);
+      if (l == 0) barrier_arrive_expect(bar, dy_boxes * kDyBoxBytes + x_boxes * kXBoxBytes);
+      __syncwarp();
+      const int token = static_cast<int>(token_begin + step * kStep);
+      for (int item = l; item < dy_boxes + x_boxes; item += 32) {
+        if (item < dy_boxes) {
+          tma_load(ring.a + stage * kOperandBytes + item * kDyBoxBytes, &dy_map,
+                   static_cast<int>(row_begin * B) + 64 * item, token, bar);
+        } else {
+          const int n = (item - dy_boxes) * K::C;
+          tma_load(ring.b + stage * kOperandBytes + (item - dy_boxes) * kXBoxBytes, &x_map,
+                   static_cast<int>(columns[n / B] * B) + n % B, token, bar);
+        }
+      }
+    });
+    return;
+  }
 
-  const uint32_t warpgroup_a = static_cast<uint32_t>(warp / 4) * kHalfBytes;  // rows 64 * warpgroup
   float d[64];
-  run_pipeline<T, true, true>(d, steps, smem_a + warpgroup_a, smem_b, load, [](int64_t) {});
+  const uint32_t warpgroup_rows = static_cast<uint32_t>(warp / 4) * kDyBoxBytes;  // rows 64 * warpgroup
+  consume(
+      d, ring, steps,
+      [&](int64_t, int stage) {
+        const uint32_t a = ring.a + stage * kOperandBytes + warpgroup_rows, b = ring.b + stage * kOperandBytes;
+#pragma unroll
+        for (int ks = 0; ks < kStep / 16; ++ks) {
+          const uint64_t da = descriptor(a + ks * 2048, kDyBoxBytes, 1024, 1);
+          const uint64_t db = descriptor(b + ks * 32 * K::C, kXBoxBytes, 16 * K::C, K::kLayout);
+          mma_64x128x16<T, 1, 1>(d, da, db);
+        }
+      },
+      [](int64_t) {});
   if (steps == 0) return;
 
 #pragma unroll
   for (int j = 0; j < 16; ++j)
 #pragma unroll
     for (int e = 0; e < 4; ++e) {
-      const int64_t m = accumulator_row(warp, lane, e / 2), n = accumulator_col(lane, j) + e % 2;
+      const int m = accumulator_row(warp, lane, e / 2), n = accumulator_col(lane, j) + e % 2;
       if (m >= m_end || n >= n_end) continue;
       const int64_t block = piece_blocks[(m / B) * cols + n / B];
       if (block >= 0) atomicAdd(workspace + block * B * B + (m % B) * B + n % B, d[4 * j + e]);
@@ -345,27 +410,55 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSM) gradient_kernel(Device
 template <typename T, int B, bool kTransposed>
 cudaError_t launch_lines(const DeviceLayout& layout, int64_t tokens, const void* in, const void* values,
                          const Epilogue& epilogue, void* out, cudaStream_t stream) {
+  using K = Chunking<B>;
   const int64_t groups = kTransposed ? layout.num_col_groups : layout.num_row_groups;
   if (tokens == 0 || groups == 0) return cudaSuccess;
+  constexpr bool bf16 = std::is_same_v<T, __nv_bfloat16>;
+  const int64_t in_features = kTransposed ? layout.out_features : layout.in_features;
+  const int64_t out_features = kTransposed ? layout.in_features : layout.out_features;
+  const int64_t rank = epilogue.rank;
+  CUtensorMap in_map{}, weight_map{}, low_rank_a_map{}, low_rank_b_map{}, out_map{};
+  cudaError_t e = encode_tensor_map(&in_map, in, bf16, tokens, in_features, in_features, kTile, K::C, K::kSwizzle);
+  if (e == cudaSuccess && layout.nnz > 0) {
+    e = encode_tensor_map(&weight_map, values, bf16, layout.nnz * B, B, B, K::C, K::C, K::kSwizzle);
+  }
+  if (e == cudaSuccess && rank > 0) {
+    e = encode_tensor_map(&low_rank_a_map, epilogue.low_rank_a, bf16, tokens, rank, rank, kTile, K::C, K::kSwizzle);
+    if (e == cudaSuccess) {
+      e = kTransposed ? encode_tensor_map(&low_rank_b_map, epilogue.low_rank_b, bf16, rank, out_features, out_features,
+                                          K::C, K::C, K::kSwizzle)
+                      : encode_tensor_map(&low_rank_b_map, epilogue.low_rank_b, bf16, out_features, rank, rank, K::C,
+                                          K::C, K::kSwizzle);
+    }
+  }
+  if (e == cudaSuccess) e = encode_tensor_map(&out_map, out, bf16, tokens, out_features, out_features, kOutBox, kOutBox, 128);
+  if (e != cudaSuccess) return e;
   auto kernel = line_group_kernel<T, B, kTransposed>;
-  if (cudaError_t e = device::allow_shared_memory(kernel, kSharedBytes); e != cudaSuccess) return e;
+  if (cudaError_t a = device::allow_shared_memory(kernel, kSharedBytes); a != cudaSuccess) return a;
   const dim3 grid(static_cast<unsigned>(groups), static_cast<unsigned>((tokens + kTile - 1) / kTile));
-  kernel<<<grid, kThreads, kSharedBytes, stream>>>(layout, tokens, static_cast<const T*>(in),
-                                                   static_cast<const T*>(values), epilogue, static_cast<T*>(out));
+  kernel<<<grid, kThreads, kSharedBytes, stream>>>(in_map, weight_map, low_rank_a_map, low_rank_b_map, out_map, layout,
+                                                   tokens, epilogue.scale, rank, static_cast<const T*>(epilogue.bias));
   return cudaGetLastError();
 }
 
 template <typename T, int B>
 cudaError_t launch_gradient(const DeviceLayout& layout, int64_t tokens, const void* dy, const void* x,
                             float* workspace, cudaStream_t stream) {
+  using K = Chunking<B>;
   if (tokens == 0 || layout.num_gradient_pieces == 0) return cudaSuccess;
+  constexpr bool bf16 = std::is_same_v<T, __nv_bfloat16>;
+  CUtensorMap dy_map{}, x_map{};
+  cudaError_t e = encode_tensor_map(&dy_map, dy, bf16, tokens, layout.out_features, layout.out_features, kStep, 64, 128);
+  if (e == cudaSuccess) {
+    e = encode_tensor_map(&x_map, x, bf16, tokens, layout.in_features, layout.in_features, kStep, K::C, K::kSwizzle);
+  }
+  if (e != cudaSuccess) return e;
   const int64_t per_split = device::gradient_split_tokens(tokens, layout.num_gradient_pieces, kStep);
   auto kernel = gradient_kernel<T, B>;
-  if (cudaError_t e = device::allow_shared_memory(kernel, kSharedBytes); e != cudaSuccess) return e;
+  if (cudaError_t a = device::allow_shared_memory(kernel, kSharedBytes); a != cudaSuccess) return a;
   const dim3 grid(static_cast<unsigned>(layout.num_gradient_pieces),
                   static_cast<unsigned>((tokens + per_split - 1) / per_split));
-  kernel<<<grid, kThreads, kSharedBytes, stream>>>(layout, tokens, per_split, static_cast<const T*>(dy),
-                                                   static_cast<const T*>(x), workspace);
+  kernel<<<grid, kThreads, kSharedBytes, stream>>>(dy_map, x_map, layout, tokens, per_split, workspace);
   return cudaGetLastError();
 }
 

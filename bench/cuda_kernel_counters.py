@@ -1,0 +1,29 @@
+"""Runs each of pixelfly's three block-sparse CUDA operators once per shape, for a hardware-counter
+profiler (Nsight Compute) to read: Mixer-B fc1 (n16 k2 b32, 25 088 tokens), the shape the layer
+targets are set on, and 4096x4096 at density 0.5, block 128 (8 192 tokens), the compute-bound
+case. bf16, random inputs. The launch order is printed so that the profiler's kernels can be named.
+
+    ncu --kernel-name regex:'line_group|gradient_kernel' python3 bench/cuda_kernel_counters.py build/libpixelfly.so"""
+import sys
+
+import torch
+
+torch.ops.load_library(sys.argv[1])
+BlockLayout = torch.classes.pixelfly.BlockLayout
+ops = torch.ops.pixelfly
+DT = torch.bfloat16
+
+torch.manual_seed(0)
+shapes = [("Mixer-B fc1 n16 k2 b32", 3072, 768, 25088, BlockLayout.flat_butterfly(3072, 768, 16, 2, 32)),
+          ("4096x4096 n4 k1 b128", 4096, 4096, 8192, BlockLayout.flat_butterfly(4096, 4096, 4, 1, 128))]
+for name, out_f, in_f, tokens, layout in shapes:
+    b = layout.block()
+    values = torch.randn(layout.nnz(), b, b, device="cuda", dtype=DT)
+    x = torch.randn(tokens, in_f, device="cuda", dtype=DT)
+    dy = torch.randn(tokens, out_f, device="cuda", dtype=DT)
+    for op, run in (("Y", lambda: ops.block_sparse_linear(x, values, layout)),
+                    ("dX", lambda: ops.block_sparse_linear_grad_input(dy, values, layout)),
+                    ("dW", lambda: ops.block_sparse_linear_grad_weight(dy, x, layout))):
+        run()
+        torch.cuda.synchronize()
+        print(f"launched: {name} {op}", flush=True)

@@ -1,0 +1,82 @@
+"""Host time per call of pixelfly's CUDA operators, measured where the GPU work is negligible
+(256 tokens, 256 x 256, block 32): the time a training step's many small launches cost on the
+CPU, beside torch.matmul at the same size. Also times the driver's TMA descriptor encoder
+(cuTensorMapEncodeTiled), which the tensor-core operators call for each operand on each call.
+
+    python3 bench/cuda_launch_overhead.py build/libpixelfly.so"""
+import ctypes
+import sys
+import time
+
+import torch
+
+torch.ops.load_library(sys.argv[1])
+BlockLayout = torch.classes.pixelfly.BlockLayout
+ops = torch.ops.pixelfly
+DT = torch.bfloat16
+
+
+def host_us(fn, calls=3000):
+    for _ in range(100):
+        fn()
+    torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(calls):
+        fn()
+    torch.cuda.synchronize()
+    return (time.perf_counter() - start) / calls * 1e6
+
+
+def encode_us(calls=20000):
+    """cuTensorMapEncodeTiled on a 2-D bf16 matrix, called straight from libcuda."""
+    cuda = ctypes.CDLL("libcuda.so.1")
+    buf = torch.empty(4096, 4096, device="cuda", dtype=DT)
+    storage = ctypes.create_string_buffer(128 + 64)
+    address = (ctypes.addressof(storage) + 63) // 64 * 64
+    dims = (ctypes.c_uint64 * 2)(4096, 4096)
+    strides = (ctypes.c_uint64 * 1)(4096 * 2)
+    box = (ctypes.c_uint32 * 2)(32, 128)
+    element_strides = (ctypes.c_uint32 * 2)(1, 1)
+    bf16, no_interleave, swizzle_64b, l2_128b, no_fill = 9, 0, 2, 2, 0
+
+    def encode():
+        return cuda.cuTensorMapEncodeTiled(ctypes.c_void_p(address), bf16, 2, ctypes.c_void_p(buf.data_ptr()), dims,
+                                           strides, box, element_strides, no_interleave, swizzle_64b, l2_128b, no_fill)
+
+    assert encode() == 0, "cuTensorMapEncodeTiled failed"
+    start = time.perf_counter()
+    for _ in range(calls):
+        encode()
+    return (time.perf_counter() - start) / calls * 1e6
+
+
+def main():
+    torch.manual_seed(0)
+    layout = BlockLayout.flat_butterfly(256, 256, 4, 1, 32)
+    x = torch.randn(256, 256, device="cuda", dtype=DT)
+    dy = torch.randn(256, 256, device="cuda", dtype=DT)
+    w = torch.randn(256, 256, device="cuda", dtype=DT)
+    values = torch.randn(layout.nnz(), 32, 32, device="cuda", dtype=DT)
+    u, v = torch.randn(256, 32, device="cuda", dtype=DT), torch.randn(256, 32, device="cuda", dtype=DT)
+    bias = torch.randn(256, device="cuda", dtype=DT)
+    gamma = torch.tensor(0.5, device="cuda")
+    xa = x.detach().requires_grad_()
+    va = values.detach().requires_grad_()
+
+    def layer_step():
+        ops.pixelfly_linear(xa, va, layout, u, v, gamma, bias).backward(dy)
+
+    rows = [("cuTensorMapEncodeTiled (one operand)", encode_us()),
+            ("torch.matmul 256x256x256", host_us(lambda: x @ w.t())),
+            ("pixelfly block_sparse_linear", host_us(lambda: ops.block_sparse_linear(x, values, layout))),
+            ("pixelfly block_sparse_linear_grad_input",
+             host_us(lambda: ops.block_sparse_linear_grad_input(dy, values, layout))),
+            ("pixelfly block_sparse_linear_grad_weight",
+             host_us(lambda: ops.block_sparse_linear_grad_weight(dy, x, layout))),
+            ("pixelfly_linear forward + backward", host_us(layer_step, calls=1000))]
+    print(f"{torch.cuda.get_device_name()}  torch {torch.__version__}  host microseconds per call")
+    for name, us in rows:
+        print(f"{name:45s} {us:9.2f} us")
+
+
+main()
