@@ -1,7 +1,9 @@
 """Host time per call of pixelfly's CUDA operators, measured where the GPU work is negligible
 (256 tokens, 256 x 256, block 32): the time a training step's many small launches cost on the
 CPU, beside torch.matmul at the same size. Also times the driver's TMA descriptor encoder
-(cuTensorMapEncodeTiled), which the tensor-core operators call for each operand on each call.
+(cuTensorMapEncodeTiled), which the tensor-core operators call for each operand on each call,
+and, for one PixelflyLinear step at Mixer-B fc1's shape, the host's enqueue time against the
+whole step and the CPU time of each operator in it (torch.profiler).
 
     python3 bench/cuda_launch_overhead.py build/libpixelfly.so"""
 import ctypes
@@ -9,6 +11,7 @@ import sys
 import time
 
 import torch
+from torch.profiler import ProfilerActivity, profile
 
 torch.ops.load_library(sys.argv[1])
 BlockLayout = torch.classes.pixelfly.BlockLayout
@@ -77,6 +80,36 @@ def main():
     print(f"{torch.cuda.get_device_name()}  torch {torch.__version__}  host microseconds per call")
     for name, us in rows:
         print(f"{name:45s} {us:9.2f} us")
+    mixer_layer_step()
+
+
+def mixer_layer_step(steps=20):
+    """Enqueue time and CPU profile of one fused layer step at Mixer-B fc1 (768 -> 3072, 25 088 tokens)."""
+    layout = BlockLayout.flat_butterfly(3072, 768, 16, 2, 32)
+    leaf = lambda *s: (torch.randn(*s, device="cuda", dtype=DT) * 0.02).requires_grad_()
+    values, u, v, bias = leaf(layout.nnz(), 32, 32), leaf(3072, 32), leaf(768, 32), leaf(3072)
+    logit = torch.zeros((), device="cuda", dtype=DT, requires_grad=True)
+    x = torch.randn(25088, 768, device="cuda", dtype=DT, requires_grad=True)
+    dy = torch.randn(25088, 3072, device="cuda", dtype=DT)
+
+    def step():
+        ops.pixelfly_linear(x, values, layout, u, v, torch.sigmoid(logit), bias).backward(dy)
+
+    for _ in range(5):
+        step()
+    torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    enqueued = time.perf_counter() - start
+    torch.cuda.synchronize()
+    total = time.perf_counter() - start
+    print(f"\nMixer-B fc1 layer step: host enqueue {enqueued / steps * 1e3:.3f} ms, whole step {total / steps * 1e3:.3f} ms")
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(steps):
+            step()
+        torch.cuda.synchronize()
+    print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=15, max_name_column_width=60))
 
 
 main()

@@ -1,12 +1,11 @@
 // Hopper (sm_90a) block-sparse kernels on warpgroup MMA (see block_sparse_wgmma.cuh).
 //
 // Warp-specialised: a thread block has one producer warp and two consumer warpgroups and
-// computes a 128-token x 128-feature tile (wgmma.m64n128k16 per warpgroup, both operands in
-// shared memory, float32 accumulators in registers). The producer fills a 3-stage ring of
-// 64-deep K stages with TMA box copies, each stage completing on an mbarrier by transaction
-// count; the consumers release a stage through a second mbarrier once its products are done,
-// keeping one stage's products in flight while they wait for the next. Two blocks fit on a
-// multiprocessor, so one block's epilogue overlaps the other's main loop.
+// computes 128-token x 128-feature tiles (wgmma.m64n128k16 per warpgroup, both operands in
+// shared memory, float32 accumulators in registers). The producer fills a ring of 64-deep K
+// stages with TMA box copies, each stage completing on an mbarrier by transaction count; the
+// consumers release a stage through a second mbarrier once its products are done, keeping one
+// stage's products in flight while they wait for the next. Two blocks per multiprocessor.
 //   forward     Y[tokens, group features]  = X . W^T   A = X (K-major), B = W blocks (K-major)
 //   grad_input  dX[tokens, group features] = dY . W    A = dY (K-major), B = W blocks (N-major)
 //   grad_weight dW[piece rows, piece cols] = dY^T . X  A = dY (M-major), B = X (N-major)
@@ -14,8 +13,10 @@
 // layout that wgmma reads directly: K walks the group's union index list (a line without a
 // block at a union position copies a box placed outside the weight matrix, which TMA fills with
 // zeros), then the low-rank term as extra K steps. Rows, features and tokens past the ends of
-// the matrices read as zeros, and the output tile goes back through TMA stores, which clip at
-// the ends; the caller's tensors need no padding.
+// the matrices read as zeros, and output tiles go back through TMA stores, which clip at the
+// ends; the caller's tensors need no padding. forward and grad_input run in one of two forms
+// chosen by the K length per line (LineConfig below); grad_weight splits its token reduction
+// over blocks and adds into a float32 workspace.
 #include "kernels/cuda/block_sparse_wgmma.cuh"
 
 #include "kernels/cuda/device_primitives.cuh"
@@ -39,13 +40,39 @@ constexpr int kThreads = kConsumers + 32;    // and the producer warp
 constexpr int kProducerWarp = kConsumers / 32;
 constexpr int kStep = 64;                    // K elements per stage
 constexpr int kOperandBytes = kTile * kStep * 2;  // a 128-row operand's stage: 16 KB
-constexpr int kStages = 3;
-constexpr int kBlocksPerSM = 2;
 constexpr int kAlign = 1024;  // the 128-byte swizzle pattern repeats every 1 KB
-constexpr size_t kSharedBytes = 2 * kStages * kOperandBytes + kAlign + 2 * kStages * sizeof(uint64_t);
-constexpr int kOutBox = 64;  // the output tile goes out as 64 x 64 boxes, 128-byte swizzled
+constexpr int kOutBox = 64;   // the output tile goes out as 64 x 64 boxes, 128-byte swizzled
 constexpr int kOutBoxBytes = kOutBox * kOutBox * 2;
-static_assert(4 * kOutBoxBytes <= 2 * kOperandBytes, "the staged output tile fits in the first two A stages");
+constexpr int kOutTileBytes = 4 * kOutBoxBytes;
+constexpr int kBlocksPerSM = 2;
+// Shared memory of a kernel with a `stages`-deep ring and `extra` bytes beside it.
+constexpr size_t shared_bytes(int stages, int extra) {
+  return static_cast<size_t>(stages) * 2 * kOperandBytes + extra + kAlign + 2 * stages * sizeof(uint64_t);
+}
+// forward / grad_input come in two forms, both two blocks per multiprocessor (docs/perf.md has
+// the measurements that chose them):
+//  - one tile per block, a 3-stage ring, the output tile staged over the ring once it is done
+//    (lines with long K loops: the hardware scheduler balances groups of different lengths);
+//  - persistent (kPersistent): a block walks tiles b, b + grid, ...; a 2-stage ring and its own
+//    32 KB output buffer, so the producer fills the next tile's stages while the consumers
+//    store this one (lines with short K loops, where each tile's fill and epilogue dominate).
+template <bool kPersistent>
+struct LineConfig {
+  static constexpr int kStages = kPersistent ? 2 : 3;
+  static constexpr int kExtra = kPersistent ? kOutTileBytes : 0;
+  static constexpr size_t kShared = shared_bytes(kStages, kExtra);
+  // A stage's chunks past the end of the union (or rank) are skipped in the copies and the
+  // products, or copied as zeros and multiplied. Skipping is a data-dependent branch around
+  // wgmma, for which ptxas serialises the products (its C7520 note); measured on the H200,
+  // skipping is still faster in the one-tile form (long K loops) and copying zeros in the
+  // persistent one.
+  static constexpr bool kSkipEmptyChunks = !kPersistent;
+};
+// K elements per line up to which the persistent form runs.
+constexpr int64_t kPersistentMaxK = 4 * kStep;
+// grad_weight: long K loops (tokens), a 3-stage ring.
+constexpr int kGradientStages = 3;
+constexpr size_t kGradientShared = shared_bytes(kGradientStages, 0);
 
 // How a block size B splits into TMA boxes: chunks of C = min(B, 64) elements along K (line
 // kernels) or along N (the weight gradient's X), swizzled at 2 C bytes.
@@ -110,25 +137,33 @@ __device__ __forceinline__ void mma_64x128x16(float (&d)[64], uint64_t a, uint64
 #undef PIXELFLY_D16
 #undef PIXELFLY_D4
 
-// Shared memory of every kernel here: kStages A stages, kStages B stages, then the "full" and
-// "empty" barrier of each stage.
+// Shared memory of every kernel here: kStages A stages, kStages B stages, `extra` bytes (the
+// output tile), then the "full" and "empty" barrier of each stage. Steps are numbered across
+// all the tiles a block computes: step i uses stage i % kStages in phase (i / kStages) & 1.
+template <int kStages>
 struct Ring {
-  uint32_t a, b, full, empty;
-  __device__ uint32_t full_bar(int stage) const { return full + 8 * stage; }
-  __device__ uint32_t empty_bar(int stage) const { return empty + 8 * stage; }
+  uint32_t a, b, extra, full, empty;
+  __device__ int stage(int64_t i) const { return static_cast<int>(i % kStages); }
+  __device__ uint32_t phase(int64_t i) const { return static_cast<uint32_t>((i / kStages) & 1); }
+  __device__ uint32_t full_bar(int64_t i) const { return full + 8 * stage(i); }
+  __device__ uint32_t empty_bar(int64_t i) const { return empty + 8 * stage(i); }
+  __device__ uint32_t a_stage(int64_t i) const { return a + stage(i) * kOperandBytes; }
+  __device__ uint32_t b_stage(int64_t i) const { return b + stage(i) * kOperandBytes; }
 };
 
-__device__ __forceinline__ Ring make_ring(unsigned char* raw) {
+template <int kStages>
+__device__ __forceinline__ Ring<kStages> make_ring(unsigned char* raw, int extra_bytes) {
   const uint32_t base = smem_address(raw);
-  Ring r;
+  Ring<kStages> r;
   r.a = base + ((kAlign - (base & (kAlign - 1))) & (kAlign - 1));
   r.b = r.a + kStages * kOperandBytes;
-  r.full = r.b + kStages * kOperandBytes;
+  r.extra = r.b + kStages * kOperandBytes;
+  r.full = r.extra + extra_bytes;
   r.empty = r.full + 8 * kStages;
   if (threadIdx.x == 0) {
     for (int s = 0; s < kStages; ++s) {
-      device::barrier_init(r.full_bar(s), 1);
-      device::barrier_init(r.empty_bar(s), kConsumers);
+      device::barrier_init(r.full + 8 * s, 1);
+      device::barrier_init(r.empty + 8 * s, kConsumers);
     }
     device::barrier_init_fence();
   }
@@ -136,41 +171,40 @@ __device__ __forceinline__ Ring make_ring(unsigned char* raw) {
   return r;
 }
 
-// The producer warp: for each K step, waits until the consumers have released the stage, then
-// load(step, stage, lane) announces the stage's bytes (lane 0) and issues its TMA copies (spread
-// over the lanes).
-template <typename Load>
-__device__ __forceinline__ void produce(const Ring& ring, int64_t steps, Load&& load) {
-  const int lane = threadIdx.x % 32;
-  for (int64_t step = 0; step < steps; ++step) {
-    const int stage = static_cast<int>(step % kStages);
-    if (lane == 0) barrier_wait(ring.empty_bar(stage), static_cast<uint32_t>((step / kStages) & 1) ^ 1u);
+// The producer warp, steps first .. first + steps - 1: waits until the consumers have released
+// each step's stage, then load(i) announces the stage's bytes (lane 0) and issues its TMA copies
+// (spread over the lanes).
+template <int kStages, typename Load>
+__device__ __forceinline__ void produce(const Ring<kStages>& ring, int64_t first, int64_t steps, Load&& load) {
+  for (int64_t i = first; i < first + steps; ++i) {
+    if (threadIdx.x % 32 == 0) barrier_wait(ring.empty_bar(i), ring.phase(i) ^ 1u);
     __syncwarp();
-    load(step, stage, lane);
+    load(i);
   }
 }
 
-// The consumer warpgroups: zeroes the accumulators, then for each K step waits for its stage,
-// lets before_stage(step) touch the accumulators (no product is in flight then only if it waits
-// for them itself), issues the stage's products with issue(step, stage), and releases the
-// previous stage once its products are done. Returns with every product complete.
-template <typename Issue, typename BeforeStage>
-__device__ __forceinline__ void consume(float (&d)[64], const Ring& ring, int64_t steps, Issue&& issue,
-                                        BeforeStage&& before_stage) {
+// The consumer warpgroups, steps first .. first + steps - 1 (step - first is the K step of the
+// tile): zeroes the accumulators, then for each step waits for its stage, lets
+// before_stage(k step) touch the accumulators (after waiting for the products in flight itself),
+// issues the stage's products with issue(k step, i), and releases the previous stage once its
+// products are done. Returns with every product complete and every stage released.
+template <int kStages, typename Issue, typename BeforeStage>
+__device__ __forceinline__ void consume(float (&d)[64], const Ring<kStages>& ring, int64_t first, int64_t steps,
+                                        Issue&& issue, BeforeStage&& before_stage) {
 #pragma unroll
   for (int i = 0; i < 64; ++i) d[i] = 0.f;
-  for (int64_t step = 0; step < steps; ++step) {
-    const int stage = static_cast<int>(step % kStages);
-    barrier_wait(ring.full_bar(stage), static_cast<uint32_t>((step / kStages) & 1));
-    before_stage(step);
+  for (int64_t i = first; i < first + steps; ++i) {
+    barrier_wait(ring.full_bar(i), ring.phase(i));
+    before_stage(i - first);
     wgmma_fence();
-    issue(step, stage);
+    issue(i - first, i);
     wgmma_commit();
     wgmma_wait<1>();
-    if (step > 0) barrier_arrive(ring.empty_bar(static_cast<int>((step - 1) % kStages)));
+    if (i > first) barrier_arrive(ring.empty_bar(i - 1));
   }
   wgmma_wait<0>();
   fence_accumulators(d);
+  if (steps > 0) barrier_arrive(ring.empty_bar(first + steps - 1));
 }
 
 // Row (within the 128 x 128 tile) and column of this thread's accumulators d[4 j + 2 h + e]
@@ -181,10 +215,48 @@ __device__ __forceinline__ int accumulator_row(int warp, int lane, int h) {
 __device__ __forceinline__ int accumulator_col(int lane, int j) { return 8 * j + 2 * (lane % 4); }
 
 // ----- forward (kTransposed = false) and grad_input (kTransposed = true) ----------------------
+// One tile: a group of lines (128 output features) by 128 tokens. Tiles are numbered group
+// first, so the blocks running at once share their activation tiles through L2.
+template <int B>
+struct LineTile {
+  int64_t length = 0, count = 0, sparse_steps = 0, steps = 0;
+  const int64_t* union_index = nullptr;
+  const int64_t* line_blocks = nullptr;
+  int feature0 = 0, token0 = 0, boxes_per_chunk = 0;
+};
+
+// K chunks of a step that hold data: the rest of the union (or of the rank), at most a stage's.
+template <int B>
+__device__ __forceinline__ int stage_chunks(const LineTile<B>& t, int64_t step, int64_t rank) {
+  const int64_t left = step < t.sparse_steps ? t.length * B - step * kStep : rank - (step - t.sparse_steps) * kStep;
+  const int64_t c = (left + Chunking<B>::C - 1) / Chunking<B>::C;
+  return static_cast<int>(c < Chunking<B>::kPerStage ? c : Chunking<B>::kPerStage);
+}
+
+template <int B, bool kTransposed>
+__device__ __forceinline__ LineTile<B> line_tile(const DeviceLayout& layout, int64_t tile, int64_t groups,
+                                                 int64_t rank) {
+  using K = Chunking<B>;
+  const int64_t group = tile % groups;
+  const int64_t* g = (kTransposed ? layout.col_groups : layout.row_groups) + 5 * group;
+  LineTile<B> t;
+  t.count = g[1];
+  t.length = g[3];
+  t.union_index = (kTransposed ? layout.col_index : layout.row_index) + g[2];
+  t.line_blocks = (kTransposed ? layout.col_blocks : layout.row_blocks) + g[4];
+  t.feature0 = static_cast<int>(g[0] * B);
+  t.token0 = static_cast<int>((tile / groups) * kTile);
+  t.sparse_steps = (t.length * B + kStep - 1) / kStep;
+  t.steps = t.sparse_steps + (rank + kStep - 1) / kStep;
+  const int line_end = static_cast<int>(t.count * B);  // features of this group inside the tile
+  t.boxes_per_chunk = (line_end + K::C - 1) / K::C < K::kBoxes ? (line_end + K::C - 1) / K::C : K::kBoxes;
+  return t;
+}
+
 // Maps: in_map (tokens x in, boxes 128 x C), weight_map (values as nnz * B rows of B, boxes
 // C x C), low_rank_a_map (tokens x rank, 128 x C), low_rank_b_map (forward: out x rank,
 // grad_input: rank x out; C x C), out_map (tokens x out, 64 x 64).
-template <typename T, int B, bool kTransposed>
+template <typename T, int B, bool kTransposed, bool kPersistent>
 __global__ void __launch_bounds__(kThreads, kBlocksPerSM)
     line_group_kernel(const __grid_constant__ CUtensorMap in_map, const __grid_constant__ CUtensorMap weight_map,
                       const __grid_constant__ CUtensorMap low_rank_a_map,
@@ -194,67 +266,63 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSM)
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   using K = Chunking<B>;
   extern __shared__ unsigned char smem_raw[];
-  const Ring ring = make_ring(smem_raw);
-
-  const int64_t* g = (kTransposed ? layout.col_groups : layout.row_groups) + 5 * static_cast<int64_t>(blockIdx.x);
-  const int64_t first = g[0], count = g[1], length = g[3];
-  const int64_t* union_index = (kTransposed ? layout.col_index : layout.row_index) + g[2];
-  const int64_t* line_blocks = (kTransposed ? layout.col_blocks : layout.row_blocks) + g[4];
-  const int token0 = static_cast<int>(blockIdx.y) * kTile;
+  using Config = LineConfig<kPersistent>;
+  constexpr bool kSkipEmpty = Config::kSkipEmptyChunks;
+  const Ring<Config::kStages> ring = make_ring<Config::kStages>(smem_raw, Config::kExtra);
+  const int64_t groups = kTransposed ? layout.num_col_groups : layout.num_row_groups;
+  const int64_t tiles = groups * ((tokens + kTile - 1) / kTile);
+  const int64_t in_features = kTransposed ? layout.out_features : layout.in_features;
   const int64_t out_features = kTransposed ? layout.in_features : layout.out_features;
-  const int feature0 = static_cast<int>(first * B);
-  const int64_t sparse_steps = (length * B + kStep - 1) / kStep;
-  const int64_t steps = sparse_steps + (rank + kStep - 1) / kStep;
-  const int line_end = static_cast<int>(count * B);  // features of this group inside the tile
-  const int boxes_per_chunk = (line_end + K::C - 1) / K::C < K::kBoxes ? (line_end + K::C - 1) / K::C : K::kBoxes;
-  // K chunks of a step: the rest of the union (or of the rank), at most a stage's worth.
-  auto chunks_of = [&](int64_t step) {
-    const int64_t left = step < sparse_steps ? length * B - step * kStep : rank - (step - sparse_steps) * kStep;
-    const int64_t chunks = (left + K::C - 1) / K::C;
-    return static_cast<int>(chunks < K::kPerStage ? chunks : K::kPerStage);
-  };
-
   const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
+
   if (warp == kProducerWarp) {
     const int null_row = static_cast<int>(layout.nnz * B);  // first row past the weight: reads zeros
-    produce(ring, steps, [&](int64_t step, int stage, int l) {
-      const uint32_t bar = ring.full_bar(stage);
-      const uint32_t a_dst = ring.a + stage * kOperandBytes, b_dst = ring.b + stage * kOperandBytes;
-      const int chunks = chunks_of(step);
-      if (l == 0) barrier_arrive_expect(bar, chunks * (K::kChunkBytes + boxes_per_chunk * K::kBoxBytes));
-      __syncwarp();
-      const bool sparse = step < sparse_steps;
-      const int64_t k0 = (sparse ? step : step - sparse_steps) * kStep;
-      for (int item = l; item < chunks * (1 + K::kBoxes); item += 32) {
-        const int c = item / (1 + K::kBoxes), box = item % (1 + K::kBoxes) - 1;  // box -1: the A chunk
-        const int64_t k = k0 + c * K::C;
-        const uint32_t chunk = c * K::kChunkBytes;
-        if (box < 0) {
+    int64_t first = 0;
+    for (int64_t t = blockIdx.x; t < tiles; t += gridDim.x) {
+      const LineTile<B> tile = line_tile<B, kTransposed>(layout, t, groups, rank);
+      produce(ring, first, tile.steps, [&](int64_t i) {
+        const int64_t step = i - first;
+        const uint32_t bar = ring.full_bar(i), a_dst = ring.a_stage(i), b_dst = ring.b_stage(i);
+        const int chunks = kSkipEmpty ? stage_chunks(tile, step, rank) : K::kPerStage;
+        if (lane == 0) barrier_arrive_expect(bar, chunks * (K::kChunkBytes + tile.boxes_per_chunk * K::kBoxBytes));
+        __syncwarp();
+        const bool sparse = step < tile.sparse_steps;
+        const int64_t k0 = (sparse ? step : step - tile.sparse_steps) * kStep;
+        for (int item = lane; item < chunks * (1 + K::kBoxes); item += 32) {
+          const int c = item / (1 + K::kBoxes), box = item % (1 + K::kBoxes) - 1;  // box -1: the A chunk
+          const int64_t k = k0 + c * K::C;
+          const bool past_union = sparse && k / B >= tile.length;  // this chunk copies zeros
+          const uint32_t chunk = c * K::kChunkBytes;
+          if (box < 0) {
+            if (sparse) {
+              const int col = past_union ? static_cast<int>(in_features) : static_cast<int>(tile.union_index[k / B] * B + k % B);
+              tma_load(a_dst + chunk, &in_map, col, tile.token0, bar);
+            } else {
+              tma_load(a_dst + chunk, &low_rank_a_map, static_cast<int>(k), tile.token0, bar);
+            }
+            continue;
+          }
+          if (box >= tile.boxes_per_chunk) continue;
+          const int n = box * K::C;
+          const uint32_t dst = b_dst + chunk + box * K::kBoxBytes;
           if (sparse) {
-            tma_load(a_dst + chunk, &in_map, static_cast<int>(union_index[k / B] * B + k % B), token0, bar);
+            const int64_t block = past_union ? -1 : tile.line_blocks[(n / B) * tile.length + k / B];
+            const int row = block >= 0 ? static_cast<int>(block * B) : null_row;
+            if constexpr (kTransposed) {
+              tma_load(dst, &weight_map, n % B, row + static_cast<int>(k % B), bar);
+            } else {
+              tma_load(dst, &weight_map, static_cast<int>(k % B), row + n % B, bar);
+            }
+          } else if constexpr (kTransposed) {
+            tma_load(dst, &low_rank_b_map, tile.feature0 + n, static_cast<int>(k), bar);
           } else {
-            tma_load(a_dst + chunk, &low_rank_a_map, static_cast<int>(k), token0, bar);
+            tma_load(dst, &low_rank_b_map, static_cast<int>(k), tile.feature0 + n, bar);
           }
-          continue;
         }
-        if (box >= boxes_per_chunk) continue;
-        const int n = box * K::C;
-        const uint32_t dst = b_dst + chunk + box * K::kBoxBytes;
-        if (sparse) {
-          const int64_t block = line_blocks[(n / B) * length + k / B];
-          const int row = block >= 0 ? static_cast<int>(block * B) : null_row;
-          if constexpr (kTransposed) {
-            tma_load(dst, &weight_map, n % B, row + static_cast<int>(k % B), bar);
-          } else {
-            tma_load(dst, &weight_map, static_cast<int>(k % B), row + n % B, bar);
-          }
-        } else if constexpr (kTransposed) {
-          tma_load(dst, &low_rank_b_map, feature0 + n, static_cast<int>(k), bar);
-        } else {
-          tma_load(dst, &low_rank_b_map, static_cast<int>(k), feature0 + n, bar);
-        }
-      }
-    });
+      });
+      first += tile.steps;
+      if constexpr (!kPersistent) break;
+    }
     return;
   }
 
@@ -264,68 +332,88 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSM)
 #pragma unroll
     for (int i = 0; i < 64; ++i) d[i] *= scale;
   };
-  const uint32_t warpgroup_rows = static_cast<uint32_t>(warp / 4) * 64 * 2 * K::C;  // rows 64 * warpgroup
-  consume(
-      d, ring, steps,
-      [&](int64_t step, int stage) {
-        const int chunks = chunks_of(step);
-        const uint32_t a = ring.a + stage * kOperandBytes + warpgroup_rows, b = ring.b + stage * kOperandBytes;
-#pragma unroll
-        for (int c = 0; c < K::kPerStage; ++c) {
-          if (c >= chunks) break;
-#pragma unroll
-          for (int ks = 0; ks < K::C / 16; ++ks) {
-            const uint32_t chunk = c * K::kChunkBytes;
-            const uint64_t da = descriptor(a + chunk + ks * 32, 16, 16 * K::C, K::kLayout);
-            const uint64_t db = kTransposed ? descriptor(b + chunk + ks * 32 * K::C, K::kBoxBytes, 16 * K::C, K::kLayout)
-                                            : descriptor(b + chunk + ks * 32, 16, 16 * K::C, K::kLayout);
-            mma_64x128x16<T, 0, kTransposed ? 1 : 0>(d, da, db);
-          }
-        }
-      },
-      [&](int64_t step) {
-        if (step == sparse_steps && step > 0) {  // the block-sparse part is complete
-          wgmma_wait<0>();
-          fence_accumulators(d);
-          scale_accumulators();
-        }
-      });
-  if (steps == sparse_steps) scale_accumulators();
-
-  // Epilogue: add the bias, stage the tile as four 64 x 64 boxes in the 128-byte swizzled layout
-  // (over the first two A stages, free once both warpgroups are done), store them with TMA.
-  device::named_barrier<1, kConsumers>();
   const int warpgroup = warp / 4;
+  const uint32_t warpgroup_rows = static_cast<uint32_t>(warpgroup) * 64 * 2 * K::C;  // rows 64 * warpgroup
+  const bool storer = tid % 128 == 0;  // issues its warpgroup's TMA stores
+  int64_t first = 0;
+  for (int64_t t = blockIdx.x; t < tiles; t += gridDim.x) {
+    const LineTile<B> tile = line_tile<B, kTransposed>(layout, t, groups, rank);
+    consume(
+        d, ring, first, tile.steps,
+        [&](int64_t step, int64_t i) {
+          const uint32_t a = ring.a_stage(i) + warpgroup_rows, b = ring.b_stage(i);
+          const int chunks = kSkipEmpty ? stage_chunks(tile, step, rank) : K::kPerStage;
 #pragma unroll
-  for (int j = 0; j < 16; ++j)
+          for (int c = 0; c < K::kPerStage; ++c) {
+            if (c >= chunks) break;
 #pragma unroll
-    for (int h = 0; h < 2; ++h) {
-      const int m = accumulator_row(warp, lane, h) - 64 * warpgroup, n = accumulator_col(lane, j);
-      float lo = d[4 * j + 2 * h], hi = d[4 * j + 2 * h + 1];
-      const int64_t feature = feature0 + n;
-      if (bias != nullptr && feature < out_features) {
-        lo += device::to_float(bias[feature]);
-        hi += device::to_float(bias[feature + 1]);
-      }
-      const uint32_t box = ring.a + (2 * warpgroup + n / 64) * kOutBoxBytes;
-      const uint32_t at = box + m * 128 + ((((n % 64) / 8) ^ (m % 8)) << 4) + (n % 8) * 2;
-      asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(at), "r"(device::pack2<T>(lo, hi)) : "memory");
+            for (int ks = 0; ks < K::C / 16; ++ks) {
+              const uint32_t chunk = c * K::kChunkBytes;
+              const uint64_t da = descriptor(a + chunk + ks * 32, 16, 16 * K::C, K::kLayout);
+              const uint64_t db = kTransposed
+                                      ? descriptor(b + chunk + ks * 32 * K::C, K::kBoxBytes, 16 * K::C, K::kLayout)
+                                      : descriptor(b + chunk + ks * 32, 16, 16 * K::C, K::kLayout);
+              mma_64x128x16<T, 0, kTransposed ? 1 : 0>(d, da, db);
+            }
+          }
+        },
+        [&](int64_t step) {
+          if (step == tile.sparse_steps && step > 0) {  // the block-sparse part is complete
+            wgmma_wait<0>();
+            fence_accumulators(d);
+            scale_accumulators();
+          }
+        });
+    first += tile.steps;
+    if (tile.steps == tile.sparse_steps) scale_accumulators();
+
+    // Epilogue: add the bias, stage this warpgroup's 64 x 128 rows as two 64 x 64 boxes in the
+    // 128-byte swizzled layout, store them with TMA. Persistent: the stores run on while the
+    // next tile's products start, and are waited for before the buffer is written again. One
+    // tile per block: the buffer is the first two A stages, free once both warpgroups are done.
+    const uint32_t buffer = (kPersistent ? ring.extra : ring.a) + 2 * warpgroup * kOutBoxBytes;
+    if constexpr (kPersistent) {
+      if (storer) device::tma_store_wait_read();
+    } else {
+      device::named_barrier<1, kConsumers>();
     }
-  device::fence_async_shared();
-  if (warpgroup == 0) {
-    device::named_barrier<2, 128>();
-  } else {
-    device::named_barrier<3, 128>();
-  }
-  if (tid % 128 == 0) {
-    const int row = token0 + 64 * warpgroup;
-    for (int h = 0; h < 2; ++h) {
-      if (row < tokens && feature0 + 64 * h < out_features) {
-        device::tma_store(&out_map, feature0 + 64 * h, row, ring.a + (2 * warpgroup + h) * kOutBoxBytes);
-      }
+    if (warpgroup == 0) {
+      device::named_barrier<2, 128>();
+    } else {
+      device::named_barrier<3, 128>();
     }
-    device::tma_store_commit_and_wait();
+#pragma unroll
+    for (int j = 0; j < 16; ++j)
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        const int m = accumulator_row(warp, lane, h) - 64 * warpgroup, n = accumulator_col(lane, j);
+        float lo = d[4 * j + 2 * h], hi = d[4 * j + 2 * h + 1];
+        const int64_t feature = tile.feature0 + n;
+        if (bias != nullptr && feature < out_features) {
+          lo += device::to_float(bias[feature]);
+          hi += device::to_float(bias[feature + 1]);
+        }
+        const uint32_t at = buffer + (n / 64) * kOutBoxBytes + m * 128 + ((((n % 64) / 8) ^ (m % 8)) << 4) + (n % 8) * 2;
+        asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(at), "r"(device::pack2<T>(lo, hi)) : "memory");
+      }
+    device::fence_async_shared();
+    if (warpgroup == 0) {
+      device::named_barrier<2, 128>();
+    } else {
+      device::named_barrier<3, 128>();
+    }
+    if (storer) {
+      const int row = tile.token0 + 64 * warpgroup;
+      for (int h = 0; h < 2; ++h) {
+        if (row < tokens && tile.feature0 + 64 * h < out_features) {
+          device::tma_store(&out_map, tile.feature0 + 64 * h, row, buffer + h * kOutBoxBytes);
+        }
+      }
+      device::tma_store_commit();
+    }
+    if constexpr (!kPersistent) break;
   }
+  if (storer) device::tma_store_wait_all();
 #else
   __trap();  // built without sm_90a; the host never launches this (see available())
 #endif
@@ -344,7 +432,7 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSM)
   constexpr int kDyBoxBytes = 64 * kStep * 2;
   constexpr int kXBoxBytes = kStep * 2 * K::C;
   extern __shared__ unsigned char smem_raw[];
-  const Ring ring = make_ring(smem_raw);
+  const Ring<kGradientStages> ring = make_ring<kGradientStages>(smem_raw, 0);
 
   const int64_t* p = layout.gradient_pieces + 5 * static_cast<int64_t>(blockIdx.x);
   const int64_t row_begin = p[0], rows = p[1], cols = p[3];
@@ -358,18 +446,18 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSM)
 
   if (warp == kProducerWarp) {
     const int dy_boxes = (m_end + 63) / 64, x_boxes = (n_end + K::C - 1) / K::C;
-    produce(ring, steps, [&](int64_t step, int stage, int l) {
-      const uint32_t bar = ring.full_bar(stage);
-      if (l == 0) barrier_arrive_expect(bar, dy_boxes * kDyBoxBytes + x_boxes * kXBoxBytes);
+    produce(ring, 0, steps, [&](int64_t i) {
+      const uint32_t bar = ring.full_bar(i);
+      if (lane == 0) barrier_arrive_expect(bar, dy_boxes * kDyBoxBytes + x_boxes * kXBoxBytes);
       __syncwarp();
-      const int token = static_cast<int>(token_begin + step * kStep);
-      for (int item = l; item < dy_boxes + x_boxes; item += 32) {
+      const int token = static_cast<int>(token_begin + i * kStep);
+      for (int item = lane; item < dy_boxes + x_boxes; item += 32) {
         if (item < dy_boxes) {
-          tma_load(ring.a + stage * kOperandBytes + item * kDyBoxBytes, &dy_map,
-                   static_cast<int>(row_begin * B) + 64 * item, token, bar);
+          tma_load(ring.a_stage(i) + item * kDyBoxBytes, &dy_map, static_cast<int>(row_begin * B) + 64 * item, token,
+                   bar);
         } else {
           const int n = (item - dy_boxes) * K::C;
-          tma_load(ring.b + stage * kOperandBytes + (item - dy_boxes) * kXBoxBytes, &x_map,
+          tma_load(ring.b_stage(i) + (item - dy_boxes) * kXBoxBytes, &x_map,
                    static_cast<int>(columns[n / B] * B) + n % B, token, bar);
         }
       }
@@ -380,9 +468,9 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSM)
   float d[64];
   const uint32_t warpgroup_rows = static_cast<uint32_t>(warp / 4) * kDyBoxBytes;  // rows 64 * warpgroup
   consume(
-      d, ring, steps,
-      [&](int64_t, int stage) {
-        const uint32_t a = ring.a + stage * kOperandBytes + warpgroup_rows, b = ring.b + stage * kOperandBytes;
+      d, ring, 0, steps,
+      [&](int64_t, int64_t i) {
+        const uint32_t a = ring.a_stage(i) + warpgroup_rows, b = ring.b_stage(i);
 #pragma unroll
         for (int ks = 0; ks < kStep / 16; ++ks) {
           const uint64_t da = descriptor(a + ks * 2048, kDyBoxBytes, 1024, 1);
@@ -405,6 +493,38 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSM)
 #else
   __trap();  // built without sm_90a; the host never launches this (see available())
 #endif
+}
+
+// Blocks of the persistent form: at most two per multiprocessor, and a count coprime to the
+// number of groups, so that block b's tiles b, b + blocks, ... pass through every group and
+// groups of different lengths even out.
+int64_t persistent_blocks(int64_t tiles, int64_t groups) {
+  int64_t blocks = kBlocksPerSM * device::multiprocessors();
+  if (tiles <= blocks) return tiles;
+  auto gcd = [](int64_t a, int64_t b) {
+    while (b != 0) {
+      const int64_t r = a % b;
+      a = b;
+      b = r;
+    }
+    return a;
+  };
+  while (blocks > 1 && gcd(blocks, groups) != 1) --blocks;
+  return blocks;
+}
+
+template <typename T, int B, bool kTransposed, bool kPersistent>
+cudaError_t launch_line_kernel(int64_t blocks, const CUtensorMap& in_map, const CUtensorMap& weight_map,
+                               const CUtensorMap& low_rank_a_map, const CUtensorMap& low_rank_b_map,
+                               const CUtensorMap& out_map, const DeviceLayout& layout, int64_t tokens,
+                               const Epilogue& epilogue, cudaStream_t stream) {
+  auto kernel = line_group_kernel<T, B, kTransposed, kPersistent>;
+  constexpr size_t bytes = LineConfig<kPersistent>::kShared;
+  if (cudaError_t a = device::allow_shared_memory(kernel, bytes); a != cudaSuccess) return a;
+  kernel<<<static_cast<unsigned>(blocks), kThreads, bytes, stream>>>(
+      in_map, weight_map, low_rank_a_map, low_rank_b_map, out_map, layout, tokens, epilogue.scale, epilogue.rank,
+      static_cast<const T*>(epilogue.bias));
+  return cudaGetLastError();
 }
 
 template <typename T, int B, bool kTransposed>
@@ -433,12 +553,15 @@ cudaError_t launch_lines(const DeviceLayout& layout, int64_t tokens, const void*
   }
   if (e == cudaSuccess) e = encode_tensor_map(&out_map, out, bf16, tokens, out_features, out_features, kOutBox, kOutBox, 128);
   if (e != cudaSuccess) return e;
-  auto kernel = line_group_kernel<T, B, kTransposed>;
-  if (cudaError_t a = device::allow_shared_memory(kernel, kSharedBytes); a != cudaSuccess) return a;
-  const dim3 grid(static_cast<unsigned>(groups), static_cast<unsigned>((tokens + kTile - 1) / kTile));
-  kernel<<<grid, kThreads, kSharedBytes, stream>>>(in_map, weight_map, low_rank_a_map, low_rank_b_map, out_map, layout,
-                                                   tokens, epilogue.scale, rank, static_cast<const T*>(epilogue.bias));
-  return cudaGetLastError();
+  const int64_t tiles = groups * ((tokens + kTile - 1) / kTile);
+  const int64_t lines = kTransposed ? layout.block_cols : layout.block_rows;
+  if (layout.nnz * B / lines + rank <= kPersistentMaxK) {
+    return launch_line_kernel<T, B, kTransposed, true>(persistent_blocks(tiles, groups), in_map, weight_map,
+                                                       low_rank_a_map, low_rank_b_map, out_map, layout, tokens,
+                                                       epilogue, stream);
+  }
+  return launch_line_kernel<T, B, kTransposed, false>(tiles, in_map, weight_map, low_rank_a_map, low_rank_b_map,
+                                                      out_map, layout, tokens, epilogue, stream);
 }
 
 template <typename T, int B>
@@ -453,12 +576,12 @@ cudaError_t launch_gradient(const DeviceLayout& layout, int64_t tokens, const vo
     e = encode_tensor_map(&x_map, x, bf16, tokens, layout.in_features, layout.in_features, kStep, K::C, K::kSwizzle);
   }
   if (e != cudaSuccess) return e;
-  const int64_t per_split = device::gradient_split_tokens(tokens, layout.num_gradient_pieces, kStep);
+  const int64_t per_split = device::gradient_split_tokens(tokens, layout.num_gradient_pieces, kStep, kBlocksPerSM);
   auto kernel = gradient_kernel<T, B>;
-  if (cudaError_t a = device::allow_shared_memory(kernel, kSharedBytes); a != cudaSuccess) return a;
+  if (cudaError_t a = device::allow_shared_memory(kernel, kGradientShared); a != cudaSuccess) return a;
   const dim3 grid(static_cast<unsigned>(layout.num_gradient_pieces),
                   static_cast<unsigned>((tokens + per_split - 1) / per_split));
-  kernel<<<grid, kThreads, kSharedBytes, stream>>>(dy_map, x_map, layout, tokens, per_split, workspace);
+  kernel<<<grid, kThreads, kGradientShared, stream>>>(dy_map, x_map, layout, tokens, per_split, workspace);
   return cudaGetLastError();
 }
 

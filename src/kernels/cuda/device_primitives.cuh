@@ -50,17 +50,20 @@ __device__ __forceinline__ void tma_load(uint32_t dst, const void* map, int col,
       "l"(reinterpret_cast<uint64_t>(map)), "r"(col), "r"(row), "r"(bar)
       : "memory");
 }
-// Shared -> global box at (col, row); the caller commits and waits with tma_store_commit_and_wait.
+// Shared -> global box at (col, row); tma_store_commit closes this thread's group of stores.
 __device__ __forceinline__ void tma_store(const void* map, int col, int row, uint32_t src) {
   asm volatile("cp.async.bulk.tensor.2d.global.shared::cta.bulk_group [%0, {%1, %2}], [%3];\n" ::"l"(
                    reinterpret_cast<uint64_t>(map)),
                "r"(col), "r"(row), "r"(src)
                : "memory");
 }
-// Waits until the stores issued by this thread have read their shared memory.
-__device__ __forceinline__ void tma_store_commit_and_wait() {
-  asm volatile("cp.async.bulk.commit_group;\ncp.async.bulk.wait_group.read 0;\n" ::: "memory");
+__device__ __forceinline__ void tma_store_commit() { asm volatile("cp.async.bulk.commit_group;\n" ::: "memory"); }
+// Waits until this thread's committed stores have read their shared memory (it may be reused).
+__device__ __forceinline__ void tma_store_wait_read() {
+  asm volatile("cp.async.bulk.wait_group.read 0;\n" ::: "memory");
 }
+// Waits until this thread's committed stores have completed.
+__device__ __forceinline__ void tma_store_wait_all() { asm volatile("cp.async.bulk.wait_group 0;\n" ::: "memory"); }
 // Orders this thread's shared-memory writes before later async-proxy (TMA, wgmma) reads.
 __device__ __forceinline__ void fence_async_shared() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
 // Barrier `kId` (1..15; 0 is __syncthreads) over `kThreads` threads of the block.
@@ -101,13 +104,25 @@ cudaError_t allow_shared_memory(Kernel kernel, size_t bytes) {
   return cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes));
 }
 
-// Tokens per split of the weight gradient's token reduction: about two waves of thread blocks
-// over `pieces` tiles, each split at least 256 tokens and a whole number of `step`s long.
-inline int64_t gradient_split_tokens(int64_t tokens, int64_t pieces, int64_t step) {
+// Tokens per split of the weight gradient's token reduction over `pieces` tiles, with
+// `blocks_per_sm` thread blocks resident per multiprocessor: the number of splits (at most four
+// waves' worth, each split at least 256 tokens) that leaves the fewest idle slots in the last
+// wave, the fewest splits among equals; each split a whole number of `step`s long.
+inline int64_t gradient_split_tokens(int64_t tokens, int64_t pieces, int64_t step, int blocks_per_sm) {
+  const int64_t slots = static_cast<int64_t>(blocks_per_sm) * multiprocessors();
   const int64_t max_splits = tokens / 256 > 1 ? tokens / 256 : 1;
-  int64_t splits = (2 * multiprocessors() + pieces - 1) / pieces;
-  splits = splits < 1 ? 1 : (splits > max_splits ? max_splits : splits);
-  return ((tokens + splits - 1) / splits + step - 1) / step * step;
+  const int64_t wave_limit = 4 * slots / pieces > 1 ? 4 * slots / pieces : 1;
+  int64_t best = 1;
+  double best_filled = 0.0;
+  for (int64_t splits = 1; splits <= (max_splits < wave_limit ? max_splits : wave_limit); ++splits) {
+    const int64_t blocks = pieces * splits, waves = (blocks + slots - 1) / slots;
+    const double filled = static_cast<double>(blocks) / static_cast<double>(waves * slots);
+    if (filled > best_filled + 1e-9) {
+      best = splits;
+      best_filled = filled;
+    }
+  }
+  return ((tokens + best - 1) / best + step - 1) / step * step;
 }
 
 }  // namespace pixelfly::kernels::cuda::device
