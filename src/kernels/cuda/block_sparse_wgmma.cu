@@ -219,7 +219,7 @@ __device__ __forceinline__ int accumulator_col(int lane, int j) { return 8 * j +
 // first, so the blocks running at once share their activation tiles through L2.
 template <int B>
 struct LineTile {
-  int64_t length = 0, count = 0, sparse_steps = 0, steps = 0;
+  int64_t length = 0, sparse_steps = 0, steps = 0;
   const int64_t* union_index = nullptr;
   const int64_t* line_blocks = nullptr;
   int feature0 = 0, token0 = 0, boxes_per_chunk = 0;
@@ -240,7 +240,6 @@ __device__ __forceinline__ LineTile<B> line_tile(const DeviceLayout& layout, int
   const int64_t group = tile % groups;
   const int64_t* g = (kTransposed ? layout.col_groups : layout.row_groups) + 5 * group;
   LineTile<B> t;
-  t.count = g[1];
   t.length = g[3];
   t.union_index = (kTransposed ? layout.col_index : layout.row_index) + g[2];
   t.line_blocks = (kTransposed ? layout.col_blocks : layout.row_blocks) + g[4];
@@ -248,7 +247,7 @@ __device__ __forceinline__ LineTile<B> line_tile(const DeviceLayout& layout, int
   t.token0 = static_cast<int>((tile / groups) * kTile);
   t.sparse_steps = (t.length * B + kStep - 1) / kStep;
   t.steps = t.sparse_steps + (rank + kStep - 1) / kStep;
-  const int line_end = static_cast<int>(t.count * B);  // features of this group inside the tile
+  const int line_end = static_cast<int>(g[1] * B);  // features of this group's lines inside the tile
   t.boxes_per_chunk = (line_end + K::C - 1) / K::C < K::kBoxes ? (line_end + K::C - 1) / K::C : K::kBoxes;
   return t;
 }
@@ -295,8 +294,8 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSM)
           const uint32_t chunk = c * K::kChunkBytes;
           if (box < 0) {
             if (sparse) {
-              const int col = past_union ? static_cast<int>(in_features) : static_cast<int>(tile.union_index[k / B] * B + k % B);
-              tma_load(a_dst + chunk, &in_map, col, tile.token0, bar);
+              const int64_t col = past_union ? in_features : tile.union_index[k / B] * B + k % B;
+              tma_load(a_dst + chunk, &in_map, static_cast<int>(col), tile.token0, bar);
             } else {
               tma_load(a_dst + chunk, &low_rank_a_map, static_cast<int>(k), tile.token0, bar);
             }

@@ -1,7 +1,7 @@
 // Small building blocks of the CUDA kernels: transaction barriers (mbarrier), tensor-memory-
 // accelerator copies (TMA), shared-memory addresses, float <-> 16-bit conversions, and the host
-// helpers that size launches for the current device. No __global__ functions here: a kernel template instantiated in two
-// translation units would be registered twice.
+// helpers that size launches for the current device. No __global__ functions here: a kernel
+// template instantiated in two translation units would be registered twice.
 #pragma once
 
 #include <cuda_bf16.h>
@@ -21,7 +21,9 @@ __device__ __forceinline__ void barrier_init(uint32_t bar, uint32_t arrivals) {
   asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(bar), "r"(arrivals) : "memory");
 }
 // Makes initialised barriers visible to the tensor memory accelerator (the async proxy).
-__device__ __forceinline__ void barrier_init_fence() { asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory"); }
+__device__ __forceinline__ void barrier_init_fence() {
+  asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+}
 __device__ __forceinline__ void barrier_arrive(uint32_t bar) {
   asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(bar) : "memory");
 }
