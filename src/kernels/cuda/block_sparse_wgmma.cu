@@ -20,6 +20,7 @@
 #include "kernels/cuda/block_sparse_wgmma.cuh"
 
 #include "kernels/cuda/device_primitives.cuh"
+#include "kernels/cuda/launch_shape.h"
 #include "kernels/cuda/tensor_map.h"
 
 #include <type_traits>
@@ -68,8 +69,6 @@ struct LineConfig {
   // persistent one.
   static constexpr bool kSkipEmptyChunks = !kPersistent;
 };
-// K elements per line up to which the persistent form runs.
-constexpr int64_t kPersistentMaxK = 4 * kStep;
 // grad_weight: long K loops (tokens), a 3-stage ring.
 constexpr int kGradientStages = 3;
 constexpr size_t kGradientShared = shared_bytes(kGradientStages, 0);
@@ -494,24 +493,6 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSM)
 #endif
 }
 
-// Blocks of the persistent form: at most two per multiprocessor, and a count coprime to the
-// number of groups, so that block b's tiles b, b + blocks, ... pass through every group and
-// groups of different lengths even out.
-int64_t persistent_blocks(int64_t tiles, int64_t groups) {
-  int64_t blocks = kBlocksPerSM * device::multiprocessors();
-  if (tiles <= blocks) return tiles;
-  auto gcd = [](int64_t a, int64_t b) {
-    while (b != 0) {
-      const int64_t r = a % b;
-      a = b;
-      b = r;
-    }
-    return a;
-  };
-  while (blocks > 1 && gcd(blocks, groups) != 1) --blocks;
-  return blocks;
-}
-
 template <typename T, int B, bool kTransposed, bool kPersistent>
 cudaError_t launch_line_kernel(int64_t blocks, const CUtensorMap& in_map, const CUtensorMap& weight_map,
                                const CUtensorMap& low_rank_a_map, const CUtensorMap& low_rank_b_map,
@@ -554,8 +535,9 @@ cudaError_t launch_lines(const DeviceLayout& layout, int64_t tokens, const void*
   if (e != cudaSuccess) return e;
   const int64_t tiles = groups * ((tokens + kTile - 1) / kTile);
   const int64_t lines = kTransposed ? layout.block_cols : layout.block_rows;
-  if (layout.nnz * B / lines + rank <= kPersistentMaxK) {
-    return launch_line_kernel<T, B, kTransposed, true>(persistent_blocks(tiles, groups), in_map, weight_map,
+  const int64_t slots = kBlocksPerSM * device::multiprocessors();
+  if (lines_run_persistent(layout.nnz, B, lines, rank)) {
+    return launch_line_kernel<T, B, kTransposed, true>(persistent_blocks(tiles, groups, slots), in_map, weight_map,
                                                        low_rank_a_map, low_rank_b_map, out_map, layout, tokens,
                                                        epilogue, stream);
   }
@@ -575,7 +557,8 @@ cudaError_t launch_gradient(const DeviceLayout& layout, int64_t tokens, const vo
     e = encode_tensor_map(&x_map, x, bf16, tokens, layout.in_features, layout.in_features, kStep, K::C, K::kSwizzle);
   }
   if (e != cudaSuccess) return e;
-  const int64_t per_split = device::gradient_split_tokens(tokens, layout.num_gradient_pieces, kStep, kBlocksPerSM);
+  const int64_t per_split =
+      gradient_split_tokens(tokens, layout.num_gradient_pieces, kStep, kBlocksPerSM * device::multiprocessors());
   auto kernel = gradient_kernel<T, B>;
   if (cudaError_t a = device::allow_shared_memory(kernel, kGradientShared); a != cudaSuccess) return a;
   const dim3 grid(static_cast<unsigned>(layout.num_gradient_pieces),

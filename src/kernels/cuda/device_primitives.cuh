@@ -106,25 +106,4 @@ cudaError_t allow_shared_memory(Kernel kernel, size_t bytes) {
   return cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes));
 }
 
-// Tokens per split of the weight gradient's token reduction over `pieces` tiles, with
-// `blocks_per_sm` thread blocks resident per multiprocessor: the number of splits (at most four
-// waves' worth, each split at least 256 tokens) that leaves the fewest idle slots in the last
-// wave, the fewest splits among equals; each split a whole number of `step`s long.
-inline int64_t gradient_split_tokens(int64_t tokens, int64_t pieces, int64_t step, int blocks_per_sm) {
-  const int64_t slots = static_cast<int64_t>(blocks_per_sm) * multiprocessors();
-  const int64_t max_splits = tokens / 256 > 1 ? tokens / 256 : 1;
-  const int64_t wave_limit = 4 * slots / pieces > 1 ? 4 * slots / pieces : 1;
-  int64_t best = 1;
-  double best_filled = 0.0;
-  for (int64_t splits = 1; splits <= (max_splits < wave_limit ? max_splits : wave_limit); ++splits) {
-    const int64_t blocks = pieces * splits, waves = (blocks + slots - 1) / slots;
-    const double filled = static_cast<double>(blocks) / static_cast<double>(waves * slots);
-    if (filled > best_filled + 1e-9) {
-      best = splits;
-      best_filled = filled;
-    }
-  }
-  return ((tokens + best - 1) / best + step - 1) / step * step;
-}
-
 }  // namespace pixelfly::kernels::cuda::device

@@ -1,0 +1,56 @@
+// How the tensor-core kernels shape their grids, as plain functions of the problem and of
+// `slots`, the number of thread blocks the device runs at once (blocks per multiprocessor x
+// multiprocessors), so that the choices are tested on machines without a GPU.
+#pragma once
+
+#include <cstdint>
+
+namespace pixelfly::kernels::cuda {
+
+// Tokens per split of the weight gradient's token reduction over `pieces` tiles: the number of
+// splits (at most four waves' worth, each split at least 256 tokens) that leaves the fewest
+// idle slots in the last wave, the fewest splits among equals; each split a whole number of
+// `step`s long.
+inline int64_t gradient_split_tokens(int64_t tokens, int64_t pieces, int64_t step, int64_t slots) {
+  const int64_t max_splits = tokens / 256 > 1 ? tokens / 256 : 1;
+  const int64_t wave_limit = 4 * slots / pieces > 1 ? 4 * slots / pieces : 1;
+  int64_t best = 1;
+  double best_filled = 0.0;
+  for (int64_t splits = 1; splits <= (max_splits < wave_limit ? max_splits : wave_limit); ++splits) {
+    const int64_t blocks = pieces * splits, waves = (blocks + slots - 1) / slots;
+    const double filled = static_cast<double>(blocks) / static_cast<double>(waves * slots);
+    if (filled > best_filled + 1e-9) {
+      best = splits;
+      best_filled = filled;
+    }
+  }
+  return ((tokens + best - 1) / best + step - 1) / step * step;
+}
+
+// True when forward / grad_input run in their persistent form: a line's K (its blocks on
+// average, times the block size, plus the low-rank segment) is at most 256 elements, four
+// stages. Longer K loops run one tile per block (docs/perf.md, version 5).
+inline bool lines_run_persistent(int64_t nnz, int64_t block, int64_t lines, int64_t rank) {
+  return nnz * block / lines + rank <= 256;
+}
+
+// Blocks of the persistent form over `tiles` tiles numbered group first: all the tiles if they
+// fit in the slots, else at most `slots` blocks, a count coprime to the number of groups, so
+// that block b's tiles b, b + blocks, ... pass through every group and groups of different
+// lengths even out.
+inline int64_t persistent_blocks(int64_t tiles, int64_t groups, int64_t slots) {
+  if (tiles <= slots) return tiles;
+  auto gcd = [](int64_t a, int64_t b) {
+    while (b != 0) {
+      const int64_t r = a % b;
+      a = b;
+      b = r;
+    }
+    return a;
+  };
+  int64_t blocks = slots;
+  while (blocks > 1 && gcd(blocks, groups) != 1) --blocks;
+  return blocks;
+}
+
+}  // namespace pixelfly::kernels::cuda
