@@ -19,15 +19,21 @@ ops = torch.ops.pixelfly
 DT = torch.bfloat16
 
 
-def host_us(fn, calls=3000):
-    for _ in range(100):
+def timed(fn, calls, warmup):
+    """Seconds per call of fn after warm-up: (host enqueue time, time until the GPU is done)."""
+    for _ in range(warmup):
         fn()
     torch.cuda.synchronize()
     start = time.perf_counter()
     for _ in range(calls):
         fn()
+    enqueued = time.perf_counter() - start
     torch.cuda.synchronize()
-    return (time.perf_counter() - start) / calls * 1e6
+    return enqueued / calls, (time.perf_counter() - start) / calls
+
+
+def host_us(fn, calls=3000):
+    return timed(fn, calls, warmup=100)[1] * 1e6
 
 
 def encode_us(calls=20000):
@@ -95,16 +101,8 @@ def mixer_layer_step(steps=20):
     def step():
         ops.pixelfly_linear(x, values, layout, u, v, torch.sigmoid(logit), bias).backward(dy)
 
-    for _ in range(5):
-        step()
-    torch.cuda.synchronize()
-    start = time.perf_counter()
-    for _ in range(steps):
-        step()
-    enqueued = time.perf_counter() - start
-    torch.cuda.synchronize()
-    total = time.perf_counter() - start
-    print(f"\nMixer-B fc1 layer step: host enqueue {enqueued / steps * 1e3:.3f} ms, whole step {total / steps * 1e3:.3f} ms")
+    enqueued, total = timed(step, steps, warmup=5)
+    print(f"\nMixer-B fc1 layer step: host enqueue {enqueued * 1e3:.3f} ms, whole step {total * 1e3:.3f} ms")
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         for _ in range(steps):
             step()

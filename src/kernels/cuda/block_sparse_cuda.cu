@@ -24,9 +24,7 @@ constexpr int kTokenTile = 64;  // tokens per thread block in forward / grad_inp
 constexpr int kChunk = 32;      // inner-dimension slice staged in shared memory (at most B)
 constexpr int kReduceTile = 32; // tokens per step in grad_weight
 
-__device__ __forceinline__ float to_float(float v) { return v; }
-__device__ __forceinline__ float to_float(__half v) { return __half2float(v); }
-__device__ __forceinline__ float to_float(__nv_bfloat16 v) { return __bfloat162float(v); }
+using device::to_float;
 template <typename T> __device__ __forceinline__ T from_float(float v);
 template <> __device__ __forceinline__ float from_float<float>(float v) { return v; }
 template <> __device__ __forceinline__ __half from_float<__half>(float v) { return __float2half_rn(v); }
@@ -196,8 +194,8 @@ cudaError_t round_workspace(ScalarKind kind, const float* workspace, void* out, 
 }
 
 // True when the tensor-core kernels run this layout and dtype: a Hopper device and an sm_90a
-// build, float16/bfloat16, feature counts multiples of 8 (each 16-byte load lies wholly inside
-// or outside the matrix), and the layout's tile schedule on the device.
+// build, float16/bfloat16, feature counts multiples of 8 (TMA needs row pitches that are
+// multiples of 16 bytes), and the layout's tile schedule on the device.
 bool tensor_cores_apply(const DeviceLayout& layout, ScalarKind kind) {
   return kind != ScalarKind::Float32 && layout.out_features % 8 == 0 && layout.in_features % 8 == 0 &&
          layout.row_groups != nullptr && layout.col_groups != nullptr && layout.gradient_pieces != nullptr &&
