@@ -7,7 +7,11 @@ shows them being called from Python.
 
 Roofline efficiency = max(density * FLOPs / dense_rate, bytes / copy_bandwidth) / our_time,
 where dense_rate is cuBLAS's measured rate at that shape and copy_bandwidth a measured
-device-to-device copy (bytes read + written)."""
+device-to-device copy (bytes read + written).
+
+"L2 TB/s" is the rate at which the kernels move the bytes their tiling needs between L2 and the
+multiprocessors: every tile reads its activation rows over its group's union of blocks and its
+weight blocks, every result is written once."""
 import sys
 
 import torch
@@ -29,6 +33,38 @@ def copy_bandwidth():
     a = torch.randn(1 << 28, device="cuda", dtype=torch.float32)  # 1 GiB
     b = torch.empty_like(a)
     return 2 * a.numel() * 4 / bench(lambda: b.copy_(a))
+
+
+TOKEN_TILE = 256  # tokens per forward / grad_input tile
+FEATURE_TILE = 128  # features per tile (a group of 128 / block lines)
+PIECE_COLUMNS = 256  # X features per weight-gradient piece
+
+
+def tiling_bytes(layout, tokens):
+    """Bytes between L2 and the multiprocessors for Y, dX and dW, as the kernels tile them."""
+    b = layout.block()
+    rows = -(-layout.out_features() // b)
+    cols = -(-layout.in_features() // b)
+    rp, ci = layout.row_ptr().tolist(), layout.col_idx().tolist()
+    row_lists = [ci[rp[r]:rp[r + 1]] for r in range(rows)]
+    col_lists = [[] for _ in range(cols)]
+    for r, lst in enumerate(row_lists):
+        for c in lst:
+            col_lists[c].append(r)
+    per = FEATURE_TILE // b
+    token_tiles = -(-tokens // TOKEN_TILE)
+    weight = layout.nnz() * b * b * 2
+
+    def unions(lists):
+        return [len(set().union(*lists[g:g + per])) for g in range(0, len(lists), per)]
+
+    def lines(lists, out_f):  # activation rows over each group's union, weights once per token tile, output once
+        return token_tiles * TOKEN_TILE * sum(unions(lists)) * b * 2 + token_tiles * weight + tokens * out_f * 2
+
+    u_rows = unions(row_lists)
+    piece_rows = sum(-(-u * b // PIECE_COLUMNS) * min(per, rows - g * per) for g, u in enumerate(u_rows))
+    dw = tokens * b * 2 * (piece_rows + sum(u_rows)) + 2 * weight  # the result once, in float32
+    return lines(row_lists, layout.out_features()), lines(col_lists, layout.in_features()), dw
 
 
 def dense_mask(layout):
@@ -87,10 +123,10 @@ def run(name, out_f, in_f, tokens, layout, bw):
     except Exception as e:  # noqa: BLE001 - report and continue
         print(f"  torch BSR failed on {name}: {str(e)[:80]}", file=sys.stderr)
     rows = []
-    for op, nbytes in (("Y", bytes_y), ("dX", bytes_y), ("dW", bytes_dw)):
+    for op, nbytes, l2_bytes in zip(("Y", "dX", "dW"), (bytes_y, bytes_y, bytes_dw), tiling_bytes(layout, tokens)):
         dense_rate = flops / t_dense[op]
         floor = max(rho * flops / dense_rate, nbytes / bw)
-        rows.append((op, t_dense[op], t_ours[op], floor / t_ours[op]))
+        rows.append((op, t_dense[op], t_ours[op], floor / t_ours[op], l2_bytes / t_ours[op]))
     return rho, rows, t_bsr, errs
 
 
@@ -109,14 +145,14 @@ def main():
         configs.append((square, BlockLayout.from_block_mask(4096, 4096, b, torch.rand(4096 // b, 4096 // b) < 0.25),
                         f"random 0.25 b{b}"))
     header = (f"{'shape':16s} {'layout':18s} {'dens':>5s} {'op':>3s} {'dense ms':>9s} {'ours ms':>9s} {'speedup':>8s} "
-              f"{'roofline':>8s} {'bsr ms':>8s} {'vs bsr':>7s} {'rel err':>8s}")
+              f"{'roofline':>8s} {'L2 TB/s':>7s} {'bsr ms':>8s} {'vs bsr':>7s} {'rel err':>8s}")
     lines = [header]
     for (name, out_f, in_f, tokens), layout, label in configs:
         rho, rows, t_bsr, errs = run(name, out_f, in_f, tokens, layout, bw)
-        for (op, td, to, eff), err in zip(rows, errs):
+        for (op, td, to, eff, l2_rate), err in zip(rows, errs):
             bsr = f"{t_bsr * 1e3:8.3f} {t_bsr / to:6.2f}x" if op == "Y" and t_bsr == t_bsr else f"{'-':>8s} {'-':>7s}"
             line = (f"{name:16s} {label:18s} {rho:5.3f} {op:>3s} {td * 1e3:9.3f} {to * 1e3:9.3f} {td / to:7.2f}x "
-                    f"{eff:8.2f} {bsr} {err:8.1e}")
+                    f"{eff:8.2f} {l2_rate / 1e12:7.2f} {bsr} {err:8.1e}")
             print(line, flush=True)
             lines.append(line)
     print("\n" + "\n".join(lines))

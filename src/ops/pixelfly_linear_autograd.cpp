@@ -1,7 +1,8 @@
 // Autograd for pixelfly::pixelfly_linear, y = g x W^T + (1 - g) (x v) u^T + bias, written so
 // that the activations are read as few times as possible: the forward is one mixed_linear
 // pass; the backward is one mixed_linear_grad_input pass for dx, the block-sparse weight
-// gradient, and thin matmuls for u and v. The gradient of g needs no extra pass:
+// gradient, and thin matmuls for u and v, the bias gradient riding in the one for u. The
+// gradient of g needs no extra pass:
 //   sum(dy * x W^T) = <dy^T x, W> on the blocks,  sum(dy * (x v) u^T) = <dy^T (x v), u>.
 #include <ATen/ATen.h>
 #include <torch/autograd.h>
@@ -62,13 +63,25 @@ class PixelflyLinearFunction : public torch::autograd::Function<PixelflyLinearFu
       if (need_values) grad_values = raw * gamma.to(raw.scalar_type());
     }
     if (need_u || need_gamma) {
-      const at::Tensor raw_u = thin_matmul(rows(dy).t(), rows(projected));  // dy^T (x v): (out, r)
+      // dy^T (x v): (out, r). With a bias, the same pass over dy also sums it over the tokens,
+      // as the product with a column of ones beside x v (padded to 8 columns to keep rows
+      // 16-byte aligned for the tensor-core GEMM).
+      const int64_t r = projected.size(-1);
+      at::Tensor right = rows(projected);
+      if (need_bias) {
+        const at::Tensor ones = at::ones({right.size(0), 1}, right.options());
+        right = at::cat({right, ones, at::zeros({right.size(0), 7}, right.options())}, 1);
+      }
+      const at::Tensor product = thin_matmul(rows(dy).t(), right);
+      const at::Tensor raw_u = product.narrow(1, 0, r);
+      if (need_bias) grad_bias = product.select(1, r).contiguous();
       if (need_gamma) grad_gamma = grad_gamma - (raw_u.to(accumulate) * u.to(accumulate)).sum();
       if (need_u) grad_u = raw_u * low_rank_scale;
+    } else if (need_bias) {
+      grad_bias = rows(dy).sum(0);
     }
     if (need_v) grad_v = thin_matmul(rows(x).t(), rows(dy_u)) * low_rank_scale;
     if (need_gamma) grad_gamma = grad_gamma.to(gamma.scalar_type()).reshape(gamma.sizes());
-    if (need_bias) grad_bias = rows(dy).sum(0);
     return {grad_x, grad_values, at::Tensor(), grad_u, grad_v, grad_gamma, grad_bias};
   }
 };

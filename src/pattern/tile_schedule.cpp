@@ -57,14 +57,15 @@ TileSchedule make_tile_schedule(const BlockLayout& layout, int64_t tile_features
   const std::vector<int64_t>& transpose = layout.transpose_block();
   group_lines(layout.block_cols(), layout.col_ptr(), layout.row_idx(), [&transpose](int64_t e) { return transpose[e]; },
               span, s.col_groups, s.col_index, s.col_blocks);
-  // Weight gradient: each row group's union columns, a tile's worth at a time.
+  // Weight gradient: each row group's union columns, two tiles' worth at a time.
+  const int64_t piece_span = 2 * span;
   for (const LineGroup& g : s.row_groups) {
-    for (int64_t k0 = 0; k0 < g.length; k0 += span) {
+    for (int64_t k0 = 0; k0 < g.length; k0 += piece_span) {
       GradientPiece p;
       p.row_first = g.first;
       p.rows = g.count;
       p.column_offset = static_cast<int64_t>(s.gradient_columns.size());
-      p.cols = std::min(span, g.length - k0);
+      p.cols = std::min(piece_span, g.length - k0);
       p.block_offset = static_cast<int64_t>(s.gradient_blocks.size());
       s.gradient_columns.insert(s.gradient_columns.end(), s.row_index.begin() + g.index_offset + k0,
                                 s.row_index.begin() + g.index_offset + k0 + p.cols);

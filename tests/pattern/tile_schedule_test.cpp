@@ -52,7 +52,7 @@ void expect_valid(const BlockLayout& l, int64_t tile_features) {
   std::vector<int> seen(l.nnz(), 0);
   for (const GradientPiece& p : s.gradient_pieces) {
     EXPECT_LE(p.rows, span);
-    EXPECT_LE(p.cols, span);
+    EXPECT_LE(p.cols, 2 * span);
     for (int64_t i = 0; i < p.rows; ++i) {
       for (int64_t j = 0; j < p.cols; ++j) {
         const int64_t block = s.gradient_blocks[p.block_offset + i * p.cols + j];

@@ -1,8 +1,9 @@
 // Work lists for the tensor-core kernels, derived once from a BlockLayout. Each thread block
-// computes a tile of up to kKernelTileFeatures x kKernelTileFeatures elements as a dense GEMM:
+// computes a tile of up to kKernelTileFeatures features (weight-gradient pieces:
+// kKernelTileFeatures x kGradientPieceFeatures) as a dense GEMM:
 //   forward     a group of consecutive block rows; K walks the union of their column lists,
 //   grad_input  a group of consecutive block columns; K walks the union of their row lists,
-//   grad_weight a row group and up to a tile's worth of its union columns; K walks tokens.
+//   grad_weight a row group and up to kGradientPieceFeatures of its union columns; K walks tokens.
 // Where a line has no block at a position of the union, the kernel reads zeros (and writes
 // nothing), so layouts whose cells do not align with tiles still fill whole tiles.
 #pragma once
@@ -16,6 +17,9 @@ namespace pixelfly {
 
 // The tile width the CUDA tensor-core kernels compute per thread block.
 constexpr int64_t kKernelTileFeatures = 128;
+// Columns of a weight-gradient piece: two tiles wide, so that a piece reads its rows of dY once
+// for twice the columns of X.
+constexpr int64_t kGradientPieceFeatures = 2 * kKernelTileFeatures;
 
 // Lines [first, first + count) computed together. Their union index list is
 // index[index_offset .. index_offset + length) (ascending), and blocks[block_offset + i * length + k]
@@ -48,8 +52,9 @@ struct TileSchedule {
   std::vector<int64_t> gradient_columns, gradient_blocks;
 };
 
-// Groups hold at most tile_features / block lines; tile_features must be a positive multiple
-// of the block size (throws std::invalid_argument otherwise).
+// Groups (and weight-gradient pieces) hold at most tile_features / block lines, pieces at most
+// 2 * tile_features / block columns; tile_features must be a positive multiple of the block size
+// (throws std::invalid_argument otherwise).
 TileSchedule make_tile_schedule(const BlockLayout& layout, int64_t tile_features = kKernelTileFeatures);
 
 }  // namespace pixelfly

@@ -34,7 +34,7 @@ using device::barrier_wait;
 using device::smem_address;
 using device::tma_load;
 
-constexpr int kTile = 128;
+constexpr int kTile = 128;  // features of a line tile; rows and columns of a weight-gradient piece
 static_assert(kTile == kKernelTileFeatures, "the schedule must be built for this kernel's tile");
 constexpr int kConsumers = 256;              // two warpgroups
 constexpr int kThreads = kConsumers + 32;    // and the producer warp
@@ -42,26 +42,36 @@ constexpr int kProducerWarp = kConsumers / 32;
 constexpr int kStep = 64;                    // K elements per stage
 constexpr int kOperandBytes = kTile * kStep * 2;  // a 128-row operand's stage: 16 KB
 constexpr int kAlign = 1024;  // the 128-byte swizzle pattern repeats every 1 KB
-constexpr int kOutBox = 64;   // the output tile goes out as 64 x 64 boxes, 128-byte swizzled
+constexpr int kOutBox = 64;   // output tiles go out as 64 x 64 boxes, 128-byte swizzled
 constexpr int kOutBoxBytes = kOutBox * kOutBox * 2;
-constexpr int kOutTileBytes = 4 * kOutBoxBytes;
-constexpr int kBlocksPerSM = 2;
-// Shared memory of a kernel with a `stages`-deep ring and `extra` bytes beside it.
-constexpr size_t shared_bytes(int stages, int extra) {
-  return static_cast<size_t>(stages) * 2 * kOperandBytes + extra + kAlign + 2 * stages * sizeof(uint64_t);
+// Shared memory of a kernel with a `stages`-deep ring of `stage_bytes` stages and `extra` bytes
+// beside it.
+constexpr size_t shared_bytes(int stages, int stage_bytes, int extra) {
+  return static_cast<size_t>(stages) * stage_bytes + extra + kAlign + 2 * stages * sizeof(uint64_t);
 }
-// forward / grad_input come in two forms, both two blocks per multiprocessor (docs/perf.md has
-// the measurements that chose them):
-//  - one tile per block, a 3-stage ring, the output tile staged over the ring once it is done
-//    (lines with long K loops: the hardware scheduler balances groups of different lengths);
-//  - persistent (kPersistent): a block walks tiles b, b + grid, ...; a 2-stage ring and its own
-//    32 KB output buffer, so the producer fills the next tile's stages while the consumers
-//    store this one (lines with short K loops, where each tile's fill and epilogue dominate).
+// forward / grad_input tiles are kTokens x 128 features, one thread block per multiprocessor;
+// each consumer warpgroup owns kTokens / 2 token rows, two m64 products per K step sharing the
+// weight operand. 256 tokens rather than 128 (at two blocks per multiprocessor) cut the bytes a
+// tile moves through L2 per result by a fifth and measured 10-16 % faster on every shape of the
+// benchmark (docs/perf.md, version 6). Two forms:
+//  - one tile per block, the output tile staged over the ring's A stages once it is done (lines
+//    with long K loops: the hardware scheduler balances groups of different lengths);
+//  - persistent (kPersistent): a block walks tiles b, b + grid, ...; its own output buffer, so
+//    the producer fills the next tile's stages while the consumers store this one (lines with
+//    short K loops, where each tile's fill and epilogue dominate).
+constexpr int kTokens = 256;
+constexpr int kSets = kTokens / 128;  // m64 products per warpgroup and K step
+constexpr int kLineBlocksPerSM = 1;
 template <bool kPersistent>
 struct LineConfig {
-  static constexpr int kStages = kPersistent ? 2 : 3;
-  static constexpr int kExtra = kPersistent ? kOutTileBytes : 0;
-  static constexpr size_t kShared = shared_bytes(kStages, kExtra);
+  static constexpr int kABytes = kTokens * kStep * 2;
+  static constexpr int kBBytes = kOperandBytes;
+  static constexpr int kStages = kPersistent ? 3 : 4;
+  static constexpr int kOutBytes = kTokens * kTile * 2;
+  static constexpr int kExtra = kPersistent ? kOutBytes : 0;
+  static constexpr size_t kShared = shared_bytes(kStages, kABytes + kBBytes, kExtra);
+  static_assert(kPersistent || kStages * kABytes >= kOutBytes, "the output tile is staged over the A stages");
+  static_assert(kShared <= 227 * 1024, "more shared memory than a multiprocessor has");
   // A stage's chunks past the end of the union (or rank) are skipped in the copies and the
   // products, or copied as zeros and multiplied. Skipping is a data-dependent branch around
   // wgmma, for which ptxas serialises the products (its C7520 note); measured on the H200,
@@ -69,9 +79,14 @@ struct LineConfig {
   // persistent one.
   static constexpr bool kSkipEmptyChunks = !kPersistent;
 };
-// grad_weight: long K loops (tokens), a 3-stage ring.
-constexpr int kGradientStages = 3;
-constexpr size_t kGradientShared = shared_bytes(kGradientStages, 0);
+// grad_weight: 128 x 256 pieces (a 64-token stage: 16 KB of dY, 32 KB of X), long K loops
+// (tokens), a 4-stage ring, one block per multiprocessor.
+static_assert(kGradientPieceFeatures == 2 * kTile, "the schedule's pieces must be this kernel's two products wide");
+constexpr int kGradientStages = 4;
+constexpr int kGradientBlocksPerSM = 1;
+constexpr int kGradientABytes = kOperandBytes;
+constexpr int kGradientBBytes = 2 * kOperandBytes;
+constexpr size_t kGradientShared = shared_bytes(kGradientStages, kGradientABytes + kGradientBBytes, 0);
 
 // How a block size B splits into TMA boxes: chunks of C = min(B, 64) elements along K (line
 // kernels) or along N (the weight gradient's X), swizzled at 2 C bytes.
@@ -136,27 +151,28 @@ __device__ __forceinline__ void mma_64x128x16(float (&d)[64], uint64_t a, uint64
 #undef PIXELFLY_D16
 #undef PIXELFLY_D4
 
-// Shared memory of every kernel here: kStages A stages, kStages B stages, `extra` bytes (the
-// output tile), then the "full" and "empty" barrier of each stage. Steps are numbered across
-// all the tiles a block computes: step i uses stage i % kStages in phase (i / kStages) & 1.
-template <int kStages>
+// Shared memory of every kernel here: kStages A stages of kABytes, kStages B stages of kBBytes,
+// `extra` bytes (an output buffer), then the "full" and "empty" barrier of each stage. Steps are
+// numbered across all the tiles a block computes: step i uses stage i % kStages in phase
+// (i / kStages) & 1.
+template <int kStages, int kABytes, int kBBytes>
 struct Ring {
   uint32_t a, b, extra, full, empty;
   __device__ int stage(int64_t i) const { return static_cast<int>(i % kStages); }
   __device__ uint32_t phase(int64_t i) const { return static_cast<uint32_t>((i / kStages) & 1); }
   __device__ uint32_t full_bar(int64_t i) const { return full + 8 * stage(i); }
   __device__ uint32_t empty_bar(int64_t i) const { return empty + 8 * stage(i); }
-  __device__ uint32_t a_stage(int64_t i) const { return a + stage(i) * kOperandBytes; }
-  __device__ uint32_t b_stage(int64_t i) const { return b + stage(i) * kOperandBytes; }
+  __device__ uint32_t a_stage(int64_t i) const { return a + stage(i) * kABytes; }
+  __device__ uint32_t b_stage(int64_t i) const { return b + stage(i) * kBBytes; }
 };
 
-template <int kStages>
-__device__ __forceinline__ Ring<kStages> make_ring(unsigned char* raw, int extra_bytes) {
+template <int kStages, int kABytes, int kBBytes>
+__device__ __forceinline__ Ring<kStages, kABytes, kBBytes> make_ring(unsigned char* raw, int extra_bytes) {
   const uint32_t base = smem_address(raw);
-  Ring<kStages> r;
+  Ring<kStages, kABytes, kBBytes> r;
   r.a = base + ((kAlign - (base & (kAlign - 1))) & (kAlign - 1));
-  r.b = r.a + kStages * kOperandBytes;
-  r.extra = r.b + kStages * kOperandBytes;
+  r.b = r.a + kStages * kABytes;
+  r.extra = r.b + kStages * kBBytes;
   r.full = r.extra + extra_bytes;
   r.empty = r.full + 8 * kStages;
   if (threadIdx.x == 0) {
@@ -173,8 +189,8 @@ __device__ __forceinline__ Ring<kStages> make_ring(unsigned char* raw, int extra
 // The producer warp, steps first .. first + steps - 1: waits until the consumers have released
 // each step's stage, then load(i) announces the stage's bytes (lane 0) and issues its TMA copies
 // (spread over the lanes).
-template <int kStages, typename Load>
-__device__ __forceinline__ void produce(const Ring<kStages>& ring, int64_t first, int64_t steps, Load&& load) {
+template <typename Ring, typename Load>
+__device__ __forceinline__ void produce(const Ring& ring, int64_t first, int64_t steps, Load&& load) {
   for (int64_t i = first; i < first + steps; ++i) {
     if (threadIdx.x % 32 == 0) barrier_wait(ring.empty_bar(i), ring.phase(i) ^ 1u);
     __syncwarp();
@@ -183,15 +199,18 @@ __device__ __forceinline__ void produce(const Ring<kStages>& ring, int64_t first
 }
 
 // The consumer warpgroups, steps first .. first + steps - 1 (step - first is the K step of the
-// tile): zeroes the accumulators, then for each step waits for its stage, lets
-// before_stage(k step) touch the accumulators (after waiting for the products in flight itself),
-// issues the stage's products with issue(k step, i), and releases the previous stage once its
-// products are done. Returns with every product complete and every stage released.
-template <int kStages, typename Issue, typename BeforeStage>
-__device__ __forceinline__ void consume(float (&d)[64], const Ring<kStages>& ring, int64_t first, int64_t steps,
+// tile): zeroes the accumulators (kProducts 64 x 128 products), then for each step waits
+// for its stage, lets before_stage(k step) touch the accumulators (after waiting for the
+// products in flight itself), issues the stage's products with issue(k step, i), and releases
+// the previous stage once its products are done. Returns with every product complete and every
+// stage released.
+template <int kProducts, typename Ring, typename Issue, typename BeforeStage>
+__device__ __forceinline__ void consume(float (&d)[kProducts][64], const Ring& ring, int64_t first, int64_t steps,
                                         Issue&& issue, BeforeStage&& before_stage) {
 #pragma unroll
-  for (int i = 0; i < 64; ++i) d[i] = 0.f;
+  for (int s = 0; s < kProducts; ++s)
+#pragma unroll
+    for (int i = 0; i < 64; ++i) d[s][i] = 0.f;
   for (int64_t i = first; i < first + steps; ++i) {
     barrier_wait(ring.full_bar(i), ring.phase(i));
     before_stage(i - first);
@@ -202,19 +221,20 @@ __device__ __forceinline__ void consume(float (&d)[64], const Ring<kStages>& rin
     if (i > first) barrier_arrive(ring.empty_bar(i - 1));
   }
   wgmma_wait<0>();
-  fence_accumulators(d);
+#pragma unroll
+  for (int s = 0; s < kProducts; ++s) fence_accumulators(d[s]);
   if (steps > 0) barrier_arrive(ring.empty_bar(first + steps - 1));
 }
 
-// Row (within the 128 x 128 tile) and column of this thread's accumulators d[4 j + 2 h + e]
-// (e: the column's neighbour).
+// Row (within its warpgroup's 64 x 128 product) and column of this thread's accumulators
+// d[4 j + 2 h + e] (e: the column's neighbour).
 __device__ __forceinline__ int accumulator_row(int warp, int lane, int h) {
-  return (warp / 4) * 64 + (warp % 4) * 16 + lane / 4 + 8 * h;
+  return (warp % 4) * 16 + lane / 4 + 8 * h;
 }
 __device__ __forceinline__ int accumulator_col(int lane, int j) { return 8 * j + 2 * (lane % 4); }
 
 // ----- forward (kTransposed = false) and grad_input (kTransposed = true) ----------------------
-// One tile: a group of lines (128 output features) by 128 tokens. Tiles are numbered group
+// One tile: a group of lines (128 output features) by kTokens tokens. Tiles are numbered group
 // first, so the blocks running at once share their activation tiles through L2.
 template <int B>
 struct LineTile {
@@ -243,7 +263,7 @@ __device__ __forceinline__ LineTile<B> line_tile(const DeviceLayout& layout, int
   t.union_index = (kTransposed ? layout.col_index : layout.row_index) + g[2];
   t.line_blocks = (kTransposed ? layout.col_blocks : layout.row_blocks) + g[4];
   t.feature0 = static_cast<int>(g[0] * B);
-  t.token0 = static_cast<int>((tile / groups) * kTile);
+  t.token0 = static_cast<int>((tile / groups) * kTokens);
   t.sparse_steps = (t.length * B + kStep - 1) / kStep;
   t.steps = t.sparse_steps + (rank + kStep - 1) / kStep;
   const int line_end = static_cast<int>(g[1] * B);  // features of this group's lines inside the tile
@@ -251,11 +271,11 @@ __device__ __forceinline__ LineTile<B> line_tile(const DeviceLayout& layout, int
   return t;
 }
 
-// Maps: in_map (tokens x in, boxes 128 x C), weight_map (values as nnz * B rows of B, boxes
-// C x C), low_rank_a_map (tokens x rank, 128 x C), low_rank_b_map (forward: out x rank,
+// Maps: in_map (tokens x in, boxes kTokens x C), weight_map (values as nnz * B rows of B, boxes
+// C x C), low_rank_a_map (tokens x rank, kTokens x C), low_rank_b_map (forward: out x rank,
 // grad_input: rank x out; C x C), out_map (tokens x out, 64 x 64).
 template <typename T, int B, bool kTransposed, bool kPersistent>
-__global__ void __launch_bounds__(kThreads, kBlocksPerSM)
+__global__ void __launch_bounds__(kThreads, kLineBlocksPerSM)
     line_group_kernel(const __grid_constant__ CUtensorMap in_map, const __grid_constant__ CUtensorMap weight_map,
                       const __grid_constant__ CUtensorMap low_rank_a_map,
                       const __grid_constant__ CUtensorMap low_rank_b_map, const __grid_constant__ CUtensorMap out_map,
@@ -266,9 +286,10 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSM)
   extern __shared__ unsigned char smem_raw[];
   using Config = LineConfig<kPersistent>;
   constexpr bool kSkipEmpty = Config::kSkipEmptyChunks;
-  const Ring<Config::kStages> ring = make_ring<Config::kStages>(smem_raw, Config::kExtra);
+  constexpr int kAChunkBytes = kTokens * 2 * K::C;  // one K chunk of the activations
+  const auto ring = make_ring<Config::kStages, Config::kABytes, Config::kBBytes>(smem_raw, Config::kExtra);
   const int64_t groups = kTransposed ? layout.num_col_groups : layout.num_row_groups;
-  const int64_t tiles = groups * ((tokens + kTile - 1) / kTile);
+  const int64_t tiles = groups * ((tokens + kTokens - 1) / kTokens);
   const int64_t in_features = kTransposed ? layout.out_features : layout.in_features;
   const int64_t out_features = kTransposed ? layout.in_features : layout.out_features;
   const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
@@ -282,7 +303,7 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSM)
         const int64_t step = i - first;
         const uint32_t bar = ring.full_bar(i), a_dst = ring.a_stage(i), b_dst = ring.b_stage(i);
         const int chunks = kSkipEmpty ? stage_chunks(tile, step, rank) : K::kPerStage;
-        if (lane == 0) barrier_arrive_expect(bar, chunks * (K::kChunkBytes + tile.boxes_per_chunk * K::kBoxBytes));
+        if (lane == 0) barrier_arrive_expect(bar, chunks * (kAChunkBytes + tile.boxes_per_chunk * K::kBoxBytes));
         __syncwarp();
         const bool sparse = step < tile.sparse_steps;
         const int64_t k0 = (sparse ? step : step - tile.sparse_steps) * kStep;
@@ -290,19 +311,19 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSM)
           const int c = item / (1 + K::kBoxes), box = item % (1 + K::kBoxes) - 1;  // box -1: the A chunk
           const int64_t k = k0 + c * K::C;
           const bool past_union = sparse && k / B >= tile.length;  // this chunk copies zeros
-          const uint32_t chunk = c * K::kChunkBytes;
           if (box < 0) {
+            const uint32_t dst = a_dst + c * kAChunkBytes;
             if (sparse) {
               const int64_t col = past_union ? in_features : tile.union_index[k / B] * B + k % B;
-              tma_load(a_dst + chunk, &in_map, static_cast<int>(col), tile.token0, bar);
+              tma_load(dst, &in_map, static_cast<int>(col), tile.token0, bar);
             } else {
-              tma_load(a_dst + chunk, &low_rank_a_map, static_cast<int>(k), tile.token0, bar);
+              tma_load(dst, &low_rank_a_map, static_cast<int>(k), tile.token0, bar);
             }
             continue;
           }
           if (box >= tile.boxes_per_chunk) continue;
           const int n = box * K::C;
-          const uint32_t dst = b_dst + chunk + box * K::kBoxBytes;
+          const uint32_t dst = b_dst + c * K::kChunkBytes + box * K::kBoxBytes;
           if (sparse) {
             const int64_t block = past_union ? -1 : tile.line_blocks[(n / B) * tile.length + k / B];
             const int row = block >= 0 ? static_cast<int>(block * B) : null_row;
@@ -324,14 +345,17 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSM)
     return;
   }
 
-  float d[64];
+  float d[kSets][64];
   const float scale = scale_ptr != nullptr ? *scale_ptr : 1.f;
   auto scale_accumulators = [&] {
 #pragma unroll
-    for (int i = 0; i < 64; ++i) d[i] *= scale;
+    for (int s = 0; s < kSets; ++s)
+#pragma unroll
+      for (int i = 0; i < 64; ++i) d[s][i] *= scale;
   };
   const int warpgroup = warp / 4;
-  const uint32_t warpgroup_rows = static_cast<uint32_t>(warpgroup) * 64 * 2 * K::C;  // rows 64 * warpgroup
+  constexpr int kWarpgroupRows = kTokens / 2;
+  const uint32_t warpgroup_rows = static_cast<uint32_t>(warpgroup) * kWarpgroupRows * 2 * K::C;
   const bool storer = tid % 128 == 0;  // issues its warpgroup's TMA stores
   int64_t first = 0;
   for (int64_t t = blockIdx.x; t < tiles; t += gridDim.x) {
@@ -346,30 +370,36 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSM)
             if (c >= chunks) break;
 #pragma unroll
             for (int ks = 0; ks < K::C / 16; ++ks) {
-              const uint32_t chunk = c * K::kChunkBytes;
-              const uint64_t da = descriptor(a + chunk + ks * 32, 16, 16 * K::C, K::kLayout);
+              const uint32_t b_chunk = b + c * K::kChunkBytes;
               const uint64_t db = kTransposed
-                                      ? descriptor(b + chunk + ks * 32 * K::C, K::kBoxBytes, 16 * K::C, K::kLayout)
-                                      : descriptor(b + chunk + ks * 32, 16, 16 * K::C, K::kLayout);
-              mma_64x128x16<T, 0, kTransposed ? 1 : 0>(d, da, db);
+                                      ? descriptor(b_chunk + ks * 32 * K::C, K::kBoxBytes, 16 * K::C, K::kLayout)
+                                      : descriptor(b_chunk + ks * 32, 16, 16 * K::C, K::kLayout);
+#pragma unroll
+              for (int s = 0; s < kSets; ++s) {
+                const uint64_t da = descriptor(a + c * kAChunkBytes + s * 64 * 2 * K::C + ks * 32, 16, 16 * K::C,
+                                               K::kLayout);
+                mma_64x128x16<T, 0, kTransposed ? 1 : 0>(d[s], da, db);
+              }
             }
           }
         },
         [&](int64_t step) {
           if (step == tile.sparse_steps && step > 0) {  // the block-sparse part is complete
             wgmma_wait<0>();
-            fence_accumulators(d);
+#pragma unroll
+            for (int s = 0; s < kSets; ++s) fence_accumulators(d[s]);
             scale_accumulators();
           }
         });
     first += tile.steps;
     if (tile.steps == tile.sparse_steps) scale_accumulators();
 
-    // Epilogue: add the bias, stage this warpgroup's 64 x 128 rows as two 64 x 64 boxes in the
-    // 128-byte swizzled layout, store them with TMA. Persistent: the stores run on while the
-    // next tile's products start, and are waited for before the buffer is written again. One
-    // tile per block: the buffer is the first two A stages, free once both warpgroups are done.
-    const uint32_t buffer = (kPersistent ? ring.extra : ring.a) + 2 * warpgroup * kOutBoxBytes;
+    // Epilogue: add the bias, stage this warpgroup's kTokens / 2 x 128 rows as 64 x 64 boxes in
+    // the 128-byte swizzled layout (box 2 s + h: rows 64 s.., features 64 h..), store them with
+    // TMA. Persistent: the stores run on while the next tile's products start, and are waited for
+    // before the buffer is written again. One tile per block: the buffer is the ring's A stages,
+    // free once both warpgroups are done.
+    const uint32_t buffer = (kPersistent ? ring.extra : ring.a) + warpgroup * 2 * kSets * kOutBoxBytes;
     if constexpr (kPersistent) {
       if (storer) device::tma_store_wait_read();
     } else {
@@ -381,19 +411,22 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSM)
       device::named_barrier<3, 128>();
     }
 #pragma unroll
-    for (int j = 0; j < 16; ++j)
+    for (int s = 0; s < kSets; ++s)
 #pragma unroll
-      for (int h = 0; h < 2; ++h) {
-        const int m = accumulator_row(warp, lane, h) - 64 * warpgroup, n = accumulator_col(lane, j);
-        float lo = d[4 * j + 2 * h], hi = d[4 * j + 2 * h + 1];
-        const int64_t feature = tile.feature0 + n;
-        if (bias != nullptr && feature < out_features) {
-          lo += device::to_float(bias[feature]);
-          hi += device::to_float(bias[feature + 1]);
+      for (int j = 0; j < 16; ++j)
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          const int m = accumulator_row(warp, lane, h), n = accumulator_col(lane, j);
+          float lo = d[s][4 * j + 2 * h], hi = d[s][4 * j + 2 * h + 1];
+          const int64_t feature = tile.feature0 + n;
+          if (bias != nullptr && feature < out_features) {
+            lo += device::to_float(bias[feature]);
+            hi += device::to_float(bias[feature + 1]);
+          }
+          const uint32_t at = buffer + (2 * s + n / 64) * kOutBoxBytes + m * 128 + ((((n % 64) / 8) ^ (m % 8)) << 4) +
+                              (n % 8) * 2;
+          asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(at), "r"(device::pack2<T>(lo, hi)) : "memory");
         }
-        const uint32_t at = buffer + (n / 64) * kOutBoxBytes + m * 128 + ((((n % 64) / 8) ^ (m % 8)) << 4) + (n % 8) * 2;
-        asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(at), "r"(device::pack2<T>(lo, hi)) : "memory");
-      }
     device::fence_async_shared();
     if (warpgroup == 0) {
       device::named_barrier<2, 128>();
@@ -401,10 +434,12 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSM)
       device::named_barrier<3, 128>();
     }
     if (storer) {
-      const int row = tile.token0 + 64 * warpgroup;
-      for (int h = 0; h < 2; ++h) {
-        if (row < tokens && tile.feature0 + 64 * h < out_features) {
-          device::tma_store(&out_map, tile.feature0 + 64 * h, row, buffer + h * kOutBoxBytes);
+      for (int s = 0; s < kSets; ++s) {
+        const int row = tile.token0 + kWarpgroupRows * warpgroup + 64 * s;
+        for (int h = 0; h < 2; ++h) {
+          if (row < tokens && tile.feature0 + 64 * h < out_features) {
+            device::tma_store(&out_map, tile.feature0 + 64 * h, row, buffer + (2 * s + h) * kOutBoxBytes);
+          }
         }
       }
       device::tma_store_commit();
@@ -418,19 +453,22 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSM)
 }
 
 // ----- grad_weight ----------------------------------------------------------------------------
-// Both operands are [token][feature] tiles of 64 tokens x 128 features (M-/N-major); the block
-// accumulates one token split and adds it into the float32 workspace. Maps: dy_map (tokens x
-// out, boxes 64 x 64, 128-byte swizzle), x_map (tokens x in, boxes 64 x C).
+// A piece is up to 128 rows of dY's features by up to 256 of X's (kGradientPieceFeatures), K
+// walks tokens. Both operands are [token][feature] tiles (M-/N-major); each consumer warpgroup
+// computes 64 rows by the 256 columns as two m64n128 products. The block accumulates one token
+// split and adds it into the float32 workspace. Maps: dy_map (tokens x out, boxes 64 x 64,
+// 128-byte swizzle), x_map (tokens x in, boxes 64 x C).
 template <typename T, int B>
-__global__ void __launch_bounds__(kThreads, kBlocksPerSM)
+__global__ void __launch_bounds__(kThreads, kGradientBlocksPerSM)
     gradient_kernel(const __grid_constant__ CUtensorMap dy_map, const __grid_constant__ CUtensorMap x_map,
                     DeviceLayout layout, int64_t tokens, int64_t tokens_per_split, float* __restrict__ workspace) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   using K = Chunking<B>;
   constexpr int kDyBoxBytes = 64 * kStep * 2;
   constexpr int kXBoxBytes = kStep * 2 * K::C;
+  constexpr int kHalfBoxes = kTile / K::C;  // X boxes of one 128-column product
   extern __shared__ unsigned char smem_raw[];
-  const Ring<kGradientStages> ring = make_ring<kGradientStages>(smem_raw, 0);
+  const auto ring = make_ring<kGradientStages, kGradientABytes, kGradientBBytes>(smem_raw, 0);
 
   const int64_t* p = layout.gradient_pieces + 5 * static_cast<int64_t>(blockIdx.x);
   const int64_t row_begin = p[0], rows = p[1], cols = p[3];
@@ -463,7 +501,9 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSM)
     return;
   }
 
-  float d[64];
+  // Columns 128.. of a narrower piece multiply whatever their X boxes hold and are not stored:
+  // skipping them would be a branch around wgmma, which ptxas serialises.
+  float d[2][64];
   const uint32_t warpgroup_rows = static_cast<uint32_t>(warp / 4) * kDyBoxBytes;  // rows 64 * warpgroup
   consume(
       d, ring, 0, steps,
@@ -472,22 +512,29 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSM)
 #pragma unroll
         for (int ks = 0; ks < kStep / 16; ++ks) {
           const uint64_t da = descriptor(a + ks * 2048, kDyBoxBytes, 1024, 1);
-          const uint64_t db = descriptor(b + ks * 32 * K::C, kXBoxBytes, 16 * K::C, K::kLayout);
-          mma_64x128x16<T, 1, 1>(d, da, db);
+#pragma unroll
+          for (int h = 0; h < 2; ++h) {
+            const uint64_t db =
+                descriptor(b + h * kHalfBoxes * kXBoxBytes + ks * 32 * K::C, kXBoxBytes, 16 * K::C, K::kLayout);
+            mma_64x128x16<T, 1, 1>(d[h], da, db);
+          }
         }
       },
       [](int64_t) {});
   if (steps == 0) return;
 
 #pragma unroll
-  for (int j = 0; j < 16; ++j)
+  for (int h = 0; h < 2; ++h)
 #pragma unroll
-    for (int e = 0; e < 4; ++e) {
-      const int m = accumulator_row(warp, lane, e / 2), n = accumulator_col(lane, j) + e % 2;
-      if (m >= m_end || n >= n_end) continue;
-      const int64_t block = piece_blocks[(m / B) * cols + n / B];
-      if (block >= 0) atomicAdd(workspace + block * B * B + (m % B) * B + n % B, d[4 * j + e]);
-    }
+    for (int j = 0; j < 16; ++j)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int m = (warp / 4) * 64 + accumulator_row(warp, lane, e / 2);
+        const int n = h * kTile + accumulator_col(lane, j) + e % 2;
+        if (m >= m_end || n >= n_end) continue;
+        const int64_t block = piece_blocks[(m / B) * cols + n / B];
+        if (block >= 0) atomicAdd(workspace + block * B * B + (m % B) * B + n % B, d[h][4 * j + e]);
+      }
 #else
   __trap();  // built without sm_90a; the host never launches this (see available())
 #endif
@@ -518,12 +565,12 @@ cudaError_t launch_lines(const DeviceLayout& layout, int64_t tokens, const void*
   const int64_t out_features = kTransposed ? layout.in_features : layout.out_features;
   const int64_t rank = epilogue.rank;
   CUtensorMap in_map{}, weight_map{}, low_rank_a_map{}, low_rank_b_map{}, out_map{};
-  cudaError_t e = encode_tensor_map(&in_map, in, bf16, tokens, in_features, in_features, kTile, K::C, K::kSwizzle);
+  cudaError_t e = encode_tensor_map(&in_map, in, bf16, tokens, in_features, in_features, kTokens, K::C, K::kSwizzle);
   if (e == cudaSuccess && layout.nnz > 0) {
     e = encode_tensor_map(&weight_map, values, bf16, layout.nnz * B, B, B, K::C, K::C, K::kSwizzle);
   }
   if (e == cudaSuccess && rank > 0) {
-    e = encode_tensor_map(&low_rank_a_map, epilogue.low_rank_a, bf16, tokens, rank, rank, kTile, K::C, K::kSwizzle);
+    e = encode_tensor_map(&low_rank_a_map, epilogue.low_rank_a, bf16, tokens, rank, rank, kTokens, K::C, K::kSwizzle);
     if (e == cudaSuccess) {
       e = kTransposed ? encode_tensor_map(&low_rank_b_map, epilogue.low_rank_b, bf16, rank, out_features, out_features,
                                           K::C, K::C, K::kSwizzle)
@@ -533,16 +580,17 @@ cudaError_t launch_lines(const DeviceLayout& layout, int64_t tokens, const void*
   }
   if (e == cudaSuccess) e = encode_tensor_map(&out_map, out, bf16, tokens, out_features, out_features, kOutBox, kOutBox, 128);
   if (e != cudaSuccess) return e;
-  const int64_t tiles = groups * ((tokens + kTile - 1) / kTile);
+  const int64_t tiles = groups * ((tokens + kTokens - 1) / kTokens);
   const int64_t lines = kTransposed ? layout.block_cols : layout.block_rows;
-  const int64_t slots = kBlocksPerSM * device::multiprocessors();
+  const int64_t slots = kLineBlocksPerSM * device::multiprocessors();
   if (lines_run_persistent(layout.nnz, B, lines, rank)) {
-    return launch_line_kernel<T, B, kTransposed, true>(persistent_blocks(tiles, groups, slots), in_map, weight_map,
-                                                       low_rank_a_map, low_rank_b_map, out_map, layout, tokens,
-                                                       epilogue, stream);
+    return launch_line_kernel<T, B, kTransposed, true>(persistent_blocks(tiles, groups, slots), in_map,
+                                                                weight_map, low_rank_a_map, low_rank_b_map, out_map,
+                                                                layout, tokens, epilogue, stream);
   }
-  return launch_line_kernel<T, B, kTransposed, false>(tiles, in_map, weight_map, low_rank_a_map, low_rank_b_map,
-                                                      out_map, layout, tokens, epilogue, stream);
+  return launch_line_kernel<T, B, kTransposed, false>(tiles, in_map, weight_map, low_rank_a_map,
+                                                               low_rank_b_map, out_map, layout, tokens, epilogue,
+                                                               stream);
 }
 
 template <typename T, int B>
@@ -558,7 +606,7 @@ cudaError_t launch_gradient(const DeviceLayout& layout, int64_t tokens, const vo
   }
   if (e != cudaSuccess) return e;
   const int64_t per_split =
-      gradient_split_tokens(tokens, layout.num_gradient_pieces, kStep, kBlocksPerSM * device::multiprocessors());
+      gradient_split_tokens(tokens, layout.num_gradient_pieces, kStep, kGradientBlocksPerSM * device::multiprocessors());
   auto kernel = gradient_kernel<T, B>;
   if (cudaError_t a = device::allow_shared_memory(kernel, kGradientShared); a != cudaSuccess) return a;
   const dim3 grid(static_cast<unsigned>(layout.num_gradient_pieces),
