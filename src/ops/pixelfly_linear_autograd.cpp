@@ -30,7 +30,8 @@ class PixelflyLinearFunction : public torch::autograd::Function<PixelflyLinearFu
     projected_sizes.back() = v.size(1);
     const at::Tensor projected = thin_matmul(rows(x), v).reshape(projected_sizes);  // (..., r)
     const at::Tensor low_rank_scale = 1 - gamma;
-    at::Tensor y = mixed_linear(x, values, layout, gamma, projected * low_rank_scale.to(projected.scalar_type()), u, bias);
+    // A 0-d scale keeps the activations' dtype (type promotion), with no conversion launched.
+    at::Tensor y = mixed_linear(x, values, layout, gamma, projected * low_rank_scale, u, bias);
     ctx->save_for_backward({x, values, u, v, gamma, projected});
     ctx->saved_data["layout"] = layout;
     ctx->saved_data["has_bias"] = bias.has_value() && bias->defined();
@@ -43,7 +44,7 @@ class PixelflyLinearFunction : public torch::autograd::Function<PixelflyLinearFu
                      &projected = saved[5];
     const Layout layout = ctx->saved_data["layout"].toCustomClass<LayoutHandle>();
     const at::Tensor dy = grad_outputs[0].contiguous();
-    const at::Tensor low_rank_scale = (1 - gamma).to(dy.scalar_type());
+    const at::Tensor low_rank_scale = 1 - gamma;  // 0-d: products keep the other operand's dtype
     std::vector<int64_t> rank_sizes = dy.sizes().vec();
     rank_sizes.back() = u.size(1);
     const at::Tensor dy_u = thin_matmul(rows(dy), u).reshape(rank_sizes);  // (..., r)
@@ -59,8 +60,8 @@ class PixelflyLinearFunction : public torch::autograd::Function<PixelflyLinearFu
     if (need_x) grad_x = mixed_linear_grad_input(dy, values, layout, gamma, dy_u * low_rank_scale, v.t().contiguous());
     if (need_values || need_gamma) {
       const at::Tensor raw = block_sparse_linear_grad_weight(dy, x, layout);  // dy^T x on the blocks
-      if (need_gamma) grad_gamma = (raw.to(accumulate) * values.to(accumulate)).sum();
-      if (need_values) grad_values = raw * gamma.to(raw.scalar_type());
+      if (need_gamma) grad_gamma = (raw.to(accumulate) * values).sum();
+      if (need_values) grad_values = raw * gamma;
     }
     if (need_u || need_gamma) {
       // dy^T (x v): (out, r). With a bias, the same pass over dy also sums it over the tokens,
@@ -69,13 +70,13 @@ class PixelflyLinearFunction : public torch::autograd::Function<PixelflyLinearFu
       const int64_t r = projected.size(-1);
       at::Tensor right = rows(projected);
       if (need_bias) {
-        const at::Tensor ones = at::ones({right.size(0), 1}, right.options());
-        right = at::cat({right, ones, at::zeros({right.size(0), 7}, right.options())}, 1);
+        right = at::constant_pad_nd(right, {0, 8});
+        right.select(1, r).fill_(1);
       }
       const at::Tensor product = thin_matmul(rows(dy).t(), right);
       const at::Tensor raw_u = product.narrow(1, 0, r);
       if (need_bias) grad_bias = product.select(1, r).contiguous();
-      if (need_gamma) grad_gamma = grad_gamma - (raw_u.to(accumulate) * u.to(accumulate)).sum();
+      if (need_gamma) grad_gamma = grad_gamma - (raw_u.to(accumulate) * u).sum();
       if (need_u) grad_u = raw_u * low_rank_scale;
     } else if (need_bias) {
       grad_bias = rows(dy).sum(0);

@@ -545,9 +545,9 @@ cudaError_t launch_line_kernel(int64_t blocks, const CUtensorMap& in_map, const 
                                const CUtensorMap& low_rank_a_map, const CUtensorMap& low_rank_b_map,
                                const CUtensorMap& out_map, const DeviceLayout& layout, int64_t tokens,
                                const Epilogue& epilogue, cudaStream_t stream) {
-  auto kernel = line_group_kernel<T, B, kTransposed, kPersistent>;
+  constexpr auto kernel = line_group_kernel<T, B, kTransposed, kPersistent>;
   constexpr size_t bytes = LineConfig<kPersistent>::kShared;
-  if (cudaError_t a = device::allow_shared_memory(kernel, bytes); a != cudaSuccess) return a;
+  if (cudaError_t a = device::allow_shared_memory<kernel>(bytes); a != cudaSuccess) return a;
   kernel<<<static_cast<unsigned>(blocks), kThreads, bytes, stream>>>(
       in_map, weight_map, low_rank_a_map, low_rank_b_map, out_map, layout, tokens, epilogue.scale, epilogue.rank,
       static_cast<const T*>(epilogue.bias));
@@ -607,8 +607,8 @@ cudaError_t launch_gradient(const DeviceLayout& layout, int64_t tokens, const vo
   if (e != cudaSuccess) return e;
   const int64_t per_split =
       gradient_split_tokens(tokens, layout.num_gradient_pieces, kStep, kGradientBlocksPerSM * device::multiprocessors());
-  auto kernel = gradient_kernel<T, B>;
-  if (cudaError_t a = device::allow_shared_memory(kernel, kGradientShared); a != cudaSuccess) return a;
+  constexpr auto kernel = gradient_kernel<T, B>;
+  if (cudaError_t a = device::allow_shared_memory<kernel>(kGradientShared); a != cudaSuccess) return a;
   const dim3 grid(static_cast<unsigned>(layout.num_gradient_pieces),
                   static_cast<unsigned>((tokens + per_split - 1) / per_split));
   kernel<<<grid, kThreads, kGradientShared, stream>>>(dy_map, x_map, layout, tokens, per_split, workspace);

@@ -8,6 +8,7 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
+#include <atomic>
 #include <cstdint>
 
 namespace pixelfly::kernels::cuda::device {
@@ -102,9 +103,19 @@ inline int multiprocessors() {
   return count;
 }
 
-template <typename Kernel>
-cudaError_t allow_shared_memory(Kernel kernel, size_t bytes) {
-  return cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes));
+// Lets kKernel use `bytes` of dynamic shared memory (always the same bytes for one kernel) on the
+// current device: set once per device, since the attribute call costs host time on every launch.
+template <auto kKernel>
+cudaError_t allow_shared_memory(size_t bytes) {
+  static std::atomic<uint64_t> devices_done{0};
+  int device = 0;
+  if (cudaError_t e = cudaGetDevice(&device); e != cudaSuccess) return e;
+  const uint64_t bit = device < 64 ? uint64_t{1} << device : 0;
+  if (bit != 0 && (devices_done.load(std::memory_order_acquire) & bit) != 0) return cudaSuccess;
+  const cudaError_t e =
+      cudaFuncSetAttribute(kKernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes));
+  if (e == cudaSuccess) devices_done.fetch_or(bit, std::memory_order_release);
+  return e;
 }
 
 }  // namespace pixelfly::kernels::cuda::device
