@@ -92,8 +92,21 @@ int main() {
     fly->to(torch::kCUDA, torch::kBFloat16);
     const torch::Tensor x = torch::randn({s.tokens, s.in}, options).requires_grad_();
     const torch::Tensor grad = torch::randn({s.tokens, s.out}, options);
-    const auto dense_step = [&] { dense->forward(x).backward(grad); };
-    const auto fly_step = [&] { fly->forward(x).backward(grad); };
+    // Each step starts with no gradients (as after zero_grad(set_to_none=True)), so backward
+    // writes them rather than adding into last step's: x stands for an activation, whose
+    // gradient nothing accumulates.
+    const auto clear_gradients = [&](torch::nn::Module& layer) {
+      x.mutable_grad().reset();
+      for (torch::Tensor& p : layer.parameters()) p.mutable_grad().reset();
+    };
+    const auto dense_step = [&] {
+      clear_gradients(*dense);
+      dense->forward(x).backward(grad);
+    };
+    const auto fly_step = [&] {
+      clear_gradients(*fly);
+      fly->forward(x).backward(grad);
+    };
     const double dense_ms = eager_step_ms(dense_step), fly_ms = eager_step_ms(fly_step);
     const double dense_graph_ms = graph_step_ms(dense_step), fly_graph_ms = graph_step_ms(fly_step);
     const double density = static_cast<double>(fly->parameter_count()) / fly->dense_parameter_count();

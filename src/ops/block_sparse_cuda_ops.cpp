@@ -129,8 +129,17 @@ bool fusable(const BlockLayout& l, const at::Tensor& act, const at::Tensor& valu
   const auto dtype = act.scalar_type();
   return act.is_cuda() && (dtype == at::kHalf || dtype == at::kBFloat16) && values.scalar_type() == dtype &&
          low_rank_a.scalar_type() == dtype && cuda::supports_block(l.block()) &&
-         kKernelTileFeatures % l.block() == 0 && l.out_features() % 8 == 0 && l.in_features() % 8 == 0 &&
-         low_rank_a.size(-1) % 8 == 0;
+         kKernelTileFeatures % l.block() == 0 && l.out_features() % 8 == 0 && l.in_features() % 8 == 0;
+}
+
+// The fused kernels read the low-rank factors through TMA, whose rows must be whole 16-byte
+// units: a rank that is not a multiple of 8 gets zero columns (in `dim` of t), which add
+// nothing to the product.
+int64_t kernel_rank(int64_t rank) { return (rank + 7) / 8 * 8; }
+at::Tensor pad_rank(const at::Tensor& t, int64_t dim) {
+  const int64_t missing = kernel_rank(t.size(dim)) - t.size(dim);
+  if (missing == 0) return t;
+  return dim == t.dim() - 1 ? at::constant_pad_nd(t, {0, missing}) : at::constant_pad_nd(t, {0, 0, 0, missing});
 }
 
 at::Tensor mixed_linear_cuda(const at::Tensor& x, const at::Tensor& values, const Layout& layout, const at::Tensor& scale,
@@ -143,11 +152,11 @@ at::Tensor mixed_linear_cuda(const at::Tensor& x, const at::Tensor& values, cons
   const auto kind = scalar_kind(op, x, "x");
   const c10::cuda::CUDAGuard guard(x.device());
   const cuda::DeviceLayout d = device_layout(op, layout, x.device());
-  if (!cuda::supports_epilogue(d, kind, low_rank_a.size(-1))) {  // not a Hopper device or build
+  if (!cuda::supports_epilogue(d, kind, kernel_rank(low_rank_a.size(-1)))) {  // not a Hopper device or build
     return mixed_linear_composed(x, values, layout, scale, low_rank_a, low_rank_b, bias);
   }
-  const at::Tensor rows = device_rows(x), a = device_rows(low_rank_a);
-  const at::Tensor b = device_contiguous(low_rank_b), v = device_contiguous(values);
+  const at::Tensor rows = device_rows(x), a = device_contiguous(pad_rank(as_rows(low_rank_a), 1));
+  const at::Tensor b = device_contiguous(pad_rank(low_rank_b, 1)), v = device_contiguous(values);
   const at::Tensor s = scale.to(at::kFloat).contiguous();
   at::Tensor bias_c;
   if (bias.has_value() && bias->defined()) bias_c = bias->contiguous();
@@ -175,11 +184,11 @@ at::Tensor mixed_linear_grad_input_cuda(const at::Tensor& grad_y, const at::Tens
   const auto kind = scalar_kind(op, grad_y, "grad_y");
   const c10::cuda::CUDAGuard guard(grad_y.device());
   const cuda::DeviceLayout d = device_layout(op, layout, grad_y.device());
-  if (!cuda::supports_epilogue(d, kind, low_rank_a.size(-1))) {  // not a Hopper device or build
+  if (!cuda::supports_epilogue(d, kind, kernel_rank(low_rank_a.size(-1)))) {  // not a Hopper device or build
     return mixed_linear_grad_input_composed(grad_y, values, layout, scale, low_rank_a, low_rank_b_t);
   }
-  const at::Tensor rows = device_rows(grad_y), a = device_rows(low_rank_a);
-  const at::Tensor b = device_contiguous(low_rank_b_t), v = device_contiguous(values);
+  const at::Tensor rows = device_rows(grad_y), a = device_contiguous(pad_rank(as_rows(low_rank_a), 1));
+  const at::Tensor b = device_contiguous(pad_rank(low_rank_b_t, 0)), v = device_contiguous(values);
   const at::Tensor s = scale.to(at::kFloat).contiguous();
   cuda::Epilogue epilogue;
   epilogue.scale = s.data_ptr<float>();

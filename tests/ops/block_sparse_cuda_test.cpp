@@ -155,9 +155,11 @@ TEST(BlockSparseOpsCuda, FusedPixelflyLinearMatchesFloat64Reference) {
   SKIP_WITHOUT_CUDA();
   torch::manual_seed(31);
   for (at::ScalarType dtype : {at::kBFloat16, at::kHalf}) {
-    // rank 72: the low-rank K segment takes two pipeline stages, the second one partly filled.
+    // rank 72: the low-rank K segment takes two pipeline stages, the second one partly filled;
+    // rank 31 (block 16, as the planner gives Mixer-B's fc2): the factors padded to rank 32.
     for (const auto& [l, rank] : {std::pair{flat_butterfly_layout({3072, 768, 16, 2, 32}), int64_t{32}},
-                                  std::pair{random_layout(520, 264, 64, 0.4, 21), int64_t{72}}}) {
+                                  std::pair{random_layout(520, 264, 64, 0.4, 21), int64_t{72}},
+                                  std::pair{flat_butterfly_layout({768, 3072, 16, 2, 16}), int64_t{31}}}) {
       const ops::Layout layout = ops::make_layout(l);
       const auto cuda = at::TensorOptions(at::kCUDA).dtype(dtype);
       const int64_t tokens = 333;
