@@ -7,7 +7,7 @@
 // TMA box copies, each stage completing on an mbarrier by transaction count; the consumers
 // release a stage through a second mbarrier once its products are done, keeping one stage's
 // products in flight while they wait for the next. One block per multiprocessor: the wide tiles
-// move a quarter fewer bytes through L2 per result than 128 x 128 ones at two blocks.
+// move 17-24 % fewer bytes through L2 per result than 128 x 128 ones at two blocks.
 //   forward     Y[tokens, group features]  = X . W^T   A = X (K-major), B = W blocks (K-major)
 //   grad_input  dX[tokens, group features] = dY . W    A = dY (K-major), B = W blocks (N-major)
 //   grad_weight dW[piece rows, piece cols] = dY^T . X  A = dY (M-major), B = X (N-major)
@@ -53,8 +53,8 @@ constexpr size_t shared_bytes(int stages, int stage_bytes, int extra) {
 }
 // forward / grad_input tiles are kTokens x 128 features, one thread block per multiprocessor;
 // each consumer warpgroup owns kTokens / 2 token rows, two m64 products per K step sharing the
-// weight operand. 256 tokens rather than 128 (at two blocks per multiprocessor) cut the bytes a
-// tile moves through L2 per result by a fifth and measured 10-16 % faster on every shape of the
+// weight operand. 256 tokens rather than 128 (at two blocks per multiprocessor) cut the bytes the
+// tiles move through L2 per result by 17-24 % and measured 10-16 % faster on every shape of the
 // benchmark (docs/perf.md, version 6). Two forms:
 //  - one tile per block, the output tile staged over the ring's A stages once it is done (lines
 //    with long K loops: the hardware scheduler balances groups of different lengths);
@@ -83,7 +83,7 @@ struct LineConfig {
 };
 // grad_weight: 128 x 256 pieces (a 64-token stage: 16 KB of dY, 32 KB of X), long K loops
 // (tokens), a 4-stage ring, one block per multiprocessor.
-static_assert(kGradientPieceFeatures == 2 * kTile, "the schedule's pieces must be this kernel's two products wide");
+static_assert(kGradientPieceFeatures == 2 * kTile, "schedule pieces must be two products wide");
 constexpr int kGradientStages = 4;
 constexpr int kGradientBlocksPerSM = 1;
 constexpr int kGradientABytes = kOperandBytes;
