@@ -40,15 +40,20 @@ FEATURE_TILE = 128  # features per tile (a group of 128 / block lines)
 PIECE_COLUMNS = 256  # X features per weight-gradient piece
 
 
+def row_lists(layout):
+    """The block columns of each block row, CSR order."""
+    rp, ci = layout.row_ptr().tolist(), layout.col_idx().tolist()
+    return [ci[rp[r]:rp[r + 1]] for r in range(len(rp) - 1)]
+
+
 def tiling_bytes(layout, tokens):
     """Bytes between L2 and the multiprocessors for Y, dX and dW, as the kernels tile them."""
     b = layout.block()
     rows = -(-layout.out_features() // b)
     cols = -(-layout.in_features() // b)
-    rp, ci = layout.row_ptr().tolist(), layout.col_idx().tolist()
-    row_lists = [ci[rp[r]:rp[r + 1]] for r in range(rows)]
+    by_row = row_lists(layout)
     col_lists = [[] for _ in range(cols)]
-    for r, lst in enumerate(row_lists):
+    for r, lst in enumerate(by_row):
         for c in lst:
             col_lists[c].append(r)
     per = FEATURE_TILE // b
@@ -61,20 +66,18 @@ def tiling_bytes(layout, tokens):
     def lines(lists, out_f):  # activation rows over each group's union, weights once per token tile, output once
         return token_tiles * TOKEN_TILE * sum(unions(lists)) * b * 2 + token_tiles * weight + tokens * out_f * 2
 
-    u_rows = unions(row_lists)
+    u_rows = unions(by_row)
     piece_rows = sum(-(-u * b // PIECE_COLUMNS) * min(per, rows - g * per) for g, u in enumerate(u_rows))
     dw = tokens * b * 2 * (piece_rows + sum(u_rows)) + 2 * weight  # the result once, in float32
-    return lines(row_lists, layout.out_features()), lines(col_lists, layout.in_features()), dw
+    return lines(by_row, layout.out_features()), lines(col_lists, layout.in_features()), dw
 
 
 def dense_mask(layout):
     rows = -(-layout.out_features() // layout.block())
     cols = -(-layout.in_features() // layout.block())
     m = torch.zeros(rows, cols, dtype=torch.bool)
-    rp, ci = layout.row_ptr().tolist(), layout.col_idx().tolist()
-    for r in range(rows):
-        for i in range(rp[r], rp[r + 1]):
-            m[r, ci[i]] = True
+    for r, lst in enumerate(row_lists(layout)):
+        m[r, lst] = True
     b = layout.block()
     return m.repeat_interleave(b, 0).repeat_interleave(b, 1)[: layout.out_features(), : layout.in_features()]
 
@@ -85,8 +88,7 @@ def blocks_of(w, layout):
     rows, cols = -(-w.shape[0] // b), -(-w.shape[1] // b)
     padded = torch.nn.functional.pad(w, (0, cols * b - w.shape[1], 0, rows * b - w.shape[0]))
     tiles = padded.view(rows, b, cols, b).permute(0, 2, 1, 3).reshape(rows * cols, b, b)
-    rp, ci = layout.row_ptr().tolist(), layout.col_idx().tolist()
-    idx = [r * cols + ci[i] for r in range(rows) for i in range(rp[r], rp[r + 1])]
+    idx = [r * cols + c for r, lst in enumerate(row_lists(layout)) for c in lst]
     return tiles[torch.tensor(idx, device=w.device)].contiguous()
 
 
