@@ -65,12 +65,12 @@ class PixelflyLinearFunction : public torch::autograd::Function<PixelflyLinearFu
     }
     if (need_u || need_gamma) {
       // dy^T (x v): (out, r). With a bias, the same pass over dy also sums it over the tokens,
-      // as the product with a column of ones beside x v (padded to 8 columns to keep rows
-      // 16-byte aligned for the tensor-core GEMM).
+      // as the product with a column of ones beside x v, zero columns after it up to a width
+      // that is a multiple of 8 (16-byte rows for the tensor-core GEMM).
       const int64_t r = projected.size(-1);
       at::Tensor right = rows(projected);
       if (need_bias) {
-        right = at::constant_pad_nd(right, {0, 8});
+        right = at::constant_pad_nd(right, {0, (r + 8) / 8 * 8 - r});
         right.select(1, r).fill_(1);
       }
       const at::Tensor product = thin_matmul(rows(dy).t(), right);
