@@ -8,6 +8,7 @@
 #include <cstdint>
 
 #include "kernels/cuda/block_sparse_cuda.h"
+#include "kernels/cuda/parameter_gradients.h"
 #include "ops/input_checks.h"
 #include "ops/shapes.h"
 #include "pixelfly/pattern/tile_schedule.h"
@@ -73,6 +74,13 @@ at::Tensor aligned(const at::Tensor& t) {
 }
 at::Tensor device_rows(const at::Tensor& t) { return aligned(as_rows(t)); }
 at::Tensor device_contiguous(const at::Tensor& t) { return aligned(t.contiguous()); }
+// (..., r) as rows that TMA reads in place where it can: unit column stride and a row pitch of
+// whole 16-byte units (a column slice of a wider buffer qualifies); otherwise a contiguous copy.
+at::Tensor device_pitched_rows(const at::Tensor& t) {
+  const at::Tensor rows = t.reshape({-1, t.size(-1)});
+  const bool pitched = rows.stride(1) == 1 && rows.stride(0) >= rows.size(1) && rows.stride(0) % 8 == 0;
+  return pitched ? aligned(rows) : device_rows(t);
+}
 
 void check_launch(const char* op, cudaError_t status) {
   TORCH_CHECK(status == cudaSuccess, op, ": CUDA kernel launch failed: ", cudaGetErrorString(status));
@@ -142,6 +150,29 @@ at::Tensor pad_rank(const at::Tensor& t, int64_t dim) {
   return dim == t.dim() - 1 ? at::constant_pad_nd(t, {0, missing}) : at::constant_pad_nd(t, {0, 0, 0, missing});
 }
 
+// The fused kernels' mix: g read on the device in its own dtype (no conversion launched), and
+// the low-rank factor a (tokens, r) in place when its rows are pitched for TMA.
+cuda::Epilogue mixed_epilogue(const char* op, const at::Tensor& scale, const at::Tensor& low_rank_a,
+                              const at::Tensor& low_rank_b) {
+  cuda::Epilogue epilogue;
+  epilogue.mix = scale.data_ptr();
+  epilogue.mix_kind = scalar_kind(op, scale, "scale");
+  epilogue.low_rank_a = low_rank_a.data_ptr();
+  epilogue.low_rank_a_pitch = low_rank_a.stride(0);
+  epilogue.low_rank_b = low_rank_b.data_ptr();
+  epilogue.rank = low_rank_a.size(1);
+  return epilogue;
+}
+// A float64 scale (on a float16/bfloat16 call) goes to the kernel as float32.
+at::Tensor kernel_scale(const at::Tensor& scale) {
+  return scale.scalar_type() == at::kDouble ? scale.to(at::kFloat) : scale;
+}
+// a (..., r) for the kernel: pitched rows, or a copy with r padded to a multiple of 8 (its
+// partner b is padded alike).
+at::Tensor kernel_low_rank_a(const at::Tensor& a) {
+  return a.size(-1) % 8 == 0 ? device_pitched_rows(a) : device_contiguous(pad_rank(as_rows(a), 1));
+}
+
 at::Tensor mixed_linear_cuda(const at::Tensor& x, const at::Tensor& values, const Layout& layout, const at::Tensor& scale,
                              const at::Tensor& low_rank_a, const at::Tensor& low_rank_b,
                              const c10::optional<at::Tensor>& bias) {
@@ -155,16 +186,12 @@ at::Tensor mixed_linear_cuda(const at::Tensor& x, const at::Tensor& values, cons
   if (!cuda::supports_epilogue(d, kind, kernel_rank(low_rank_a.size(-1)))) {  // not a Hopper device or build
     return mixed_linear_composed(x, values, layout, scale, low_rank_a, low_rank_b, bias);
   }
-  const at::Tensor rows = device_rows(x), a = device_contiguous(pad_rank(as_rows(low_rank_a), 1));
+  const at::Tensor rows = device_rows(x), a = kernel_low_rank_a(low_rank_a);
   const at::Tensor b = device_contiguous(pad_rank(low_rank_b, 1)), v = device_contiguous(values);
-  const at::Tensor s = scale.to(at::kFloat).contiguous();
+  const at::Tensor s = kernel_scale(scale);
   at::Tensor bias_c;
   if (bias.has_value() && bias->defined()) bias_c = bias->contiguous();
-  cuda::Epilogue epilogue;
-  epilogue.scale = s.data_ptr<float>();
-  epilogue.low_rank_a = a.data_ptr();
-  epilogue.low_rank_b = b.data_ptr();
-  epilogue.rank = a.size(1);
+  cuda::Epilogue epilogue = mixed_epilogue(op, s, a, b);
   epilogue.bias = bias_c.defined() ? bias_c.data_ptr() : nullptr;
   at::Tensor y = at::empty({rows.size(0), l.out_features()}, rows.options());
   check_launch(op, cuda::forward_fused(d, kind, rows.size(0), rows.data_ptr(), v.data_ptr(), epilogue, y.data_ptr(),
@@ -187,18 +214,67 @@ at::Tensor mixed_linear_grad_input_cuda(const at::Tensor& grad_y, const at::Tens
   if (!cuda::supports_epilogue(d, kind, kernel_rank(low_rank_a.size(-1)))) {  // not a Hopper device or build
     return mixed_linear_grad_input_composed(grad_y, values, layout, scale, low_rank_a, low_rank_b_t);
   }
-  const at::Tensor rows = device_rows(grad_y), a = device_contiguous(pad_rank(as_rows(low_rank_a), 1));
+  const at::Tensor rows = device_rows(grad_y), a = kernel_low_rank_a(low_rank_a);
   const at::Tensor b = device_contiguous(pad_rank(low_rank_b_t, 0)), v = device_contiguous(values);
-  const at::Tensor s = scale.to(at::kFloat).contiguous();
-  cuda::Epilogue epilogue;
-  epilogue.scale = s.data_ptr<float>();
-  epilogue.low_rank_a = a.data_ptr();
-  epilogue.low_rank_b = b.data_ptr();
-  epilogue.rank = a.size(1);
+  const at::Tensor s = kernel_scale(scale);
+  const cuda::Epilogue epilogue = mixed_epilogue(op, s, a, b);
   at::Tensor dx = at::empty({rows.size(0), l.in_features()}, rows.options());
   check_launch(op, cuda::grad_input_fused(d, kind, rows.size(0), rows.data_ptr(), v.data_ptr(), epilogue, dx.data_ptr(),
                                           at::cuda::getCurrentCUDAStream()));
   return dx.view(sizes_with_last(grad_y, l.in_features()));
+}
+
+// One pass over the blocks' float32 sums, the low-rank products and the bias after the
+// weight-gradient kernel and two thin cuBLAS products (parameter_gradients.h): the mix's
+// products, its gradient and the dtype conversions launch nothing else.
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> pixelfly_linear_grad_params_cuda(
+    const at::Tensor& grad_y, const at::Tensor& x, const at::Tensor& values, const Layout& layout, const at::Tensor& u,
+    const at::Tensor& gamma, const at::Tensor& projected, const at::Tensor& grad_projected, bool bias) {
+  constexpr const char* op = "pixelfly::pixelfly_linear_grad_params";
+  const int64_t r = check_parameter_gradient_args(op, grad_y, x, values, layout, u, gamma, projected, grad_projected, bias);
+  auto composed = [&] {
+    return pixelfly_linear_grad_params_composed(grad_y, x, values, layout, u, gamma, projected, grad_projected, bias);
+  };
+  const auto dtype = x.scalar_type();
+  const bool sixteen_bit = dtype == at::kHalf || dtype == at::kBFloat16;
+  if (!sixteen_bit || gamma.scalar_type() == at::kDouble || !cuda::supports_block(layout->block())) return composed();
+  const auto kind = scalar_kind(op, x, "x");
+  const c10::cuda::CUDAGuard guard(x.device());
+  const cuda::DeviceLayout d = device_layout(op, layout, x.device());
+  const int64_t sums = cuda::grad_weight_workspace_elements(d, kind);
+  if (sums == 0) return composed();  // no tensor-core path: not Hopper, or an empty layout
+  const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
+  at::Tensor scratch = at::empty({sums + cuda::parameter_gradients_scratch_elements()}, x.options().dtype(at::kFloat));
+  check_launch(op, cudaMemsetAsync(scratch.data_ptr(), 0, scratch.nbytes(), stream));
+  const at::Tensor dy_rows = device_rows(grad_y), x_rows = device_rows(x);
+  check_launch(op, cuda::accumulate_grad_weight(d, kind, x_rows.size(0), dy_rows.data_ptr(), x_rows.data_ptr(),
+                                                scratch.data_ptr<float>(), stream));
+  const at::Tensor product = at::mm(dy_rows.t(), projected.reshape({-1, projected.size(-1)})).contiguous();
+  at::Tensor grad_v = at::mm(x_rows.t(), grad_projected.reshape({-1, r})).contiguous();
+  const at::Tensor v_values = values.contiguous(), u_c = u.contiguous();
+  at::Tensor grad_values = at::empty_like(v_values), grad_u = at::empty_like(u_c);
+  at::Tensor grad_gamma = at::empty({}, gamma.options()), grad_bias;
+  if (bias) grad_bias = at::empty({layout->out_features()}, x.options());
+  cuda::ParameterGradients p;
+  p.kind = kind;
+  p.mix = gamma.data_ptr();
+  p.mix_kind = scalar_kind(op, gamma, "gamma");
+  p.weight_elements = sums;
+  p.weight_sums = scratch.data_ptr<float>();
+  p.values = v_values.data_ptr();
+  p.grad_values = grad_values.data_ptr();
+  p.out_features = layout->out_features();
+  p.rank = r;
+  p.product = product.data_ptr();
+  p.product_pitch = product.size(1);
+  p.u = u_c.data_ptr();
+  p.grad_u = grad_u.data_ptr();
+  p.grad_bias = bias ? grad_bias.data_ptr() : nullptr;
+  p.v_elements = grad_v.numel();
+  p.grad_v = grad_v.data_ptr();
+  p.grad_mix = grad_gamma.data_ptr();
+  check_launch(op, cuda::finish_parameter_gradients(p, scratch.data_ptr<float>() + sums, stream));
+  return {grad_values, grad_u, grad_v, grad_gamma, grad_bias};
 }
 
 }  // namespace
@@ -210,4 +286,5 @@ TORCH_LIBRARY_IMPL(pixelfly, CUDA, m) {
   m.impl("block_sparse_linear", &pixelfly::ops::forward_cuda);
   m.impl("block_sparse_linear_grad_input", &pixelfly::ops::grad_input_cuda);
   m.impl("block_sparse_linear_grad_weight", &pixelfly::ops::grad_weight_cuda);
+  m.impl("pixelfly_linear_grad_params", &pixelfly::ops::pixelfly_linear_grad_params_cuda);
 }

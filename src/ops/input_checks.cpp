@@ -94,6 +94,29 @@ void check_mixed_arguments(const char* op, const at::Tensor& activations, const 
   }
 }
 
+int64_t check_parameter_gradient_args(const char* op, const at::Tensor& grad_y, const at::Tensor& x,
+                                      const at::Tensor& values, const Layout& layout, const at::Tensor& u,
+                                      const at::Tensor& gamma, const at::Tensor& projected,
+                                      const at::Tensor& grad_projected, bool bias) {
+  const BlockLayout& l = check_grad_weight_args(op, grad_y, x, layout);
+  check_values(op, values, layout, x, "x");
+  TORCH_CHECK(u.defined() && u.dim() == 2 && u.size(0) == l.out_features(), op, ": u must have shape (out_features, r) = (",
+              l.out_features(), ", r), got ", u.defined() ? u.sizes() : at::IntArrayRef{});
+  const int64_t rank = u.size(1);
+  TORCH_CHECK(u.scalar_type() == x.scalar_type() && u.device() == x.device(), op,
+              ": u must match the activations' dtype and device");
+  TORCH_CHECK(gamma.defined() && gamma.dim() == 0 && at::isFloatingType(gamma.scalar_type()) &&
+                  gamma.device() == x.device(),
+              op, ": gamma must be a 0-d floating tensor on the activations' device");
+  check_same_rows(op, projected, "projected", x, "x");
+  TORCH_CHECK(projected.size(-1) >= rank + (bias ? 1 : 0), op, ": projected must have at least r", bias ? " + 1" : "",
+              " = ", rank + (bias ? 1 : 0), " columns (x v", bias ? ", then ones" : "", "), got shape ", projected.sizes());
+  check_same_rows(op, grad_projected, "grad_projected", x, "x");
+  TORCH_CHECK(grad_projected.size(-1) == rank, op, ": grad_projected must have last dimension r = ", rank, ", got shape ",
+              grad_projected.sizes());
+  return rank;
+}
+
 void check_int32_extent(const char* op, const char* what, int64_t value) {
   TORCH_CHECK(value <= std::numeric_limits<int32_t>::max(), op, ": ", what, " = ", value,
               " exceeds the 32-bit index range of the kernels (", std::numeric_limits<int32_t>::max(),

@@ -17,10 +17,10 @@ at::Tensor mixed_linear_composed(const at::Tensor& x, const at::Tensor& values, 
   check_mixed_arguments("pixelfly::mixed_linear", x, scale, low_rank_a, low_rank_b, layout->out_features(), 0, 1, bias,
                         layout->out_features());
   // In place on the fresh block-sparse output: one pass for the scale, the low-rank GEMM
-  // accumulated into it, one pass for the bias.
+  // (its small factor b carrying 1 - scale) accumulated into it, one pass for the bias.
   at::Tensor y = block_sparse_linear(x, values, layout);
   at::Tensor y_rows = y.view({-1, y.size(-1)});
-  y_rows.mul_(scale).addmm_(low_rank_a.reshape({-1, low_rank_a.size(-1)}), low_rank_b.t());
+  y_rows.mul_(scale).addmm_(low_rank_a.reshape({-1, low_rank_a.size(-1)}), (low_rank_b * (1 - scale)).t());
   if (bias.has_value() && bias->defined()) y_rows.add_(*bias);
   return y;
 }
@@ -32,7 +32,7 @@ at::Tensor mixed_linear_grad_input_composed(const at::Tensor& grad_y, const at::
   check_mixed_arguments("pixelfly::mixed_linear_grad_input", grad_y, scale, low_rank_a, low_rank_b_t, 0,
                         layout->in_features(), 0, c10::nullopt, 0);
   at::Tensor dx = block_sparse_linear_grad_input(grad_y, values, layout);
-  dx.view({-1, dx.size(-1)}).mul_(scale).addmm_(low_rank_a.reshape({-1, low_rank_a.size(-1)}), low_rank_b_t);
+  dx.view({-1, dx.size(-1)}).mul_(scale).addmm_(low_rank_a.reshape({-1, low_rank_a.size(-1)}), low_rank_b_t * (1 - scale));
   return dx;
 }
 

@@ -1,8 +1,9 @@
 // Autograd for pixelfly::pixelfly_linear, y = g x W^T + (1 - g) (x v) u^T + bias, written so
-// that the activations are read as few times as possible: the forward is one mixed_linear
-// pass; the backward is one mixed_linear_grad_input pass for dx, the block-sparse weight
-// gradient, and thin matmuls for u and v, the bias gradient riding in the one for u. The
-// gradient of g needs no extra pass:
+// that the activations are read as few times as possible and the step makes few launches: the
+// forward is x v and one mixed_linear pass; the backward is dy u, one mixed_linear_grad_input
+// pass for dx, and pixelfly_linear_grad_params for every parameter. With a bias, the forward
+// keeps x v beside a column of ones, [x v | 1 ...], so that the u gradient's product dy^T [x v |
+// 1 ...] also sums dy over the tokens. The gradient of g needs no extra pass:
 //   sum(dy * x W^T) = <dy^T x, W> on the blocks,  sum(dy * (x v) u^T) = <dy^T (x v), u>.
 #include <ATen/ATen.h>
 #include <torch/autograd.h>
@@ -21,20 +22,28 @@ using torch::autograd::variable_list;
 // Leading dimensions flattened: (tokens, features).
 at::Tensor rows(const at::Tensor& t) { return t.reshape({-1, t.size(-1)}); }
 
+std::vector<int64_t> sizes_with_last(const at::Tensor& t, int64_t last) {
+  std::vector<int64_t> sizes = t.sizes().vec();
+  sizes.back() = last;
+  return sizes;
+}
+
 class PixelflyLinearFunction : public torch::autograd::Function<PixelflyLinearFunction> {
  public:
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& values, const Layout& layout,
                             const at::Tensor& u, const at::Tensor& v, const at::Tensor& gamma,
                             const c10::optional<at::Tensor>& bias) {
-    std::vector<int64_t> projected_sizes = x.sizes().vec();
-    projected_sizes.back() = v.size(1);
-    const at::Tensor projected = thin_matmul(rows(x), v).reshape(projected_sizes);  // (..., r)
-    const at::Tensor low_rank_scale = 1 - gamma;
-    // A 0-d scale keeps the activations' dtype (type promotion), with no conversion launched.
-    at::Tensor y = mixed_linear(x, values, layout, gamma, projected * low_rank_scale, u, bias);
+    const bool has_bias = bias.has_value() && bias->defined();
+    const int64_t r = v.size(1);
+    // (..., r) = x v; with a bias (..., w) = [x v | 1 ...], w = r + 1 rounded up to a multiple
+    // of 8 (16-byte rows for the tensor-core products).
+    const at::Tensor projected =
+        has_bias ? thin_matmul_then_ones(rows(x), v, (r + 8) / 8 * 8).reshape(sizes_with_last(x, (r + 8) / 8 * 8))
+                 : thin_matmul(rows(x), v).reshape(sizes_with_last(x, r));
+    at::Tensor y = mixed_linear(x, values, layout, gamma, projected.narrow(-1, 0, r), u, bias);
     ctx->save_for_backward({x, values, u, v, gamma, projected});
     ctx->saved_data["layout"] = layout;
-    ctx->saved_data["has_bias"] = bias.has_value() && bias->defined();
+    ctx->saved_data["has_bias"] = has_bias;
     return y;
   }
 
@@ -43,47 +52,21 @@ class PixelflyLinearFunction : public torch::autograd::Function<PixelflyLinearFu
     const at::Tensor &x = saved[0], &values = saved[1], &u = saved[2], &v = saved[3], &gamma = saved[4],
                      &projected = saved[5];
     const Layout layout = ctx->saved_data["layout"].toCustomClass<LayoutHandle>();
+    const bool has_bias = ctx->saved_data["has_bias"].toBool();
     const at::Tensor dy = grad_outputs[0].contiguous();
-    const at::Tensor low_rank_scale = 1 - gamma;  // 0-d: products keep the other operand's dtype
-    std::vector<int64_t> rank_sizes = dy.sizes().vec();
-    rank_sizes.back() = u.size(1);
-    const at::Tensor dy_u = thin_matmul(rows(dy), u).reshape(rank_sizes);  // (..., r)
+    const at::Tensor dy_u = thin_matmul(rows(dy), u).reshape(sizes_with_last(dy, u.size(1)));  // (..., r)
 
-    // needs_input_grad counts tensor arguments only: x 0, values 1, u 2, v 3, gamma 4, bias 5.
-    const bool need_x = ctx->needs_input_grad(0), need_values = ctx->needs_input_grad(1);
-    const bool need_u = ctx->needs_input_grad(2), need_v = ctx->needs_input_grad(3);
-    const bool need_gamma = ctx->needs_input_grad(4);
-    const bool need_bias = ctx->saved_data["has_bias"].toBool() && ctx->needs_input_grad(5);
-    const auto accumulate = at::promote_types(dy.scalar_type(), at::kFloat);  // float32, or float64 for float64
-
+    // needs_input_grad counts the tensor arguments given: x 0, values 1, u 2, v 3, gamma 4, bias 5.
+    auto needed = [&](size_t i) { return (i < 5 || has_bias) && ctx->needs_input_grad(i); };
     at::Tensor grad_x, grad_values, grad_u, grad_v, grad_gamma, grad_bias;
-    if (need_x) grad_x = mixed_linear_grad_input(dy, values, layout, gamma, dy_u * low_rank_scale, v.t().contiguous());
-    if (need_values || need_gamma) {
-      const at::Tensor raw = block_sparse_linear_grad_weight(dy, x, layout);  // dy^T x on the blocks
-      if (need_gamma) grad_gamma = (raw.to(accumulate) * values).sum();
-      if (need_values) grad_values = raw * gamma;
+    if (needed(0)) grad_x = mixed_linear_grad_input(dy, values, layout, gamma, dy_u, v.t().contiguous());
+    if (needed(1) || needed(2) || needed(3) || needed(4) || needed(5)) {
+      std::tie(grad_values, grad_u, grad_v, grad_gamma, grad_bias) =
+          pixelfly_linear_grad_params(dy, x, values, layout, u, gamma, projected, dy_u, has_bias);
     }
-    if (need_u || need_gamma) {
-      // dy^T (x v): (out, r). With a bias, the same pass over dy also sums it over the tokens,
-      // as the product with a column of ones beside x v, zero columns after it up to a width
-      // that is a multiple of 8 (16-byte rows for the tensor-core GEMM).
-      const int64_t r = projected.size(-1);
-      at::Tensor right = rows(projected);
-      if (need_bias) {
-        right = at::constant_pad_nd(right, {0, (r + 8) / 8 * 8 - r});
-        right.select(1, r).fill_(1);
-      }
-      const at::Tensor product = thin_matmul(rows(dy).t(), right);
-      const at::Tensor raw_u = product.narrow(1, 0, r);
-      if (need_bias) grad_bias = product.select(1, r).contiguous();
-      if (need_gamma) grad_gamma = grad_gamma - (raw_u.to(accumulate) * u).sum();
-      if (need_u) grad_u = raw_u * low_rank_scale;
-    } else if (need_bias) {
-      grad_bias = rows(dy).sum(0);
-    }
-    if (need_v) grad_v = thin_matmul(rows(x).t(), rows(dy_u)) * low_rank_scale;
-    if (need_gamma) grad_gamma = grad_gamma.to(gamma.scalar_type()).reshape(gamma.sizes());
-    return {grad_x, grad_values, at::Tensor(), grad_u, grad_v, grad_gamma, grad_bias};
+    auto keep = [&](size_t i, const at::Tensor& grad) { return needed(i) ? grad : at::Tensor(); };
+    return {grad_x, keep(1, grad_values), at::Tensor(), keep(2, grad_u), keep(3, grad_v), keep(4, grad_gamma),
+            keep(5, grad_bias)};
   }
 };
 

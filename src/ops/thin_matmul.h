@@ -14,4 +14,18 @@ inline at::Tensor thin_matmul(const at::Tensor& a, const at::Tensor& b) {
   return at::mm(a, b);
 }
 
+// [a b | 1 ... 1]: the product (M, N) in the first N columns of an (M, width) buffer and ones
+// in the others, one pass each.
+inline at::Tensor thin_matmul_then_ones(const at::Tensor& a, const at::Tensor& b, int64_t width) {
+  at::Tensor out = at::empty({a.size(0), width}, a.options());
+  at::Tensor product = out.narrow(1, 0, b.size(1));
+  if (a.device().is_cpu()) {
+    product.copy_(thin_matmul(a, b));
+  } else {
+    at::mm_out(product, a, b);  // cuBLAS writes the strided columns in place
+  }
+  out.narrow(1, b.size(1), width - b.size(1)).fill_(1);
+  return out;
+}
+
 }  // namespace pixelfly::ops

@@ -147,10 +147,12 @@ TEST(BlockSparseOpsCuda, AutogradOnCudaMatchesCpu) {
   EXPECT_LE(relative_error(gv_cuda, gv_cpu), 1e-5);
 }
 
-// The fused layer (tensor-core kernels with the low-rank term, scale and bias folded in)
-// against float64 on the CPU: output and every gradient, bf16 and fp16. The mix logit's
-// gradient is a difference of two sums over every output, sum(g * s) - sum(g * l), so its error
-// is measured against the size of those sums rather than of their difference.
+// The fused layer (tensor-core kernels with the low-rank term, mix and bias folded in, the
+// parameter gradients' finishing kernel) against float64 on the CPU: output and every gradient,
+// bf16 and fp16, with and without bias, the mix logit in the activations' dtype or in float32
+// (as under autocast), mixes above and below 1/2 (the two orders of the kernels' K loop). The mix logit's gradient is a difference of two sums over every output,
+// sum(g * s) - sum(g * l), so its error is measured against the size of those sums rather than
+// of their difference.
 TEST(BlockSparseOpsCuda, FusedPixelflyLinearMatchesFloat64Reference) {
   SKIP_WITHOUT_CUDA();
   torch::manual_seed(31);
@@ -160,37 +162,102 @@ TEST(BlockSparseOpsCuda, FusedPixelflyLinearMatchesFloat64Reference) {
     for (const auto& [l, rank] : {std::pair{flat_butterfly_layout({3072, 768, 16, 2, 32}), int64_t{32}},
                                   std::pair{random_layout(520, 264, 64, 0.4, 21), int64_t{72}},
                                   std::pair{flat_butterfly_layout({768, 3072, 16, 2, 16}), int64_t{31}}}) {
-      const ops::Layout layout = ops::make_layout(l);
-      const auto cuda = at::TensorOptions(at::kCUDA).dtype(dtype);
-      const int64_t tokens = 333;
-      const at::Tensor x = at::randn({tokens, l.in_features()}, cuda), g = at::randn({tokens, l.out_features()}, cuda);
-      const at::Tensor values = at::randn({l.nnz(), l.block(), l.block()}, cuda) * 0.1;
-      const at::Tensor u = at::randn({l.out_features(), rank}, cuda) * 0.1, v = at::randn({l.in_features(), rank}, cuda) * 0.1;
-      const at::Tensor logit = at::full({}, 0.4, cuda), bias = at::randn({l.out_features()}, cuda);
-      auto run = [&](const at::Device& device, at::ScalarType type) {
-        std::vector<at::Tensor> leaves;
-        for (const at::Tensor& t : {x, values, u, v, logit, bias}) leaves.push_back(t.to(device, type).detach().requires_grad_());
-        const at::Tensor y = ops::pixelfly_linear(leaves[0], leaves[1], layout, leaves[2], leaves[3], at::sigmoid(leaves[4]), leaves[5]);
-        std::vector<at::Tensor> grads = torch::autograd::grad({(y * g.to(device, type)).sum()}, leaves);
-        grads.insert(grads.begin(), y.detach());
-        return grads;
-      };
-      const auto fast = run(at::kCUDA, dtype), reference = run(at::kCPU, at::kDouble);
-      const char* names[] = {"y", "x", "values", "u", "v", "mix logit", "bias"};
-      for (size_t i = 0; i < fast.size(); ++i) {
-        if (i == 5) continue;
-        EXPECT_LE(relative_error(fast[i], reference[i]), 2e-2) << names[i] << " " << dtype << " b" << l.block();
+      for (const auto& [with_bias, mix_type] : {std::pair{true, dtype}, std::pair{false, at::kFloat}}) {
+        const ops::Layout layout = ops::make_layout(l);
+        const auto cuda = at::TensorOptions(at::kCUDA).dtype(dtype);
+        const int64_t tokens = 333;
+        const at::Tensor x = at::randn({tokens, l.in_features()}, cuda), g = at::randn({tokens, l.out_features()}, cuda);
+        const at::Tensor values = at::randn({l.nnz(), l.block(), l.block()}, cuda) * 0.1;
+        const at::Tensor u = at::randn({l.out_features(), rank}, cuda) * 0.1, v = at::randn({l.in_features(), rank}, cuda) * 0.1;
+        // sigmoid(0.4) > 1/2 puts the low-rank term first in the kernels' K loop, sigmoid(-0.4) last.
+        const at::Tensor logit = at::full({}, with_bias ? 0.4 : -0.4, cuda.dtype(mix_type));
+        const at::Tensor bias = at::randn({l.out_features()}, cuda);
+        auto run = [&](const at::Device& device, at::ScalarType type) {
+          std::vector<at::Tensor> leaves;
+          for (const at::Tensor& t : {x, values, u, v}) leaves.push_back(t.to(device, type).detach().requires_grad_());
+          leaves.push_back(logit.to(device, device.is_cuda() ? mix_type : type).detach().requires_grad_());
+          if (with_bias) leaves.push_back(bias.to(device, type).detach().requires_grad_());
+          const at::Tensor y = ops::pixelfly_linear(leaves[0], leaves[1], layout, leaves[2], leaves[3], at::sigmoid(leaves[4]),
+                                                    with_bias ? c10::optional<at::Tensor>(leaves[5]) : c10::nullopt);
+          std::vector<at::Tensor> grads = torch::autograd::grad({(y * g.to(device, type)).sum()}, leaves);
+          grads.insert(grads.begin(), y.detach());
+          return grads;
+        };
+        const auto fast = run(at::kCUDA, dtype), reference = run(at::kCPU, at::kDouble);
+        const char* names[] = {"y", "x", "values", "u", "v", "mix logit", "bias"};
+        const std::string where = std::string(" ") + c10::toString(dtype) + " b" + std::to_string(l.block()) +
+                                  (with_bias ? " with bias" : " without bias");
+        for (size_t i = 0; i < fast.size(); ++i) {
+          if (i == 5) continue;
+          EXPECT_LE(relative_error(fast[i], reference[i]), 2e-2) << names[i] << where;
+        }
+        EXPECT_EQ(fast[5].scalar_type(), mix_type);
+        // d loss / d logit = sigmoid'(logit) * (sum(g * s) - sum(g * l)).
+        const at::Tensor x64 = x.to(at::kCPU, at::kDouble), g64 = g.to(at::kCPU, at::kDouble);
+        const double sparse_sum = (g64 * ops::block_sparse_linear(x64, values.to(at::kCPU, at::kDouble), layout)).sum().item<double>();
+        const double low_rank_sum =
+            (g64 * x64.matmul(v.to(at::kCPU, at::kDouble)).matmul(u.to(at::kCPU, at::kDouble).t())).sum().item<double>();
+        const double stored_logit = logit.to(at::kDouble).item<double>();  // as rounded to its dtype
+        const double slope = std::exp(-stored_logit) / std::pow(1 + std::exp(-stored_logit), 2);
+        const double error = std::abs(fast[5].item<double>() - reference[5].item<double>());
+        EXPECT_LE(error, 2e-2 * slope * (std::abs(sparse_sum) + std::abs(low_rank_sum))) << "mix logit" << where;
+        EXPECT_NEAR(reference[5].item<double>(), slope * (sparse_sum - low_rank_sum),
+                    1e-6 * (std::abs(sparse_sum) + std::abs(low_rank_sum)));
       }
-      // d loss / d logit = sigmoid'(logit) * (sum(g * s) - sum(g * l)).
-      const at::Tensor x64 = x.to(at::kCPU, at::kDouble), g64 = g.to(at::kCPU, at::kDouble);
-      const double sparse_sum = (g64 * ops::block_sparse_linear(x64, values.to(at::kCPU, at::kDouble), layout)).sum().item<double>();
-      const double low_rank_sum =
-          (g64 * x64.matmul(v.to(at::kCPU, at::kDouble)).matmul(u.to(at::kCPU, at::kDouble).t())).sum().item<double>();
-      const double stored_logit = logit.to(at::kDouble).item<double>();  // 0.4 rounded to dtype
-      const double slope = std::exp(-stored_logit) / std::pow(1 + std::exp(-stored_logit), 2);
-      const double error = std::abs(fast[5].item<double>() - reference[5].item<double>());
-      EXPECT_LE(error, 2e-2 * slope * (std::abs(sparse_sum) + std::abs(low_rank_sum))) << "mix logit " << dtype;
-      EXPECT_NEAR(reference[5].item<double>(), slope * (sparse_sum - low_rank_sum), 1e-6 * (std::abs(sparse_sum) + std::abs(low_rank_sum)));
+    }
+  }
+}
+
+// pixelfly_linear_grad_params called directly on CUDA (weight-gradient kernel, two cuBLAS
+// products, the finishing kernel) against the float64 composed version, with every output's
+// memory poisoned first: both 16-bit dtypes, the mix in the activations' dtype or float32, with
+// and without the bias column, a rank that is not a multiple of 8.
+TEST(BlockSparseOpsCuda, ParameterGradientsMatchFloat64Reference) {
+  SKIP_WITHOUT_CUDA();
+  torch::manual_seed(41);
+  for (at::ScalarType dtype : {at::kBFloat16, at::kHalf}) {
+    for (const auto& [l, rank] : {std::pair{flat_butterfly_layout({768, 3072, 16, 2, 32}), int64_t{32}},
+                                  std::pair{random_layout(520, 264, 64, 0.4, 22), int64_t{20}}}) {
+      for (const auto& [bias, mix_type] : {std::pair{true, dtype}, std::pair{false, at::kFloat}, std::pair{true, at::kFloat}}) {
+        const ops::Layout layout = ops::make_layout(l);
+        const auto cuda = at::TensorOptions(at::kCUDA).dtype(dtype);
+        const int64_t tokens = 333, width = bias ? (rank + 8) / 8 * 8 : rank;
+        const at::Tensor x = at::randn({tokens, l.in_features()}, cuda), dy = at::randn({tokens, l.out_features()}, cuda);
+        const at::Tensor values = at::randn({l.nnz(), l.block(), l.block()}, cuda) * 0.1;
+        const at::Tensor u = at::randn({l.out_features(), rank}, cuda) * 0.1, v = at::randn({l.in_features(), rank}, cuda) * 0.1;
+        const at::Tensor gamma = at::full({}, 0.6, cuda.dtype(mix_type));
+        at::Tensor projected = x.matmul(v);
+        if (bias) projected = at::cat({projected, at::ones({tokens, width - rank}, cuda)}, 1);
+        const at::Tensor grad_projected = dy.matmul(u);
+        auto run = [&](const at::Device& device, at::ScalarType type, at::ScalarType gamma_type) {
+          auto to = [&](const at::Tensor& t) { return t.to(device, type); };
+          const auto out = ops::pixelfly_linear_grad_params(to(dy), to(x), to(values), layout, to(u),
+                                                            gamma.to(device, gamma_type), to(projected),
+                                                            to(grad_projected), bias);
+          return std::vector<at::Tensor>{std::get<0>(out), std::get<1>(out), std::get<2>(out), std::get<3>(out),
+                                         std::get<4>(out)};
+        };
+        for (const auto& [numel, type] : {std::pair{values.numel(), dtype}, std::pair{u.numel(), dtype},
+                                          std::pair{l.out_features(), dtype}, std::pair{int64_t{1}, mix_type}}) {
+          poison_next_allocation(numel, type);
+        }
+        const auto fast = run(at::kCUDA, dtype, mix_type), reference = run(at::kCPU, at::kDouble, at::kDouble);
+        const std::string where = std::string(" ") + c10::toString(dtype) + " b" + std::to_string(l.block()) +
+                                  (bias ? " with bias" : " without bias") + ", mix " + c10::toString(mix_type);
+        const char* names[] = {"values", "u", "v", "gamma", "bias"};
+        for (size_t i : {0, 1, 2}) EXPECT_LE(relative_error(fast[i], reference[i]), 1e-2) << names[i] << where;
+        EXPECT_EQ(fast[4].defined(), bias) << where;
+        if (bias) {
+          EXPECT_LE(relative_error(fast[4], reference[4]), 1e-2) << "bias" << where;
+        }
+        ASSERT_EQ(fast[3].scalar_type(), mix_type) << where;
+        ASSERT_EQ(fast[3].dim(), 0) << where;
+        // grad_gamma = <dW, W> - <dU, u>: its error against the size of the two sums.
+        const at::Tensor values64 = values.to(at::kCPU, at::kDouble), u64 = u.to(at::kCPU, at::kDouble);
+        const double scale = std::abs((reference[0] / 0.6 * values64).sum().item<double>()) +
+                             std::abs((reference[1] / 0.4 * u64).sum().item<double>());
+        EXPECT_LE(std::abs(fast[3].item<double>() - reference[3].item<double>()), 1e-2 * scale) << "gamma" << where;
+      }
     }
   }
 }

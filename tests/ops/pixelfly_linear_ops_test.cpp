@@ -74,10 +74,61 @@ TEST(PixelflyLinearOp, MixedOperatorsComputeTheirFormulas) {
   const at::Tensor bt = at::randn({8, 48}, at::kDouble), bias = at::randn({64}, at::kDouble);
   const at::Tensor scale = at::full({}, 0.7, at::kDouble);
   const at::Tensor w = ops::block_sparse_to_dense(values, layout);
-  EXPECT_LE(relative_error(ops::mixed_linear(x, values, layout, scale, a, b, bias), 0.7 * x.matmul(w.t()) + a.matmul(b.t()) + bias),
+  EXPECT_LE(relative_error(ops::mixed_linear(x, values, layout, scale, a, b, bias), 0.7 * x.matmul(w.t()) + 0.3 * a.matmul(b.t()) + bias),
             1e-12);
-  EXPECT_LE(relative_error(ops::mixed_linear_grad_input(dy, values, layout, scale, a, bt), 0.7 * dy.matmul(w) + a.matmul(bt)),
+  EXPECT_LE(relative_error(ops::mixed_linear_grad_input(dy, values, layout, scale, a, bt), 0.7 * dy.matmul(w) + 0.3 * a.matmul(bt)),
             1e-12);
+}
+
+// [x v | 1 ...] as the layer's forward keeps it: with a bias, ones after the r columns of x v.
+at::Tensor projected_with_ones(const at::Tensor& x, const at::Tensor& v, int64_t width) {
+  return at::cat({x.matmul(v), at::ones({x.size(0), width - v.size(1)}, x.options())}, 1);
+}
+
+TEST(PixelflyLinearOp, ParameterGradientsComputeTheirFormulas) {
+  const BlockLayout l = random_layout(64, 48, 16, 0.5, 5);
+  const ops::Layout layout = ops::make_layout(l);
+  const at::Tensor x = at::randn({9, 48}, at::kDouble), dy = at::randn({9, 64}, at::kDouble);
+  const at::Tensor values = at::randn({l.nnz(), 16, 16}, at::kDouble);
+  const at::Tensor u = at::randn({64, 5}, at::kDouble), v = at::randn({48, 5}, at::kDouble);
+  const at::Tensor gamma = at::full({}, 0.7, at::kDouble);
+  const at::Tensor dw = ops::block_sparse_linear_grad_weight(dy, x, layout), du = dy.t().matmul(x.matmul(v));
+  for (bool bias : {true, false}) {
+    const at::Tensor projected = bias ? projected_with_ones(x, v, 8) : x.matmul(v);
+    const auto [grad_values, grad_u, grad_v, grad_gamma, grad_bias] =
+        ops::pixelfly_linear_grad_params(dy, x, values, layout, u, gamma, projected, dy.matmul(u), bias);
+    EXPECT_LE(relative_error(grad_values, 0.7 * dw), 1e-12);
+    EXPECT_LE(relative_error(grad_u, 0.3 * du), 1e-12);
+    EXPECT_LE(relative_error(grad_v, 0.3 * x.t().matmul(dy.matmul(u))), 1e-12);
+    EXPECT_EQ(grad_gamma.dim(), 0);
+    EXPECT_NEAR(grad_gamma.item<double>(), ((dw * values).sum() - (du * u).sum()).item<double>(), 1e-9);
+    EXPECT_EQ(grad_bias.defined(), bias);
+    if (bias) {
+      EXPECT_LE(relative_error(grad_bias, dy.sum(0)), 1e-12);
+    }
+  }
+  EXPECT_NE(error_of([&] {
+              ops::pixelfly_linear_grad_params(dy, x, values, layout, u, gamma, x.matmul(v), dy.matmul(u), true);
+            }).find("projected must have at least r + 1 = 6 columns"),
+            std::string::npos);
+  EXPECT_NE(error_of([&] {
+              ops::pixelfly_linear_grad_params(dy, x, values, layout, u, gamma, x.matmul(v), dy, false);
+            }).find("grad_projected must have last dimension r = 5"),
+            std::string::npos);
+}
+
+// Only the gradients asked for are returned (frozen parameters get none).
+TEST(PixelflyLinearOp, FrozenParametersGetNoGradient) {
+  const BlockLayout l = flat_butterfly_layout({96, 80, 4, 1, 8});
+  const ops::Layout layout = ops::make_layout(l);
+  Inputs in = make_inputs(l, 5);
+  in.values.requires_grad_(false);
+  in.logit.requires_grad_(false);
+  const at::Tensor y = ops::pixelfly_linear(in.x, in.values, layout, in.u, in.v, at::sigmoid(in.logit), in.bias);
+  y.sum().backward();
+  EXPECT_TRUE(in.x.grad().defined() && in.u.grad().defined() && in.v.grad().defined() && in.bias.grad().defined());
+  EXPECT_FALSE(in.values.grad().defined());
+  EXPECT_FALSE(in.logit.grad().defined());
 }
 
 TEST(PixelflyLinearOp, RejectsMismatchedLowRankArguments) {

@@ -25,10 +25,7 @@ constexpr int kChunk = 32;      // inner-dimension slice staged in shared memory
 constexpr int kReduceTile = 32; // tokens per step in grad_weight
 
 using device::to_float;
-template <typename T> __device__ __forceinline__ T from_float(float v);
-template <> __device__ __forceinline__ float from_float<float>(float v) { return v; }
-template <> __device__ __forceinline__ __half from_float<__half>(float v) { return __float2half_rn(v); }
-template <> __device__ __forceinline__ __nv_bfloat16 from_float<__nv_bfloat16>(float v) { return __float2bfloat16_rn(v); }
+using device::from_float;
 
 // out[m, o*B + j] = sum over the output block row's nonzero blocks of
 //   in[m, c*B + i] * W(i, j), with W(i, j) = blk[j][i] (forward) or blk[i][j] (grad_input).
@@ -255,6 +252,12 @@ cudaError_t grad_input_fused(const DeviceLayout& layout, ScalarKind kind, int64_
 
 int64_t grad_weight_workspace_elements(const DeviceLayout& layout, ScalarKind kind) {
   return tensor_cores_apply(layout, kind) ? layout.nnz * layout.block * layout.block : 0;
+}
+
+cudaError_t accumulate_grad_weight(const DeviceLayout& layout, ScalarKind kind, int64_t tokens, const void* dy,
+                                   const void* x, float* sums, cudaStream_t stream) {
+  if (grad_weight_workspace_elements(layout, kind) == 0 || sums == nullptr) return cudaErrorInvalidValue;
+  return wgmma::accumulate_grad_weight(layout, kind, tokens, dy, x, sums, stream);
 }
 
 }  // namespace pixelfly::kernels::cuda

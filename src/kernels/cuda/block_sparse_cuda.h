@@ -52,14 +52,20 @@ struct DeviceLayout {
 
 bool supports_block(int64_t block);
 
-// What the tensor-core forward and grad_input kernels can fold into one pass:
-//   forward     y  = scale * (x W^T)  + a b^T + bias   a: tokens x rank, b: out x rank
-//   grad_input  dx = scale * (dy W)   + a b           a: tokens x rank, b: rank x in
-// scale is a device float (null: 1); rank 0 means no low-rank term; bias (out) may be null.
-// All tensors row-major and contiguous, in the kernel's storage type.
+// What the tensor-core forward and grad_input kernels can fold into one pass, the mix of
+// PixelflyLinear with weight g:
+//   forward     y  = g * (x W^T) + (1 - g) * a b^T + bias   a: tokens x rank, b: out x rank
+//   grad_input  dx = g * (dy W)  + (1 - g) * a b            a: tokens x rank, b: rank x in
+// g is a device scalar of type mix_kind; with mix null both terms have weight 1. rank 0 means no
+// low-rank term; bias (out) may be null. Row-major matrices in the kernel's storage type: a with
+// `low_rank_a_pitch` elements from one row to the next (a multiple of 8, at least rank), the
+// others contiguous. The (1 - g) is applied to a's tiles in shared memory, so the caller passes
+// a as it is.
 struct Epilogue {
-  const float* scale = nullptr;
+  const void* mix = nullptr;
+  ScalarKind mix_kind = ScalarKind::Float32;
   const void* low_rank_a = nullptr;
+  int64_t low_rank_a_pitch = 0;
   const void* low_rank_b = nullptr;
   int64_t rank = 0;
   const void* bias = nullptr;
@@ -84,5 +90,10 @@ cudaError_t grad_input(const DeviceLayout& layout, ScalarKind kind, int64_t toke
 cudaError_t grad_weight(const DeviceLayout& layout, ScalarKind kind, int64_t tokens, const void* dy,
                         const void* x, void* grad_values, float* workspace, cudaStream_t stream);
 int64_t grad_weight_workspace_elements(const DeviceLayout& layout, ScalarKind kind);
+// The tensor-core part of grad_weight alone: adds dy^T . x on the nonzero blocks into `sums`
+// (float32, grad_weight_workspace_elements() of them, zeroed by the caller), left unrounded for
+// a later pass. cudaErrorInvalidValue where that count is 0 (no tensor-core path).
+cudaError_t accumulate_grad_weight(const DeviceLayout& layout, ScalarKind kind, int64_t tokens, const void* dy,
+                                   const void* x, float* sums, cudaStream_t stream);
 
 }  // namespace pixelfly::kernels::cuda

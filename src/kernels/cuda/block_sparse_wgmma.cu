@@ -14,7 +14,7 @@
 // A stage is made of C-wide chunks, C = min(block, 64), each landing in the C * 2-byte swizzled
 // layout that wgmma reads directly: K walks the group's union index list (a line without a
 // block at a union position copies a box placed outside the weight matrix, which TMA fills with
-// zeros), then the low-rank term as extra K steps. Rows, features and tokens past the ends of
+// zeros), and the low-rank term as extra K steps (before or after the union, see LineTile). Rows, features and tokens past the ends of
 // the matrices read as zeros, and output tiles go back through TMA stores, which clip at the
 // ends; the caller's tensors need no padding. forward and grad_input run in one of two forms
 // chosen by the K length per line (LineConfig below); grad_weight splits its token reduction
@@ -238,25 +238,35 @@ __device__ __forceinline__ int accumulator_col(int lane, int j) { return 8 * j +
 // ----- forward (kTransposed = false) and grad_input (kTransposed = true) ----------------------
 // One tile: a group of lines (128 output features) by kTokens tokens. Tiles are numbered group
 // first, so the blocks running at once share their activation tiles through L2.
+// K runs over two terms, the group's union of blocks (sparse_steps) and the low-rank factors
+// (rank_steps). With a mix g the term of the smaller weight goes first (the low-rank one when
+// g > 1/2): the accumulators are scaled by min / max weight (at most 1) when the second term
+// starts and by the larger weight at the end, so no operand tile needs rescaling. Without a
+// mix, the block-sparse term goes first.
 template <int B>
 struct LineTile {
-  int64_t length = 0, sparse_steps = 0, steps = 0;
+  int64_t length = 0;
+  int sparse_steps = 0, rank_steps = 0, steps = 0, first_steps = 0;  // K steps (64 deep)
+  bool low_rank_first = false;
   const int64_t* union_index = nullptr;
   const int64_t* line_blocks = nullptr;
   int feature0 = 0, token0 = 0, boxes_per_chunk = 0;
+  __device__ bool sparse(int64_t step) const { return low_rank_first ? step >= rank_steps : step < sparse_steps; }
+  // Index of `step` within its term.
+  __device__ int64_t term_step(int64_t step) const { return step < first_steps ? step : step - first_steps; }
 };
 
 // K chunks of a step that hold data: the rest of the union (or of the rank), at most a stage's.
 template <int B>
 __device__ __forceinline__ int stage_chunks(const LineTile<B>& t, int64_t step, int64_t rank) {
-  const int64_t left = step < t.sparse_steps ? t.length * B - step * kStep : rank - (step - t.sparse_steps) * kStep;
+  const int64_t left = (t.sparse(step) ? t.length * B : rank) - t.term_step(step) * kStep;
   const int64_t c = (left + Chunking<B>::C - 1) / Chunking<B>::C;
   return static_cast<int>(c < Chunking<B>::kPerStage ? c : Chunking<B>::kPerStage);
 }
 
 template <int B, bool kTransposed>
 __device__ __forceinline__ LineTile<B> line_tile(const DeviceLayout& layout, int64_t tile, int64_t groups,
-                                                 int64_t rank) {
+                                                 int64_t rank, bool low_rank_first) {
   using K = Chunking<B>;
   const int64_t group = tile % groups;
   const int64_t* g = (kTransposed ? layout.col_groups : layout.row_groups) + 5 * group;
@@ -266,8 +276,11 @@ __device__ __forceinline__ LineTile<B> line_tile(const DeviceLayout& layout, int
   t.line_blocks = (kTransposed ? layout.col_blocks : layout.row_blocks) + g[4];
   t.feature0 = static_cast<int>(g[0] * B);
   t.token0 = static_cast<int>((tile / groups) * kTokens);
-  t.sparse_steps = (t.length * B + kStep - 1) / kStep;
-  t.steps = t.sparse_steps + (rank + kStep - 1) / kStep;
+  t.sparse_steps = static_cast<int>((t.length * B + kStep - 1) / kStep);
+  t.rank_steps = static_cast<int>((rank + kStep - 1) / kStep);
+  t.steps = t.sparse_steps + t.rank_steps;
+  t.low_rank_first = low_rank_first;
+  t.first_steps = low_rank_first ? t.rank_steps : t.sparse_steps;
   const int line_end = static_cast<int>(g[1] * B);  // features of this group's lines inside the tile
   t.boxes_per_chunk = (line_end + K::C - 1) / K::C < K::kBoxes ? (line_end + K::C - 1) / K::C : K::kBoxes;
   return t;
@@ -281,8 +294,7 @@ __global__ void __launch_bounds__(kThreads, kLineBlocksPerSM)
     line_group_kernel(const __grid_constant__ CUtensorMap in_map, const __grid_constant__ CUtensorMap weight_map,
                       const __grid_constant__ CUtensorMap low_rank_a_map,
                       const __grid_constant__ CUtensorMap low_rank_b_map, const __grid_constant__ CUtensorMap out_map,
-                      DeviceLayout layout, int64_t tokens, const float* __restrict__ scale_ptr, int64_t rank,
-                      const T* __restrict__ bias) {
+                      DeviceLayout layout, int64_t tokens, Epilogue epilogue) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   using K = Chunking<B>;
   extern __shared__ unsigned char smem_raw[];
@@ -294,21 +306,25 @@ __global__ void __launch_bounds__(kThreads, kLineBlocksPerSM)
   const int64_t tiles = groups * ((tokens + kTokens - 1) / kTokens);
   const int64_t in_features = kTransposed ? layout.out_features : layout.in_features;
   const int64_t out_features = kTransposed ? layout.in_features : layout.out_features;
+  const int64_t rank = epilogue.rank;
   const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
+  // The mix g (1 without one), read where it is used rather than kept beside the accumulators.
+  auto mix = [&] { return epilogue.mix != nullptr ? device::load_scalar(epilogue.mix, epilogue.mix_kind) : 1.f; };
+  const bool low_rank_first = epilogue.mix != nullptr && mix() > 0.5f;
 
   if (warp == kProducerWarp) {
     const int null_row = static_cast<int>(layout.nnz * B);  // first row past the weight: reads zeros
     int64_t first = 0;
     for (int64_t t = blockIdx.x; t < tiles; t += gridDim.x) {
-      const LineTile<B> tile = line_tile<B, kTransposed>(layout, t, groups, rank);
+      const LineTile<B> tile = line_tile<B, kTransposed>(layout, t, groups, rank, low_rank_first);
       produce(ring, first, tile.steps, [&](int64_t i) {
         const int64_t step = i - first;
         const uint32_t bar = ring.full_bar(i), a_dst = ring.a_stage(i), b_dst = ring.b_stage(i);
         const int chunks = kSkipEmpty ? stage_chunks(tile, step, rank) : K::kPerStage;
         if (lane == 0) barrier_arrive_expect(bar, chunks * (kAChunkBytes + tile.boxes_per_chunk * K::kBoxBytes));
         __syncwarp();
-        const bool sparse = step < tile.sparse_steps;
-        const int64_t k0 = (sparse ? step : step - tile.sparse_steps) * kStep;
+        const bool sparse = tile.sparse(step);
+        const int64_t k0 = tile.term_step(step) * kStep;
         for (int item = lane; item < chunks * (1 + K::kBoxes); item += 32) {
           const int c = item / (1 + K::kBoxes), box = item % (1 + K::kBoxes) - 1;  // box -1: the A chunk
           const int64_t k = k0 + c * K::C;
@@ -348,12 +364,15 @@ __global__ void __launch_bounds__(kThreads, kLineBlocksPerSM)
   }
 
   float d[kSets][64];
-  const float scale = scale_ptr != nullptr ? *scale_ptr : 1.f;
-  auto scale_accumulators = [&] {
+  const T* bias = static_cast<const T*>(epilogue.bias);
+  // The weights of the first and second term (LineTile).
+  auto first_weight = [&] { return low_rank_first ? 1.f - mix() : mix(); };
+  auto second_weight = [&] { return low_rank_first ? mix() : 1.f - mix(); };
+  auto scale_accumulators = [&](float factor) {
 #pragma unroll
     for (int s = 0; s < kSets; ++s)
 #pragma unroll
-      for (int i = 0; i < 64; ++i) d[s][i] *= scale;
+      for (int i = 0; i < 64; ++i) d[s][i] *= factor;
   };
   const int warpgroup = warp / 4;
   constexpr int kWarpgroupRows = kTokens / 2;
@@ -361,7 +380,7 @@ __global__ void __launch_bounds__(kThreads, kLineBlocksPerSM)
   const bool storer = tid % 128 == 0;  // issues its warpgroup's TMA stores
   int64_t first = 0;
   for (int64_t t = blockIdx.x; t < tiles; t += gridDim.x) {
-    const LineTile<B> tile = line_tile<B, kTransposed>(layout, t, groups, rank);
+    const LineTile<B> tile = line_tile<B, kTransposed>(layout, t, groups, rank, low_rank_first);
     consume(
         d, ring, first, tile.steps,
         [&](int64_t step, int64_t i) {
@@ -386,15 +405,15 @@ __global__ void __launch_bounds__(kThreads, kLineBlocksPerSM)
           }
         },
         [&](int64_t step) {
-          if (step == tile.sparse_steps && step > 0) {  // the block-sparse part is complete
+          if (epilogue.mix != nullptr && step == tile.first_steps && step > 0) {  // the first term is complete
             wgmma_wait<0>();
 #pragma unroll
             for (int s = 0; s < kSets; ++s) fence_accumulators(d[s]);
-            scale_accumulators();
+            scale_accumulators(first_weight() / second_weight());
           }
         });
     first += tile.steps;
-    if (tile.steps == tile.sparse_steps) scale_accumulators();
+    if (epilogue.mix != nullptr) scale_accumulators(tile.steps == tile.first_steps ? first_weight() : second_weight());
 
     // Epilogue: add the bias, stage this warpgroup's kTokens / 2 x 128 rows as 64 x 64 boxes in
     // the 128-byte swizzled layout (box 2 s + h: rows 64 s.., features 64 h..), store them with
@@ -551,8 +570,7 @@ cudaError_t launch_line_kernel(int64_t blocks, const CUtensorMap& in_map, const 
   constexpr size_t bytes = LineConfig<kPersistent>::kShared;
   if (cudaError_t a = device::allow_shared_memory<kernel>(bytes); a != cudaSuccess) return a;
   kernel<<<static_cast<unsigned>(blocks), kThreads, bytes, stream>>>(
-      in_map, weight_map, low_rank_a_map, low_rank_b_map, out_map, layout, tokens, epilogue.scale, epilogue.rank,
-      static_cast<const T*>(epilogue.bias));
+      in_map, weight_map, low_rank_a_map, low_rank_b_map, out_map, layout, tokens, epilogue);
   return cudaGetLastError();
 }
 
@@ -572,7 +590,8 @@ cudaError_t launch_lines(const DeviceLayout& layout, int64_t tokens, const void*
     e = encode_tensor_map(&weight_map, values, bf16, layout.nnz * B, B, B, K::C, K::C, K::kSwizzle);
   }
   if (e == cudaSuccess && rank > 0) {
-    e = encode_tensor_map(&low_rank_a_map, epilogue.low_rank_a, bf16, tokens, rank, rank, kTokens, K::C, K::kSwizzle);
+    e = encode_tensor_map(&low_rank_a_map, epilogue.low_rank_a, bf16, tokens, rank, epilogue.low_rank_a_pitch, kTokens,
+                          K::C, K::kSwizzle);
     if (e == cudaSuccess) {
       e = kTransposed ? encode_tensor_map(&low_rank_b_map, epilogue.low_rank_b, bf16, rank, out_features, out_features,
                                           K::C, K::C, K::kSwizzle)

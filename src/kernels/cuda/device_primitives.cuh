@@ -11,6 +11,8 @@
 #include <atomic>
 #include <cstdint>
 
+#include "kernels/cuda/block_sparse_cuda.h"
+
 namespace pixelfly::kernels::cuda::device {
 
 __device__ __forceinline__ uint32_t smem_address(const void* p) {
@@ -79,6 +81,15 @@ __device__ __forceinline__ float to_float(float v) { return v; }
 __device__ __forceinline__ float to_float(__nv_bfloat16 v) { return __bfloat162float(v); }
 __device__ __forceinline__ float to_float(__half v) { return __half2float(v); }
 
+template <typename T>
+__device__ __forceinline__ T from_float(float v);
+template <>
+__device__ __forceinline__ float from_float<float>(float v) { return v; }
+template <>
+__device__ __forceinline__ __half from_float<__half>(float v) { return __float2half_rn(v); }
+template <>
+__device__ __forceinline__ __nv_bfloat16 from_float<__nv_bfloat16>(float v) { return __float2bfloat16_rn(v); }
+
 // Two floats rounded to the 16-bit type and packed low, high.
 template <typename T>
 __device__ __forceinline__ uint32_t pack2(float lo, float hi);
@@ -91,6 +102,16 @@ template <>
 __device__ __forceinline__ uint32_t pack2<__half>(float lo, float hi) {
   __half2 v = __floats2half2_rn(lo, hi);
   return *reinterpret_cast<uint32_t*>(&v);
+}
+
+// A scalar in device memory stored as `kind`, as a float.
+__device__ __forceinline__ float load_scalar(const void* p, ScalarKind kind) {
+  switch (kind) {
+    case ScalarKind::BFloat16: return __bfloat162float(*static_cast<const __nv_bfloat16*>(p));
+    case ScalarKind::Float16: return __half2float(*static_cast<const __half*>(p));
+    case ScalarKind::Float32: break;
+  }
+  return *static_cast<const float*>(p);
 }
 
 // Number of multiprocessors of the current device (read once).

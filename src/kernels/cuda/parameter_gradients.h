@@ -1,0 +1,43 @@
+// The last pass of PixelflyLinear's backward on CUDA: from the raw products of the parameter
+// gradients to the gradients themselves, in one launch. With g the mix:
+//   grad_values = g * dW                (dW: float32 sums of dY^T X on the blocks)
+//   grad_u      = (1 - g) * P[:, :r]    (P = dY^T [X v | 1 ...], out x pitch, 16-bit)
+//   grad_bias   = P[:, r]               (when a bias is trained: the ones column's sums)
+//   grad_v     *= (1 - g)               (in place on dY-u products X^T (dY u), in x r)
+//   grad_g      = <dW, values> - <P[:, :r], u>   (float32 sums, written in g's type)
+// The two dot products are summed per thread block, then by the last block to finish, in block
+// order, so the result does not depend on scheduling.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "kernels/cuda/block_sparse_cuda.h"
+
+namespace pixelfly::kernels::cuda {
+
+struct ParameterGradients {
+  ScalarKind kind = ScalarKind::BFloat16;  // of values, P, u and every gradient but grad_g
+  const void* mix = nullptr;               // g, a scalar of mix_kind
+  ScalarKind mix_kind = ScalarKind::Float32;
+  int64_t weight_elements = 0;             // nnz * b * b
+  const float* weight_sums = nullptr;      // dW
+  const void* values = nullptr;
+  void* grad_values = nullptr;
+  int64_t out_features = 0, rank = 0;
+  const void* product = nullptr;           // P
+  int64_t product_pitch = 0;               // elements from one row of P to the next
+  const void* u = nullptr;                 // out x rank, contiguous
+  void* grad_u = nullptr;
+  void* grad_bias = nullptr;               // null: no bias
+  int64_t v_elements = 0;                  // in_features * rank
+  void* grad_v = nullptr;
+  void* grad_mix = nullptr;                // a scalar of mix_kind
+};
+
+// float32 scratch the pass needs (zeroed by the caller before the launch).
+int64_t parameter_gradients_scratch_elements();
+cudaError_t finish_parameter_gradients(const ParameterGradients& p, float* scratch, cudaStream_t stream);
+
+}  // namespace pixelfly::kernels::cuda

@@ -1,0 +1,53 @@
+// pixelfly::pixelfly_linear_grad_params: the C++ entry point and the composed implementation
+// (CPU, and CUDA where the fused pass does not apply) of the layer's parameter gradients.
+#include <ATen/ATen.h>
+#include <ATen/core/dispatch/Dispatcher.h>
+#include <torch/library.h>
+
+#include "ops/input_checks.h"
+#include "ops/thin_matmul.h"
+#include "pixelfly/ops/block_sparse_ops.h"
+#include "pixelfly/ops/pixelfly_linear_ops.h"
+
+namespace pixelfly::ops {
+namespace {
+
+using Gradients = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>;
+
+at::Tensor rows(const at::Tensor& t) { return t.reshape({-1, t.size(-1)}); }
+
+}  // namespace
+
+Gradients pixelfly_linear_grad_params_composed(const at::Tensor& grad_y, const at::Tensor& x, const at::Tensor& values,
+                                               const Layout& layout, const at::Tensor& u, const at::Tensor& gamma,
+                                               const at::Tensor& projected, const at::Tensor& grad_projected, bool bias) {
+  const int64_t r = check_parameter_gradient_args("pixelfly::pixelfly_linear_grad_params", grad_y, x, values, layout, u,
+                                                  gamma, projected, grad_projected, bias);
+  const at::Tensor low_rank_scale = 1 - gamma;  // 0-d: products keep the other operand's dtype
+  const at::Tensor raw = block_sparse_linear_grad_weight(grad_y, x, layout);  // dy^T x on the blocks
+  // dy^T [x v | 1 ...]: the u gradient and, in column r, the bias gradient.
+  const at::Tensor product = thin_matmul(rows(grad_y).t(), rows(projected));
+  const at::Tensor raw_u = product.narrow(1, 0, r);
+  const auto accumulate = at::promote_types(grad_y.scalar_type(), at::kFloat);  // float32, or float64 for float64
+  const at::Tensor grad_gamma = ((raw.to(accumulate) * values).sum() - (raw_u.to(accumulate) * u).sum())
+                                    .to(gamma.scalar_type());
+  return {raw * gamma, raw_u * low_rank_scale, thin_matmul(rows(x).t(), rows(grad_projected)) * low_rank_scale,
+          grad_gamma, bias ? product.select(1, r).contiguous() : at::Tensor()};
+}
+
+Gradients pixelfly_linear_grad_params(const at::Tensor& grad_y, const at::Tensor& x, const at::Tensor& values,
+                                      const Layout& layout, const at::Tensor& u, const at::Tensor& gamma,
+                                      const at::Tensor& projected, const at::Tensor& grad_projected, bool bias) {
+  static const auto op = c10::Dispatcher::singleton()
+                             .findSchemaOrThrow("pixelfly::pixelfly_linear_grad_params", "")
+                             .typed<Gradients(const at::Tensor&, const at::Tensor&, const at::Tensor&, const Layout&,
+                                              const at::Tensor&, const at::Tensor&, const at::Tensor&,
+                                              const at::Tensor&, bool)>();
+  return op.call(grad_y, x, values, layout, u, gamma, projected, grad_projected, bias);
+}
+
+}  // namespace pixelfly::ops
+
+TORCH_LIBRARY_IMPL(pixelfly, CPU, m) {
+  m.impl("pixelfly_linear_grad_params", &pixelfly::ops::pixelfly_linear_grad_params_composed);
+}
