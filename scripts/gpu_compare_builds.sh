@@ -5,6 +5,7 @@
 # interleaved, `ROUNDS` times (default 2). Logs go to $OUT (or ./gpu-logs).
 #   here:            git archive <revision> | (mkdir -p other-src && tar -x -C other-src)
 #   on the machine:  bash scripts/gpu_compare_builds.sh other-src
+# (other-src is ignored by git: copy it to the GPU machine along with the working tree.)
 set -uo pipefail
 other="${1:?usage: gpu_compare_builds.sh OTHER_SOURCE_DIR}"
 out="${OUT:-gpu-logs}"
