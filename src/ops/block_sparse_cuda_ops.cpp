@@ -251,8 +251,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> pixelfly_
                                                 scratch.data_ptr<float>(), stream));
   const at::Tensor product = at::mm(dy_rows.t(), projected.reshape({-1, projected.size(-1)})).contiguous();
   at::Tensor grad_v = at::mm(x_rows.t(), grad_projected.reshape({-1, r})).contiguous();
-  const at::Tensor v_values = values.contiguous(), u_c = u.contiguous();
-  at::Tensor grad_values = at::empty_like(v_values), grad_u = at::empty_like(u_c);
+  const at::Tensor values_c = values.contiguous(), u_c = u.contiguous();
+  at::Tensor grad_values = at::empty_like(values_c), grad_u = at::empty_like(u_c);
   at::Tensor grad_gamma = at::empty({}, gamma.options()), grad_bias;
   if (bias) grad_bias = at::empty({layout->out_features()}, x.options());
   cuda::ParameterGradients p;
@@ -261,7 +261,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> pixelfly_
   p.mix_kind = scalar_kind(op, gamma, "gamma");
   p.weight_elements = sums;
   p.weight_sums = scratch.data_ptr<float>();
-  p.values = v_values.data_ptr();
+  p.values = values_c.data_ptr();
   p.grad_values = grad_values.data_ptr();
   p.out_features = layout->out_features();
   p.rank = r;

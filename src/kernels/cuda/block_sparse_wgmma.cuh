@@ -10,7 +10,7 @@ namespace pixelfly::kernels::cuda::wgmma {
 
 // True when these kernels were compiled (an sm_90a target) and the current device is Hopper.
 bool available();
-// forward / grad_input with the optional scale, low-rank term and bias of `epilogue`.
+// forward / grad_input with the optional mix, low-rank term and bias of `epilogue`.
 cudaError_t forward(const DeviceLayout& layout, ScalarKind kind, int64_t tokens, const void* x, const void* values,
                     const Epilogue& epilogue, void* y, cudaStream_t stream);
 cudaError_t grad_input(const DeviceLayout& layout, ScalarKind kind, int64_t tokens, const void* dy,
