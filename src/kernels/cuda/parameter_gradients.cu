@@ -94,7 +94,7 @@ cudaError_t finish_parameter_gradients(const ParameterGradients& p, float* scrat
   switch (p.kind) {
     case ScalarKind::BFloat16: finish_kernel<__nv_bfloat16><<<kBlocks, kThreads, 0, stream>>>(p, scratch); break;
     case ScalarKind::Float16: finish_kernel<__half><<<kBlocks, kThreads, 0, stream>>>(p, scratch); break;
-    case ScalarKind::Float32: finish_kernel<float><<<kBlocks, kThreads, 0, stream>>>(p, scratch); break;
+    case ScalarKind::Float32: return cudaErrorInvalidValue;  // float32 layers take the composed path
   }
   return cudaGetLastError();
 }

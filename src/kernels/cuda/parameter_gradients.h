@@ -18,7 +18,7 @@
 namespace pixelfly::kernels::cuda {
 
 struct ParameterGradients {
-  ScalarKind kind = ScalarKind::BFloat16;  // of values, P, u and every gradient but grad_g
+  ScalarKind kind = ScalarKind::BFloat16;  // of values, P, u and every gradient but grad_g: 16-bit
   const void* mix = nullptr;               // g, a scalar of mix_kind
   ScalarKind mix_kind = ScalarKind::Float32;
   int64_t weight_elements = 0;             // nnz * b * b
