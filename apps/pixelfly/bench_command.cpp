@@ -1,6 +1,7 @@
 // pixelfly bench: the training-step time of a model in several variants (by default dense against
 // Pixelfly; any configuration overrides, e.g. SGD against CrAM) on this machine, with parameters
-// and FLOPs per step: the speed-up to expect before committing hours to a run.
+// and FLOPs per step: the speed-up to expect before committing hours to a run. With --profile,
+// one more step of each variant runs under the profiler (train/step_profile.h).
 #include <ATen/ATen.h>
 
 #include <algorithm>
@@ -12,8 +13,10 @@
 
 #include "commands.h"
 #include "run_config.h"
+#include "pixelfly/io/file_system.h"
 #include "pixelfly/train/config.h"
 #include "pixelfly/train/session.h"
+#include "pixelfly/train/step_profile.h"
 #include "pixelfly/train/train_step.h"
 
 namespace pixelfly::cli {
@@ -23,6 +26,7 @@ struct BenchArgs {
   ConfigArgs config;
   std::vector<std::string> variants = {"dense:model.sparsity=dense", "pixelfly:model.sparsity=pixelfly"};
   int64_t warmup = 3, steps = 20;
+  std::string profile_dir;  // empty: no profile
 };
 
 struct Variant {
@@ -48,6 +52,7 @@ struct BenchRow {
   std::string variant;
   int64_t parameters = 0;
   double flops_per_step = 0, median_ms = 0;
+  std::string profile;  // the profiled step's summary, with --profile
 };
 
 BenchRow bench_variant(const BenchArgs& a, const Variant& variant) {
@@ -72,10 +77,17 @@ BenchRow bench_variant(const BenchArgs& a, const Variant& variant) {
   }
   std::sort(ms.begin(), ms.end());
   row.median_ms = ms[ms.size() / 2];
+  if (!a.profile_dir.empty()) {
+    const std::string trace = a.profile_dir + "/" + variant.name + "-step.json";
+    row.profile = "trace " + trace + "\n" +
+                  train::format_step_profile(train::profile_step([&] { train::train_step(s, optimizers, *batch); },
+                                                                 s.device.is_cuda(), trace));
+  }
   return row;
 }
 
 void run_bench(const BenchArgs& a) {
+  if (!a.profile_dir.empty()) io::make_directories(a.profile_dir);
   std::vector<BenchRow> rows;
   for (const std::string& spec : a.variants) rows.push_back(bench_variant(a, parse_variant(spec)));
   std::printf("%-12s %12s %14s %12s %12s %12s\n", "variant", "parameters", "GFLOP/step", "step ms",
@@ -84,6 +96,9 @@ void run_bench(const BenchArgs& a) {
     std::printf("%-12s %12lld %14.3f %12.2f %11.2fx %12.1f\n", r.variant.c_str(), static_cast<long long>(r.parameters),
                 r.flops_per_step / 1e9, r.median_ms, rows.front().median_ms / r.median_ms,
                 r.flops_per_step / 1e6 / r.median_ms);
+  }
+  for (const BenchRow& r : rows) {
+    if (!r.profile.empty()) std::printf("\nprofile of one %s step, %s", r.variant.c_str(), r.profile.c_str());
   }
 }
 
@@ -99,13 +114,17 @@ void add_bench_command(CLI::App& app) {
       ->capture_default_str();
   command->add_option("--warmup", a->warmup, "Untimed steps first")->check(CLI::NonNegativeNumber)->capture_default_str();
   command->add_option("--steps", a->steps, "Timed steps")->check(CLI::PositiveNumber)->capture_default_str();
+  command->add_option("--profile", a->profile_dir,
+                      "Directory: profile one more step of each variant, write its trace there (VARIANT-step.json) "
+                      "and print where the step's time goes");
   command->footer(
       "Examples:\n"
       "  pixelfly bench --config configs/mixer_fmnist.json\n"
       "  pixelfly bench --set model.preset=gpt2-medium --set data.name=synthetic-text --set data.context=1024 "
       "--set data.batch_size=8\n"
       "  pixelfly bench --config configs/resnet20_fmnist_cram.json --variant sgd:optim.name=sgd --variant "
-      "cram:optim.name=cram");
+      "cram:optim.name=cram\n"
+      "  pixelfly bench --config configs/mixer_fmnist.json --profile runs/profile");
   command->callback([a] { run_bench(*a); });
 }
 
