@@ -77,7 +77,7 @@ at::Tensor device_contiguous(const at::Tensor& t) { return aligned(t.contiguous(
 // (..., r) as rows that TMA reads in place where it can: unit column stride and a row pitch of
 // whole 16-byte units (a column slice of a wider buffer qualifies); otherwise a contiguous copy.
 at::Tensor device_pitched_rows(const at::Tensor& t) {
-  const at::Tensor rows = t.reshape({-1, t.size(-1)});
+  const at::Tensor rows = row_view(t);
   const bool pitched = rows.stride(1) == 1 && rows.stride(0) >= rows.size(1) && rows.stride(0) % 8 == 0;
   return pitched ? aligned(rows) : device_rows(t);
 }
@@ -249,8 +249,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> pixelfly_
   const at::Tensor dy_rows = device_rows(grad_y), x_rows = device_rows(x);
   check_launch(op, cuda::accumulate_grad_weight(d, kind, x_rows.size(0), dy_rows.data_ptr(), x_rows.data_ptr(),
                                                 scratch.data_ptr<float>(), stream));
-  const at::Tensor product = at::mm(dy_rows.t(), projected.reshape({-1, projected.size(-1)})).contiguous();
-  at::Tensor grad_v = at::mm(x_rows.t(), grad_projected.reshape({-1, r})).contiguous();
+  const at::Tensor product = at::mm(dy_rows.t(), row_view(projected)).contiguous();
+  at::Tensor grad_v = at::mm(x_rows.t(), row_view(grad_projected)).contiguous();
   const at::Tensor values_c = values.contiguous(), u_c = u.contiguous();
   at::Tensor grad_values = at::empty_like(values_c), grad_u = at::empty_like(u_c);
   at::Tensor grad_gamma = at::empty({}, gamma.options()), grad_bias;

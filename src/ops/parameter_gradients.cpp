@@ -5,6 +5,7 @@
 #include <torch/library.h>
 
 #include "ops/input_checks.h"
+#include "ops/shapes.h"
 #include "ops/thin_matmul.h"
 #include "pixelfly/ops/block_sparse_ops.h"
 #include "pixelfly/ops/pixelfly_linear_ops.h"
@@ -13,8 +14,6 @@ namespace pixelfly::ops {
 namespace {
 
 using Gradients = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>;
-
-at::Tensor rows(const at::Tensor& t) { return t.reshape({-1, t.size(-1)}); }
 
 }  // namespace
 
@@ -26,12 +25,12 @@ Gradients pixelfly_linear_grad_params_composed(const at::Tensor& grad_y, const a
   const at::Tensor low_rank_scale = 1 - gamma;  // 0-d: products keep the other operand's dtype
   const at::Tensor raw = block_sparse_linear_grad_weight(grad_y, x, layout);  // dy^T x on the blocks
   // dy^T [x v | 1 ...]: the u gradient and, in column r, the bias gradient.
-  const at::Tensor product = thin_matmul(rows(grad_y).t(), rows(projected));
+  const at::Tensor product = thin_matmul(row_view(grad_y).t(), row_view(projected));
   const at::Tensor raw_u = product.narrow(1, 0, r);
   const auto accumulate = at::promote_types(grad_y.scalar_type(), at::kFloat);  // float32, or float64 for float64
   const at::Tensor grad_gamma = ((raw.to(accumulate) * values).sum() - (raw_u.to(accumulate) * u).sum())
                                     .to(gamma.scalar_type());
-  return {raw * gamma, raw_u * low_rank_scale, thin_matmul(rows(x).t(), rows(grad_projected)) * low_rank_scale,
+  return {raw * gamma, raw_u * low_rank_scale, thin_matmul(row_view(x).t(), row_view(grad_projected)) * low_rank_scale,
           grad_gamma, bias ? product.select(1, r).contiguous() : at::Tensor()};
 }
 

@@ -11,6 +11,7 @@
 
 #include "pixelfly/ops/block_sparse_ops.h"
 #include "pixelfly/ops/pixelfly_linear_ops.h"
+#include "ops/shapes.h"
 #include "ops/thin_matmul.h"
 
 namespace pixelfly::ops {
@@ -18,15 +19,6 @@ namespace {
 
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
-
-// Leading dimensions flattened: (tokens, features).
-at::Tensor rows(const at::Tensor& t) { return t.reshape({-1, t.size(-1)}); }
-
-std::vector<int64_t> sizes_with_last(const at::Tensor& t, int64_t last) {
-  std::vector<int64_t> sizes = t.sizes().vec();
-  sizes.back() = last;
-  return sizes;
-}
 
 class PixelflyLinearFunction : public torch::autograd::Function<PixelflyLinearFunction> {
  public:
@@ -37,9 +29,9 @@ class PixelflyLinearFunction : public torch::autograd::Function<PixelflyLinearFu
     const int64_t r = v.size(1);
     // (..., r) = x v; with a bias (..., w) = [x v | 1 ...], w = r + 1 rounded up to a multiple
     // of 8 (16-byte rows for the tensor-core products).
-    const at::Tensor projected =
-        has_bias ? thin_matmul_then_ones(rows(x), v, (r + 8) / 8 * 8).reshape(sizes_with_last(x, (r + 8) / 8 * 8))
-                 : thin_matmul(rows(x), v).reshape(sizes_with_last(x, r));
+    const int64_t width = has_bias ? (r + 8) / 8 * 8 : r;
+    const at::Tensor projected = (has_bias ? thin_matmul_then_ones(row_view(x), v, width) : thin_matmul(row_view(x), v))
+                                     .reshape(sizes_with_last(x, width));
     at::Tensor y = mixed_linear(x, values, layout, gamma, projected.narrow(-1, 0, r), u, bias);
     ctx->save_for_backward({x, values, u, v, gamma, projected});
     ctx->saved_data["layout"] = layout;
@@ -54,7 +46,7 @@ class PixelflyLinearFunction : public torch::autograd::Function<PixelflyLinearFu
     const Layout layout = ctx->saved_data["layout"].toCustomClass<LayoutHandle>();
     const bool has_bias = ctx->saved_data["has_bias"].toBool();
     const at::Tensor dy = grad_outputs[0].contiguous();
-    const at::Tensor dy_u = thin_matmul(rows(dy), u).reshape(sizes_with_last(dy, u.size(1)));  // (..., r)
+    const at::Tensor dy_u = thin_matmul(row_view(dy), u).reshape(sizes_with_last(dy, u.size(1)));  // (..., r)
 
     // needs_input_grad counts the tensor arguments given: x 0, values 1, u 2, v 3, gamma 4, bias 5.
     auto needed = [&](size_t i) { return (i < 5 || has_bias) && ctx->needs_input_grad(i); };

@@ -14,9 +14,9 @@
 // A stage is made of C-wide chunks, C = min(block, 64), each landing in the C * 2-byte swizzled
 // layout that wgmma reads directly: K walks the group's union index list (a line without a
 // block at a union position copies a box placed outside the weight matrix, which TMA fills with
-// zeros), and the low-rank term as extra K steps (before or after the union, see LineTile). Rows, features and tokens past the ends of
-// the matrices read as zeros, and output tiles go back through TMA stores, which clip at the
-// ends; the caller's tensors need no padding. forward and grad_input run in one of two forms
+// zeros), and the low-rank term as extra K steps (before or after the union, see LineTile).
+// Rows, features and tokens past the ends of the matrices read as zeros, and output tiles go
+// back through TMA stores, which clip at the ends; the caller's tensors need no padding. forward and grad_input run in one of two forms
 // chosen by the K length per line (LineConfig below); grad_weight splits its token reduction
 // over blocks and adds into a float32 workspace.
 #include "kernels/cuda/block_sparse_wgmma.cuh"
@@ -605,13 +605,12 @@ cudaError_t launch_lines(const DeviceLayout& layout, int64_t tokens, const void*
   const int64_t lines = kTransposed ? layout.block_cols : layout.block_rows;
   const int64_t slots = kLineBlocksPerSM * device::multiprocessors();
   if (lines_run_persistent(layout.nnz, B, lines, rank)) {
-    return launch_line_kernel<T, B, kTransposed, true>(persistent_blocks(tiles, groups, slots), in_map,
-                                                                weight_map, low_rank_a_map, low_rank_b_map, out_map,
-                                                                layout, tokens, epilogue, stream);
+    return launch_line_kernel<T, B, kTransposed, true>(persistent_blocks(tiles, groups, slots), in_map, weight_map,
+                                                       low_rank_a_map, low_rank_b_map, out_map, layout, tokens,
+                                                       epilogue, stream);
   }
-  return launch_line_kernel<T, B, kTransposed, false>(tiles, in_map, weight_map, low_rank_a_map,
-                                                               low_rank_b_map, out_map, layout, tokens, epilogue,
-                                                               stream);
+  return launch_line_kernel<T, B, kTransposed, false>(tiles, in_map, weight_map, low_rank_a_map, low_rank_b_map,
+                                                      out_map, layout, tokens, epilogue, stream);
 }
 
 template <typename T, int B>
