@@ -1,7 +1,10 @@
 // Autograd for pixelfly::pixelfly_linear, y = g x W^T + (1 - g) (x v) u^T + bias, written so
 // that the activations are read as few times as possible and the step makes few launches: the
 // forward is x v and one mixed_linear pass; the backward is dy u, one mixed_linear_grad_input
-// pass for dx, and pixelfly_linear_grad_params for every parameter. With a bias, the forward
+// pass for dx, and pixelfly_linear_grad_params for every parameter. On CUDA a rank that is not a
+// multiple of 8 is padded once, in u and v (zero columns add nothing): every product then has
+// 16-byte rows, which cuBLAS's fast kernels and the fused kernels' TMA copies need, instead of
+// the activations being padded per call. With a bias, the forward
 // keeps x v beside a column of ones, [x v | 1 ...], so that the u gradient's product dy^T [x v |
 // 1 ...] also sums dy over the tokens. The gradient of g needs no extra pass:
 //   sum(dy * x W^T) = <dy^T x, W> on the blocks,  sum(dy * (x v) u^T) = <dy^T (x v), u>.
@@ -20,13 +23,20 @@ namespace {
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
+// t (n, rank) with zero columns up to `columns`.
+at::Tensor with_columns(const at::Tensor& t, int64_t columns) {
+  return columns == t.size(1) ? t : at::constant_pad_nd(t, {0, columns - t.size(1)});
+}
+
 class PixelflyLinearFunction : public torch::autograd::Function<PixelflyLinearFunction> {
  public:
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& values, const Layout& layout,
-                            const at::Tensor& u, const at::Tensor& v, const at::Tensor& gamma,
+                            const at::Tensor& u_in, const at::Tensor& v_in, const at::Tensor& gamma,
                             const c10::optional<at::Tensor>& bias) {
     const bool has_bias = bias.has_value() && bias->defined();
-    const int64_t r = v.size(1);
+    const int64_t rank = v_in.size(1);
+    const int64_t r = x.is_cuda() ? (rank + 7) / 8 * 8 : rank;
+    const at::Tensor u = with_columns(u_in, r), v = with_columns(v_in, r);
     // (..., r) = x v; with a bias (..., w) = [x v | 1 ...], w = r + 1 rounded up to a multiple
     // of 8 (16-byte rows for the tensor-core products).
     const int64_t width = has_bias ? (r + 8) / 8 * 8 : r;
@@ -36,6 +46,7 @@ class PixelflyLinearFunction : public torch::autograd::Function<PixelflyLinearFu
     ctx->save_for_backward({x, values, u, v, gamma, projected});
     ctx->saved_data["layout"] = layout;
     ctx->saved_data["has_bias"] = has_bias;
+    ctx->saved_data["rank"] = rank;
     return y;
   }
 
@@ -45,6 +56,7 @@ class PixelflyLinearFunction : public torch::autograd::Function<PixelflyLinearFu
                      &projected = saved[5];
     const Layout layout = ctx->saved_data["layout"].toCustomClass<LayoutHandle>();
     const bool has_bias = ctx->saved_data["has_bias"].toBool();
+    const int64_t rank = ctx->saved_data["rank"].toInt();
     const at::Tensor dy = grad_outputs[0].contiguous();
     const at::Tensor dy_u = thin_matmul(row_view(dy), u).reshape(sizes_with_last(dy, u.size(1)));  // (..., r)
 
@@ -57,6 +69,8 @@ class PixelflyLinearFunction : public torch::autograd::Function<PixelflyLinearFu
           pixelfly_linear_grad_params(dy, x, values, layout, u, gamma, projected, dy_u, has_bias);
     }
     auto keep = [&](size_t i, const at::Tensor& grad) { return needed(i) ? grad : at::Tensor(); };
+    if (grad_u.defined()) grad_u = grad_u.narrow(1, 0, rank);
+    if (grad_v.defined()) grad_v = grad_v.narrow(1, 0, rank);
     return {grad_x, keep(1, grad_values), at::Tensor(), keep(2, grad_u), keep(3, grad_v), keep(4, grad_gamma),
             keep(5, grad_bias)};
   }
