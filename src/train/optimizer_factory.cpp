@@ -1,10 +1,8 @@
 // SGD / AdamW / CrAM with decayed and undecayed parameter groups.
 #include "pixelfly/train/optimizer_factory.h"
 
-#include <torch/optim/adamw.h>
-#include <torch/optim/sgd.h>
-
 #include "pixelfly/compress/compressor_spec.h"
+#include "pixelfly/optim/fused_optimizers.h"
 
 namespace pixelfly::train {
 
@@ -24,7 +22,7 @@ Optimizers make_optimizers(torch::nn::Module& model, const TrainConfig& c) {
     std::vector<torch::optim::OptimizerParamGroup> groups;
     groups.emplace_back(decayed, options(c.weight_decay));
     groups.emplace_back(undecayed, options(0.0));
-    o.base = std::make_unique<torch::optim::SGD>(groups, torch::optim::SGDOptions(c.lr));
+    o.base = std::make_unique<optim::FusedSGD>(groups, torch::optim::SGDOptions(c.lr));
   } else {
     auto options = [&](double wd) {
       return std::make_unique<torch::optim::AdamWOptions>(
@@ -33,7 +31,7 @@ Optimizers make_optimizers(torch::nn::Module& model, const TrainConfig& c) {
     std::vector<torch::optim::OptimizerParamGroup> groups;
     groups.emplace_back(decayed, options(c.weight_decay));
     groups.emplace_back(undecayed, options(0.0));
-    o.base = std::make_unique<torch::optim::AdamW>(groups, torch::optim::AdamWOptions(c.lr));
+    o.base = std::make_unique<optim::FusedAdamW>(groups, torch::optim::AdamWOptions(c.lr));
   }
   if (c.optimizer == "cram") {
     std::vector<std::shared_ptr<compress::Compressor>> compressors;

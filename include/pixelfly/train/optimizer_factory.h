@@ -1,6 +1,7 @@
 // Optimisers from the configuration (optim.*): SGD (momentum, Nesterov) or AdamW, with weight
 // decay only on tensors of two or more dimensions (weights; never biases, norm scales or the
-// Pixelfly mixing weight), and CrAM wrapped around either.
+// Pixelfly mixing weight), and CrAM wrapped around either. Both step through ATen's fused
+// multi-tensor kernels (optim/fused_optimizers.h).
 #pragma once
 
 #include <torch/nn/module.h>
