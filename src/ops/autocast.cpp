@@ -1,13 +1,16 @@
 // Automatic mixed precision for the differentiable operators: under autocast (bfloat16 training
 // on CUDA, or CPU autocast) the activations and weights are cast to the autocast dtype, as
 // torch.nn.Linear's are, before the operator runs; gradients flow back through the casts to the
-// float32 parameters. The mixing weight gamma stays in its own dtype (a 0-d tensor).
+// float32 parameters. pixelfly_linear casts its parameters inside its autograd function
+// instead (ops/pixelfly_linear_autograd.h): the same casts without an autograd node each. The
+// mixing weight gamma stays in its own dtype (a 0-d tensor).
 #include <ATen/ATen.h>
 #include <ATen/autocast_mode.h>
 #include <torch/library.h>
 
 #include "pixelfly/ops/block_sparse_ops.h"
 #include "pixelfly/ops/pixelfly_linear_ops.h"
+#include "ops/pixelfly_linear_autograd.h"
 
 namespace pixelfly::ops {
 namespace {
@@ -26,9 +29,7 @@ at::Tensor pixelfly_linear_autocast(const at::Tensor& x, const at::Tensor& value
                                     const c10::optional<at::Tensor>& bias) {
   c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::autocast_dispatch_keyset);
   const at::ScalarType dtype = at::autocast::get_autocast_dtype(device);
-  auto cast = [&](const at::Tensor& t) { return at::autocast::cached_cast(dtype, t, device); };
-  return pixelfly_linear(cast(x), cast(values), layout, cast(u), cast(v), gamma,
-                         bias.has_value() && bias->defined() ? c10::optional<at::Tensor>(cast(*bias)) : bias);
+  return pixelfly_linear_function(at::autocast::cached_cast(dtype, x, device), values, layout, u, v, gamma, bias);
 }
 
 }  // namespace

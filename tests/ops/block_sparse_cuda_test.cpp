@@ -2,6 +2,7 @@
 // supported block size, token counts that are multiples of nothing, every dtype, forward and
 // both gradients, with output memory poisoned (NaN) before each call so an unwritten element
 // fails. Skipped on machines without a GPU.
+#include <ATen/autocast_mode.h>
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
@@ -205,6 +206,47 @@ TEST(BlockSparseOpsCuda, FusedPixelflyLinearMatchesFloat64Reference) {
                     1e-6 * (std::abs(sparse_sum) + std::abs(low_rank_sum)));
       }
     }
+  }
+}
+
+// Under CUDA autocast the layer's float32 parameters go into the operator uncast (it casts them
+// itself) with a rank that is not a multiple of 8 (41, as the planner gives GPT-2 medium): bf16
+// output, float32 gradients, against float64 on the CPU.
+TEST(BlockSparseOpsCuda, AutocastWithFloat32ParametersMatchesFloat64Reference) {
+  SKIP_WITHOUT_CUDA();
+  torch::manual_seed(41);
+  const BlockLayout l = random_layout(512, 256, 64, 0.3, 7);
+  const ops::Layout layout = ops::make_layout(l);
+  const int64_t tokens = 333, rank = 41;
+  const auto f32 = at::TensorOptions(at::kCUDA).dtype(at::kFloat);
+  const std::vector<at::Tensor> inputs = {at::randn({tokens, l.in_features()}, f32),
+                                          at::randn({l.nnz(), l.block(), l.block()}, f32) * 0.1,
+                                          at::randn({l.out_features(), rank}, f32) * 0.1,
+                                          at::randn({l.in_features(), rank}, f32) * 0.1, at::full({}, 0.3, f32),
+                                          at::randn({l.out_features()}, f32)};
+  const at::Tensor g = at::randn({tokens, l.out_features()}, f32);
+  auto run = [&](const at::Device& device, at::ScalarType type, bool autocast) {
+    std::vector<at::Tensor> leaves;
+    for (const at::Tensor& t : inputs) leaves.push_back(t.to(device, type).detach().requires_grad_());
+    at::Tensor y;
+    {
+      const bool was_enabled = at::autocast::is_autocast_enabled(at::kCUDA);
+      at::autocast::set_autocast_dtype(at::kCUDA, at::kBFloat16);
+      at::autocast::set_autocast_enabled(at::kCUDA, autocast);
+      y = ops::pixelfly_linear(leaves[0], leaves[1], layout, leaves[2], leaves[3], leaves[4], leaves[5]);
+      at::autocast::set_autocast_enabled(at::kCUDA, was_enabled);
+      at::autocast::clear_cache();
+    }
+    std::vector<at::Tensor> out = torch::autograd::grad({(y.to(type) * g.to(device, type)).sum()}, leaves);
+    out.insert(out.begin(), y.detach());
+    return out;
+  };
+  const auto fast = run(at::kCUDA, at::kFloat, true), reference = run(at::kCPU, at::kDouble, false);
+  EXPECT_EQ(fast[0].scalar_type(), at::kBFloat16);
+  const char* names[] = {"y", "x", "values", "u", "v", "gamma", "bias"};
+  for (size_t i = 0; i < fast.size(); ++i) {
+    if (i > 0) EXPECT_EQ(fast[i].scalar_type(), at::kFloat) << names[i];
+    EXPECT_LE(relative_error(fast[i], reference[i]), 2e-2) << names[i];
   }
 }
 

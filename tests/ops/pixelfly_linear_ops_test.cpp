@@ -148,6 +148,11 @@ TEST(PixelflyLinearOp, RejectsMismatchedLowRankArguments) {
               ops::pixelfly_linear(x, values, layout, at::randn({64, 4}), at::randn({48, 5}), at::ones({}), c10::nullopt);
             }).find("u must be (out_features, r)"),
             std::string::npos);
+  EXPECT_NE(error_of([&] {
+              ops::pixelfly_linear(x, values, layout, at::randn({64, 4}, at::kDouble), at::randn({48, 4}), at::ones({}),
+                                   c10::nullopt);
+            }).find("pixelfly::pixelfly_linear: u has dtype Double but x has dtype Float; both must match"),
+            std::string::npos);
 }
 
 }  // namespace
