@@ -33,8 +33,11 @@ struct MixerOptions {
   double mlp_density = 0.25;    // target total density of each channel-mixing layer (pixelfly)
   double low_rank_share = 0.2;  // of that budget, for the low-rank term
   // Block sizes the planner may use. A layer reaches at most n = (its blocks per side) butterfly
-  // cells, so narrow layers need small blocks to get down to low densities.
-  std::vector<int64_t> block_sizes = {16, 32, 64, 128};
+  // cells, so narrow layers need small blocks to get down to low densities (the CPU-sized preset
+  // sets 16 and 32). The default starts at 32, the paper's released block and where the Hopper
+  // kernels run fastest: block 16 runs Y at 0.66x of dense where block 32 runs it at 1.2x
+  // (docs/perf.md, "Version 8").
+  std::vector<int64_t> block_sizes = {32, 64, 128};
 };
 
 // Presets: "mixer-s16" and "mixer-b16" as in the paper (224 x 224 RGB, patch 16, 1000 classes),

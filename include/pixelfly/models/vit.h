@@ -37,7 +37,7 @@ struct VitOptions {
   double low_rank_share = 0.2;      // of each budget, for the low-rank term
   bool sparsify_attention = false;  // also qkv and proj
   double attention_density = 0.25;  // their target total density
-  std::vector<int64_t> block_sizes = {16, 32, 64, 128};  // the planner's choices
+  std::vector<int64_t> block_sizes = {32, 64, 128};  // the planner's choices (see MixerOptions)
 };
 
 // Presets:
