@@ -2,10 +2,10 @@
 #include "pixelfly/train/train_step.h"
 
 #include <ATen/ATen.h>
-#include <torch/nn/utils/clip_grad.h>
 
 #include <cmath>
 
+#include "pixelfly/optim/clip_grad_norm.h"
 #include "pixelfly/train/flop_counter.h"
 
 namespace pixelfly::train {
@@ -21,7 +21,7 @@ double train_step(Session& s, Optimizers& optimizers, const Batch& batch) {
   optimizers.base->zero_grad();
   const at::Tensor loss = loss_of_batch();
   loss.backward();
-  if (s.config.grad_clip > 0) torch::nn::utils::clip_grad_norm_(s.model.module->parameters(), s.config.grad_clip);
+  if (s.config.grad_clip > 0) optim::clip_grad_norm(s.model.module->parameters(), s.config.grad_clip);
   const double value = loss.item<double>();
   if (std::isfinite(value)) optimizers.base->step();
   return value;
