@@ -39,9 +39,6 @@ at::Tensor operand(const at::Tensor& t, at::ScalarType dtype, int64_t dim, int64
   return out;
 }
 
-// Saved with the function: the parameters' dtypes, for their gradients.
-enum Saved : int64_t { kValuesType, kUType, kVType, kBiasType };
-
 class PixelflyLinearFunction : public torch::autograd::Function<PixelflyLinearFunction> {
  public:
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& values_in,
@@ -65,9 +62,11 @@ class PixelflyLinearFunction : public torch::autograd::Function<PixelflyLinearFu
     ctx->saved_data["layout"] = layout;
     ctx->saved_data["has_bias"] = has_bias;
     ctx->saved_data["rank"] = rank;
+    // The dtypes of the tensor arguments (x, values, u, v, gamma, bias), for their gradients.
     ctx->saved_data["dtypes"] = std::vector<int64_t>{
-        static_cast<int64_t>(values_in.scalar_type()), static_cast<int64_t>(u_in.scalar_type()),
-        static_cast<int64_t>(v_in.scalar_type()), static_cast<int64_t>(has_bias ? bias_in->scalar_type() : dtype)};
+        static_cast<int64_t>(dtype), static_cast<int64_t>(values_in.scalar_type()),
+        static_cast<int64_t>(u_in.scalar_type()), static_cast<int64_t>(v_in.scalar_type()),
+        static_cast<int64_t>(gamma.scalar_type()), static_cast<int64_t>(has_bias ? bias_in->scalar_type() : dtype)};
     return y;
   }
 
@@ -79,9 +78,6 @@ class PixelflyLinearFunction : public torch::autograd::Function<PixelflyLinearFu
     const bool has_bias = ctx->saved_data["has_bias"].toBool();
     const int64_t rank = ctx->saved_data["rank"].toInt();
     const auto dtypes = ctx->saved_data["dtypes"].toIntVector();
-    auto in_dtype = [&](const at::Tensor& grad, Saved which) {
-      return grad.to(static_cast<at::ScalarType>(dtypes[which]));
-    };
     const at::Tensor dy = grad_outputs[0].contiguous();
     const at::Tensor dy_u = thin_matmul(row_view(dy), u).reshape(sizes_with_last(dy, u.size(1)));  // (..., r)
 
@@ -93,16 +89,15 @@ class PixelflyLinearFunction : public torch::autograd::Function<PixelflyLinearFu
       std::tie(grad_values, grad_u, grad_v, grad_gamma, grad_bias) =
           pixelfly_linear_grad_params(dy, x, values, layout, u, gamma, projected, dy_u, has_bias);
     }
-    auto keep = [&](size_t i, const at::Tensor& grad, Saved which) {
-      return needed(i) ? in_dtype(grad, which) : at::Tensor();
+    // A parameter's gradient when asked for, in the parameter's dtype (u's and v's without their
+    // padding columns).
+    auto gradient = [&](size_t i, at::Tensor grad) {
+      if (!needed(i)) return at::Tensor();
+      if (i == 2 || i == 3) grad = grad.narrow(1, 0, rank);
+      return grad.to(static_cast<at::ScalarType>(dtypes[i]));
     };
-    return {grad_x,
-            keep(1, grad_values, kValuesType),
-            at::Tensor(),
-            needed(2) ? in_dtype(grad_u.narrow(1, 0, rank), kUType) : at::Tensor(),
-            needed(3) ? in_dtype(grad_v.narrow(1, 0, rank), kVType) : at::Tensor(),
-            needed(4) ? grad_gamma : at::Tensor(),
-            needed(5) ? in_dtype(grad_bias, kBiasType) : at::Tensor()};
+    return {grad_x, gradient(1, grad_values), at::Tensor(), gradient(2, grad_u), gradient(3, grad_v),
+            gradient(4, grad_gamma), gradient(5, grad_bias)};
   }
 };
 
