@@ -9,7 +9,6 @@
 #include <torch/library.h>
 
 #include "pixelfly/ops/block_sparse_ops.h"
-#include "pixelfly/ops/pixelfly_linear_ops.h"
 #include "ops/pixelfly_linear_autograd.h"
 
 namespace pixelfly::ops {

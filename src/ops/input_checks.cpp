@@ -40,6 +40,12 @@ void check_features(const char* op, const char* name, const at::Tensor& t, int64
               " = ", expected, ", got shape ", t.sizes());
 }
 
+void check_same_dtype(const char* op, const at::Tensor& a, const char* a_name, const at::Tensor& b,
+                      const char* b_name) {
+  TORCH_CHECK(a.scalar_type() == b.scalar_type(), op, ": ", a_name, " has dtype ", a.scalar_type(), " but ", b_name,
+              " has dtype ", b.scalar_type(), "; both must match");
+}
+
 void check_values(const char* op, const at::Tensor& values, const Layout& layout,
                   const at::Tensor& other, const char* other_name) {
   TORCH_CHECK(layout, op, ": layout is null");
@@ -49,9 +55,7 @@ void check_values(const char* op, const at::Tensor& values, const Layout& layout
                   values.size(2) == l.block(),
               op, ": values must have shape (nnz, block, block) = (", l.nnz(), ", ", l.block(), ", ",
               l.block(), ") for this layout, got ", values.sizes());
-  TORCH_CHECK(values.scalar_type() == other.scalar_type(), op, ": values has dtype ",
-              values.scalar_type(), " but ", other_name, " has dtype ", other.scalar_type(),
-              "; both must match");
+  check_same_dtype(op, values, "values", other, other_name);
   TORCH_CHECK(values.device() == other.device(), op, ": values is on ", values.device(), " but ",
               other_name, " is on ", other.device(), "; both must be on one device");
 }
@@ -61,8 +65,7 @@ void check_same_rows(const char* op, const at::Tensor& a, const char* a_name, co
   TORCH_CHECK(a.sizes().slice(0, a.dim() - 1) == b.sizes().slice(0, b.dim() - 1), op, ": ", a_name,
               " and ", b_name, " must have the same leading shape, got ", a.sizes(), " and ",
               b.sizes());
-  TORCH_CHECK(a.scalar_type() == b.scalar_type(), op, ": ", a_name, " has dtype ", a.scalar_type(),
-              " but ", b_name, " has dtype ", b.scalar_type(), "; both must match");
+  check_same_dtype(op, a, a_name, b, b_name);
   TORCH_CHECK(a.device() == b.device(), op, ": ", a_name, " is on ", a.device(), " but ", b_name,
               " is on ", b.device(), "; both must be on one device");
 }

@@ -19,6 +19,9 @@ const BlockLayout& check_grad_weight_args(const char* op, const at::Tensor& grad
 // `features_name`-sized last dimension: x.size(-1) == expected.
 void check_features(const char* op, const char* name, const at::Tensor& t, int64_t expected,
                     const char* expected_name);
+// a and b of one dtype.
+void check_same_dtype(const char* op, const at::Tensor& a, const char* a_name, const at::Tensor& b,
+                      const char* b_name);
 // values is (nnz, b, b) of the layout, same dtype and device as `other`.
 void check_values(const char* op, const at::Tensor& values, const Layout& layout,
                   const at::Tensor& other, const char* other_name);

@@ -18,6 +18,7 @@
 
 #include "pixelfly/ops/block_sparse_ops.h"
 #include "pixelfly/ops/pixelfly_linear_ops.h"
+#include "ops/input_checks.h"
 #include "ops/shapes.h"
 #include "ops/thin_matmul.h"
 
@@ -106,14 +107,10 @@ at::Tensor pixelfly_linear_autograd(const at::Tensor& x, const at::Tensor& value
                                     const at::Tensor& u, const at::Tensor& v, const at::Tensor& gamma,
                                     const c10::optional<at::Tensor>& bias) {
   constexpr const char* op = "pixelfly::pixelfly_linear";
-  auto same_dtype = [&](const at::Tensor& t, const char* name) {
-    TORCH_CHECK(t.scalar_type() == x.scalar_type(), op, ": ", name, " has dtype ", t.scalar_type(), " but x has dtype ",
-                x.scalar_type(), "; both must match");
-  };
-  same_dtype(values, "values");
-  same_dtype(u, "u");
-  same_dtype(v, "v");
-  if (bias.has_value() && bias->defined()) same_dtype(*bias, "bias");
+  check_same_dtype(op, values, "values", x, "x");
+  check_same_dtype(op, u, "u", x, "x");
+  check_same_dtype(op, v, "v", x, "x");
+  if (bias.has_value() && bias->defined()) check_same_dtype(op, *bias, "bias", x, "x");
   return pixelfly_linear_function(x, values, layout, u, v, gamma, bias);
 }
 
