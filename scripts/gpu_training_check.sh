@@ -3,6 +3,8 @@
 # (bfloat16 autocast), whole-model training steps dense against Pixelfly at the paper's sizes,
 # the CrAM step against a plain SGD step (ResNet-20 on Fashion-MNIST, batch 128; ResNet-50 on
 # synthetic 224 x 224 images), and GPT-2 small on the Bible corpus, dense against Pixelfly.
+# `graph`: the model steps of `bench` each with and without train.cuda_graph, in one process per
+# model (GPT-2 with the paper's clipping at 1.0).
 # Data comes from the Debian packages when present, else from data-cache/ (fashion-mnist/ and
 # kjv.txt, prepared on a machine that has them). Logs and runs go to $OUT (or ./gpu-logs).
 set -uo pipefail
@@ -46,6 +48,24 @@ if [ "$what" = all ] || [ "$what" = bench ]; then
     --variant sgd:optim.name=sgd --variant cram:optim.name=cram --steps 20
   for f in bench_mixer_b16 bench_vit_s16 bench_gpt2_small bench_gpt2_medium cram_resnet20 cram_resnet50; do
     echo "== $f"; sed -n '/^variant /,$p' "$out/$f.log"
+  done
+fi
+if [ "$what" = all ] || [ "$what" = graph ]; then
+  synthetic_224=(--set data.name=synthetic-images --set data.image_size=224 --set data.channels=3
+                 --set data.classes=1000 --set data.synthetic_count=512 --set data.eval_batch_size=64
+                 --set data.batch_size=128)
+  text=(--set data.name=synthetic-text --set data.synthetic_count=400000 --set data.context=1024
+        --set data.batch_size=8 --set data.eval_batch_size=8 --set train.grad_clip=1)
+  variants=(--variant dense:model.sparsity=dense --variant pixelfly:model.sparsity=pixelfly
+            --variant "dense-graph:model.sparsity=dense;train.cuda_graph=true"
+            --variant "pixelfly-graph:model.sparsity=pixelfly;train.cuda_graph=true")
+  stage graph_gpt2_medium 300 $cli bench --set model.preset=gpt2-medium "${text[@]}" "${variants[@]}" \
+    --profile "$out/profile-gpt2-medium"
+  stage graph_gpt2_small 200 $cli bench --set model.preset=gpt2-small "${text[@]}" "${variants[@]}"
+  stage graph_mixer_b16 300 $cli bench --set model.preset=mixer-b16 "${synthetic_224[@]}" "${variants[@]}"
+  stage graph_vit_s16 300 $cli bench --set model.preset=vit-s16 "${synthetic_224[@]}" "${variants[@]}"
+  for f in graph_gpt2_medium graph_gpt2_small graph_mixer_b16 graph_vit_s16; do
+    echo "== $f"; sed -n '/^variant /,/^$/p' "$out/$f.log"; grep -A1 "^profile of" "$out/$f.log" | grep "ms,"
   done
 fi
 if [ "$what" = all ] || [ "$what" = gpt2 ]; then

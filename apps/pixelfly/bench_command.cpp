@@ -15,6 +15,7 @@
 #include "run_config.h"
 #include "pixelfly/io/file_system.h"
 #include "pixelfly/train/config.h"
+#include "pixelfly/train/graphed_train_step.h"
 #include "pixelfly/train/session.h"
 #include "pixelfly/train/step_profile.h"
 #include "pixelfly/train/train_step.h"
@@ -69,10 +70,13 @@ BenchRow bench_variant(const BenchArgs& a, const Variant& variant) {
   const std::optional<train::Batch> batch = s.data->next();
   if (!batch) throw std::invalid_argument("the data gives no training batch of data.batch_size");
   s.model.module->train();
+  const std::unique_ptr<train::GraphedTrainStep> graphed =
+      s.config.cuda_graph ? std::make_unique<train::GraphedTrainStep>(s, optimizers) : nullptr;
+  auto step = [&] { return graphed ? graphed->run(*batch) : train::train_step(s, optimizers, *batch); };
   std::vector<double> ms;
   for (int64_t i = 0; i < a.warmup + a.steps; ++i) {
     const auto start = std::chrono::steady_clock::now();
-    train::train_step(s, optimizers, *batch);  // synchronises with the device
+    step();  // synchronises with the device
     if (i >= a.warmup) ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count());
   }
   std::sort(ms.begin(), ms.end());
@@ -80,7 +84,7 @@ BenchRow bench_variant(const BenchArgs& a, const Variant& variant) {
   if (!a.profile_dir.empty()) {
     const std::string trace = a.profile_dir + "/" + variant.name + "-step.json";
     row.profile = "trace " + trace + "\n" +
-                  train::format_step_profile(train::profile_step([&] { train::train_step(s, optimizers, *batch); },
+                  train::format_step_profile(train::profile_step([&] { step(); },
                                                                  s.device.is_cuda(), trace));
   }
   return row;

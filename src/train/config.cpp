@@ -73,6 +73,8 @@ std::vector<ConfigKey> make_keys() {
       {"schedule.min_lr_ratio", 0.0, "Learning rate at the end of the cosine, as a share of optim.lr."},
       {"train.label_smoothing", 0.0, "Label smoothing of the cross-entropy."},
       {"train.grad_clip", 0.0, "Clip the global gradient norm to this; 0: off."},
+      {"train.cuda_graph", false,
+       "Capture the training step as a CUDA graph once and replay it (CUDA, sgd or adamw; not cram)."},
       {"train.precision", "auto", "auto (bf16 autocast on CUDA, fp32 on CPU), fp32 or bf16 (CUDA only)."},
       {"train.log_every", 20, "Steps between metrics lines (and plain progress lines when not on a terminal)."},
       {"train.checkpoint_every", 0, "Also checkpoint every N steps (0: never); every epoch end is checkpointed in any case."},
@@ -324,6 +326,9 @@ TrainConfig parse_config(const nlohmann::json& config) {
 
   c.label_smoothing = in_range("train.label_smoothing", 0, 1, false, true);
   c.grad_clip = in_range("train.grad_clip", 0, 1e9, false, false);
+  c.cuda_graph = get<bool>(config, "train.cuda_graph");
+  check(!(c.cuda_graph && c.optimizer == "cram"), "train.cuda_graph", c.cuda_graph,
+        "false with optim.name = cram (CrAM draws a compression on the host every step)");
   c.precision = get<std::string>(config, "train.precision");
   check_choice("train.precision", c.precision, {"auto", "fp32", "bf16"});
   c.log_every = positive("train.log_every");

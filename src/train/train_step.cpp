@@ -9,22 +9,30 @@
 #include "pixelfly/train/flop_counter.h"
 
 namespace pixelfly::train {
+namespace {
+
+at::Tensor batch_loss(Session& s, const at::Tensor& inputs, const at::Tensor& targets) {
+  const at::Tensor logits = autocast_forward(s.bf16_autocast, [&] { return s.model.forward(inputs); });
+  return task_loss(logits, targets, s.config.label_smoothing);
+}
+
+}  // namespace
 
 double train_step(Session& s, Optimizers& optimizers, const Batch& batch) {
   const at::Tensor inputs = batch.inputs.to(s.device, /*non_blocking=*/true);
   const at::Tensor targets = batch.targets.to(s.device, /*non_blocking=*/true);
-  auto loss_of_batch = [&] {
-    const at::Tensor logits = autocast_forward(s.bf16_autocast, [&] { return s.model.forward(inputs); });
-    return task_loss(logits, targets, s.config.label_smoothing);
-  };
-  if (optimizers.cram) return optimizers.cram->step(loss_of_batch).item<double>();
+  if (optimizers.cram) return optimizers.cram->step([&] { return batch_loss(s, inputs, targets); }).item<double>();
   optimizers.base->zero_grad();
-  const at::Tensor loss = loss_of_batch();
-  loss.backward();
-  if (s.config.grad_clip > 0) optim::clip_grad_norm(s.model.module->parameters(), s.config.grad_clip);
-  const double value = loss.item<double>();
+  const double value = loss_and_gradients(s, inputs, targets).item<double>();
   if (std::isfinite(value)) optimizers.base->step();
   return value;
+}
+
+at::Tensor loss_and_gradients(Session& s, const at::Tensor& inputs, const at::Tensor& targets) {
+  const at::Tensor loss = batch_loss(s, inputs, targets);
+  loss.backward();
+  if (s.config.grad_clip > 0) optim::clip_grad_norm(s.model.module->parameters(), s.config.grad_clip);
+  return loss;
 }
 
 double training_flops_per_step(Session& s, int64_t batch_size) {

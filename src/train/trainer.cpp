@@ -14,6 +14,7 @@
 #include "pixelfly/io/atomic_file.h"
 #include "pixelfly/io/file_system.h"
 #include "pixelfly/train/checkpoint.h"
+#include "pixelfly/train/graphed_train_step.h"
 #include "pixelfly/train/lr_schedule.h"
 #include "pixelfly/train/metrics_log.h"
 #include "pixelfly/train/optimizer_factory.h"
@@ -89,6 +90,8 @@ TrainSummary train_model(const nlohmann::json& config, const TrainOptions& optio
   torch::nn::Module& module = *s.model.module;
   Optimizers optimizers = make_optimizers(module, c);
   torch::optim::Optimizer& optimizer = *optimizers.base;
+  const std::unique_ptr<GraphedTrainStep> graphed =
+      c.cuda_graph ? std::make_unique<GraphedTrainStep>(s, optimizers) : nullptr;
 
   const int64_t steps_per_epoch = s.data->batches_per_epoch();
   TORCH_CHECK(steps_per_epoch > 0, "the training split gives no batch of data.batch_size = ", c.batch_size);
@@ -164,7 +167,7 @@ TrainSummary train_model(const nlohmann::json& config, const TrainOptions& optio
       const Clock::time_point step_start = Clock::now();
       const double lr = schedule.at(step);
       set_learning_rate(optimizer, lr);
-      const double loss = train_step(s, optimizers, *batch);
+      const double loss = graphed ? graphed->run(*batch) : train_step(s, optimizers, *batch);
       if (!std::isfinite(loss)) {
         summary.stop_reason = "non-finite loss (" + std::to_string(loss) + ") at step " + std::to_string(step + 1);
         metrics.write({{"kind", "stop"}, {"step", step + 1}, {"reason", summary.stop_reason}});

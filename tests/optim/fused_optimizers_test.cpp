@@ -1,7 +1,9 @@
 // FusedAdamW / FusedSGD against LibTorch's AdamW / SGD step by step: two parameter groups (with
 // and without weight decay), a parameter without a gradient on some steps (its step count falls
 // behind the others'), AMSGrad, momentum with and without Nesterov and dampening; state saved
-// and loaded mid-run continues exactly; on a GPU the fused CUDA kernels against LibTorch on the CPU.
+// and loaded mid-run continues exactly; the capturable form (learning rate and step counts read
+// from device tensors, an update skipped by a flag) steps as step() does; on a GPU the fused CUDA
+// kernels against LibTorch on the CPU.
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
@@ -112,6 +114,46 @@ TEST(FusedOptimizers, StateRoundTripsThroughLibTorchSerialisation) {
   };
   const std::vector<at::Tensor> reloaded = train(problem, fused, Problem::kSteps, reload);
   expect_close(reloaded, straight, 0, "reloaded");
+}
+
+// After one ordinary step, the updates of the capturable form with the learning rate changed
+// halfway give step()'s parameters and host step counts; a set flag leaves everything alone.
+template <class Optimizer, class Options>
+void expect_capturable_update_matches_step(const Options& options, const std::string& what) {
+  const Problem problem(at::kCPU);
+  const auto make = groups<Optimizer>(options, 0.1);
+  auto halve_lr = [](torch::optim::Optimizer& o) {
+    for (auto& g : o.param_groups()) g.options().set_lr(g.options().get_lr() / 2);
+  };
+  std::vector<at::Tensor> params;
+  for (const at::Tensor& p : problem.initial) params.push_back(p.clone().requires_grad_());
+  auto optimizer = make({params[0], params[2]}, {params[1]});
+  auto& capturable = dynamic_cast<CapturableStep&>(*optimizer);
+  for (int step = 0; step < Problem::kSteps; ++step) {
+    if (step == Problem::kSteps / 2) halve_lr(*optimizer);
+    for (size_t i = 0; i < params.size(); ++i) params[i].mutable_grad() = problem.grads[step][i];
+    if (step == 0) {
+      optimizer->step();
+      continue;
+    }
+    capturable.refresh_device_scalars();
+    if (step == 1) {  // a skipped update first: nothing moves
+      std::vector<at::Tensor> before;
+      for (const at::Tensor& p : params) before.push_back(p.detach().clone());
+      capturable.launch_update(at::ones({1}));
+      expect_close(params, before, 0, what + ", update skipped by the flag");
+    }
+    capturable.launch_update(at::zeros({1}));
+    capturable.commit_update();
+  }
+  expect_close(params, train(problem, make, Problem::kSteps, halve_lr), 1e-6, what);
+}
+
+TEST(FusedOptimizers, CapturableUpdateMatchesStep) {
+  expect_capturable_update_matches_step<FusedAdamW>(torch::optim::AdamWOptions(0.05).eps(1e-6), "AdamW");
+  expect_capturable_update_matches_step<FusedAdamW>(torch::optim::AdamWOptions(0.05).amsgrad(true), "AMSGrad");
+  expect_capturable_update_matches_step<FusedSGD>(torch::optim::SGDOptions(0.1).momentum(0.9).nesterov(true),
+                                                  "SGD");
 }
 
 TEST(FusedOptimizers, CudaKernelsMatchLibTorchOnTheCpu) {

@@ -68,6 +68,7 @@ TEST(Config, DefaultsParseToTheDocumentedValues) {
   EXPECT_EQ(c.epochs, 10);
   EXPECT_EQ(c.warmup_epochs, 0);
   EXPECT_EQ(c.precision, "auto");
+  EXPECT_FALSE(c.cuda_graph);
   EXPECT_EQ(c.log_every, 20);
   EXPECT_EQ(c.keep_checkpoints, 2);
   EXPECT_EQ(c.max_steps, 0);
@@ -198,6 +199,9 @@ TEST(Config, ValuesOutOfRangeNameTheKeyTheValueAndTheRange) {
   EXPECT_EQ(parse_error({"run.device=tpu"}), "configuration 'run.device' = \"tpu\": expected auto, cpu, cuda or cuda:N");
   EXPECT_EQ(parse_error({"data.name=cifar10"}),
             "configuration 'data.dir' = \"\": expected the directory of the cifar10 files");
+  EXPECT_EQ(parse_error({"optim.name=cram", "train.cuda_graph=true"}),
+            "configuration 'train.cuda_graph' = true: expected false with optim.name = cram (CrAM draws a "
+            "compression on the host every step)");
   EXPECT_EQ(parse_error({"optim.cram.compressors=[]"}),
             "configuration 'optim.cram.compressors' = []: expected at least one compression");
   const std::string bad_compressor = parse_error({"optim.cram.compressors=[\"global:0.5\",\"global:lots\"]"});

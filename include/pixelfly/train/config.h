@@ -68,6 +68,7 @@ struct TrainConfig {
   double min_lr_ratio = 0;
   // train
   double label_smoothing = 0, grad_clip = 0;
+  bool cuda_graph = false;
   std::string precision;  // "auto" | "fp32" | "bf16"
   int64_t log_every = 0, checkpoint_every = 0, keep_checkpoints = 0, max_steps = 0;
   bool plots = true;
