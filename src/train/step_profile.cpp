@@ -49,6 +49,7 @@ StepProfile profile_step(const std::function<void()>& step, bool cuda, const std
     const std::string name = e.name();
     const bool on_device = e.deviceType() == c10::DeviceType::CUDA;
     if (is_launch(name)) ++profile.launches;
+    if (name.rfind("cudaGraphLaunch", 0) == 0) ++profile.graph_launches;
     if (on_device) {
       profile.device_busy_ms += static_cast<double>(e.durationNs()) / 1e6;
       any_device_event = true;
@@ -72,9 +73,11 @@ StepProfile profile_step(const std::function<void()>& step, bool cuda, const std
 std::string format_step_profile(const StepProfile& p) {
   std::string text;
   char line[256];
-  std::snprintf(line, sizeof line, "step %.2f ms, device busy %.2f ms, %lld kernel launches\n", p.wall_ms,
+  std::snprintf(line, sizeof line, "step %.2f ms, device busy %.2f ms, %lld kernel launches", p.wall_ms,
                 p.device_busy_ms, static_cast<long long>(p.launches));
   text += line;
+  if (p.graph_launches > 0) text += ", " + std::to_string(p.graph_launches) + " CUDA graph launches";
+  text += "\n";
   for (const ProfiledEvent& e : p.top) {
     const std::string name = e.name.size() > 90 ? e.name.substr(0, 87) + "..." : e.name;
     std::snprintf(line, sizeof line, "  %9.3f ms %6lld x  %s\n", e.total_ms, static_cast<long long>(e.count),

@@ -22,6 +22,7 @@ struct StepProfile {
   double wall_ms = 0;          // the step on the host clock, synchronised with the device
   double device_busy_ms = 0;   // GPU kernels, copies and fills, summed (one stream: no overlap); 0 on CPU
   int64_t launches = 0;        // kernel launches through the CUDA runtime or driver
+  int64_t graph_launches = 0;  // CUDA graph launches (train.cuda_graph: the step's kernels in one)
   std::vector<ProfiledEvent> top;  // GPU kernels, or CPU operators (including their children), by total time
 };
 
