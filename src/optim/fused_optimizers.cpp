@@ -212,8 +212,9 @@ void FusedSGD::launch_update(const at::Tensor& found_inf) {
       }
     }
     for (const auto& [key, l] : lists) {
-      at::_fused_sgd_(l.params, l.grads, l.momentum_buffers, options.weight_decay(), options.momentum(), device_lr_[g], options.dampening(),
-                      options.nesterov(), /*maximize=*/false, /*is_first_step=*/false, /*grad_scale=*/{}, found_inf);
+      at::_fused_sgd_(l.params, l.grads, l.momentum_buffers, options.weight_decay(), options.momentum(), device_lr_[g],
+                      options.dampening(), options.nesterov(), /*maximize=*/false, /*is_first_step=*/false,
+                      /*grad_scale=*/{}, found_inf);
     }
   }
 }
