@@ -2,26 +2,61 @@
 # Same-machine comparison of two builds on a GPU machine, where host speed differs from one
 # machine to the next (the layer and model steps are partly host-bound): builds another source
 # tree beside this one, then runs the layer benchmark and the GPT-2 model benchmarks of both,
-# interleaved, `ROUNDS` times (default 2). Logs go to $OUT (or ./gpu-logs).
+# interleaved, `ROUNDS` times (default 2). With BENCH=ops it runs the operator table
+# (bench/cuda_block_sparse_bench.py, extra arguments passed on) of both instead, after this
+# tree's CUDA operator tests. Logs go to $OUT (or ./gpu-logs).
 #   here:            git archive <revision> | (mkdir -p other-src && tar -x -C other-src)
 #   on the machine:  bash scripts/gpu_compare_builds.sh other-src
+#                    BENCH=ops ROUNDS=1 bash scripts/gpu_compare_builds.sh other-src [--quick]
 # (other-src is ignored by git: copy it to the GPU machine along with the working tree.)
 set -uo pipefail
-other="${1:?usage: gpu_compare_builds.sh OTHER_SOURCE_DIR}"
+other="${1:?usage: gpu_compare_builds.sh OTHER_SOURCE_DIR [operator bench arguments]}"
+shift
 out="${OUT:-gpu-logs}"
 mkdir -p "$out"
 compilers=()
 if [ -x /usr/bin/g++ ]; then compilers=(-DCMAKE_CXX_COMPILER=/usr/bin/g++ -DCMAKE_CUDA_HOST_COMPILER=/usr/bin/g++); fi
-build() {  # source dir, build dir
-  cmake -S "$1" -B "$2" -G Ninja -DCMAKE_BUILD_TYPE=Release "${compilers[@]}" >"$out/build-$(basename "$2").log" 2>&1 &&
-    cmake --build "$2" -j "$(($(nproc) / 2))" --target pixelfly_cli bench_pixelfly_linear >>"$out/build-$(basename "$2").log" 2>&1
+ops=0
+[ "${BENCH:-models}" = ops ] && ops=1
+build() {  # source dir, build dir, targets...
+  local src=$1 dir=$2
+  shift 2
+  cmake -S "$src" -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=Release "${compilers[@]}" >"$out/build-$(basename "$dir").log" 2>&1 &&
+    cmake --build "$dir" -j "$(($(nproc) / 2))" --target "$@" >>"$out/build-$(basename "$dir").log" 2>&1
 }
 start=$SECONDS
-build . build-gpu & this=$!
-build "$other" build-other & that=$!
-wait $this || { echo "this tree's build failed"; exit 1; }
+if [ $ops = 1 ]; then
+  build . build-gpu pixelfly ops_tests & this=$!
+  build "$other" build-other pixelfly & that=$!
+else
+  build . build-gpu pixelfly_cli bench_pixelfly_linear & this=$!
+  build "$other" build-other pixelfly_cli bench_pixelfly_linear & that=$!
+fi
+wait $this || { echo "this tree's build failed"; grep -m10 -A5 error "$out/build-build-gpu.log"; exit 1; }
 wait $that || { echo "the other tree's build failed"; exit 1; }
 echo "builds: $((SECONDS - start)) s"
+if [ $ops = 1 ]; then
+  timeout 180 build-gpu/tests/ops_tests --gtest_filter='BlockSparseOpsCuda.*:Autocast.*' >"$out/tests.log" 2>&1
+  rc=$?
+  echo "tests: rc=$rc $(grep -E '^\[  (PASSED|FAILED)' "$out/tests.log" | tr '\n' ' ')"
+  if [ $rc != 0 ]; then grep -h -B2 -A6 "Failure\|FAILED" "$out/tests.log" | head -40; exit 1; fi
+  for round in $(seq "${ROUNDS:-2}"); do
+    for b in other gpu; do
+      timeout 280 python3 bench/cuda_block_sparse_bench.py build-$b/libpixelfly.so "$@" >"$out/ops-$b-$round.log" 2>&1
+      echo "round $round build-$b: rc=$?"
+    done
+  done
+  # Side by side, the last round: our time in the other build and in this one, and this one's
+  # roofline efficiency and L2 rate.
+  last=${ROUNDS:-2}
+  paste -d'|' <(sed -n '/^shape /,$p' "$out/ops-other-$last.log") <(sed -n '/^shape /,$p' "$out/ops-gpu-$last.log") |
+    awk -F'|' 'NR == 1 { printf "%-16s %-18s %3s %9s %9s %8s %8s %7s\n", "shape", "layout", "op", "other ms", "this ms",
+                          "speedup", "roofline", "L2 TB/s"; next }
+               { split($1, a, "  +"); split($2, b, "  +"); n = split($1, x, " +"); split($2, y, " +");
+                 printf "%-16s %-18s %3s %9s %9s %7.2fx %8s %7s\n", a[1], a[2], x[n - 8], x[n - 6], y[n - 6],
+                        x[n - 6] / y[n - 6], y[n - 4], y[n - 3] }'
+  exit 0
+fi
 text=(--set data.name=synthetic-text --set data.synthetic_count=400000 --set data.context=1024
       --set data.batch_size=8 --set data.eval_batch_size=8)
 for round in $(seq "${ROUNDS:-2}"); do

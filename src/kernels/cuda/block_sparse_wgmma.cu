@@ -15,10 +15,13 @@
 // layout that wgmma reads directly: K walks the group's union index list (a line without a
 // block at a union position copies a box placed outside the weight matrix, which TMA fills with
 // zeros), and the low-rank term as extra K steps (before or after the union, see LineTile).
-// Rows, features and tokens past the ends of the matrices read as zeros, and output tiles go
-// back through TMA stores, which clip at the ends; the caller's tensors need no padding. forward and grad_input run in one of two forms
-// chosen by the K length per line (LineConfig below); grad_weight splits its token reduction
-// over blocks and adds into a float32 workspace.
+// The chunks of a stage past the end of the union or rank are copied the same way, as zeros,
+// and multiplied: skipping them would be a data-dependent branch around wgmma, for which ptxas
+// serialises the products (its C7520 note; 6-18 % slower, docs/perf.md version 10). Rows,
+// features and tokens past the ends of the matrices read as zeros, and output tiles go back
+// through TMA stores, which clip at the ends; the caller's tensors need no padding. forward and
+// grad_input run in one of two forms chosen by the K length per line (LineConfig below);
+// grad_weight splits its token reduction over blocks and adds into a float32 workspace.
 #include "kernels/cuda/block_sparse_wgmma.cuh"
 
 #include "kernels/cuda/device_primitives.cuh"
@@ -74,12 +77,6 @@ struct LineConfig {
   static constexpr size_t kShared = shared_bytes(kStages, kABytes + kBBytes, kExtra);
   static_assert(kPersistent || kStages * kABytes >= kOutBytes, "the output tile is staged over the A stages");
   static_assert(kShared <= 227 * 1024, "more shared memory than a multiprocessor has");
-  // A stage's chunks past the end of the union (or rank) are skipped in the copies and the
-  // products, or copied as zeros and multiplied. Skipping is a data-dependent branch around
-  // wgmma, for which ptxas serialises the products (its C7520 note); measured on the H200,
-  // skipping is still faster in the one-tile form (long K loops) and copying zeros in the
-  // persistent one.
-  static constexpr bool kSkipEmptyChunks = !kPersistent;
 };
 // grad_weight: 128 x 256 pieces (a 64-token stage: 16 KB of dY, 32 KB of X), long K loops
 // (tokens), a 4-stage ring, one block per multiprocessor.
@@ -256,14 +253,6 @@ struct LineTile {
   __device__ int64_t term_step(int64_t step) const { return step < first_steps ? step : step - first_steps; }
 };
 
-// K chunks of a step that hold data: the rest of the union (or of the rank), at most a stage's.
-template <int B>
-__device__ __forceinline__ int stage_chunks(const LineTile<B>& t, int64_t step, int64_t rank) {
-  const int64_t left = (t.sparse(step) ? t.length * B : rank) - t.term_step(step) * kStep;
-  const int64_t c = (left + Chunking<B>::C - 1) / Chunking<B>::C;
-  return static_cast<int>(c < Chunking<B>::kPerStage ? c : Chunking<B>::kPerStage);
-}
-
 template <int B, bool kTransposed>
 __device__ __forceinline__ LineTile<B> line_tile(const DeviceLayout& layout, int64_t tile, int64_t groups,
                                                  int64_t rank, bool low_rank_first) {
@@ -299,7 +288,6 @@ __global__ void __launch_bounds__(kThreads, kLineBlocksPerSM)
   using K = Chunking<B>;
   extern __shared__ unsigned char smem_raw[];
   using Config = LineConfig<kPersistent>;
-  constexpr bool kSkipEmpty = Config::kSkipEmptyChunks;
   constexpr int kAChunkBytes = kTokens * 2 * K::C;  // one K chunk of the activations
   const auto ring = make_ring<Config::kStages, Config::kABytes, Config::kBBytes>(smem_raw, Config::kExtra);
   const int64_t groups = kTransposed ? layout.num_col_groups : layout.num_row_groups;
@@ -320,12 +308,13 @@ __global__ void __launch_bounds__(kThreads, kLineBlocksPerSM)
       produce(ring, first, tile.steps, [&](int64_t i) {
         const int64_t step = i - first;
         const uint32_t bar = ring.full_bar(i), a_dst = ring.a_stage(i), b_dst = ring.b_stage(i);
-        const int chunks = kSkipEmpty ? stage_chunks(tile, step, rank) : K::kPerStage;
-        if (lane == 0) barrier_arrive_expect(bar, chunks * (kAChunkBytes + tile.boxes_per_chunk * K::kBoxBytes));
+        if (lane == 0) {
+          barrier_arrive_expect(bar, K::kPerStage * (kAChunkBytes + tile.boxes_per_chunk * K::kBoxBytes));
+        }
         __syncwarp();
         const bool sparse = tile.sparse(step);
         const int64_t k0 = tile.term_step(step) * kStep;
-        for (int item = lane; item < chunks * (1 + K::kBoxes); item += 32) {
+        for (int item = lane; item < K::kPerStage * (1 + K::kBoxes); item += 32) {
           const int c = item / (1 + K::kBoxes), box = item % (1 + K::kBoxes) - 1;  // box -1: the A chunk
           const int64_t k = k0 + c * K::C;
           const bool past_union = sparse && k / B >= tile.length;  // this chunk copies zeros
@@ -385,10 +374,8 @@ __global__ void __launch_bounds__(kThreads, kLineBlocksPerSM)
         d, ring, first, tile.steps,
         [&](int64_t step, int64_t i) {
           const uint32_t a = ring.a_stage(i) + warpgroup_rows, b = ring.b_stage(i);
-          const int chunks = kSkipEmpty ? stage_chunks(tile, step, rank) : K::kPerStage;
 #pragma unroll
           for (int c = 0; c < K::kPerStage; ++c) {
-            if (c >= chunks) break;
 #pragma unroll
             for (int ks = 0; ks < K::C / 16; ++ks) {
               const uint32_t b_chunk = b + c * K::kChunkBytes;
@@ -544,17 +531,22 @@ __global__ void __launch_bounds__(kThreads, kGradientBlocksPerSM)
       [](int64_t) {});
   if (steps == 0) return;
 
+  // A thread's accumulators come in pairs of neighbouring columns (n even, so both lie in one
+  // block and n_end, a multiple of B, takes both or neither): one vector reduction per pair.
 #pragma unroll
   for (int h = 0; h < 2; ++h)
 #pragma unroll
     for (int j = 0; j < 16; ++j)
 #pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const int m = (warp / 4) * 64 + accumulator_row(warp, lane, e / 2);
-        const int n = h * kTile + accumulator_col(lane, j) + e % 2;
+      for (int r = 0; r < 2; ++r) {
+        const int m = (warp / 4) * 64 + accumulator_row(warp, lane, r);
+        const int n = h * kTile + accumulator_col(lane, j);
         if (m >= m_end || n >= n_end) continue;
         const int64_t block = piece_blocks[(m / B) * cols + n / B];
-        if (block >= 0) atomicAdd(workspace + block * B * B + (m % B) * B + n % B, d[h][4 * j + e]);
+        if (block >= 0) {
+          device::add2_global(workspace + block * B * B + (m % B) * B + n % B, d[h][4 * j + 2 * r],
+                              d[h][4 * j + 2 * r + 1]);
+        }
       }
 #else
   __trap();  // built without sm_90a; the host never launches this (see available())
