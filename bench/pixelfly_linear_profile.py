@@ -1,7 +1,9 @@
 """Where the time of one PixelflyLinear forward + backward goes on the GPU: runs the layer's
 operator (pixelfly::pixelfly_linear, n=16, k=2, b=32, r=32, bias) and dense torch.nn.functional.linear
 at the paper's MLP shapes under torch.profiler and prints, per shape, the GPU time of every kernel
-per step, largest first, beside the dense layer's total. bf16, random inputs.
+per step, largest first, beside the dense layer's total. bf16, random inputs. Each step starts
+without gradients (as after zero_grad(set_to_none=True)), so no step pays for adding into the
+last one's.
 
     python3 bench/pixelfly_linear_profile.py build/libpixelfly.so"""
 import sys
@@ -46,9 +48,13 @@ def main():
         w, b = leaf(d_out, d_in), leaf(d_out)
 
         def fly():
+            for t in (x, values, u, v, bias, logit):
+                t.grad = None
             torch.ops.pixelfly.pixelfly_linear(x, values, layout, u, v, torch.sigmoid(logit), bias).backward(dy)
 
         def dense():
+            for t in (x, w, b):
+                t.grad = None
             torch.nn.functional.linear(x, w, b).backward(dy)
 
         fly_kernels, dense_kernels = kernel_times(fly), kernel_times(dense)
