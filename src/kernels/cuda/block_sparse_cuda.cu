@@ -30,8 +30,9 @@ using device::from_float;
 // out[m, o*B + j] = sum over the output block row's nonzero blocks of
 //   in[m, c*B + i] * W(i, j), with W(i, j) = blk[j][i] (forward) or blk[i][j] (grad_input).
 template <typename T, int B, bool kTransposed>
-__global__ void __launch_bounds__(kThreads) row_product_kernel(DeviceLayout layout, int64_t tokens, const T* __restrict__ in,
-                                                               const T* __restrict__ values, T* __restrict__ out) {
+__global__ void __launch_bounds__(kThreads)
+    row_product_kernel(DeviceLayout layout, int64_t tokens, const T* __restrict__ in, const T* __restrict__ values,
+                       T* __restrict__ out) {
   constexpr int kPerThread = kTokenTile * B / kThreads;
   constexpr int kRowStride = kThreads / B;
   constexpr int C = B < kChunk ? B : kChunk;
@@ -87,8 +88,9 @@ __global__ void __launch_bounds__(kThreads) row_product_kernel(DeviceLayout layo
 
 // grad[blk][i][j] = sum_m dy[m, r*B + i] * x[m, c*B + j].
 template <typename T, int B>
-__global__ void __launch_bounds__(kThreads) block_gradient_kernel(DeviceLayout layout, int64_t tokens, const T* __restrict__ dy,
-                                                                  const T* __restrict__ x, T* __restrict__ grad) {
+__global__ void __launch_bounds__(kThreads)
+    block_gradient_kernel(DeviceLayout layout, int64_t tokens, const T* __restrict__ dy, const T* __restrict__ x,
+                          T* __restrict__ grad) {
   constexpr int kPerThread = B * B / kThreads;
   constexpr int kRowStride = kThreads / B;
   __shared__ float dy_tile[kReduceTile][B + 1];
@@ -107,7 +109,8 @@ __global__ void __launch_bounds__(kThreads) block_gradient_kernel(DeviceLayout l
       const int m = e / B, k = e % B;
       const int64_t token = token0 + m;
       const int64_t fo = r * B + k, fi = c * B + k;
-      dy_tile[m][k] = (token < tokens && fo < layout.out_features) ? to_float(dy[token * layout.out_features + fo]) : 0.f;
+      dy_tile[m][k] =
+          (token < tokens && fo < layout.out_features) ? to_float(dy[token * layout.out_features + fo]) : 0.f;
       x_tile[m][k] = (token < tokens && fi < layout.in_features) ? to_float(x[token * layout.in_features + fi]) : 0.f;
     }
     __syncthreads();
@@ -181,7 +184,8 @@ __global__ void round_kernel(const float* __restrict__ in, T* __restrict__ out, 
 }
 
 cudaError_t round_workspace(ScalarKind kind, const float* workspace, void* out, int64_t elements, cudaStream_t stream) {
-  const unsigned blocks = static_cast<unsigned>(std::min<int64_t>((elements + 255) / 256, 4 * device::multiprocessors()));
+  const unsigned blocks =
+      static_cast<unsigned>(std::min<int64_t>((elements + 255) / 256, 4 * device::multiprocessors()));
   if (kind == ScalarKind::BFloat16) {
     round_kernel<<<blocks, 256, 0, stream>>>(workspace, static_cast<__nv_bfloat16*>(out), elements);
   } else {

@@ -591,7 +591,9 @@ cudaError_t launch_lines(const DeviceLayout& layout, int64_t tokens, const void*
                                           K::C, K::kSwizzle);
     }
   }
-  if (e == cudaSuccess) e = encode_tensor_map(&out_map, out, bf16, tokens, out_features, out_features, kOutBox, kOutBox, 128);
+  if (e == cudaSuccess) {
+    e = encode_tensor_map(&out_map, out, bf16, tokens, out_features, out_features, kOutBox, kOutBox, 128);
+  }
   if (e != cudaSuccess) return e;
   const int64_t tiles = groups * ((tokens + kTokens - 1) / kTokens);
   const int64_t lines = kTransposed ? layout.block_cols : layout.block_rows;
@@ -612,13 +614,14 @@ cudaError_t launch_gradient(const DeviceLayout& layout, int64_t tokens, const vo
   if (tokens == 0 || layout.num_gradient_pieces == 0) return cudaSuccess;
   constexpr bool bf16 = std::is_same_v<T, __nv_bfloat16>;
   CUtensorMap dy_map{}, x_map{};
-  cudaError_t e = encode_tensor_map(&dy_map, dy, bf16, tokens, layout.out_features, layout.out_features, kStep, 64, 128);
+  cudaError_t e =
+      encode_tensor_map(&dy_map, dy, bf16, tokens, layout.out_features, layout.out_features, kStep, 64, 128);
   if (e == cudaSuccess) {
     e = encode_tensor_map(&x_map, x, bf16, tokens, layout.in_features, layout.in_features, kStep, K::C, K::kSwizzle);
   }
   if (e != cudaSuccess) return e;
-  const int64_t per_split =
-      gradient_split_tokens(tokens, layout.num_gradient_pieces, kStep, kGradientBlocksPerSM * device::multiprocessors());
+  const int64_t per_split = gradient_split_tokens(tokens, layout.num_gradient_pieces, kStep,
+                                                  kGradientBlocksPerSM * device::multiprocessors());
   constexpr auto kernel = gradient_kernel<T, B>;
   if (cudaError_t a = device::allow_shared_memory<kernel>(kGradientShared); a != cudaSuccess) return a;
   const dim3 grid(static_cast<unsigned>(layout.num_gradient_pieces),
