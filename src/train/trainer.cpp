@@ -145,7 +145,7 @@ TrainSummary train_model(const nlohmann::json& config, const TrainOptions& optio
   };
 
   const int64_t total_steps = schedule.total_steps;
-  Progress progress(out, options.terminal, total_steps, c.log_every);
+  Progress progress(out, options.terminal, total_steps, c.log_every, step);
   std::vector<double> step_ms;
   const Clock::time_point run_start = Clock::now();
   // Ends the run (finished or stopped early) after `epochs_done` epochs: summary.json says which.
