@@ -5,9 +5,10 @@
 #include <regex>
 #include <sstream>
 #include <stdexcept>
+#include <utility>
 
 #include "commands.h"
-#include "pixelfly/models/mlp_mixer.h"
+#include "pixelfly/models/model_zoo.h"
 #include "pixelfly/pattern/budget_planner.h"
 
 namespace pixelfly::cli {
@@ -53,8 +54,8 @@ void run_plan(const PlanArgs& args) {
   std::vector<LayerShape> layers;
   std::vector<int64_t> block_sizes = args.block_sizes;
   if (!args.model.empty()) {
-    const models::MixerOptions preset = models::mixer_preset(args.model);
-    layers = models::mixer_sparsifiable_layers(preset);
+    models::SparsifiableLayers preset = models::preset_sparsifiable_layers(args.model);
+    layers = std::move(preset.layers);
     if (!args.blocks_given) block_sizes = preset.block_sizes;
   }
   for (const std::string& spec : args.layers) layers.push_back(parse_layer(spec));
@@ -71,7 +72,9 @@ void run_plan(const PlanArgs& args) {
 void add_plan_command(CLI::App& app) {
   auto args = std::make_shared<PlanArgs>();
   CLI::App* cmd = app.add_subcommand("plan", "Plan per-layer Pixelfly settings for a density budget");
-  cmd->add_option("--model", args->model, "A model preset: mixer-s16, mixer-b16, mixer-small28");
+  cmd->add_option("--model", args->model,
+                  "A Mixer, ViT or GPT-2 preset (mixer-b16, vit-s16, gpt2-medium, ...): its layers of type mlp "
+                  "(and attention for ViT and GPT-2)");
   cmd->add_option("--layer", args->layers, "A layer NAME:TYPE:OUTxIN (repeat for each layer)");
   cmd->add_option("--density", args->densities, "Target total density per type, TYPE=DENSITY (repeatable)")
       ->required();
@@ -84,6 +87,7 @@ void add_plan_command(CLI::App& app) {
   cmd->footer(
       "Examples:\n"
       "  pixelfly plan --model mixer-b16 --density mlp=0.25\n"
+      "  pixelfly plan --model gpt2-medium --density mlp=0.25 --density attention=0.5\n"
       "  pixelfly plan --layer fc1:mlp:3072x768 --layer fc2:mlp:768x3072 --density mlp=0.1");
   cmd->callback([args, blocks] {
     args->blocks_given = blocks->count() > 0;

@@ -127,6 +127,23 @@ Model build_model(const ModelConfig& c) {
   return wrap(ResNet(o), task, {});
 }
 
+SparsifiableLayers preset_sparsifiable_layers(const std::string& preset) {
+  preset_task(preset);  // an unknown name fails here, listing the known ones
+  if (contains(mixer_preset_names(), preset)) {
+    const MixerOptions o = mixer_preset(preset);
+    return {mixer_sparsifiable_layers(o), o.block_sizes};
+  }
+  if (contains(vit_preset_names(), preset)) {
+    const VitOptions o = vit_preset(preset);
+    return {block_stack_layers(o.depth, o.dim, o.mlp_dim), o.block_sizes};
+  }
+  if (contains(gpt2_preset_names(), preset)) {
+    const Gpt2Options o = gpt2_preset(preset);
+    return {block_stack_layers(o.depth, o.dim, o.mlp_dim), o.block_sizes};
+  }
+  TORCH_CHECK(false, "model: ResNet '", preset, "' has no Pixelfly layers (ResNets are compressed with CrAM)");
+}
+
 int64_t parameter_count(const torch::nn::Module& module) {
   int64_t n = 0;
   for (const at::Tensor& p : module.parameters()) n += p.numel();

@@ -71,6 +71,18 @@ std::vector<nn::LinearSlot> block_stack_slots(std::vector<TransformerBlock>& blo
   return slots;
 }
 
+std::vector<LayerShape> block_stack_layers(int64_t depth, int64_t dim, int64_t mlp_dim) {
+  std::vector<LayerShape> layers;
+  for (int64_t i = 0; i < depth; ++i) {
+    const std::string prefix = "blocks." + std::to_string(i) + ".";
+    layers.push_back({prefix + "attn.qkv", "attention", 3 * dim, dim});
+    layers.push_back({prefix + "attn.proj", "attention", dim, dim});
+    layers.push_back({prefix + "mlp.fc1", "mlp", mlp_dim, dim});
+    layers.push_back({prefix + "mlp.fc2", "mlp", dim, mlp_dim});
+  }
+  return layers;
+}
+
 std::vector<LayerPlan> sparsify_transformer(torch::nn::Module& model, std::vector<TransformerBlock>& blocks,
                                             double mlp_density, bool sparsify_attention, double attention_density,
                                             double low_rank_share, const std::vector<int64_t>& block_sizes) {

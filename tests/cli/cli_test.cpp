@@ -114,10 +114,18 @@ TEST(Cli, PlanTakesAModelPreset) {
   EXPECT_NE(r.output.find("blocks.0.channel_fc1"), std::string::npos);
   EXPECT_NE(r.output.find("blocks.11.channel_fc2"), std::string::npos);
   EXPECT_NE(r.output.find("3072x768"), std::string::npos);
+  const Result gpt2 = run("plan --model gpt2-medium --density mlp=0.25");
+  ASSERT_EQ(gpt2.exit_code, 0) << gpt2.output;
+  EXPECT_NE(gpt2.output.find("blocks.23.mlp.fc1"), std::string::npos) << gpt2.output;
+  EXPECT_NE(gpt2.output.find("4096x1024"), std::string::npos) << gpt2.output;
+  EXPECT_NE(gpt2.output.find("blocks.0.attn.qkv"), std::string::npos) << gpt2.output;  // listed, kept dense
   const Result unknown = run("plan --model mixer-xl --density mlp=0.25");
   EXPECT_EQ(unknown.exit_code, 1);
-  EXPECT_NE(unknown.output.find("unknown model preset 'mixer-xl'; known: mixer-s16, mixer-b16, mixer-small28"),
+  EXPECT_NE(unknown.output.find("unknown model preset 'mixer-xl'; known: mixer-s16, mixer-b16, mixer-small28, vit-s16"),
             std::string::npos);
+  const Result resnet = run("plan --model resnet50 --density mlp=0.25");
+  EXPECT_EQ(resnet.exit_code, 1);
+  EXPECT_NE(resnet.output.find("ResNet 'resnet50' has no Pixelfly layers"), std::string::npos) << resnet.output;
   const Result nothing = run("plan --density mlp=0.25");
   EXPECT_EQ(nothing.exit_code, 1);
   EXPECT_NE(nothing.output.find("give --model NAME or at least one --layer"), std::string::npos);

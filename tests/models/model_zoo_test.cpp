@@ -111,6 +111,36 @@ TEST(ModelZoo, OverridesReachTheModel) {
   for (const LayerPlan& p : build_model(c).plans) EXPECT_EQ(p.block, 16) << p.layer.name;
 }
 
+TEST(ModelZoo, SparsifiableLayersAreTheLayersABuiltModelPlans) {
+  torch::manual_seed(0);
+  for (const std::string preset : {"mixer-small28", "vit-small28", "gpt2-tiny"}) {
+    ModelConfig c = config(preset, Sparsity::Pixelfly);
+    c.sparsify_attention = preset != "mixer-small28";
+    const Model model = build_model(c);
+    const SparsifiableLayers listed = preset_sparsifiable_layers(preset);
+    ASSERT_EQ(listed.layers.size(), model.plans.size()) << preset;
+    for (size_t i = 0; i < listed.layers.size(); ++i) {
+      const LayerShape &a = listed.layers[i], &b = model.plans[i].layer;
+      EXPECT_EQ(a.name, b.name) << preset;
+      EXPECT_EQ(a.type, b.type) << preset << " " << a.name;
+      EXPECT_EQ(a.out_features, b.out_features) << preset << " " << a.name;
+      EXPECT_EQ(a.in_features, b.in_features) << preset << " " << a.name;
+      EXPECT_NE(std::find(listed.block_sizes.begin(), listed.block_sizes.end(), model.plans[i].block),
+                listed.block_sizes.end())
+          << preset << " " << a.name;
+    }
+  }
+  const SparsifiableLayers medium = preset_sparsifiable_layers("gpt2-medium");
+  ASSERT_EQ(medium.layers.size(), 96u);  // qkv, proj, fc1, fc2 of 24 blocks
+  EXPECT_EQ(medium.layers[94].name, "blocks.23.mlp.fc1");
+  EXPECT_EQ(medium.layers[94].out_features, 4096);
+  EXPECT_EQ(medium.layers[94].in_features, 1024);
+  EXPECT_NE(error_of([] { preset_sparsifiable_layers("resnet20"); }).find("ResNet 'resnet20' has no Pixelfly layers"),
+            std::string::npos);
+  EXPECT_NE(error_of([] { preset_sparsifiable_layers("bert"); }).find("unknown model preset 'bert'"),
+            std::string::npos);
+}
+
 TEST(ModelZoo, RejectsBadConfigurations) {
   EXPECT_NE(error_of([] { build_model(config("resnet20", Sparsity::Pixelfly)); })
                 .find("Pixelfly sparsity is not defined for ResNet 'resnet20'"),

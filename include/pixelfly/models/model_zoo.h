@@ -55,6 +55,15 @@ Task preset_task(const std::string& preset);
 // Every preset name, in the order listed above.
 std::vector<std::string> model_preset_names();
 
+// What a preset offers the planner without building it: the layers Pixelfly may sparsify (named
+// as in named_parameters(), type "mlp" or "attention", out x in) and its default block sizes.
+struct SparsifiableLayers {
+  std::vector<LayerShape> layers;
+  std::vector<int64_t> block_sizes;
+};
+// Throws c10::Error for an unknown preset (listing the known ones) or a ResNet (dense only).
+SparsifiableLayers preset_sparsifiable_layers(const std::string& preset);
+
 // Number of parameter elements of a module (all of them, trainable or not).
 int64_t parameter_count(const torch::nn::Module& module);
 

@@ -75,6 +75,9 @@ TORCH_MODULE(TransformerBlock);
 
 // The replaceable linears of a stack of blocks registered as "blocks.<i>".
 std::vector<nn::LinearSlot> block_stack_slots(std::vector<TransformerBlock>& blocks);
+// The same linears' names, types and shapes for `depth` blocks of width `dim` and MLP width
+// `mlp_dim`, without building them (for planning a budget).
+std::vector<LayerShape> block_stack_layers(int64_t depth, int64_t dim, int64_t mlp_dim);
 
 // Sparsifies a transformer's stack in place as the paper does: MLP fc1/fc2 at `mlp_density`, and
 // the attention projections at `attention_density` when `sparsify_attention`. Returns the plans.
