@@ -17,7 +17,7 @@
 // zeros), and the low-rank term as extra K steps (before or after the union, see LineTile).
 // The chunks of a stage past the end of the union or rank are copied the same way, as zeros,
 // and multiplied: skipping them would be a data-dependent branch around wgmma, for which ptxas
-// serialises the products (its C7520 note; 6-18 % slower, docs/perf.md version 10). Rows,
+// serialises the products (its C7520 note; 2-18 % slower, docs/perf.md version 10). Rows,
 // features and tokens past the ends of the matrices read as zeros, and output tiles go back
 // through TMA stores, which clip at the ends; the caller's tensors need no padding. forward and
 // grad_input run in one of two forms chosen by the K length per line (LineConfig below);
