@@ -25,6 +25,12 @@ stage() {  # stage NAME SECONDS COMMAND...
   return $rc
 }
 
+# Model inputs of the bench stages: ImageNet-sized synthetic images, 1024-token synthetic text.
+synthetic_224=(--set data.name=synthetic-images --set data.image_size=224 --set data.channels=3
+               --set data.classes=1000 --set data.synthetic_count=512 --set data.eval_batch_size=64)
+text=(--set data.name=synthetic-text --set data.synthetic_count=400000 --set data.context=1024
+      --set data.batch_size=8 --set data.eval_batch_size=8)
+
 what="${1:-all}"
 if [ "$what" = all ] || [ "$what" = main ]; then
   for v in dense pixelfly; do
@@ -34,12 +40,8 @@ if [ "$what" = all ] || [ "$what" = main ]; then
   done
 fi
 if [ "$what" = all ] || [ "$what" = bench ]; then
-  synthetic_224=(--set data.name=synthetic-images --set data.image_size=224 --set data.channels=3
-                 --set data.classes=1000 --set data.synthetic_count=512 --set data.eval_batch_size=64)
   stage bench_mixer_b16 200 $cli bench --set model.preset=mixer-b16 "${synthetic_224[@]}" --set data.batch_size=128
   stage bench_vit_s16 200 $cli bench --set model.preset=vit-s16 "${synthetic_224[@]}" --set data.batch_size=128
-  text=(--set data.name=synthetic-text --set data.synthetic_count=400000 --set data.context=1024
-        --set data.batch_size=8 --set data.eval_batch_size=8)
   stage bench_gpt2_small 200 $cli bench --set model.preset=gpt2-small "${text[@]}"
   stage bench_gpt2_medium 300 $cli bench --set model.preset=gpt2-medium "${text[@]}"
   stage cram_resnet20 200 $cli bench --config configs/resnet20_fmnist_cram.json --set "data.dir=$fmnist" \
@@ -51,19 +53,17 @@ if [ "$what" = all ] || [ "$what" = bench ]; then
   done
 fi
 if [ "$what" = all ] || [ "$what" = graph ]; then
-  synthetic_224=(--set data.name=synthetic-images --set data.image_size=224 --set data.channels=3
-                 --set data.classes=1000 --set data.synthetic_count=512 --set data.eval_batch_size=64
-                 --set data.batch_size=128)
-  text=(--set data.name=synthetic-text --set data.synthetic_count=400000 --set data.context=1024
-        --set data.batch_size=8 --set data.eval_batch_size=8 --set train.grad_clip=1)
   variants=(--variant dense:model.sparsity=dense --variant pixelfly:model.sparsity=pixelfly
             --variant "dense-graph:model.sparsity=dense;train.cuda_graph=true"
             --variant "pixelfly-graph:model.sparsity=pixelfly;train.cuda_graph=true")
-  stage graph_gpt2_medium 300 $cli bench --set model.preset=gpt2-medium "${text[@]}" "${variants[@]}" \
+  clip=(--set train.grad_clip=1)
+  stage graph_gpt2_medium 300 $cli bench --set model.preset=gpt2-medium "${text[@]}" "${clip[@]}" "${variants[@]}" \
     --profile "$out/profile-gpt2-medium"
-  stage graph_gpt2_small 200 $cli bench --set model.preset=gpt2-small "${text[@]}" "${variants[@]}"
-  stage graph_mixer_b16 300 $cli bench --set model.preset=mixer-b16 "${synthetic_224[@]}" "${variants[@]}"
-  stage graph_vit_s16 300 $cli bench --set model.preset=vit-s16 "${synthetic_224[@]}" "${variants[@]}"
+  stage graph_gpt2_small 200 $cli bench --set model.preset=gpt2-small "${text[@]}" "${clip[@]}" "${variants[@]}"
+  stage graph_mixer_b16 300 $cli bench --set model.preset=mixer-b16 "${synthetic_224[@]}" --set data.batch_size=128 \
+    "${variants[@]}"
+  stage graph_vit_s16 300 $cli bench --set model.preset=vit-s16 "${synthetic_224[@]}" --set data.batch_size=128 \
+    "${variants[@]}"
   for f in graph_gpt2_medium graph_gpt2_small graph_mixer_b16 graph_vit_s16; do
     echo "== $f"; sed -n '/^variant /,/^$/p' "$out/$f.log"; grep -A1 "^profile of" "$out/$f.log" | grep "ms,"
   done

@@ -41,6 +41,12 @@ struct AdamWLists {
 };
 struct SgdLists {
   std::vector<at::Tensor> params, grads, momentum_buffers;
+  // `momentum_buffer` undefined: SGD without momentum.
+  void add(const at::Tensor& p, const at::Tensor& momentum_buffer) {
+    params.push_back(p);
+    grads.push_back(dense_grad("FusedSGD", p));
+    if (momentum_buffer.defined()) momentum_buffers.push_back(momentum_buffer);
+  }
 };
 
 // The device of an optimiser's parameters (that of its first one): where its device buffers live.
@@ -111,7 +117,6 @@ torch::Tensor FusedSGD::step(LossClosure closure) {
     std::map<std::tuple<std::string, at::ScalarType, bool>, SgdLists> lists;  // (device, dtype, first step)
     for (const at::Tensor& p : group.params()) {
       if (!p.grad().defined()) continue;
-      const at::Tensor grad = dense_grad("FusedSGD", p);
       bool first = false;
       at::Tensor buffer;
       if (momentum) {
@@ -124,10 +129,7 @@ torch::Tensor FusedSGD::step(LossClosure closure) {
         }
         buffer = static_cast<torch::optim::SGDParamState&>(*slot).momentum_buffer();
       }
-      SgdLists& l = lists[{p.device().str(), p.scalar_type(), first}];
-      l.params.push_back(p);
-      l.grads.push_back(grad);
-      if (momentum) l.momentum_buffers.push_back(buffer);
+      lists[{p.device().str(), p.scalar_type(), first}].add(p, buffer);
     }
     for (const auto& [key, l] : lists) {
       at::_fused_sgd_(l.params, l.grads, l.momentum_buffers, options.weight_decay(), options.momentum(), options.lr(),
@@ -201,15 +203,14 @@ void FusedSGD::launch_update(const at::Tensor& found_inf) {
     std::map<std::tuple<std::string, at::ScalarType>, SgdLists> lists;
     for (const at::Tensor& p : param_groups_[g].params()) {
       if (!p.grad().defined()) continue;
-      SgdLists& l = lists[{p.device().str(), p.scalar_type()}];
-      l.params.push_back(p);
-      l.grads.push_back(dense_grad("FusedSGD", p));
+      at::Tensor buffer;
       if (momentum) {
         const auto state = state_.find(p.unsafeGetTensorImpl());
         TORCH_CHECK(state != state_.end(), "FusedSGD: a parameter of shape ", p.sizes(),
                     " has no momentum buffer from an ordinary step() before the captured update");
-        l.momentum_buffers.push_back(static_cast<torch::optim::SGDParamState&>(*state->second).momentum_buffer());
+        buffer = static_cast<torch::optim::SGDParamState&>(*state->second).momentum_buffer();
       }
+      lists[{p.device().str(), p.scalar_type()}].add(p, buffer);
     }
     for (const auto& [key, l] : lists) {
       at::_fused_sgd_(l.params, l.grads, l.momentum_buffers, options.weight_decay(), options.momentum(), device_lr_[g],
