@@ -153,16 +153,17 @@ __device__ __forceinline__ void mma_64x128x16(float (&d)[64], uint64_t a, uint64
 // Shared memory of every kernel here: kStages A stages of kABytes, kStages B stages of kBBytes,
 // `extra` bytes (an output buffer), then the "full" and "empty" barrier of each stage. Steps are
 // numbered across all the tiles a block computes: step i uses stage i % kStages in phase
-// (i / kStages) & 1.
+// (i / kStages) & 1 (32-bit: the division by a stage count that is not a power of two stays a
+// short multiply, where a 64-bit one took a dozen instructions per step on each thread).
 template <int kStages, int kABytes, int kBBytes>
 struct Ring {
   uint32_t a, b, extra, full, empty;
-  __device__ int stage(int64_t i) const { return static_cast<int>(i % kStages); }
-  __device__ uint32_t phase(int64_t i) const { return static_cast<uint32_t>((i / kStages) & 1); }
-  __device__ uint32_t full_bar(int64_t i) const { return full + 8 * stage(i); }
-  __device__ uint32_t empty_bar(int64_t i) const { return empty + 8 * stage(i); }
-  __device__ uint32_t a_stage(int64_t i) const { return a + stage(i) * kABytes; }
-  __device__ uint32_t b_stage(int64_t i) const { return b + stage(i) * kBBytes; }
+  __device__ uint32_t stage(uint32_t i) const { return i % kStages; }
+  __device__ uint32_t phase(uint32_t i) const { return (i / kStages) & 1u; }
+  __device__ uint32_t full_bar(uint32_t i) const { return full + 8 * stage(i); }
+  __device__ uint32_t empty_bar(uint32_t i) const { return empty + 8 * stage(i); }
+  __device__ uint32_t a_stage(uint32_t i) const { return a + stage(i) * kABytes; }
+  __device__ uint32_t b_stage(uint32_t i) const { return b + stage(i) * kBBytes; }
 };
 
 template <int kStages, int kABytes, int kBBytes>
@@ -189,8 +190,8 @@ __device__ __forceinline__ Ring<kStages, kABytes, kBBytes> make_ring(unsigned ch
 // each step's stage, then load(i) announces the stage's bytes (lane 0) and issues its TMA copies
 // (spread over the lanes).
 template <typename Ring, typename Load>
-__device__ __forceinline__ void produce(const Ring& ring, int64_t first, int64_t steps, Load&& load) {
-  for (int64_t i = first; i < first + steps; ++i) {
+__device__ __forceinline__ void produce(const Ring& ring, uint32_t first, uint32_t steps, Load&& load) {
+  for (uint32_t i = first; i < first + steps; ++i) {
     if (threadIdx.x % 32 == 0) barrier_wait(ring.empty_bar(i), ring.phase(i) ^ 1u);
     __syncwarp();
     load(i);
@@ -204,13 +205,13 @@ __device__ __forceinline__ void produce(const Ring& ring, int64_t first, int64_t
 // the previous stage once its products are done. Returns with every product complete and every
 // stage released.
 template <int kProducts, typename Ring, typename Issue, typename BeforeStage>
-__device__ __forceinline__ void consume(float (&d)[kProducts][64], const Ring& ring, int64_t first, int64_t steps,
+__device__ __forceinline__ void consume(float (&d)[kProducts][64], const Ring& ring, uint32_t first, uint32_t steps,
                                         Issue&& issue, BeforeStage&& before_stage) {
 #pragma unroll
   for (int s = 0; s < kProducts; ++s)
 #pragma unroll
     for (int i = 0; i < 64; ++i) d[s][i] = 0.f;
-  for (int64_t i = first; i < first + steps; ++i) {
+  for (uint32_t i = first; i < first + steps; ++i) {
     barrier_wait(ring.full_bar(i), ring.phase(i));
     before_stage(i - first);
     wgmma_fence();
@@ -302,10 +303,10 @@ __global__ void __launch_bounds__(kThreads, kLineBlocksPerSM)
 
   if (warp == kProducerWarp) {
     const int null_row = static_cast<int>(layout.nnz * B);  // first row past the weight: reads zeros
-    int64_t first = 0;
+    uint32_t first = 0;
     for (int64_t t = blockIdx.x; t < tiles; t += gridDim.x) {
       const LineTile<B> tile = line_tile<B, kTransposed>(layout, t, groups, rank, low_rank_first);
-      produce(ring, first, tile.steps, [&](int64_t i) {
+      produce(ring, first, tile.steps, [&](uint32_t i) {
         const int64_t step = i - first;
         const uint32_t bar = ring.full_bar(i), a_dst = ring.a_stage(i), b_dst = ring.b_stage(i);
         if (lane == 0) {
@@ -367,12 +368,12 @@ __global__ void __launch_bounds__(kThreads, kLineBlocksPerSM)
   constexpr int kWarpgroupRows = kTokens / 2;
   const uint32_t warpgroup_rows = static_cast<uint32_t>(warpgroup) * kWarpgroupRows * 2 * K::C;
   const bool storer = tid % 128 == 0;  // issues its warpgroup's TMA stores
-  int64_t first = 0;
+  uint32_t first = 0;
   for (int64_t t = blockIdx.x; t < tiles; t += gridDim.x) {
     const LineTile<B> tile = line_tile<B, kTransposed>(layout, t, groups, rank, low_rank_first);
     consume(
         d, ring, first, tile.steps,
-        [&](int64_t step, int64_t i) {
+        [&](uint32_t, uint32_t i) {
           const uint32_t a = ring.a_stage(i) + warpgroup_rows, b = ring.b_stage(i);
 #pragma unroll
           for (int c = 0; c < K::kPerStage; ++c) {
@@ -391,7 +392,7 @@ __global__ void __launch_bounds__(kThreads, kLineBlocksPerSM)
             }
           }
         },
-        [&](int64_t step) {
+        [&](int step) {
           if (epilogue.mix != nullptr && step == tile.first_steps && step > 0) {  // the first term is complete
             wgmma_wait<0>();
 #pragma unroll
@@ -418,23 +419,34 @@ __global__ void __launch_bounds__(kThreads, kLineBlocksPerSM)
     } else {
       device::named_barrier<3, 128>();
     }
+    // stmatrix stores four 8 x 8 matrices per warp: for column pair jp, matrix q holds rows
+    // 8 (q % 2).. and columns 16 jp + 8 (q / 2).. of the warp's 16 rows, from accumulators
+    // d[8 jp + 2 q], d[8 jp + 2 q + 1]; lane supplies the address of row lane % 8 of matrix
+    // lane / 8, whose 16 bytes land at chunk (2 (jp % 4) + q / 2) ^ (row % 8) of the row.
+    const int q = lane / 8, r = lane % 8;
+    const uint32_t row_at = buffer + static_cast<uint32_t>((warp % 4) * 16 + 8 * (q % 2) + r) * 128;
+    const uint32_t chunk = static_cast<uint32_t>(((q / 2) ^ r) << 4);
 #pragma unroll
-    for (int s = 0; s < kSets; ++s)
+    for (int jp = 0; jp < 8; ++jp) {
+      float add[4] = {0.f, 0.f, 0.f, 0.f};  // bias of columns 16 jp + 8 (k / 2) + 2 (lane % 4) + k % 2
+      if (bias != nullptr) {
 #pragma unroll
-      for (int j = 0; j < 16; ++j)
-#pragma unroll
-        for (int h = 0; h < 2; ++h) {
-          const int m = accumulator_row(warp, lane, h), n = accumulator_col(lane, j);
-          float lo = d[s][4 * j + 2 * h], hi = d[s][4 * j + 2 * h + 1];
-          const int64_t feature = tile.feature0 + n;
-          if (bias != nullptr && feature < out_features) {
-            lo += device::to_float(bias[feature]);
-            hi += device::to_float(bias[feature + 1]);
-          }
-          const uint32_t at = buffer + (2 * s + n / 64) * kOutBoxBytes + m * 128 + ((((n % 64) / 8) ^ (m % 8)) << 4) +
-                              (n % 8) * 2;
-          asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(at), "r"(device::pack2<T>(lo, hi)) : "memory");
+        for (int k = 0; k < 4; ++k) {
+          const int64_t feature = tile.feature0 + 16 * jp + 8 * (k / 2) + 2 * (lane % 4) + k % 2;
+          if (feature < out_features) add[k] = device::to_float(bias[feature]);
         }
+      }
+#pragma unroll
+      for (int s = 0; s < kSets; ++s) {
+        uint32_t v[4];
+#pragma unroll
+        for (int m = 0; m < 4; ++m) {
+          const float* pair = &d[s][8 * jp + 2 * m];
+          v[m] = device::pack2<T>(pair[0] + add[2 * (m / 2)], pair[1] + add[2 * (m / 2) + 1]);
+        }
+        device::store_matrices(row_at + (2 * s + jp / 4) * kOutBoxBytes + (chunk ^ ((2 * (jp % 4)) << 4)), v);
+      }
+    }
     device::fence_async_shared();
     if (warpgroup == 0) {
       device::named_barrier<2, 128>();
@@ -490,7 +502,7 @@ __global__ void __launch_bounds__(kThreads, kGradientBlocksPerSM)
 
   if (warp == kProducerWarp) {
     const int dy_boxes = (m_end + 63) / 64, x_boxes = (n_end + K::C - 1) / K::C;
-    produce(ring, 0, steps, [&](int64_t i) {
+    produce(ring, 0, static_cast<uint32_t>(steps), [&](uint32_t i) {
       const uint32_t bar = ring.full_bar(i);
       if (lane == 0) barrier_arrive_expect(bar, dy_boxes * kDyBoxBytes + x_boxes * kXBoxBytes);
       __syncwarp();
@@ -514,8 +526,8 @@ __global__ void __launch_bounds__(kThreads, kGradientBlocksPerSM)
   float d[2][64];
   const uint32_t warpgroup_rows = static_cast<uint32_t>(warp / 4) * kDyBoxBytes;  // rows 64 * warpgroup
   consume(
-      d, ring, 0, steps,
-      [&](int64_t, int64_t i) {
+      d, ring, 0, static_cast<uint32_t>(steps),
+      [&](uint32_t, uint32_t i) {
         const uint32_t a = ring.a_stage(i) + warpgroup_rows, b = ring.b_stage(i);
 #pragma unroll
         for (int ks = 0; ks < kStep / 16; ++ks) {
@@ -528,7 +540,7 @@ __global__ void __launch_bounds__(kThreads, kGradientBlocksPerSM)
           }
         }
       },
-      [](int64_t) {});
+      [](uint32_t) {});
   if (steps == 0) return;
 
   // A thread's accumulators come in pairs of neighbouring columns (n even, so both lie in one
