@@ -1,18 +1,15 @@
 // The tensor-core kernels' grid shapes (kernels/cuda/launch_shape.h): weight-gradient token
-// splits that fill the last wave, the choice between the persistent and the one-tile form of
-// the line kernels on the paper's layouts, and persistent block counts coprime to the groups.
+// splits that fill the last wave, and persistent block counts coprime to the groups.
 #include <gtest/gtest.h>
 
 #include <numeric>
 
 #include "kernels/cuda/launch_shape.h"
-#include "pixelfly/pattern/flat_butterfly.h"
 
 namespace pixelfly {
 namespace {
 
 using kernels::cuda::gradient_split_tokens;
-using kernels::cuda::lines_run_persistent;
 using kernels::cuda::persistent_blocks;
 
 constexpr int64_t kH200Slots = 2 * 132;  // two blocks on each of 132 multiprocessors
@@ -45,21 +42,6 @@ TEST(LaunchShape, TokenSplitsAreWholeStepsCoverEveryTokenAndFillWaves) {
                 last_wave_filled(tokens, pieces, (tokens + 63) / 64 * 64, kH200Slots));
     }
   }
-}
-
-TEST(LaunchShape, ShortLinesRunPersistentLongLinesOneTilePerBlock) {
-  // Released settings n = 16, k = 2, b = 32, rank 32 on Mixer-B's MLP (density 0.208): the
-  // forward of fc1 (768 -> 3072) and grad_input of fc2 (3072 -> 768) walk 0.208 x 24 = 5 blocks
-  // per line (K = 160 + 32), short; the other two 0.208 x 96 = 20 (K = 640 + 32), long.
-  const BlockLayout fc1 = flat_butterfly_layout({3072, 768, 16, 2, 32});
-  const BlockLayout fc2 = flat_butterfly_layout({768, 3072, 16, 2, 32});
-  EXPECT_TRUE(lines_run_persistent(fc1.nnz(), 32, fc1.block_rows(), 32));
-  EXPECT_FALSE(lines_run_persistent(fc1.nnz(), 32, fc1.block_cols(), 32));
-  EXPECT_FALSE(lines_run_persistent(fc2.nnz(), 32, fc2.block_rows(), 32));
-  EXPECT_TRUE(lines_run_persistent(fc2.nnz(), 32, fc2.block_cols(), 32));
-  // 4096 x 4096 at density 0.125 (n = 16, k = 1): 512 K per line at block 32.
-  const BlockLayout square = flat_butterfly_layout({4096, 4096, 16, 1, 32});
-  EXPECT_FALSE(lines_run_persistent(square.nnz(), 32, square.block_rows(), 0));
 }
 
 TEST(LaunchShape, PersistentBlocksAreCoprimeToTheGroups) {

@@ -20,8 +20,8 @@
 // serialises the products (its C7520 note; 2-18 % slower, docs/perf.md version 10). Rows,
 // features and tokens past the ends of the matrices read as zeros, and output tiles go back
 // through TMA stores, which clip at the ends; the caller's tensors need no padding. forward and
-// grad_input run in one of two forms chosen by the K length per line (LineConfig below);
-// grad_weight splits its token reduction over blocks and adds into a float32 workspace.
+// grad_input run persistent (LineConfig below); grad_weight splits its token reduction over
+// blocks and adds into a float32 workspace.
 #include "kernels/cuda/block_sparse_wgmma.cuh"
 
 #include "kernels/cuda/device_primitives.cuh"
@@ -58,24 +58,20 @@ constexpr size_t shared_bytes(int stages, int stage_bytes, int extra) {
 // each consumer warpgroup owns kTokens / 2 token rows, two m64 products per K step sharing the
 // weight operand. 256 tokens rather than 128 (at two blocks per multiprocessor) cut the bytes the
 // tiles move through L2 per result by 17-24 % and measured 10-16 % faster on every shape of the
-// benchmark (docs/perf.md, version 6). Two forms:
-//  - one tile per block, the output tile staged over the ring's A stages once it is done (lines
-//    with long K loops: the hardware scheduler balances groups of different lengths);
-//  - persistent (kPersistent): a block walks tiles b, b + grid, ...; its own output buffer, so
-//    the producer fills the next tile's stages while the consumers store this one (lines with
-//    short K loops, where each tile's fill and epilogue dominate).
+// benchmark (docs/perf.md, version 6). Persistent: a block walks tiles b, b + grid, ... through
+// one ring of four stages, beside an output buffer that holds one m64 set of each warpgroup
+// (stored a set at a time), so the producer fills the next tile's stages while the consumers
+// store this one. Before version 11 (docs/perf.md), lines with long K loops ran one tile per
+// block; persistent with four stages measured 1.02-1.23x faster on them.
 constexpr int kTokens = 256;
 constexpr int kSets = kTokens / 128;  // m64 products per warpgroup and K step
 constexpr int kLineBlocksPerSM = 1;
-template <bool kPersistent>
 struct LineConfig {
   static constexpr int kABytes = kTokens * kStep * 2;
   static constexpr int kBBytes = kOperandBytes;
-  static constexpr int kStages = kPersistent ? 3 : 4;
-  static constexpr int kOutBytes = kTokens * kTile * 2;
-  static constexpr int kExtra = kPersistent ? kOutBytes : 0;
-  static constexpr size_t kShared = shared_bytes(kStages, kABytes + kBBytes, kExtra);
-  static_assert(kPersistent || kStages * kABytes >= kOutBytes, "the output tile is staged over the A stages");
+  static constexpr int kStages = 4;
+  static constexpr int kOutBytes = kTokens * kTile * 2 / kSets;  // one m64 set of each warpgroup
+  static constexpr size_t kShared = shared_bytes(kStages, kABytes + kBBytes, kOutBytes);
   static_assert(kShared <= 227 * 1024, "more shared memory than a multiprocessor has");
 };
 // grad_weight: 128 x 256 pieces (a 64-token stage: 16 KB of dY, 32 KB of X), long K loops
@@ -279,7 +275,7 @@ __device__ __forceinline__ LineTile<B> line_tile(const DeviceLayout& layout, int
 // Maps: in_map (tokens x in, boxes kTokens x C), weight_map (values as nnz * B rows of B, boxes
 // C x C), low_rank_a_map (tokens x rank, kTokens x C), low_rank_b_map (forward: out x rank,
 // grad_input: rank x out; C x C), out_map (tokens x out, 64 x 64).
-template <typename T, int B, bool kTransposed, bool kPersistent>
+template <typename T, int B, bool kTransposed>
 __global__ void __launch_bounds__(kThreads, kLineBlocksPerSM)
     line_group_kernel(const __grid_constant__ CUtensorMap in_map, const __grid_constant__ CUtensorMap weight_map,
                       const __grid_constant__ CUtensorMap low_rank_a_map,
@@ -288,9 +284,9 @@ __global__ void __launch_bounds__(kThreads, kLineBlocksPerSM)
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   using K = Chunking<B>;
   extern __shared__ unsigned char smem_raw[];
-  using Config = LineConfig<kPersistent>;
   constexpr int kAChunkBytes = kTokens * 2 * K::C;  // one K chunk of the activations
-  const auto ring = make_ring<Config::kStages, Config::kABytes, Config::kBBytes>(smem_raw, Config::kExtra);
+  using Config = LineConfig;
+  const auto ring = make_ring<Config::kStages, Config::kABytes, Config::kBBytes>(smem_raw, Config::kOutBytes);
   const int64_t groups = kTransposed ? layout.num_col_groups : layout.num_row_groups;
   const int64_t tiles = groups * ((tokens + kTokens - 1) / kTokens);
   const int64_t in_features = kTransposed ? layout.out_features : layout.in_features;
@@ -348,7 +344,6 @@ __global__ void __launch_bounds__(kThreads, kLineBlocksPerSM)
         }
       });
       first += tile.steps;
-      if constexpr (!kPersistent) break;
     }
     return;
   }
@@ -403,68 +398,61 @@ __global__ void __launch_bounds__(kThreads, kLineBlocksPerSM)
     first += tile.steps;
     if (epilogue.mix != nullptr) scale_accumulators(tile.steps == tile.first_steps ? first_weight() : second_weight());
 
-    // Epilogue: add the bias, stage this warpgroup's kTokens / 2 x 128 rows as 64 x 64 boxes in
-    // the 128-byte swizzled layout (box 2 s + h: rows 64 s.., features 64 h..), store them with
-    // TMA. Persistent: the stores run on while the next tile's products start, and are waited for
-    // before the buffer is written again. One tile per block: the buffer is the ring's A stages,
-    // free once both warpgroups are done.
-    const uint32_t buffer = (kPersistent ? ring.extra : ring.a) + warpgroup * 2 * kSets * kOutBoxBytes;
-    if constexpr (kPersistent) {
-      if (storer) device::tma_store_wait_read();
-    } else {
-      device::named_barrier<1, kConsumers>();
-    }
-    if (warpgroup == 0) {
-      device::named_barrier<2, 128>();
-    } else {
-      device::named_barrier<3, 128>();
-    }
+    // Epilogue, one m64 set s at a time: add the bias, stage the set's 64 x 128 results as two
+    // 64 x 64 boxes in the 128-byte swizzled layout (features 64 h..), store them with TMA. The
+    // buffer holds one set per warpgroup (so that the ring keeps four stages): before writing it
+    // the storer waits until the stores of the set before have read it; the last set's stores
+    // run on while the next tile's products start.
+    const uint32_t buffer = ring.extra + warpgroup * 2 * kOutBoxBytes;
+    auto warpgroup_barrier = [&] {
+      if (warpgroup == 0) {
+        device::named_barrier<2, 128>();
+      } else {
+        device::named_barrier<3, 128>();
+      }
+    };
     // stmatrix stores four 8 x 8 matrices per warp: for column pair jp, matrix q holds rows
     // 8 (q % 2).. and columns 16 jp + 8 (q / 2).. of the warp's 16 rows, from accumulators
     // d[8 jp + 2 q], d[8 jp + 2 q + 1]; lane supplies the address of row lane % 8 of matrix
     // lane / 8, whose 16 bytes land at chunk (2 (jp % 4) + q / 2) ^ (row % 8) of the row.
     const int q = lane / 8, r = lane % 8;
-    const uint32_t row_at = buffer + static_cast<uint32_t>((warp % 4) * 16 + 8 * (q % 2) + r) * 128;
+    const uint32_t row_offset = static_cast<uint32_t>((warp % 4) * 16 + 8 * (q % 2) + r) * 128;
     const uint32_t chunk = static_cast<uint32_t>(((q / 2) ^ r) << 4);
 #pragma unroll
-    for (int jp = 0; jp < 8; ++jp) {
-      float add[4] = {0.f, 0.f, 0.f, 0.f};  // bias of columns 16 jp + 8 (k / 2) + 2 (lane % 4) + k % 2
-      if (bias != nullptr) {
+    for (int s = 0; s < kSets; ++s) {
+      if (storer) device::tma_store_wait_read();
+      warpgroup_barrier();
 #pragma unroll
-        for (int k = 0; k < 4; ++k) {
-          const int64_t feature = tile.feature0 + 16 * jp + 8 * (k / 2) + 2 * (lane % 4) + k % 2;
-          if (feature < out_features) add[k] = device::to_float(bias[feature]);
+      for (int jp = 0; jp < 8; ++jp) {
+        float add[4] = {0.f, 0.f, 0.f, 0.f};  // bias of columns 16 jp + 8 (k / 2) + 2 (lane % 4) + k % 2
+        if (bias != nullptr) {
+#pragma unroll
+          for (int k = 0; k < 4; ++k) {
+            const int64_t feature = tile.feature0 + 16 * jp + 8 * (k / 2) + 2 * (lane % 4) + k % 2;
+            if (feature < out_features) add[k] = device::to_float(bias[feature]);
+          }
         }
-      }
-#pragma unroll
-      for (int s = 0; s < kSets; ++s) {
         uint32_t v[4];
 #pragma unroll
         for (int m = 0; m < 4; ++m) {
           const float* pair = &d[s][8 * jp + 2 * m];
           v[m] = device::pack2<T>(pair[0] + add[2 * (m / 2)], pair[1] + add[2 * (m / 2) + 1]);
         }
-        device::store_matrices(row_at + (2 * s + jp / 4) * kOutBoxBytes + (chunk ^ ((2 * (jp % 4)) << 4)), v);
+        const uint32_t column_chunk = chunk ^ ((2 * (jp % 4)) << 4);
+        device::store_matrices(buffer + (jp / 4) * kOutBoxBytes + row_offset + column_chunk, v);
       }
-    }
-    device::fence_async_shared();
-    if (warpgroup == 0) {
-      device::named_barrier<2, 128>();
-    } else {
-      device::named_barrier<3, 128>();
-    }
-    if (storer) {
-      for (int s = 0; s < kSets; ++s) {
+      device::fence_async_shared();
+      warpgroup_barrier();
+      if (storer) {
         const int row = tile.token0 + kWarpgroupRows * warpgroup + 64 * s;
         for (int h = 0; h < 2; ++h) {
           if (row < tokens && tile.feature0 + 64 * h < out_features) {
-            device::tma_store(&out_map, tile.feature0 + 64 * h, row, buffer + (2 * s + h) * kOutBoxBytes);
+            device::tma_store(&out_map, tile.feature0 + 64 * h, row, buffer + h * kOutBoxBytes);
           }
         }
+        device::tma_store_commit();
       }
-      device::tma_store_commit();
     }
-    if constexpr (!kPersistent) break;
   }
   if (storer) device::tma_store_wait_all();
 #else
@@ -565,19 +553,6 @@ __global__ void __launch_bounds__(kThreads, kGradientBlocksPerSM)
 #endif
 }
 
-template <typename T, int B, bool kTransposed, bool kPersistent>
-cudaError_t launch_line_kernel(int64_t blocks, const CUtensorMap& in_map, const CUtensorMap& weight_map,
-                               const CUtensorMap& low_rank_a_map, const CUtensorMap& low_rank_b_map,
-                               const CUtensorMap& out_map, const DeviceLayout& layout, int64_t tokens,
-                               const Epilogue& epilogue, cudaStream_t stream) {
-  constexpr auto kernel = line_group_kernel<T, B, kTransposed, kPersistent>;
-  constexpr size_t bytes = LineConfig<kPersistent>::kShared;
-  if (cudaError_t a = device::allow_shared_memory<kernel>(bytes); a != cudaSuccess) return a;
-  kernel<<<static_cast<unsigned>(blocks), kThreads, bytes, stream>>>(
-      in_map, weight_map, low_rank_a_map, low_rank_b_map, out_map, layout, tokens, epilogue);
-  return cudaGetLastError();
-}
-
 template <typename T, int B, bool kTransposed>
 cudaError_t launch_lines(const DeviceLayout& layout, int64_t tokens, const void* in, const void* values,
                          const Epilogue& epilogue, void* out, cudaStream_t stream) {
@@ -608,15 +583,12 @@ cudaError_t launch_lines(const DeviceLayout& layout, int64_t tokens, const void*
   }
   if (e != cudaSuccess) return e;
   const int64_t tiles = groups * ((tokens + kTokens - 1) / kTokens);
-  const int64_t lines = kTransposed ? layout.block_cols : layout.block_rows;
-  const int64_t slots = kLineBlocksPerSM * device::multiprocessors();
-  if (lines_run_persistent(layout.nnz, B, lines, rank)) {
-    return launch_line_kernel<T, B, kTransposed, true>(persistent_blocks(tiles, groups, slots), in_map, weight_map,
-                                                       low_rank_a_map, low_rank_b_map, out_map, layout, tokens,
-                                                       epilogue, stream);
-  }
-  return launch_line_kernel<T, B, kTransposed, false>(tiles, in_map, weight_map, low_rank_a_map, low_rank_b_map,
-                                                      out_map, layout, tokens, epilogue, stream);
+  const int64_t blocks = persistent_blocks(tiles, groups, kLineBlocksPerSM * device::multiprocessors());
+  constexpr auto kernel = line_group_kernel<T, B, kTransposed>;
+  if (cudaError_t a = device::allow_shared_memory<kernel>(LineConfig::kShared); a != cudaSuccess) return a;
+  kernel<<<static_cast<unsigned>(blocks), kThreads, LineConfig::kShared, stream>>>(
+      in_map, weight_map, low_rank_a_map, low_rank_b_map, out_map, layout, tokens, epilogue);
+  return cudaGetLastError();
 }
 
 template <typename T, int B>

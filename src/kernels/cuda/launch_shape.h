@@ -27,17 +27,10 @@ inline int64_t gradient_split_tokens(int64_t tokens, int64_t pieces, int64_t ste
   return ((tokens + best - 1) / best + step - 1) / step * step;
 }
 
-// True when forward / grad_input run in their persistent form: a line's K (its blocks on
-// average, times the block size, plus the low-rank segment) is at most 256 elements, four
-// stages. Longer K loops run one tile per block (docs/perf.md, version 5).
-inline bool lines_run_persistent(int64_t nnz, int64_t block, int64_t lines, int64_t rank) {
-  return nnz * block / lines + rank <= 256;
-}
-
-// Blocks of the persistent form over `tiles` tiles numbered group first: all the tiles if they
-// fit in the slots, else at most `slots` blocks, a count coprime to the number of groups, so
-// that block b's tiles b, b + blocks, ... pass through every group and groups of different
-// lengths even out.
+// Blocks of the persistent forward / grad_input kernels over `tiles` tiles numbered group first:
+// all the tiles if they fit in the slots, else at most `slots` blocks, a count coprime to the
+// number of groups, so that block b's tiles b, b + blocks, ... pass through every group and
+// groups of different lengths even out.
 inline int64_t persistent_blocks(int64_t tiles, int64_t groups, int64_t slots) {
   if (tiles <= slots) return tiles;
   auto gcd = [](int64_t a, int64_t b) {
