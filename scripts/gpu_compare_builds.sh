@@ -46,15 +46,17 @@ if [ $ops = 1 ]; then
       echo "round $round build-$b: rc=$?"
     done
   done
-  # Side by side, the last round: our time in the other build and in this one, and this one's
+  # Side by side, each round: our time in the other build and in this one, and this one's
   # roofline efficiency and L2 rate.
-  last=${ROUNDS:-2}
-  paste -d'|' <(sed -n '/^shape /,$p' "$out/ops-other-$last.log") <(sed -n '/^shape /,$p' "$out/ops-gpu-$last.log") |
-    awk -F'|' 'NR == 1 { printf "%-16s %-18s %3s %9s %9s %8s %8s %7s\n", "shape", "layout", "op", "other ms", "this ms",
-                          "speedup", "roofline", "L2 TB/s"; next }
-               { split($1, a, "  +"); split($2, b, "  +"); n = split($1, x, " +"); split($2, y, " +");
-                 printf "%-16s %-18s %3s %9s %9s %7.2fx %8s %7s\n", a[1], a[2], x[n - 8], x[n - 6], y[n - 6],
-                        x[n - 6] / y[n - 6], y[n - 4], y[n - 3] }'
+  for round in $(seq "${ROUNDS:-2}"); do
+    echo "round $round"
+    paste -d'|' <(sed -n '/^shape /,$p' "$out/ops-other-$round.log") <(sed -n '/^shape /,$p' "$out/ops-gpu-$round.log") |
+      awk -F'|' 'NR == 1 { printf "%-16s %-18s %3s %9s %9s %8s %8s %7s\n", "shape", "layout", "op", "other ms",
+                            "this ms", "speedup", "roofline", "L2 TB/s"; next }
+                 { split($1, a, "  +"); n = split($1, x, " +"); split($2, y, " +");
+                   printf "%-16s %-18s %3s %9s %9s %7.2fx %8s %7s\n", a[1], a[2], x[n - 8], x[n - 6], y[n - 6],
+                          x[n - 6] / y[n - 6], y[n - 4], y[n - 3] }'
+  done
   exit 0
 fi
 text=(--set data.name=synthetic-text --set data.synthetic_count=400000 --set data.context=1024

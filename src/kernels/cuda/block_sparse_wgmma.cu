@@ -285,8 +285,8 @@ __global__ void __launch_bounds__(kThreads, kLineBlocksPerSM)
   using K = Chunking<B>;
   extern __shared__ unsigned char smem_raw[];
   constexpr int kAChunkBytes = kTokens * 2 * K::C;  // one K chunk of the activations
-  using Config = LineConfig;
-  const auto ring = make_ring<Config::kStages, Config::kABytes, Config::kBBytes>(smem_raw, Config::kOutBytes);
+  const auto ring =
+      make_ring<LineConfig::kStages, LineConfig::kABytes, LineConfig::kBBytes>(smem_raw, LineConfig::kOutBytes);
   const int64_t groups = kTransposed ? layout.num_col_groups : layout.num_row_groups;
   const int64_t tiles = groups * ((tokens + kTokens - 1) / kTokens);
   const int64_t in_features = kTransposed ? layout.out_features : layout.in_features;
