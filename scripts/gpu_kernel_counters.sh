@@ -16,10 +16,10 @@ build=build-gpu
 mode=all
 if [ "${1:-}" = "--source" ]; then mode=source; fi
 kernel="${2:-line_group}"
-flags=()
-if [ -x /usr/bin/g++ ]; then flags=(-DCMAKE_CXX_COMPILER=/usr/bin/g++ -DCMAKE_CUDA_HOST_COMPILER=/usr/bin/g++); fi
+compilers=()
+if [ -x /usr/bin/g++ ]; then compilers=(-DCMAKE_CXX_COMPILER=/usr/bin/g++ -DCMAKE_CUDA_HOST_COMPILER=/usr/bin/g++); fi
 start=$SECONDS
-cmake -S . -B $build -G Ninja -DCMAKE_BUILD_TYPE=Release "${flags[@]}" >"$out/counters-build.log" 2>&1
+cmake -S . -B $build -G Ninja -DCMAKE_BUILD_TYPE=Release "${compilers[@]}" >"$out/counters-build.log" 2>&1
 if ! cmake --build $build -j "$(nproc)" --target pixelfly >>"$out/counters-build.log" 2>&1; then
   grep -m20 -B2 -A8 "error" "$out/counters-build.log"
   exit 1
