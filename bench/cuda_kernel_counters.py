@@ -1,7 +1,8 @@
 """Runs each of pixelfly's three block-sparse CUDA operators once per shape, for a hardware-counter
 profiler (Nsight Compute) to read: Mixer-B fc1 (n16 k2 b32, 25 088 tokens), the shape the layer
 targets are set on, and 4096x4096 at density 0.5, block 128 (8 192 tokens), the compute-bound
-case. bf16, random inputs. The launch order is printed so that the profiler's kernels can be named.
+case; then the layer's low-rank gradient products at Mixer-B fc1 (rank 32, with the bias column).
+bf16, random inputs. The launch order is printed so that the profiler's kernels can be named.
 
     ncu --kernel-name regex:'line_group|gradient_kernel' python3 bench/cuda_kernel_counters.py build/libpixelfly.so"""
 import sys
@@ -27,3 +28,10 @@ for name, out_f, in_f, tokens, layout in shapes:
         run()
         torch.cuda.synchronize()
         print(f"launched: {name} {op}", flush=True)
+
+dy = torch.randn(25088, 3072, device="cuda", dtype=DT)
+u = torch.randn(3072, 32, device="cuda", dtype=DT)
+projected = torch.randn(25088, 40, device="cuda", dtype=DT)
+ops.low_rank_grad_products(dy, u, projected)
+torch.cuda.synchronize()
+print("launched: Mixer-B fc1 low-rank gradient products", flush=True)

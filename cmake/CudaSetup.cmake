@@ -13,6 +13,7 @@ if(CMAKE_CUDA_COMPILER)
   set(PIXELFLY_HAVE_CUDA ON)
   add_library(pixelfly_kernels_cuda STATIC src/kernels/cuda/block_sparse_cuda.cu
                                            src/kernels/cuda/block_sparse_wgmma.cu
+                                           src/kernels/cuda/low_rank_gradients.cu
                                            src/kernels/cuda/parameter_gradients.cu
                                            src/kernels/cuda/tensor_map.cu)
   target_include_directories(pixelfly_kernels_cuda PUBLIC ${CMAKE_CURRENT_SOURCE_DIR}/src ${CMAKE_CURRENT_SOURCE_DIR}/include)

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The kernel loop on a GPU machine, in one call: build only what the CUDA operators need, run
 # the CUDA operator tests, compute-sanitizer memcheck and racecheck on them, then the operator
-# table, the layer benchmark, one whole-model training step (Mixer-B/16) and the layer's
-# per-kernel profile. SANITIZERS=0 / MODEL_BENCH=0 skip those stages. Logs go to $OUT
+# table, the low-rank gradient products against cuBLAS, the layer benchmark, one whole-model
+# training step (Mixer-B/16) and the layer's per-kernel profile. SANITIZERS=0 / OPERATOR_BENCH=0 /
+# MODEL_BENCH=0 skip those stages. Logs go to $OUT
 # (or ./gpu-logs); the tables are printed last.
 #   bash scripts/gpu_kernel_check.sh [--quick]      (--quick: fewer shapes and shorter timings)
 set -uo pipefail
@@ -31,13 +32,17 @@ if [ "${SANITIZERS:-1}" != 0 ]; then
     --gtest_filter='BlockSparseOpsCuda.*' >"$out/memcheck.log" 2>&1
   echo "memcheck rc=$? $(tail -1 "$out/memcheck.log")"
   timeout 120 compute-sanitizer --tool racecheck --error-exitcode 1 $build/tests/ops_tests \
-    --gtest_filter='BlockSparseOpsCuda.AutogradOnCudaMatchesCpu:BlockSparseOpsCuda.FusedPixelflyLinearMatchesFloat64Reference' \
+    --gtest_filter='BlockSparseOpsCuda.AutogradOnCudaMatchesCpu:BlockSparseOpsCuda.FusedPixelflyLinearMatchesFloat64Reference:BlockSparseOpsCuda.LowRankGradProductsMatchFloat64Reference' \
     >"$out/racecheck.log" 2>&1
   echo "racecheck rc=$? $(tail -1 "$out/racecheck.log")"
   grep -m12 -A6 "Race reported\|Error: Race\|hazard" "$out/racecheck.log" | head -40
 fi
-timeout 300 python3 bench/cuda_block_sparse_bench.py $build/libpixelfly.so "$@" >"$out/bench.log" 2>&1
-echo "operator bench rc=$?"
+if [ "${OPERATOR_BENCH:-1}" != 0 ]; then
+  timeout 300 python3 bench/cuda_block_sparse_bench.py $build/libpixelfly.so "$@" >"$out/bench.log" 2>&1
+  echo "operator bench rc=$?"
+fi
+timeout 120 python3 bench/low_rank_grad_products_bench.py $build/libpixelfly.so >"$out/low-rank-bench.log" 2>&1
+echo "low-rank products bench rc=$?"
 timeout 120 $build/bench/bench_pixelfly_linear >"$out/layer.log" 2>&1
 echo "layer bench rc=$?"
 if [ "${MODEL_BENCH:-1}" != 0 ]; then
@@ -48,7 +53,8 @@ if [ "${MODEL_BENCH:-1}" != 0 ]; then
 fi
 timeout 120 python3 bench/pixelfly_linear_profile.py $build/libpixelfly.so >"$out/layer-profile.log" 2>&1
 echo "layer profile rc=$?"
-sed -n '/^shape /,$p' "$out/bench.log"
+sed -n '/^shape /,$p' "$out/bench.log" 2>/dev/null
+cat "$out/low-rank-bench.log"
 cat "$out/layer.log"
 tail -3 "$out/bench-mixer-b16.log" 2>/dev/null
 grep -A8 "^Mixer-B fc1\|^GPT-2-M fc1" "$out/layer-profile.log"

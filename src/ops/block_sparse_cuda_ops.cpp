@@ -8,6 +8,7 @@
 #include <cstdint>
 
 #include "kernels/cuda/block_sparse_cuda.h"
+#include "kernels/cuda/low_rank_gradients.h"
 #include "kernels/cuda/parameter_gradients.h"
 #include "ops/input_checks.h"
 #include "ops/shapes.h"
@@ -224,16 +225,52 @@ at::Tensor mixed_linear_grad_input_cuda(const at::Tensor& grad_y, const at::Tens
   return dx.view(sizes_with_last(grad_y, l.in_features()));
 }
 
+// dy u and dy^T projected in one pass over dy (low_rank_gradients.h) where the kernel runs these
+// shapes; otherwise two cuBLAS products.
+std::tuple<at::Tensor, at::Tensor> low_rank_grad_products_cuda(const at::Tensor& grad_y, const at::Tensor& u,
+                                                               const at::Tensor& projected) {
+  constexpr const char* op = "pixelfly::low_rank_grad_products";
+  check_low_rank_grad_product_args(op, grad_y, u, projected);
+  const auto kind = scalar_kind(op, grad_y, "grad_y");
+  const int64_t out = grad_y.size(-1), rank = u.size(1), width = projected.size(-1);
+  const c10::cuda::CUDAGuard guard(grad_y.device());
+  if (row_view(grad_y).size(0) == 0 || !cuda::supports_low_rank_gradients(kind, out, rank, width)) {
+    return low_rank_grad_products_composed(grad_y, u, projected);
+  }
+  const at::Tensor dy = device_rows(grad_y), u_c = device_contiguous(u), p_rows = device_rows(projected);
+  const int64_t tokens = dy.size(0);
+  check_int32_extent(op, "tokens", tokens);
+  const int64_t scratch_elements = cuda::low_rank_gradients_scratch_elements(tokens, out, rank, width);
+  // product and the kernel's scratch in one buffer, zeroed by one memset.
+  at::Tensor buffer = at::empty({out * width + scratch_elements}, grad_y.options().dtype(at::kFloat));
+  const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
+  check_launch(op, cudaMemsetAsync(buffer.data_ptr(), 0, buffer.nbytes(), stream));
+  at::Tensor grad_projected = at::empty({tokens, rank}, dy.options());
+  cuda::LowRankGradients p;
+  p.kind = kind;
+  p.tokens = tokens;
+  p.out_features = out;
+  p.rank = rank;
+  p.width = width;
+  p.grad_y = dy.data_ptr();
+  p.u = u_c.data_ptr();
+  p.projected = p_rows.data_ptr();
+  p.grad_projected = grad_projected.data_ptr();
+  p.product = buffer.data_ptr<float>();
+  check_launch(op, cuda::low_rank_gradients(p, p.product + out * width, stream));
+  return {grad_projected.view(sizes_with_last(grad_y, rank)), buffer.narrow(0, 0, out * width).view({out, width})};
+}
+
 // One pass over the blocks' float32 sums, the low-rank products and the bias after the
-// weight-gradient kernel and two thin cuBLAS products (parameter_gradients.h): the mix's
+// weight-gradient kernel and one thin cuBLAS product (parameter_gradients.h): the mix's
 // products, its gradient and the dtype conversions launch nothing else.
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> pixelfly_linear_grad_params_cuda(
     const at::Tensor& grad_y, const at::Tensor& x, const at::Tensor& values, const Layout& layout, const at::Tensor& u,
-    const at::Tensor& gamma, const at::Tensor& projected, const at::Tensor& grad_projected, bool bias) {
+    const at::Tensor& gamma, const at::Tensor& product, const at::Tensor& grad_projected, bool bias) {
   constexpr const char* op = "pixelfly::pixelfly_linear_grad_params";
-  const int64_t r = check_parameter_gradient_args(op, grad_y, x, values, layout, u, gamma, projected, grad_projected, bias);
+  const int64_t r = check_parameter_gradient_args(op, grad_y, x, values, layout, u, gamma, product, grad_projected, bias);
   auto composed = [&] {
-    return pixelfly_linear_grad_params_composed(grad_y, x, values, layout, u, gamma, projected, grad_projected, bias);
+    return pixelfly_linear_grad_params_composed(grad_y, x, values, layout, u, gamma, product, grad_projected, bias);
   };
   const auto dtype = x.scalar_type();
   const bool sixteen_bit = dtype == at::kHalf || dtype == at::kBFloat16;
@@ -249,9 +286,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> pixelfly_
   const at::Tensor dy_rows = device_rows(grad_y), x_rows = device_rows(x);
   check_launch(op, cuda::accumulate_grad_weight(d, kind, x_rows.size(0), dy_rows.data_ptr(), x_rows.data_ptr(),
                                                 scratch.data_ptr<float>(), stream));
-  const at::Tensor product = at::mm(dy_rows.t(), row_view(projected)).contiguous();
   at::Tensor grad_v = at::mm(x_rows.t(), row_view(grad_projected)).contiguous();
-  const at::Tensor values_c = values.contiguous(), u_c = u.contiguous();
+  const at::Tensor values_c = values.contiguous(), u_c = u.contiguous(), product_c = product.contiguous();
   at::Tensor grad_values = at::empty_like(values_c), grad_u = at::empty_like(u_c);
   at::Tensor grad_gamma = at::empty({}, gamma.options()), grad_bias;
   if (bias) grad_bias = at::empty({layout->out_features()}, x.options());
@@ -265,8 +301,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> pixelfly_
   p.grad_values = grad_values.data_ptr();
   p.out_features = layout->out_features();
   p.rank = r;
-  p.product = product.data_ptr();
-  p.product_pitch = product.size(1);
+  p.product = product_c.data_ptr<float>();
+  p.product_pitch = product_c.size(1);
   p.u = u_c.data_ptr();
   p.grad_u = grad_u.data_ptr();
   p.grad_bias = bias ? grad_bias.data_ptr() : nullptr;
@@ -286,5 +322,6 @@ TORCH_LIBRARY_IMPL(pixelfly, CUDA, m) {
   m.impl("block_sparse_linear", &pixelfly::ops::forward_cuda);
   m.impl("block_sparse_linear_grad_input", &pixelfly::ops::grad_input_cuda);
   m.impl("block_sparse_linear_grad_weight", &pixelfly::ops::grad_weight_cuda);
+  m.impl("low_rank_grad_products", &pixelfly::ops::low_rank_grad_products_cuda);
   m.impl("pixelfly_linear_grad_params", &pixelfly::ops::pixelfly_linear_grad_params_cuda);
 }

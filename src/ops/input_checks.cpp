@@ -97,9 +97,22 @@ void check_mixed_arguments(const char* op, const at::Tensor& activations, const 
   }
 }
 
+void check_low_rank_grad_product_args(const char* op, const at::Tensor& grad_y, const at::Tensor& u,
+                                      const at::Tensor& projected) {
+  TORCH_CHECK(grad_y.defined() && grad_y.dim() >= 1, op, ": grad_y must be (..., out_features), got ",
+              grad_y.defined() ? grad_y.sizes() : at::IntArrayRef{});
+  TORCH_CHECK(u.defined() && u.dim() == 2 && u.size(0) == grad_y.size(-1), op,
+              ": u must have shape (out_features, r) = (", grad_y.size(-1), ", r), got ",
+              u.defined() ? u.sizes() : at::IntArrayRef{});
+  TORCH_CHECK(u.scalar_type() == grad_y.scalar_type() && u.device() == grad_y.device(), op,
+              ": u must match grad_y's dtype and device, got ", u.scalar_type(), " on ", u.device(), " and ",
+              grad_y.scalar_type(), " on ", grad_y.device());
+  check_same_rows(op, projected, "projected", grad_y, "grad_y");
+}
+
 int64_t check_parameter_gradient_args(const char* op, const at::Tensor& grad_y, const at::Tensor& x,
                                       const at::Tensor& values, const Layout& layout, const at::Tensor& u,
-                                      const at::Tensor& gamma, const at::Tensor& projected,
+                                      const at::Tensor& gamma, const at::Tensor& product,
                                       const at::Tensor& grad_projected, bool bias) {
   const BlockLayout& l = check_grad_weight_args(op, grad_y, x, layout);
   check_values(op, values, layout, x, "x");
@@ -111,9 +124,14 @@ int64_t check_parameter_gradient_args(const char* op, const at::Tensor& grad_y, 
   TORCH_CHECK(gamma.defined() && gamma.dim() == 0 && at::isFloatingType(gamma.scalar_type()) &&
                   gamma.device() == x.device(),
               op, ": gamma must be a 0-d floating tensor on the activations' device");
-  check_same_rows(op, projected, "projected", x, "x");
-  TORCH_CHECK(projected.size(-1) >= rank + (bias ? 1 : 0), op, ": projected must have at least r", bias ? " + 1" : "",
-              " = ", rank + (bias ? 1 : 0), " columns (x v", bias ? ", then ones" : "", "), got shape ", projected.sizes());
+  const auto accumulate = at::promote_types(x.scalar_type(), at::kFloat);
+  TORCH_CHECK(product.defined() && product.dim() == 2 && product.size(0) == l.out_features() &&
+                  product.size(1) >= rank + (bias ? 1 : 0),
+              op, ": product must have shape (out_features, w) = (", l.out_features(), ", w) with w >= r",
+              bias ? " + 1" : "", " = ", rank + (bias ? 1 : 0), " (grad_y^T projected), got ",
+              product.defined() ? product.sizes() : at::IntArrayRef{});
+  TORCH_CHECK(product.scalar_type() == accumulate && product.device() == x.device(), op, ": product must be ",
+              accumulate, " on the activations' device, got ", product.scalar_type(), " on ", product.device());
   check_same_rows(op, grad_projected, "grad_projected", x, "x");
   TORCH_CHECK(grad_projected.size(-1) == rank, op, ": grad_projected must have last dimension r = ", rank, ", got shape ",
               grad_projected.sizes());

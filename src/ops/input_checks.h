@@ -34,10 +34,14 @@ void check_same_rows(const char* op, const at::Tensor& a, const char* a_name, co
 void check_mixed_arguments(const char* op, const at::Tensor& activations, const at::Tensor& scale,
                            const at::Tensor& low_rank_a, const at::Tensor& low_rank_b, int64_t b_rows, int64_t b_cols,
                            int b_rank_dim, const c10::optional<at::Tensor>& bias, int64_t bias_size);
+// The arguments of low_rank_grad_products (pixelfly_linear_ops.h): grad_y (..., out), u (out, r)
+// and projected (..., w) of one dtype and device.
+void check_low_rank_grad_product_args(const char* op, const at::Tensor& grad_y, const at::Tensor& u,
+                                      const at::Tensor& projected);
 // The arguments of pixelfly_linear_grad_params (pixelfly_linear_ops.h); returns the rank r.
 int64_t check_parameter_gradient_args(const char* op, const at::Tensor& grad_y, const at::Tensor& x,
                                       const at::Tensor& values, const Layout& layout, const at::Tensor& u,
-                                      const at::Tensor& gamma, const at::Tensor& projected,
+                                      const at::Tensor& gamma, const at::Tensor& product,
                                       const at::Tensor& grad_projected, bool bias);
 // Dimensions that a 32-bit BLAS or kernel index must hold.
 void check_int32_extent(const char* op, const char* what, int64_t value);

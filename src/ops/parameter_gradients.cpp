@@ -19,30 +19,29 @@ using Gradients = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at:
 
 Gradients pixelfly_linear_grad_params_composed(const at::Tensor& grad_y, const at::Tensor& x, const at::Tensor& values,
                                                const Layout& layout, const at::Tensor& u, const at::Tensor& gamma,
-                                               const at::Tensor& projected, const at::Tensor& grad_projected, bool bias) {
+                                               const at::Tensor& product, const at::Tensor& grad_projected, bool bias) {
   const int64_t r = check_parameter_gradient_args("pixelfly::pixelfly_linear_grad_params", grad_y, x, values, layout, u,
-                                                  gamma, projected, grad_projected, bias);
+                                                  gamma, product, grad_projected, bias);
+  const at::ScalarType dtype = x.scalar_type();
   const at::Tensor low_rank_scale = 1 - gamma;  // 0-d: products keep the other operand's dtype
   const at::Tensor raw = block_sparse_linear_grad_weight(grad_y, x, layout);  // dy^T x on the blocks
-  // dy^T [x v | 1 ...]: the u gradient and, in column r, the bias gradient.
-  const at::Tensor product = thin_matmul(row_view(grad_y).t(), row_view(projected));
-  const at::Tensor raw_u = product.narrow(1, 0, r);
-  const auto accumulate = at::promote_types(grad_y.scalar_type(), at::kFloat);  // float32, or float64 for float64
-  const at::Tensor grad_gamma = ((raw.to(accumulate) * values).sum() - (raw_u.to(accumulate) * u).sum())
-                                    .to(gamma.scalar_type());
-  return {raw * gamma, raw_u * low_rank_scale, thin_matmul(row_view(x).t(), row_view(grad_projected)) * low_rank_scale,
-          grad_gamma, bias ? product.select(1, r).contiguous() : at::Tensor()};
+  const at::Tensor raw_u = product.narrow(1, 0, r);  // dy^T (x v), float32 (float64 for float64)
+  const at::Tensor grad_gamma =
+      ((raw.to(product.scalar_type()) * values).sum() - (raw_u * u).sum()).to(gamma.scalar_type());
+  return {raw * gamma, (raw_u * low_rank_scale).to(dtype),
+          thin_matmul(row_view(x).t(), row_view(grad_projected)) * low_rank_scale, grad_gamma,
+          bias ? product.select(1, r).to(dtype) : at::Tensor()};
 }
 
 Gradients pixelfly_linear_grad_params(const at::Tensor& grad_y, const at::Tensor& x, const at::Tensor& values,
                                       const Layout& layout, const at::Tensor& u, const at::Tensor& gamma,
-                                      const at::Tensor& projected, const at::Tensor& grad_projected, bool bias) {
+                                      const at::Tensor& product, const at::Tensor& grad_projected, bool bias) {
   static const auto op = c10::Dispatcher::singleton()
                              .findSchemaOrThrow("pixelfly::pixelfly_linear_grad_params", "")
                              .typed<Gradients(const at::Tensor&, const at::Tensor&, const at::Tensor&, const Layout&,
                                               const at::Tensor&, const at::Tensor&, const at::Tensor&,
                                               const at::Tensor&, bool)>();
-  return op.call(grad_y, x, values, layout, u, gamma, projected, grad_projected, bias);
+  return op.call(grad_y, x, values, layout, u, gamma, product, grad_projected, bias);
 }
 
 }  // namespace pixelfly::ops

@@ -1,7 +1,8 @@
 // Autograd for pixelfly::pixelfly_linear, y = g x W^T + (1 - g) (x v) u^T + bias, written so
 // that the activations are read as few times as possible and the step makes few launches: the
-// forward is x v and one mixed_linear pass; the backward is dy u, one mixed_linear_grad_input
-// pass for dx, and pixelfly_linear_grad_params for every parameter. The parameters are brought
+// forward is x v and one mixed_linear pass; the backward is low_rank_grad_products (dy u and
+// dy^T [x v | 1 ...] in one pass over dy), one mixed_linear_grad_input pass for dx, and
+// pixelfly_linear_grad_params for every parameter. The parameters are brought
 // to the activations' dtype inside (under autocast they arrive as float32), each by one copy that
 // also lays it out for the kernels: on CUDA a rank that is not a multiple of 8 gets zero columns
 // in u and v, which add nothing but give every product 16-byte rows (cuBLAS's fast kernels and
@@ -80,15 +81,22 @@ class PixelflyLinearFunction : public torch::autograd::Function<PixelflyLinearFu
     const int64_t rank = ctx->saved_data["rank"].toInt();
     const auto dtypes = ctx->saved_data["dtypes"].toIntVector();
     const at::Tensor dy = grad_outputs[0].contiguous();
-    const at::Tensor dy_u = thin_matmul(row_view(dy), u).reshape(sizes_with_last(dy, u.size(1)));  // (..., r)
 
     // needs_input_grad counts the tensor arguments given: x 0, values 1, u 2, v 3, gamma 4, bias 5.
     auto needed = [&](size_t i) { return (i < 5 || has_bias) && ctx->needs_input_grad(i); };
+    const bool parameters = needed(1) || needed(2) || needed(3) || needed(4) || needed(5);
+    // dy u (..., r), and with the parameters' gradients dy^T [x v | 1 ...] from the same pass.
+    at::Tensor dy_u, product;
+    if (parameters) {
+      std::tie(dy_u, product) = low_rank_grad_products(dy, u, projected);
+    } else {
+      dy_u = thin_matmul(row_view(dy), u).reshape(sizes_with_last(dy, u.size(1)));
+    }
     at::Tensor grad_x, grad_values, grad_u, grad_v, grad_gamma, grad_bias;
     if (needed(0)) grad_x = mixed_linear_grad_input(dy, values, layout, gamma, dy_u, v_rows);
-    if (needed(1) || needed(2) || needed(3) || needed(4) || needed(5)) {
+    if (parameters) {
       std::tie(grad_values, grad_u, grad_v, grad_gamma, grad_bias) =
-          pixelfly_linear_grad_params(dy, x, values, layout, u, gamma, projected, dy_u, has_bias);
+          pixelfly_linear_grad_params(dy, x, values, layout, u, gamma, product, dy_u, has_bias);
     }
     // A parameter's gradient when asked for, in the parameter's dtype (u's and v's without their
     // padding columns).

@@ -55,10 +55,13 @@ double operator_flops(const at::RecordFunction& fn) {
   if (is("pixelfly::mixed_linear_grad_input")) {  // grad_y, values, layout, scale, a (..., r), b_t (r, in)
     return 2.0 * tokens() * numel(in[1]) + 2.0 * numel(in[4]) * static_cast<double>(size(in[5], 1));
   }
+  if (is("pixelfly::low_rank_grad_products")) {  // grad_y (..., out), u (out, r), projected (..., w)
+    return 2.0 * tokens() * size(in[0], -1) * (size(in[1], 1) + size(in[2], -1));
+  }
   if (is("pixelfly::pixelfly_linear_grad_params")) {
-    // grad_y (..., out), x (..., in), values, layout, u, gamma, projected (..., w),
-    // grad_projected (..., r): dy^T x on the blocks, dy^T projected, x^T grad_projected.
-    return 2.0 * tokens() * (numel(in[2]) + size(in[0], -1) * size(in[6], -1) + size(in[1], -1) * size(in[7], -1));
+    // grad_y (..., out), x (..., in), values, layout, u, gamma, product (out, w),
+    // grad_projected (..., r): dy^T x on the blocks, x^T grad_projected.
+    return 2.0 * tokens() * (numel(in[2]) + size(in[1], -1) * size(in[7], -1));
   }
   return -1.0;
 }

@@ -245,13 +245,15 @@ TEST(BlockSparseOpsCuda, AutocastWithFloat32ParametersMatchesFloat64Reference) {
   EXPECT_EQ(fast[0].scalar_type(), at::kBFloat16);
   const char* names[] = {"y", "x", "values", "u", "v", "gamma", "bias"};
   for (size_t i = 0; i < fast.size(); ++i) {
-    if (i > 0) EXPECT_EQ(fast[i].scalar_type(), at::kFloat) << names[i];
+    if (i > 0) {
+      EXPECT_EQ(fast[i].scalar_type(), at::kFloat) << names[i];
+    }
     EXPECT_LE(relative_error(fast[i], reference[i]), 2e-2) << names[i];
   }
 }
 
-// pixelfly_linear_grad_params called directly on CUDA (weight-gradient kernel, two cuBLAS
-// products, the finishing kernel) against the float64 composed version, with every output's
+// pixelfly_linear_grad_params called directly on CUDA (weight-gradient kernel, one cuBLAS
+// product, the finishing kernel) against the float64 composed version, with every output's
 // memory poisoned first: both 16-bit dtypes, the mix in the activations' dtype or float32, with
 // and without the bias column, a rank that is not a multiple of 8.
 TEST(BlockSparseOpsCuda, ParameterGradientsMatchFloat64Reference) {
@@ -271,11 +273,12 @@ TEST(BlockSparseOpsCuda, ParameterGradientsMatchFloat64Reference) {
         at::Tensor projected = x.matmul(v);
         if (bias) projected = at::cat({projected, at::ones({tokens, width - rank}, cuda)}, 1);
         const at::Tensor grad_projected = dy.matmul(u);
+        const at::Tensor product = dy.to(at::kFloat).t().matmul(projected.to(at::kFloat));
         auto run = [&](const at::Device& device, at::ScalarType type, at::ScalarType gamma_type) {
           auto to = [&](const at::Tensor& t) { return t.to(device, type); };
-          const auto out = ops::pixelfly_linear_grad_params(to(dy), to(x), to(values), layout, to(u),
-                                                            gamma.to(device, gamma_type), to(projected),
-                                                            to(grad_projected), bias);
+          const auto out = ops::pixelfly_linear_grad_params(
+              to(dy), to(x), to(values), layout, to(u), gamma.to(device, gamma_type),
+              product.to(device, type == at::kDouble ? at::kDouble : at::kFloat), to(grad_projected), bias);
           return std::vector<at::Tensor>{std::get<0>(out), std::get<1>(out), std::get<2>(out), std::get<3>(out),
                                          std::get<4>(out)};
         };
@@ -299,6 +302,58 @@ TEST(BlockSparseOpsCuda, ParameterGradientsMatchFloat64Reference) {
         const double scale = std::abs((reference[0] / 0.6 * values64).sum().item<double>()) +
                              std::abs((reference[1] / 0.4 * u64).sum().item<double>());
         EXPECT_LE(std::abs(fast[3].item<double>() - reference[3].item<double>()), 1e-2 * scale) << "gamma" << where;
+      }
+    }
+  }
+}
+
+// low_rank_grad_products on CUDA against float64: both 16-bit dtypes; feature counts that are
+// and are not multiples of the kernel's 64-feature chunks; one split of the features (the block
+// writes dy u itself) and several (partial sums meet in float32 and the last block writes);
+// the largest rank and width the kernel takes, a width without the ones column, token counts
+// that are multiples of nothing, a 3-d gradient, and a rank and a width the kernel does not take
+// (cuBLAS).
+// grad_projected's memory is poisoned first.
+TEST(BlockSparseOpsCuda, LowRankGradProductsMatchFloat64Reference) {
+  SKIP_WITHOUT_CUDA();
+  torch::manual_seed(43);
+  struct Shape {
+    int64_t out, rank, width, tokens;
+  };
+  const Shape shapes[] = {{3072, 32, 40, 1001}, {520, 32, 40, 77}, {136, 40, 40, 300}, {200, 56, 64, 96},
+                          {4096, 16, 24, 2049}, {1000, 8, 8, 129},  {768, 20, 21, 333}, {264, 64, 72, 65}};
+  for (at::ScalarType dtype : {at::kBFloat16, at::kHalf}) {
+    for (const Shape& s : shapes) {
+      const auto cuda = at::TensorOptions(at::kCUDA).dtype(dtype);
+      const std::vector<int64_t> leading = s.tokens % 2 == 0 ? std::vector<int64_t>{2, s.tokens / 2}
+                                                             : std::vector<int64_t>{s.tokens};
+      auto rows = [&](int64_t features) {
+        std::vector<int64_t> sizes = leading;
+        sizes.push_back(features);
+        return sizes;
+      };
+      const at::Tensor dy = at::randn(rows(s.out), cuda), u = at::randn({s.out, s.rank}, cuda) * 0.1;
+      at::Tensor projected = at::randn(rows(s.width), cuda);
+      if (s.width > s.rank) projected.narrow(-1, s.rank, 1).fill_(1);
+      poison_next_allocation(s.tokens * s.rank, dtype);
+      const auto [grad_projected, product] = ops::low_rank_grad_products(dy, u, projected);
+      const std::string where = std::string(" ") + c10::toString(dtype) + " out " + std::to_string(s.out) + " rank " +
+                                std::to_string(s.rank) + " width " + std::to_string(s.width) + " tokens " +
+                                std::to_string(s.tokens);
+      ASSERT_EQ(grad_projected.sizes(), at::IntArrayRef(rows(s.rank))) << where;
+      ASSERT_EQ(grad_projected.scalar_type(), dtype) << where;
+      ASSERT_EQ(product.sizes(), (at::IntArrayRef{s.out, s.width})) << where;
+      ASSERT_EQ(product.scalar_type(), at::kFloat) << where;
+      const at::Tensor dy64 = dy.to(at::kCPU, at::kDouble).reshape({s.tokens, s.out});
+      const at::Tensor p64 = projected.to(at::kCPU, at::kDouble).reshape({s.tokens, s.width});
+      EXPECT_LE(relative_error(grad_projected.reshape({s.tokens, s.rank}), dy64.matmul(u.to(at::kCPU, at::kDouble))),
+                1e-2)
+          << "grad_projected" << where;
+      EXPECT_LE(relative_error(product, dy64.t().matmul(p64)), 1e-2) << "product" << where;
+      if (s.width > s.rank) {  // the ones column: the bias gradient, sum of dy over the tokens
+        // The kernel's float32 sums; cuBLAS (rank 20, widths over 40) rounds its product to 16 bits.
+        const double tolerance = s.rank % 8 == 0 && s.width <= 40 ? 1e-3 : 1e-2;
+        EXPECT_LE(relative_error(product.select(1, s.rank), dy64.sum(0)), tolerance) << "ones column" << where;
       }
     }
   }

@@ -85,6 +85,29 @@ at::Tensor projected_with_ones(const at::Tensor& x, const at::Tensor& v, int64_t
   return at::cat({x.matmul(v), at::ones({x.size(0), width - v.size(1)}, x.options())}, 1);
 }
 
+TEST(PixelflyLinearOp, LowRankGradProductsComputeTheirFormulas) {
+  const at::Tensor x = at::randn({2, 9, 48}, at::kDouble), dy = at::randn({2, 9, 64}, at::kDouble);
+  const at::Tensor u = at::randn({64, 5}, at::kDouble), v = at::randn({48, 5}, at::kDouble);
+  const at::Tensor projected = projected_with_ones(x.reshape({18, 48}), v, 8).reshape({2, 9, 8});
+  const auto [grad_projected, product] = ops::low_rank_grad_products(dy, u, projected);
+  EXPECT_EQ(grad_projected.sizes(), (at::IntArrayRef{2, 9, 5}));
+  EXPECT_LE(relative_error(grad_projected, dy.matmul(u)), 1e-12);
+  EXPECT_EQ(product.scalar_type(), at::kDouble);
+  EXPECT_LE(relative_error(product, dy.reshape({18, 64}).t().matmul(projected.reshape({18, 8}))), 1e-12);
+  // 16-bit activations: the product comes back in float32.
+  const auto half = ops::low_rank_grad_products(dy.to(at::kBFloat16), u.to(at::kBFloat16), projected.to(at::kBFloat16));
+  EXPECT_EQ(std::get<0>(half).scalar_type(), at::kBFloat16);
+  EXPECT_EQ(std::get<1>(half).scalar_type(), at::kFloat);
+  EXPECT_NE(error_of([&] { ops::low_rank_grad_products(dy, u.t(), projected); })
+                .find("u must have shape (out_features, r) = (64, r), got [5, 64]"),
+            std::string::npos);
+  EXPECT_NE(error_of([&] { ops::low_rank_grad_products(dy, u.to(at::kFloat), projected); })
+                .find("u must match grad_y's dtype and device"),
+            std::string::npos);
+  EXPECT_NE(error_of([&] { ops::low_rank_grad_products(dy, u, projected.narrow(1, 0, 8)); }).find("projected"),
+            std::string::npos);
+}
+
 TEST(PixelflyLinearOp, ParameterGradientsComputeTheirFormulas) {
   const BlockLayout l = random_layout(64, 48, 16, 0.5, 5);
   const ops::Layout layout = ops::make_layout(l);
@@ -94,9 +117,9 @@ TEST(PixelflyLinearOp, ParameterGradientsComputeTheirFormulas) {
   const at::Tensor gamma = at::full({}, 0.7, at::kDouble);
   const at::Tensor dw = ops::block_sparse_linear_grad_weight(dy, x, layout), du = dy.t().matmul(x.matmul(v));
   for (bool bias : {true, false}) {
-    const at::Tensor projected = bias ? projected_with_ones(x, v, 8) : x.matmul(v);
+    const at::Tensor product = dy.t().matmul(bias ? projected_with_ones(x, v, 8) : x.matmul(v));
     const auto [grad_values, grad_u, grad_v, grad_gamma, grad_bias] =
-        ops::pixelfly_linear_grad_params(dy, x, values, layout, u, gamma, projected, dy.matmul(u), bias);
+        ops::pixelfly_linear_grad_params(dy, x, values, layout, u, gamma, product, dy.matmul(u), bias);
     EXPECT_LE(relative_error(grad_values, 0.7 * dw), 1e-12);
     EXPECT_LE(relative_error(grad_u, 0.3 * du), 1e-12);
     EXPECT_LE(relative_error(grad_v, 0.3 * x.t().matmul(dy.matmul(u))), 1e-12);
@@ -108,11 +131,15 @@ TEST(PixelflyLinearOp, ParameterGradientsComputeTheirFormulas) {
     }
   }
   EXPECT_NE(error_of([&] {
-              ops::pixelfly_linear_grad_params(dy, x, values, layout, u, gamma, x.matmul(v), dy.matmul(u), true);
-            }).find("projected must have at least r + 1 = 6 columns"),
+              ops::pixelfly_linear_grad_params(dy, x, values, layout, u, gamma, du, dy.matmul(u), true);
+            }).find("product must have shape (out_features, w) = (64, w) with w >= r + 1 = 6"),
             std::string::npos);
   EXPECT_NE(error_of([&] {
-              ops::pixelfly_linear_grad_params(dy, x, values, layout, u, gamma, x.matmul(v), dy, false);
+              ops::pixelfly_linear_grad_params(dy, x, values, layout, u, gamma, du.to(at::kFloat), dy.matmul(u), false);
+            }).find("product must be Double"),
+            std::string::npos);
+  EXPECT_NE(error_of([&] {
+              ops::pixelfly_linear_grad_params(dy, x, values, layout, u, gamma, du, dy, false);
             }).find("grad_projected must have last dimension r = 5"),
             std::string::npos);
 }

@@ -7,21 +7,25 @@
 //       y = scale * x W^T + (1 - scale) * a b^T + bias    a: (..., r), b: (out, r)
 //   pixelfly::mixed_linear_grad_input(grad_y, values, layout, scale, a, b_t)
 //       dx = scale * grad_y W + (1 - scale) * a b_t       a: (..., r), b_t: (r, in)
-//   pixelfly::pixelfly_linear_grad_params(grad_y, x, values, layout, u, gamma, projected,
+//   pixelfly::low_rank_grad_products(grad_y, u, projected) -> (grad_projected, product)
+//       grad_projected = grad_y u (..., r) in grad_y's dtype, and product = grad_y^T projected
+//       (out, w) in float32 (float64 for float64): the two products of pixelfly_linear's
+//       backward that read all of grad_y, one pass over it on Hopper. projected (..., w) holds
+//       x v in its first r columns and, with bias, ones in column r (w >= r + 1), so that
+//       product holds u's raw gradient and, in column r, the bias gradient.
+//   pixelfly::pixelfly_linear_grad_params(grad_y, x, values, layout, u, gamma, product,
 //                                         grad_projected, bias)
 //       -> (grad_values, grad_u, grad_v, grad_gamma, grad_bias): pixelfly_linear's parameter
-//       gradients, grad_values = gamma * dW (dW = grad_y^T x on the blocks), grad_u = (1 - gamma)
-//       grad_y^T (x v), grad_v = (1 - gamma) x^T (grad_y u), grad_gamma = <dW, W> - <grad_y^T
-//       (x v), u>, grad_bias = the sum of grad_y over the tokens (undefined without bias).
-//       projected (..., w) holds x v in its first r columns and, with bias, ones in column r
-//       (w >= r + 1), so that one product grad_y^T projected gives grad_u and grad_bias;
-//       grad_projected is grad_y u (..., r).
+//       gradients from the two products above, grad_values = gamma * dW (dW = grad_y^T x on the
+//       blocks), grad_u = (1 - gamma) product[:, :r], grad_v = (1 - gamma) x^T grad_projected,
+//       grad_gamma = <dW, W> - <product[:, :r], u>, grad_bias = product[:, r] (the sum of grad_y
+//       over the tokens; undefined without bias).
 // gamma and scale are 0-d tensors (kept on the device: no host synchronisation). W, values and
 // layout are as in block_sparse_ops.h; u: (out, r), v: (in, r), bias: (out).
 // On CUDA with float16/bfloat16, feature counts multiples of 8 and blocks 16-128 on Hopper, the
-// mixed operators are single fused kernels and the parameter gradients one weight-gradient
-// kernel, two thin matmuls and one finishing kernel; elsewhere they are composed from the
-// block-sparse operators and matmul, with the same results.
+// mixed operators and low_rank_grad_products are single kernels and the parameter gradients one
+// weight-gradient kernel, one thin matmul and one finishing kernel; elsewhere they are composed
+// from the block-sparse operators and matmul, with the same results.
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -43,11 +47,15 @@ at::Tensor mixed_linear_grad_input(const at::Tensor& grad_y, const at::Tensor& v
                                    const at::Tensor& scale, const at::Tensor& low_rank_a,
                                    const at::Tensor& low_rank_b_t);
 
+std::tuple<at::Tensor, at::Tensor> low_rank_grad_products(const at::Tensor& grad_y, const at::Tensor& u,
+                                                          const at::Tensor& projected);
+
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> pixelfly_linear_grad_params(
     const at::Tensor& grad_y, const at::Tensor& x, const at::Tensor& values, const Layout& layout, const at::Tensor& u,
-    const at::Tensor& gamma, const at::Tensor& projected, const at::Tensor& grad_projected, bool bias);
+    const at::Tensor& gamma, const at::Tensor& product, const at::Tensor& grad_projected, bool bias);
 
-// The composed (unfused) versions of the mixed operators and the parameter gradients, for
+// The composed (unfused) versions of the mixed operators, the low-rank products and the parameter
+// gradients, for
 // backends without a fused kernel; any device.
 at::Tensor mixed_linear_composed(const at::Tensor& x, const at::Tensor& values, const Layout& layout,
                                  const at::Tensor& scale, const at::Tensor& low_rank_a, const at::Tensor& low_rank_b,
@@ -55,8 +63,10 @@ at::Tensor mixed_linear_composed(const at::Tensor& x, const at::Tensor& values, 
 at::Tensor mixed_linear_grad_input_composed(const at::Tensor& grad_y, const at::Tensor& values, const Layout& layout,
                                             const at::Tensor& scale, const at::Tensor& low_rank_a,
                                             const at::Tensor& low_rank_b_t);
+std::tuple<at::Tensor, at::Tensor> low_rank_grad_products_composed(const at::Tensor& grad_y, const at::Tensor& u,
+                                                                   const at::Tensor& projected);
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> pixelfly_linear_grad_params_composed(
     const at::Tensor& grad_y, const at::Tensor& x, const at::Tensor& values, const Layout& layout, const at::Tensor& u,
-    const at::Tensor& gamma, const at::Tensor& projected, const at::Tensor& grad_projected, bool bias);
+    const at::Tensor& gamma, const at::Tensor& product, const at::Tensor& grad_projected, bool bias);
 
 }  // namespace pixelfly::ops

@@ -119,6 +119,12 @@ __device__ __forceinline__ void add2_global(float* p, float a, float b) {
   asm volatile("red.global.add.v2.f32 [%0], {%1, %2};\n" ::"l"(p), "f"(a), "f"(b) : "memory");
 }
 
+// p[0..3] += v as one vector reduction in global memory (sm_90; p 16-byte aligned).
+__device__ __forceinline__ void add4_global(float* p, float4 v) {
+  asm volatile("red.global.add.v4.f32 [%0], {%1, %2, %3, %4};\n" ::"l"(p), "f"(v.x), "f"(v.y), "f"(v.z), "f"(v.w)
+               : "memory");
+}
+
 // A scalar in device memory stored as `kind`, as a float.
 __device__ __forceinline__ float load_scalar(const void* p, ScalarKind kind) {
   switch (kind) {

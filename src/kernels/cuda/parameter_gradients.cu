@@ -43,7 +43,6 @@ __global__ void __launch_bounds__(kThreads) finish_kernel(ParameterGradients p, 
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
   const int64_t first = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   const T* values = static_cast<const T*>(p.values);
-  const T* product = static_cast<const T*>(p.product);
   const T* u = static_cast<const T*>(p.u);
   T* grad_values = static_cast<T*>(p.grad_values);
   T* grad_u = static_cast<T*>(p.grad_u);
@@ -57,13 +56,15 @@ __global__ void __launch_bounds__(kThreads) finish_kernel(ParameterGradients p, 
     dot += sum * to_float(values[i]);
   }
   for (int64_t i = first; i < p.out_features * p.rank; i += stride) {
-    const float sum = to_float(product[(i / p.rank) * p.product_pitch + i % p.rank]);
+    const float sum = p.product[(i / p.rank) * p.product_pitch + i % p.rank];
     grad_u[i] = from_float<T>(low_rank * sum);
     dot -= sum * to_float(u[i]);
   }
   for (int64_t i = first; i < p.v_elements; i += stride) grad_v[i] = from_float<T>(low_rank * to_float(grad_v[i]));
   if (grad_bias != nullptr) {
-    for (int64_t i = first; i < p.out_features; i += stride) grad_bias[i] = product[i * p.product_pitch + p.rank];
+    for (int64_t i = first; i < p.out_features; i += stride) {
+      grad_bias[i] = from_float<T>(p.product[i * p.product_pitch + p.rank]);
+    }
   }
 
   __shared__ float warp_sums[kThreads / 32];

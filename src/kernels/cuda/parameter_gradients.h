@@ -1,7 +1,7 @@
 // The last pass of PixelflyLinear's backward on CUDA: from the raw products of the parameter
 // gradients to the gradients themselves, in one launch. With g the mix:
 //   grad_values = g * dW                (dW: float32 sums of dY^T X on the blocks)
-//   grad_u      = (1 - g) * P[:, :r]    (P = dY^T [X v | 1 ...], out x pitch, 16-bit)
+//   grad_u      = (1 - g) * P[:, :r]    (P = dY^T [X v | 1 ...], out x pitch, float32)
 //   grad_bias   = P[:, r]               (when a bias is trained: the ones column's sums)
 //   grad_v     *= (1 - g)               (in place on dY-u products X^T (dY u), in x r)
 //   grad_g      = <dW, values> - <P[:, :r], u>   (float32 sums, written in g's type)
@@ -18,7 +18,7 @@
 namespace pixelfly::kernels::cuda {
 
 struct ParameterGradients {
-  ScalarKind kind = ScalarKind::BFloat16;  // of values, P, u and every gradient but grad_g: 16-bit
+  ScalarKind kind = ScalarKind::BFloat16;  // of values, u and every gradient but grad_g: 16-bit
   const void* mix = nullptr;               // g, a scalar of mix_kind
   ScalarKind mix_kind = ScalarKind::Float32;
   int64_t weight_elements = 0;             // nnz * b * b
@@ -26,7 +26,7 @@ struct ParameterGradients {
   const void* values = nullptr;
   void* grad_values = nullptr;
   int64_t out_features = 0, rank = 0;
-  const void* product = nullptr;           // P
+  const float* product = nullptr;          // P
   int64_t product_pitch = 0;               // elements from one row of P to the next
   const void* u = nullptr;                 // out x rank, contiguous
   void* grad_u = nullptr;

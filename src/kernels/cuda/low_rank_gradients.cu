@@ -1,0 +1,455 @@
+// dy u and dy^T projected in one pass over dy (low_rank_gradients.h), on Hopper.
+//
+// dy is read in 128-token x 64-feature stages (TMA boxes, 128-byte swizzled) by a producer warp
+// into a four-deep ring; eight consumer warps share each stage, four per product, with mma.sync
+// (m16n8k16, float32 accumulators):
+//   dy^T proj    warps 0-3: 16 features x width each, K = the stage's 128 tokens (the token
+//                tile's projected rows are held in registers as B fragments); summed per thread
+//                in private shared-memory slots over the block's token tiles
+//   dy u         warps 4-7: 32 tokens x rank each, K = the stage's 64 features (u's 64 rows come
+//                with the stage); summed in registers over the block's features
+// Each dy element is loaded from shared memory once per product, and u's once per dy u warp.
+// The grid is splits x groups blocks: a block owns one range of features (a split, as many
+// 64-feature chunks as its slots fit in shared memory) and every groups-th token tile. So each
+// element of dy is read from memory once; dy u's partial sums over the splits meet in a float32
+// buffer (16-byte vector reductions, then one small pass writes it in the storage type; with one
+// split the block writes it directly), and dy^T proj's partial sums over the groups are added
+// into `product` once per block at the end. Rank and width are template parameters (width is rank,
+// or rank + 8 with the ones column; at most 40, the B fragments held in registers), so the
+// products are straight-line code.
+#include "kernels/cuda/low_rank_gradients.h"
+
+#include "kernels/cuda/block_sparse_wgmma.cuh"
+#include "kernels/cuda/device_primitives.cuh"
+#include "kernels/cuda/tensor_map.h"
+
+#include <algorithm>
+#include <type_traits>
+
+namespace pixelfly::kernels::cuda {
+namespace {
+
+constexpr int kTokens = 128;      // tokens of a stage (a token tile)
+constexpr int kCols = 64;         // features of a stage (a chunk)
+constexpr int kStages = 4;
+constexpr int kWarps = 8;         // consumer warps
+constexpr int kRoleWarps = 4;     // warps 0-3 compute dy^T proj, warps 4-7 dy u
+constexpr int kThreads = kWarps * 32 + 32;  // and the producer warp
+constexpr int kMaxWidth = 40;     // the projected tile's fragments are held in registers
+constexpr int kDyBytes = kTokens * kCols * 2;  // 16 KB, rows of 128 bytes
+constexpr int kColumnBoxBytes = 1024;          // u: 64 rows x 8 columns per box
+constexpr int kProjectedBoxBytes = 2048;       // projected: 128 rows x 8 columns per box
+constexpr int kAlign = 1024;                   // the 128-byte swizzle repeats every 1 KB
+constexpr int kSharedLimit = 227 * 1024;
+constexpr int kBarrierBytes = ((2 * kStages + 2) * 8 + 15) / 16 * 16;  // the slots after them 16-byte aligned
+
+struct Plan {
+  int rank_tiles = 0, chunks = 0, splits = 0, chunks_per_split = 0, token_tiles = 0, groups = 0;
+  size_t shared = 0;
+};
+
+// As many 64-feature chunks per split as their dy^T proj slots fit in shared memory beside the
+// ring, the projected tile and the barriers; as many token groups as multiprocessors allow.
+Plan make_plan(int64_t tokens, int64_t out_features, int64_t rank, int64_t width, int multiprocessors) {
+  Plan p;
+  p.rank_tiles = static_cast<int>(rank / 8);
+  const int width_tiles = static_cast<int>(width / 8);
+  const int stage_bytes = kDyBytes + p.rank_tiles * kColumnBoxBytes;
+  const int slot_bytes_per_chunk = kRoleWarps * 32 * width_tiles * 16;  // a float4 per thread and width tile
+  const int fixed = kAlign + kStages * stage_bytes + width_tiles * kProjectedBoxBytes + kBarrierBytes;
+  const int chunks_fit = std::max(1, (kSharedLimit - fixed) / slot_bytes_per_chunk);
+  p.chunks = static_cast<int>((out_features + kCols - 1) / kCols);
+  p.splits = (p.chunks + chunks_fit - 1) / chunks_fit;
+  p.chunks_per_split = (p.chunks + p.splits - 1) / p.splits;
+  p.token_tiles = static_cast<int>((tokens + kTokens - 1) / kTokens);
+  p.groups = std::max(1, std::min(p.token_tiles, multiprocessors / p.splits));
+  p.shared = static_cast<size_t>(fixed) + static_cast<size_t>(p.chunks_per_split) * slot_bytes_per_chunk;
+  return p;
+}
+
+#if defined(PIXELFLY_CUDA_SM90A)
+
+using device::barrier_arrive;
+using device::barrier_arrive_expect;
+using device::barrier_wait;
+using device::smem_address;
+using device::tma_load;
+
+struct Params {
+  int64_t tokens, out_features, rank, width;
+  int chunks, splits, chunks_per_split, token_tiles, groups;
+  void* grad_projected;
+  float* product;
+  float* sums;  // tokens x rank, float32 (splits > 1)
+};
+
+__device__ __forceinline__ void load_matrices_x4(uint32_t address, uint32_t (&r)[4]) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(address));
+}
+__device__ __forceinline__ void load_matrices_x4_transposed(uint32_t address, uint32_t (&r)[4]) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(address));
+}
+__device__ __forceinline__ void load_matrices_x2_transposed(uint32_t address, uint32_t (&r)[2]) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x2.trans.shared.b16 {%0, %1}, [%2];\n"
+               : "=r"(r[0]), "=r"(r[1])
+               : "r"(address));
+}
+
+// c += a b for one m16n8k16 tile (a: 16 x 16 row fragments, b: 16 x 8 column fragments).
+template <typename T>
+__device__ __forceinline__ void mma(float (&c)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
+  if constexpr (std::is_same_v<T, __nv_bfloat16>) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+        "{%0, %1, %2, %3};\n"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+  } else {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+        "{%0, %1, %2, %3};\n"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+  }
+}
+
+// An m16n8 accumulator tile (c0, c1 at row g, columns 2q, 2q + 1; c2, c3 at row g + 8) as four
+// consecutive columns per lane, for 16-byte reductions: lanes with even q take row g, columns
+// 2q .. 2q + 3, lanes with odd q row g + 8, columns 2q - 2 .. 2q + 1 (`row8` says which).
+__device__ __forceinline__ float4 quad_columns(float c0, float c1, float c2, float c3, int q, bool& row8) {
+  const bool even = (q & 1) == 0;
+  const float s0 = __shfl_xor_sync(0xffffffffu, even ? c2 : c0, 1);
+  const float s1 = __shfl_xor_sync(0xffffffffu, even ? c3 : c1, 1);
+  row8 = !even;
+  return even ? make_float4(c0, c1, s0, s1) : make_float4(s0, s1, c2, c3);
+}
+
+// The kernel for rank = 8 kRankTiles and width = 8 kWidthTiles.
+template <typename T, int kRankTiles, int kWidthTiles>
+__global__ void __launch_bounds__(kThreads, 1)
+    low_rank_gradients_kernel(const __grid_constant__ CUtensorMap dy_map, const __grid_constant__ CUtensorMap u_map,
+                              const __grid_constant__ CUtensorMap projected_map, Params p) {
+  constexpr int kStageBytes = kDyBytes + kRankTiles * kColumnBoxBytes;
+  constexpr int kSteps = kTokens / 16;  // k16 steps of dy^T proj over a token tile
+  constexpr int kKSteps = kCols / 16;   // k16 steps of dy u over a chunk
+  extern __shared__ unsigned char shared_raw[];
+  const uint32_t raw = smem_address(shared_raw);
+  const uint32_t stages = raw + ((kAlign - (raw & (kAlign - 1))) & (kAlign - 1));
+  const uint32_t projected = stages + kStages * kStageBytes;
+  const uint32_t full = projected + kWidthTiles * kProjectedBoxBytes;
+  const uint32_t empty = full + 8 * kStages;
+  const uint32_t projected_full = empty + 8 * kStages, projected_empty = projected_full + 8;
+  float4* const slots = reinterpret_cast<float4*>(shared_raw + (full + kBarrierBytes - raw));
+  if (threadIdx.x == 0) {
+    for (int s = 0; s < kStages; ++s) {
+      device::barrier_init(full + 8 * s, 1);
+      device::barrier_init(empty + 8 * s, kWarps);
+    }
+    device::barrier_init(projected_full, 1);
+    device::barrier_init(projected_empty, kRoleWarps);
+    device::barrier_init_fence();
+  }
+  __syncthreads();
+
+  const int split = static_cast<int>(blockIdx.x) % p.splits, group = static_cast<int>(blockIdx.x) / p.splits;
+  const int chunk_first = split * p.chunks_per_split;
+  const int chunk_count = max(0, min(p.chunks, chunk_first + p.chunks_per_split) - chunk_first);
+  const int warp = static_cast<int>(threadIdx.x) / 32, lane = static_cast<int>(threadIdx.x) % 32;
+  const int g = lane / 4, q = lane % 4;
+  // The 128-byte swizzle XORs a dy row's 16-byte chunk index with row % 8; every row a lane
+  // addresses below is lane % 8 plus a multiple of 8.
+  const int swizzle = lane & 7;
+
+  if (warp == kWarps) {  // producer
+    if (lane != 0) return;
+    uint32_t step = 0, tile_step = 0;
+    for (int tile = group; tile < p.token_tiles; tile += p.groups, ++tile_step) {
+      const int token0 = tile * kTokens;
+      barrier_wait(projected_empty, (tile_step & 1u) ^ 1u);
+      barrier_arrive_expect(projected_full, kWidthTiles * kProjectedBoxBytes);
+#pragma unroll
+      for (int j = 0; j < kWidthTiles; ++j) {
+        tma_load(projected + j * kProjectedBoxBytes, &projected_map, j * 8, token0, projected_full);
+      }
+      for (int c = 0; c < chunk_count; ++c, ++step) {
+        const uint32_t s = step % kStages, phase = (step / kStages) & 1u;
+        barrier_wait(empty + 8 * s, phase ^ 1u);
+        const uint32_t stage = stages + s * kStageBytes, bar = full + 8 * s;
+        const int feature0 = (chunk_first + c) * kCols;
+        barrier_arrive_expect(bar, kStageBytes);
+        tma_load(stage, &dy_map, feature0, token0, bar);
+#pragma unroll
+        for (int j = 0; j < kRankTiles; ++j) {
+          tma_load(stage + kDyBytes + j * kColumnBoxBytes, &u_map, j * 8, feature0, bar);
+        }
+      }
+    }
+    return;
+  }
+
+  if (warp < kRoleWarps) {
+    // dy^T proj: features 16 warp .. 16 warp + 15 of each chunk, every width tile. The token
+    // tile's projected rows are held as B fragments. Partial sums per chunk go to this thread's
+    // slots.
+    const uint32_t a_offset =
+        ((lane & 7) + (lane >> 4) * 8) * 128 + (((warp * 2 + ((lane >> 3) & 1)) ^ swizzle) << 4);
+    float4* const my_slots = slots + warp * kWidthTiles * 32 + lane;
+    constexpr int kSlotStride = kRoleWarps * kWidthTiles * 32;  // float4s from one chunk's slots to the next
+    for (int c = 0; c < chunk_count; ++c) {
+#pragma unroll
+      for (int t = 0; t < kWidthTiles; ++t) my_slots[c * kSlotStride + t * 32] = make_float4(0.f, 0.f, 0.f, 0.f);
+    }
+    uint32_t step = 0, tile_step = 0;
+    for (int tile = group; tile < p.token_tiles; tile += p.groups, ++tile_step) {
+      uint32_t proj[kSteps][kWidthTiles][2];
+      barrier_wait(projected_full, tile_step & 1u);
+#pragma unroll
+      for (int ks = 0; ks < kSteps; ++ks) {
+#pragma unroll
+        for (int t = 0; t < kWidthTiles; ++t) {
+          load_matrices_x2_transposed(projected + t * kProjectedBoxBytes + ks * 256 + (lane & 15) * 16, proj[ks][t]);
+        }
+      }
+      __syncwarp();
+      if (lane == 0) barrier_arrive(projected_empty);
+      for (int c = 0; c < chunk_count; ++c, ++step) {
+        const uint32_t s = step % kStages, phase = (step / kStages) & 1u;
+        barrier_wait(full + 8 * s, phase);
+        const uint32_t dy = stages + s * kStageBytes;
+        uint32_t a[kSteps][4];
+#pragma unroll
+        for (int ks = 0; ks < kSteps; ++ks) load_matrices_x4_transposed(dy + ks * 2048 + a_offset, a[ks]);
+        __syncwarp();  // the stage goes back to the producer once its fragments are loaded
+        if (lane == 0) barrier_arrive(empty + 8 * s);
+        float4 sums[kWidthTiles];
+#pragma unroll
+        for (int t = 0; t < kWidthTiles; ++t) sums[t] = my_slots[c * kSlotStride + t * 32];
+        float part[kWidthTiles][4] = {};
+#pragma unroll
+        for (int ks = 0; ks < kSteps; ++ks) {
+#pragma unroll
+          for (int t = 0; t < kWidthTiles; ++t) mma<T>(part[t], a[ks], proj[ks][t]);
+        }
+#pragma unroll
+        for (int t = 0; t < kWidthTiles; ++t) {
+          sums[t].x += part[t][0];
+          sums[t].y += part[t][1];
+          sums[t].z += part[t][2];
+          sums[t].w += part[t][3];
+          my_slots[c * kSlotStride + t * 32] = sums[t];
+        }
+      }
+    }
+    // This block's sums into `product`, four columns per reduction.
+    for (int c = 0; c < chunk_count; ++c) {
+#pragma unroll
+      for (int t = 0; t < kWidthTiles; ++t) {
+        const float4 v = my_slots[c * kSlotStride + t * 32];
+        bool row8 = false;
+        const float4 four = quad_columns(v.x, v.y, v.z, v.w, q, row8);
+        const int feature = (chunk_first + c) * kCols + warp * 16 + g + (row8 ? 8 : 0);
+        if (feature < p.out_features) {
+          device::add4_global(p.product + feature * p.width + t * 8 + 2 * (q & ~1), four);
+        }
+      }
+    }
+    return;
+  }
+
+  // dy u: token rows 32 (warp - kRoleWarps) .. + 31 of each tile (two m16 tiles), every rank tile,
+  // summed in registers over the block's chunks.
+  const int rows0 = (warp - kRoleWarps) * 32;
+  uint32_t a_offset[2];
+#pragma unroll
+  for (int m = 0; m < 2; ++m) a_offset[m] = (rows0 + m * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * 128;
+  const int a_chunk = lane >> 4;
+  // Lanes 0-15 address rank tile j's rows, lanes 16-31 tile j + 1's.
+  const uint32_t u_offset = (lane >> 4) * kColumnBoxBytes + (lane & 15) * 16;
+  auto load_u = [&](uint32_t u, int kk, uint32_t (&b)[kRankTiles][2]) {
+#pragma unroll
+    for (int j = 0; j + 1 < kRankTiles; j += 2) {
+      uint32_t four[4];
+      load_matrices_x4_transposed(u + j * kColumnBoxBytes + kk * 256 + u_offset, four);
+      b[j][0] = four[0];
+      b[j][1] = four[1];
+      b[j + 1][0] = four[2];
+      b[j + 1][1] = four[3];
+    }
+    if constexpr (kRankTiles % 2 == 1) {
+      load_matrices_x2_transposed(u + (kRankTiles - 1) * kColumnBoxBytes + kk * 256 + (lane & 15) * 16,
+                                  b[kRankTiles - 1]);
+    }
+  };
+  uint32_t step = 0;
+  for (int tile = group; tile < p.token_tiles; tile += p.groups) {
+    float dyu[2][kRankTiles][4] = {};
+    for (int c = 0; c < chunk_count; ++c, ++step) {
+      const uint32_t s = step % kStages, phase = (step / kStages) & 1u;
+      barrier_wait(full + 8 * s, phase);
+      const uint32_t dy = stages + s * kStageBytes, u = dy + kDyBytes;
+      uint32_t a[kKSteps][2][4], b[kKSteps][kRankTiles][2];
+#pragma unroll
+      for (int kk = 0; kk < kKSteps; ++kk) {
+#pragma unroll
+        for (int m = 0; m < 2; ++m) {
+          load_matrices_x4(dy + a_offset[m] + (((kk * 2 + a_chunk) ^ swizzle) << 4), a[kk][m]);
+        }
+        load_u(u, kk, b[kk]);
+      }
+      __syncwarp();  // the stage goes back to the producer once its fragments are loaded
+      if (lane == 0) barrier_arrive(empty + 8 * s);
+#pragma unroll
+      for (int kk = 0; kk < kKSteps; ++kk) {
+#pragma unroll
+        for (int m = 0; m < 2; ++m) {
+#pragma unroll
+          for (int j = 0; j < kRankTiles; ++j) mma<T>(dyu[m][j], a[kk][m], b[kk][j]);
+        }
+      }
+    }
+    // Written in the storage type (one split) or added to the float32 sums that
+    // convert_sums_kernel converts, four columns per reduction.
+#pragma unroll
+    for (int m = 0; m < 2; ++m) {
+      const int64_t row0 = static_cast<int64_t>(tile) * kTokens + rows0 + m * 16 + g;
+#pragma unroll
+      for (int j = 0; j < kRankTiles; ++j) {
+        const float* c = dyu[m][j];
+        if (p.splits == 1) {
+#pragma unroll
+          for (int h = 0; h < 2; ++h) {
+            const int64_t row = row0 + h * 8;
+            if (row < p.tokens) {
+              T* const out = static_cast<T*>(p.grad_projected) + row * p.rank + j * 8 + 2 * q;
+              *reinterpret_cast<uint32_t*>(out) = device::pack2<T>(c[2 * h], c[2 * h + 1]);
+            }
+          }
+        } else {
+          bool row8 = false;
+          const float4 four = quad_columns(c[0], c[1], c[2], c[3], q, row8);
+          const int64_t row = row0 + (row8 ? 8 : 0);
+          if (row < p.tokens) device::add4_global(p.sums + row * p.rank + j * 8 + 2 * (q & ~1), four);
+        }
+      }
+    }
+  }
+}
+
+// grad_projected = sums in the storage type, after a launch with several splits.
+template <typename T>
+__global__ void __launch_bounds__(256) convert_sums_kernel(const float2* __restrict__ sums, uint32_t* __restrict__ out,
+                                                      int64_t pairs) {
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < pairs;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const float2 v = sums[i];
+    out[i] = device::pack2<T>(v.x, v.y);
+  }
+}
+
+template <typename T, int kRankTiles, int kWidthTiles>
+cudaError_t launch_tiles(const CUtensorMap& dy_map, const CUtensorMap& u_map, const CUtensorMap& projected_map,
+                         const Params& p, size_t shared, cudaStream_t stream) {
+  constexpr auto kernel = low_rank_gradients_kernel<T, kRankTiles, kWidthTiles>;
+  if (cudaError_t e = device::allow_shared_memory<kernel>(kSharedLimit); e != cudaSuccess) return e;
+  kernel<<<static_cast<unsigned>(p.splits * p.groups), kThreads, shared, stream>>>(dy_map, u_map, projected_map, p);
+  return cudaGetLastError();
+}
+
+// The instantiation for this rank and width: width is rank (no bias) or rank + 8 (at most kMaxWidth).
+template <typename T, int kRankTiles>
+cudaError_t launch_rank(const CUtensorMap& dy_map, const CUtensorMap& u_map, const CUtensorMap& projected_map,
+                        const Params& p, size_t shared, cudaStream_t stream) {
+  if (p.width == p.rank) {
+    return launch_tiles<T, kRankTiles, kRankTiles>(dy_map, u_map, projected_map, p, shared, stream);
+  }
+  if constexpr (8 * (kRankTiles + 1) <= kMaxWidth) {
+    return launch_tiles<T, kRankTiles, kRankTiles + 1>(dy_map, u_map, projected_map, p, shared, stream);
+  }
+  return cudaErrorInvalidValue;
+}
+
+template <typename T>
+cudaError_t launch(const LowRankGradients& a, const Plan& plan, float* scratch, cudaStream_t stream) {
+  const bool bf16 = std::is_same_v<T, __nv_bfloat16>;
+  CUtensorMap dy_map{}, u_map{}, projected_map{};
+  if (cudaError_t e = encode_tensor_map(&dy_map, a.grad_y, bf16, a.tokens, a.out_features, a.out_features, kTokens,
+                                        kCols, 128);
+      e != cudaSuccess) {
+    return e;
+  }
+  if (cudaError_t e = encode_tensor_map(&u_map, a.u, bf16, a.out_features, a.rank, a.rank, kCols, 8, 0);
+      e != cudaSuccess) {
+    return e;
+  }
+  if (cudaError_t e =
+          encode_tensor_map(&projected_map, a.projected, bf16, a.tokens, a.width, a.width, kTokens, 8, 0);
+      e != cudaSuccess) {
+    return e;
+  }
+  Params p{};
+  p.tokens = a.tokens;
+  p.out_features = a.out_features;
+  p.rank = a.rank;
+  p.width = a.width;
+  p.chunks = plan.chunks;
+  p.splits = plan.splits;
+  p.chunks_per_split = plan.chunks_per_split;
+  p.token_tiles = plan.token_tiles;
+  p.groups = plan.groups;
+  p.grad_projected = a.grad_projected;
+  p.product = a.product;
+  p.sums = scratch;
+  cudaError_t e = cudaErrorInvalidValue;
+  switch (plan.rank_tiles) {
+    case 1: e = launch_rank<T, 1>(dy_map, u_map, projected_map, p, plan.shared, stream); break;
+    case 2: e = launch_rank<T, 2>(dy_map, u_map, projected_map, p, plan.shared, stream); break;
+    case 3: e = launch_rank<T, 3>(dy_map, u_map, projected_map, p, plan.shared, stream); break;
+    case 4: e = launch_rank<T, 4>(dy_map, u_map, projected_map, p, plan.shared, stream); break;
+    case 5: e = launch_rank<T, 5>(dy_map, u_map, projected_map, p, plan.shared, stream); break;
+    default: break;
+  }
+  if (e != cudaSuccess || plan.splits == 1) return e;
+  const int64_t pairs = a.tokens * a.rank / 2;
+  const unsigned blocks = static_cast<unsigned>(std::min<int64_t>((pairs + 255) / 256, 4 * device::multiprocessors()));
+  convert_sums_kernel<T><<<blocks, 256, 0, stream>>>(reinterpret_cast<const float2*>(scratch),
+                                                     static_cast<uint32_t*>(a.grad_projected), pairs);
+  return cudaGetLastError();
+}
+
+#endif  // PIXELFLY_CUDA_SM90A
+
+}  // namespace
+
+bool supports_low_rank_gradients(ScalarKind kind, int64_t out_features, int64_t rank, int64_t width) {
+  return kind != ScalarKind::Float32 && out_features > 0 && out_features % 8 == 0 && rank > 0 && rank % 8 == 0 &&
+         (width == rank || width == rank + 8) && width <= kMaxWidth &&
+         wgmma::available();
+}
+
+int64_t low_rank_gradients_scratch_elements(int64_t tokens, int64_t out_features, int64_t rank, int64_t width) {
+  const Plan plan = make_plan(tokens, out_features, rank, width, device::multiprocessors());
+  return plan.splits > 1 ? tokens * rank : 0;
+}
+
+cudaError_t low_rank_gradients(const LowRankGradients& a, float* scratch, cudaStream_t stream) {
+  if (!supports_low_rank_gradients(a.kind, a.out_features, a.rank, a.width) || a.tokens <= 0 ||
+      a.product == nullptr || a.grad_projected == nullptr) {
+    return cudaErrorInvalidValue;
+  }
+#if defined(PIXELFLY_CUDA_SM90A)
+  const Plan plan = make_plan(a.tokens, a.out_features, a.rank, a.width, device::multiprocessors());
+  if (plan.splits > 1 && scratch == nullptr) return cudaErrorInvalidValue;
+  if (a.kind == ScalarKind::BFloat16) return launch<__nv_bfloat16>(a, plan, scratch, stream);
+  return launch<__half>(a, plan, scratch, stream);
+#else
+  (void)scratch;
+  (void)stream;
+  return cudaErrorNotSupported;
+#endif
+}
+
+}  // namespace pixelfly::kernels::cuda
