@@ -2,9 +2,9 @@
 // that the activations are read as few times as possible and the step makes few launches: the
 // forward is x v and one mixed_linear pass; the backward is low_rank_grad_products (dy u and
 // dy^T [x v | 1 ...] in one pass over dy), one mixed_linear_grad_input pass for dx, and
-// pixelfly_linear_grad_params for every parameter. The parameters are brought
-// to the activations' dtype inside (under autocast they arrive as float32), each by one copy that
-// also lays it out for the kernels: on CUDA a rank that is not a multiple of 8 gets zero columns
+// pixelfly_linear_grad_params for every parameter. The parameters are brought to the
+// activations' dtype inside (under autocast they arrive as float32), each by one copy that also
+// lays it out for the kernels: on CUDA a rank that is not a multiple of 8 gets zero columns
 // in u and v, which add nothing but give every product 16-byte rows (cuBLAS's fast kernels and
 // the fused kernels' TMA copies need them), and v is kept transposed, (r, in), as the dx pass
 // reads it. With a bias, the forward keeps x v beside a column of ones, [x v | 1 ...], so that

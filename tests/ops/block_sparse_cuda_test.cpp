@@ -309,11 +309,10 @@ TEST(BlockSparseOpsCuda, ParameterGradientsMatchFloat64Reference) {
 
 // low_rank_grad_products on CUDA against float64: both 16-bit dtypes; feature counts that are
 // and are not multiples of the kernel's 64-feature chunks; one split of the features (the block
-// writes dy u itself) and several (partial sums meet in float32 and the last block writes);
+// writes dy u itself) and several (partial sums meet in float32, then a small pass rounds them);
 // the largest rank and width the kernel takes, a width without the ones column, token counts
 // that are multiples of nothing, a 3-d gradient, and a rank and a width the kernel does not take
-// (cuBLAS).
-// grad_projected's memory is poisoned first.
+// (cuBLAS). grad_projected's memory is poisoned first.
 TEST(BlockSparseOpsCuda, LowRankGradProductsMatchFloat64Reference) {
   SKIP_WITHOUT_CUDA();
   torch::manual_seed(43);

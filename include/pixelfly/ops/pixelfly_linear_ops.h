@@ -55,8 +55,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> pixelfly_
     const at::Tensor& gamma, const at::Tensor& product, const at::Tensor& grad_projected, bool bias);
 
 // The composed (unfused) versions of the mixed operators, the low-rank products and the parameter
-// gradients, for
-// backends without a fused kernel; any device.
+// gradients, for backends without a fused kernel; any device.
 at::Tensor mixed_linear_composed(const at::Tensor& x, const at::Tensor& values, const Layout& layout,
                                  const at::Tensor& scale, const at::Tensor& low_rank_a, const at::Tensor& low_rank_b,
                                  const c10::optional<at::Tensor>& bias);
