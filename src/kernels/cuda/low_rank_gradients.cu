@@ -341,8 +341,8 @@ __global__ void __launch_bounds__(kThreads, 1)
 
 // grad_projected = sums in the storage type, after a launch with several splits.
 template <typename T>
-__global__ void __launch_bounds__(256) convert_sums_kernel(const float2* __restrict__ sums, uint32_t* __restrict__ out,
-                                                      int64_t pairs) {
+__global__ void __launch_bounds__(256)
+    convert_sums_kernel(const float2* __restrict__ sums, uint32_t* __restrict__ out, int64_t pairs) {
   for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < pairs;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     const float2 v = sums[i];
