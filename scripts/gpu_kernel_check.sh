@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # The kernel loop on a GPU machine, in one call: build only what the CUDA operators need, run
 # the CUDA operator tests, compute-sanitizer memcheck and racecheck on them, then the operator
-# table, the low-rank gradient products against cuBLAS, the layer benchmark, one whole-model
-# training step (Mixer-B/16) and the layer's per-kernel profile. SANITIZERS=0 / OPERATOR_BENCH=0 /
-# MODEL_BENCH=0 skip those stages. Logs go to $OUT
-# (or ./gpu-logs); the tables are printed last.
+# table, the low-rank gradient products against cuBLAS, the cost of each term of the fused
+# kernels, the layer benchmark, one whole-model training step (Mixer-B/16) and the layer's
+# per-kernel profile. SANITIZERS=0 / OPERATOR_BENCH=0 / MODEL_BENCH=0 skip those stages. Logs go
+# to $OUT (or ./gpu-logs); the tables are printed last.
 #   bash scripts/gpu_kernel_check.sh [--quick]      (--quick: fewer shapes and shorter timings)
 set -uo pipefail
 out="${OUT:-gpu-logs}"
@@ -43,6 +43,8 @@ if [ "${OPERATOR_BENCH:-1}" != 0 ]; then
 fi
 timeout 120 python3 bench/low_rank_grad_products_bench.py $build/libpixelfly.so >"$out/low-rank-bench.log" 2>&1
 echo "low-rank products bench rc=$?"
+timeout 120 python3 bench/fused_kernel_terms_bench.py $build/libpixelfly.so >"$out/fused-terms.log" 2>&1
+echo "fused kernel terms bench rc=$?"
 timeout 120 $build/bench/bench_pixelfly_linear >"$out/layer.log" 2>&1
 echo "layer bench rc=$?"
 if [ "${MODEL_BENCH:-1}" != 0 ]; then
@@ -55,6 +57,7 @@ timeout 120 python3 bench/pixelfly_linear_profile.py $build/libpixelfly.so >"$ou
 echo "layer profile rc=$?"
 sed -n '/^shape /,$p' "$out/bench.log" 2>/dev/null
 cat "$out/low-rank-bench.log"
+grep -v Warning "$out/fused-terms.log" | grep -v _warn_once
 cat "$out/layer.log"
 tail -3 "$out/bench-mixer-b16.log" 2>/dev/null
 grep -A8 "^Mixer-B fc1\|^GPT-2-M fc1" "$out/layer-profile.log"

@@ -192,6 +192,9 @@ at::Tensor mixed_linear_cuda(const at::Tensor& x, const at::Tensor& values, cons
   const at::Tensor s = kernel_scale(scale);
   at::Tensor bias_c;
   if (bias.has_value() && bias->defined()) bias_c = bias->contiguous();
+  if (bias_c.defined() && reinterpret_cast<uintptr_t>(bias_c.data_ptr()) % 16 != 0) {
+    bias_c = bias_c.clone();  // the kernel copies it in 16-byte pieces
+  }
   cuda::Epilogue epilogue = mixed_epilogue(op, s, a, b);
   epilogue.bias = bias_c.defined() ? bias_c.data_ptr() : nullptr;
   at::Tensor y = at::empty({rows.size(0), l.out_features()}, rows.options());

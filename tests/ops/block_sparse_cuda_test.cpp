@@ -178,8 +178,13 @@ TEST(BlockSparseOpsCuda, FusedPixelflyLinearMatchesFloat64Reference) {
           for (const at::Tensor& t : {x, values, u, v}) leaves.push_back(t.to(device, type).detach().requires_grad_());
           leaves.push_back(logit.to(device, device.is_cuda() ? mix_type : type).detach().requires_grad_());
           if (with_bias) leaves.push_back(bias.to(device, type).detach().requires_grad_());
-          const at::Tensor y = ops::pixelfly_linear(leaves[0], leaves[1], layout, leaves[2], leaves[3], at::sigmoid(leaves[4]),
-                                                    with_bias ? c10::optional<at::Tensor>(leaves[5]) : c10::nullopt);
+          // On the GPU the bias is a view at an odd element offset (the kernel copies 16-byte pieces).
+          c10::optional<at::Tensor> bias_arg;
+          if (with_bias) {
+            bias_arg = device.is_cuda() ? at::constant_pad_nd(leaves[5], {1, 0}).narrow(0, 1, l.out_features()) : leaves[5];
+          }
+          const at::Tensor y =
+              ops::pixelfly_linear(leaves[0], leaves[1], layout, leaves[2], leaves[3], at::sigmoid(leaves[4]), bias_arg);
           std::vector<at::Tensor> grads = torch::autograd::grad({(y * g.to(device, type)).sum()}, leaves);
           grads.insert(grads.begin(), y.detach());
           return grads;

@@ -245,6 +245,7 @@ bool supports_epilogue(const DeviceLayout& layout, ScalarKind kind, int64_t rank
 cudaError_t forward_fused(const DeviceLayout& layout, ScalarKind kind, int64_t tokens, const void* x,
                           const void* values, const Epilogue& epilogue, void* y, cudaStream_t stream) {
   if (!supports_epilogue(layout, kind, epilogue.rank)) return cudaErrorInvalidValue;
+  if (reinterpret_cast<uintptr_t>(epilogue.bias) % 16 != 0) return cudaErrorMisalignedAddress;
   return wgmma::forward(layout, kind, tokens, x, values, epilogue, y, stream);
 }
 

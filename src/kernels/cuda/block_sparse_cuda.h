@@ -57,10 +57,10 @@ bool supports_block(int64_t block);
 //   forward     y  = g * (x W^T) + (1 - g) * a b^T + bias   a: tokens x rank, b: out x rank
 //   grad_input  dx = g * (dy W)  + (1 - g) * a b            a: tokens x rank, b: rank x in
 // g is a device scalar of type mix_kind; with mix null both terms have weight 1. rank 0 means no
-// low-rank term; bias (out) may be null. Row-major matrices in the kernel's storage type: a with
-// `low_rank_a_pitch` elements from one row to the next (a multiple of 8, at least rank), the
-// others contiguous. The (1 - g) is applied to a's tiles in shared memory, so the caller passes
-// a as it is.
+// low-rank term; bias (out, 16-byte aligned: copied in 16-byte pieces) may be null. Row-major matrices in the
+// kernel's storage type: a with `low_rank_a_pitch` elements from one row to the next (a multiple
+// of 8, at least rank), the others contiguous. The weights are applied to the accumulators, so
+// the caller passes a and b as they are.
 struct Epilogue {
   const void* mix = nullptr;
   ScalarKind mix_kind = ScalarKind::Float32;

@@ -71,7 +71,8 @@ struct LineConfig {
   static constexpr int kBBytes = kOperandBytes;
   static constexpr int kStages = 4;
   static constexpr int kOutBytes = kTokens * kTile * 2 / kSets;  // one m64 set of each warpgroup
-  static constexpr size_t kShared = shared_bytes(kStages, kABytes + kBBytes, kOutBytes);
+  static constexpr int kBiasBytes = kTile * 2;                     // a tile's bias, per warpgroup
+  static constexpr size_t kShared = shared_bytes(kStages, kABytes + kBBytes, kOutBytes + 2 * kBiasBytes);
   static_assert(kShared <= 227 * 1024, "more shared memory than a multiprocessor has");
 };
 // grad_weight: 128 x 256 pieces (a 64-token stage: 16 KB of dY, 32 KB of X), long K loops
@@ -286,7 +287,8 @@ __global__ void __launch_bounds__(kThreads, kLineBlocksPerSM)
   extern __shared__ unsigned char smem_raw[];
   constexpr int kAChunkBytes = kTokens * 2 * K::C;  // one K chunk of the activations
   const auto ring =
-      make_ring<LineConfig::kStages, LineConfig::kABytes, LineConfig::kBBytes>(smem_raw, LineConfig::kOutBytes);
+      make_ring<LineConfig::kStages, LineConfig::kABytes, LineConfig::kBBytes>(smem_raw,
+                                                                              LineConfig::kOutBytes + 2 * LineConfig::kBiasBytes);
   const int64_t groups = kTransposed ? layout.num_col_groups : layout.num_row_groups;
   const int64_t tiles = groups * ((tokens + kTokens - 1) / kTokens);
   const int64_t in_features = kTransposed ? layout.out_features : layout.in_features;
@@ -366,6 +368,15 @@ __global__ void __launch_bounds__(kThreads, kLineBlocksPerSM)
   uint32_t first = 0;
   for (int64_t t = blockIdx.x; t < tiles; t += gridDim.x) {
     const LineTile<B> tile = line_tile<B, kTransposed>(layout, t, groups, rank, low_rank_first);
+    // The tile's 128 bias values go to this warpgroup's bias buffer by cp.async, 16 bytes per
+    // thread, while the K loop runs (zeros past the last feature), so the epilogue does not wait
+    // on global loads. The warpgroup's last epilogue barrier ordered its reads of the last tile's.
+    const uint32_t bias_buffer = ring.extra + LineConfig::kOutBytes + warpgroup * LineConfig::kBiasBytes;
+    if (bias != nullptr && tid % 128 < kTile / 8) {
+      const int64_t feature = tile.feature0 + 8 * (tid % 128);
+      const bool inside = feature < out_features;
+      device::copy16_async(bias_buffer + 16 * (tid % 128), bias + (inside ? feature : 0), inside ? 16u : 0u);
+    }
     consume(
         d, ring, first, tile.steps,
         [&](uint32_t, uint32_t i) {
@@ -418,25 +429,23 @@ __global__ void __launch_bounds__(kThreads, kLineBlocksPerSM)
     const int q = lane / 8, r = lane % 8;
     const uint32_t row_offset = static_cast<uint32_t>((warp % 4) * 16 + 8 * (q % 2) + r) * 128;
     const uint32_t chunk = static_cast<uint32_t>(((q / 2) ^ r) << 4);
+    if (bias != nullptr && tid % 128 < kTile / 8) device::copy_async_wait_all();  // seen after the barrier below
 #pragma unroll
     for (int s = 0; s < kSets; ++s) {
       if (storer) device::tma_store_wait_read();
       warpgroup_barrier();
 #pragma unroll
       for (int jp = 0; jp < 8; ++jp) {
-        float add[4] = {0.f, 0.f, 0.f, 0.f};  // bias of columns 16 jp + 8 (k / 2) + 2 (lane % 4) + k % 2
-        if (bias != nullptr) {
-#pragma unroll
-          for (int k = 0; k < 4; ++k) {
-            const int64_t feature = tile.feature0 + 16 * jp + 8 * (k / 2) + 2 * (lane % 4) + k % 2;
-            if (feature < out_features) add[k] = device::to_float(bias[feature]);
-          }
-        }
         uint32_t v[4];
 #pragma unroll
         for (int m = 0; m < 4; ++m) {
           const float* pair = &d[s][8 * jp + 2 * m];
-          v[m] = device::pack2<T>(pair[0] + add[2 * (m / 2)], pair[1] + add[2 * (m / 2) + 1]);
+          // bias of columns 16 jp + 8 (m / 2) + 2 (lane % 4) and the next
+          const float2 add =
+              bias != nullptr
+                  ? device::unpack2<T>(device::load_shared(bias_buffer + 2 * (16 * jp + 8 * (m / 2) + 2 * (lane % 4))))
+                  : make_float2(0.f, 0.f);
+          v[m] = device::pack2<T>(pair[0] + add.x, pair[1] + add.y);
         }
         const uint32_t column_chunk = chunk ^ ((2 * (jp % 4)) << 4);
         device::store_matrices(buffer + (jp / 4) * kOutBoxBytes + row_offset + column_chunk, v);

@@ -77,6 +77,19 @@ __device__ __forceinline__ void named_barrier() {
   asm volatile("bar.sync %0, %1;\n" ::"n"(kId), "n"(kThreads) : "memory");
 }
 
+// 16 bytes from global to shared memory without passing through registers (cp.async; with
+// `bytes` 0 nothing is read and zeros are written), and the wait for this thread's copies.
+__device__ __forceinline__ void copy16_async(uint32_t dst, const void* src, uint32_t bytes) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(bytes) : "memory");
+}
+__device__ __forceinline__ void copy_async_wait_all() { asm volatile("cp.async.wait_all;\n" ::: "memory"); }
+
+__device__ __forceinline__ uint32_t load_shared(uint32_t address) {
+  uint32_t v;
+  asm volatile("ld.shared.b32 %0, [%1];\n" : "=r"(v) : "r"(address) : "memory");
+  return v;
+}
+
 // Four 8 x 8 matrices of 16-bit values from a warp's registers to shared memory (stmatrix):
 // lane l gives the address of row l % 8 of matrix l / 8 (16 contiguous bytes); v[i] holds
 // matrix i's elements at row l / 4, columns 2 (l % 4) and 2 (l % 4) + 1.
@@ -111,6 +124,18 @@ template <>
 __device__ __forceinline__ uint32_t pack2<__half>(float lo, float hi) {
   __half2 v = __floats2half2_rn(lo, hi);
   return *reinterpret_cast<uint32_t*>(&v);
+}
+
+// The two 16-bit values packed low, high in `v`, as floats.
+template <typename T>
+__device__ __forceinline__ float2 unpack2(uint32_t v);
+template <>
+__device__ __forceinline__ float2 unpack2<__nv_bfloat16>(uint32_t v) {
+  return make_float2(__uint_as_float(v << 16), __uint_as_float(v & 0xffff0000u));
+}
+template <>
+__device__ __forceinline__ float2 unpack2<__half>(uint32_t v) {
+  return __half22float2(*reinterpret_cast<const __half2*>(&v));
 }
 
 // p[0] += a, p[1] += b as one vector reduction in global memory (sm_90; p 8-byte aligned):

@@ -1,0 +1,72 @@
+"""What each term of the layer's fused kernels costs on the GPU: at the paper's MLP shapes (n=16,
+k=2, b=32, rank 32), the GPU time of the tensor-core forward and grad_input kernels alone
+(torch.profiler, mean of 20 launches after warm-up), first as the plain block-sparse
+operator, then with the low-rank K segment and the mix (pixelfly::mixed_linear /
+mixed_linear_grad_input), then with the bias, then with x v read from the layer's [x v | 1]
+buffer (a row pitch of 40) as the layer does, then with a mix above 1/2 (the low-rank term first
+in the K loop). bf16, random inputs; the difference between two rows is what that term costs.
+
+    python3 bench/fused_kernel_terms_bench.py build/libpixelfly.so"""
+import sys
+from collections import defaultdict
+
+import torch
+from torch.profiler import ProfilerActivity, profile
+
+torch.ops.load_library(sys.argv[1])
+BlockLayout = torch.classes.pixelfly.BlockLayout
+ops = torch.ops.pixelfly
+DT = torch.bfloat16
+LAUNCHES = 20
+
+
+def kernel_us(fn):
+    """GPU time per call of the block-sparse kernels (line_group_kernel) that fn launches."""
+    for _ in range(5):
+        fn()
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        for _ in range(LAUNCHES):
+            fn()
+        torch.cuda.synchronize()
+    totals = defaultdict(float)
+    for e in prof.events():
+        if e.device_type == torch.autograd.DeviceType.CUDA and "line_group" in e.name:
+            totals["kernel"] += e.device_time_total / LAUNCHES
+    return totals["kernel"]
+
+
+def main():
+    torch.manual_seed(0)
+    shapes = [("Mixer-B fc1", 768, 3072, 25088), ("Mixer-B fc2", 3072, 768, 25088),
+              ("GPT-2-M fc1", 1024, 4096, 8192), ("GPT-2-M fc2", 4096, 1024, 8192)]
+    print(f"{'shape':12s} {'kernel':44s} {'us':>8s}")
+    for name, d_in, d_out, tokens in shapes:
+        layout = BlockLayout.flat_butterfly(d_out, d_in, 16, 2, 32)
+        values = torch.randn(layout.nnz(), 32, 32, device="cuda", dtype=DT) * 0.02
+        x = torch.randn(tokens, d_in, device="cuda", dtype=DT)
+        dy = torch.randn(tokens, d_out, device="cuda", dtype=DT)
+        u = torch.randn(d_out, 32, device="cuda", dtype=DT) * 0.02
+        v = torch.randn(d_in, 32, device="cuda", dtype=DT) * 0.02
+        bias = torch.randn(d_out, device="cuda", dtype=DT)
+        xv = x @ v
+        xv_ones = torch.ones(tokens, 40, device="cuda", dtype=DT)  # the layer's [x v | 1] buffer
+        xv_ones[:, :32] = xv
+        xv_pitched = xv_ones[:, :32]
+        dyu = dy @ u
+        half, above = (torch.tensor(g, device="cuda", dtype=DT) for g in (0.5, 0.7))
+        rows = [
+            ("Y: block-sparse only", lambda: ops.block_sparse_linear(x, values, layout)),
+            ("Y: + low-rank segment and mix 0.5", lambda: ops.mixed_linear(x, values, layout, half, xv, u, None)),
+            ("Y: + bias", lambda: ops.mixed_linear(x, values, layout, half, xv, u, bias)),
+            ("Y: + x v at pitch 40 (the layer)", lambda: ops.mixed_linear(x, values, layout, half, xv_pitched, u, bias)),
+            ("Y: the layer, mix 0.7", lambda: ops.mixed_linear(x, values, layout, above, xv_pitched, u, bias)),
+            ("dX: block-sparse only", lambda: ops.block_sparse_linear_grad_input(dy, values, layout)),
+            ("dX: + low-rank segment and mix 0.5", lambda: ops.mixed_linear_grad_input(dy, values, layout, half, dyu, v.t())),
+            ("dX: mix 0.7", lambda: ops.mixed_linear_grad_input(dy, values, layout, above, dyu, v.t())),
+        ]
+        for label, fn in rows:
+            print(f"{name:12s} {label:44s} {kernel_us(fn):8.1f}", flush=True)
+
+
+main()
