@@ -290,7 +290,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> pixelfly_
   check_launch(op, cuda::accumulate_grad_weight(d, kind, x_rows.size(0), dy_rows.data_ptr(), x_rows.data_ptr(),
                                                 scratch.data_ptr<float>(), stream));
   at::Tensor grad_v = at::mm(x_rows.t(), row_view(grad_projected)).contiguous();
-  const at::Tensor values_c = values.contiguous(), u_c = u.contiguous(), product_c = product.contiguous();
+  at::Tensor values_c = values.contiguous();
+  if (reinterpret_cast<uintptr_t>(values_c.data_ptr()) % 8 != 0) values_c = values_c.clone();  // read four at a time
+  const at::Tensor u_c = u.contiguous(), product_c = product.contiguous();
   at::Tensor grad_values = at::empty_like(values_c), grad_u = at::empty_like(u_c);
   at::Tensor grad_gamma = at::empty({}, gamma.options()), grad_bias;
   if (bias) grad_bias = at::empty({layout->out_features()}, x.options());

@@ -1,7 +1,9 @@
 // PixelflyLinear's parameter gradients from their raw products (parameter_gradients.h): one
-// grid-stride pass over the weight blocks, the low-rank factors and the bias, each thread
-// summing its share of the mix's two dot products; per-block sums go to scratch, and the last
-// block to arrive adds them up in block order and writes the mix's gradient.
+// grid-stride pass over the weight blocks (four elements per thread and step), the low-rank
+// factors and the bias, each thread summing its share of the mix's two dot products; per-block
+// sums go to scratch, and the last block to arrive adds them up in a fixed order and writes the
+// mix's gradient. The grid fills every multiprocessor (kBlocksPerSM blocks each): the pass is a
+// stream of small loads, and its speed is the number of them in flight.
 #include "kernels/cuda/parameter_gradients.h"
 
 #include "kernels/cuda/device_primitives.cuh"
@@ -9,8 +11,10 @@
 namespace pixelfly::kernels::cuda {
 namespace {
 
-constexpr int kBlocks = 256;
+constexpr int kBlocksPerSM = 8;
 constexpr int kThreads = 256;
+
+int grid_blocks() { return kBlocksPerSM * device::multiprocessors(); }
 
 using device::from_float;
 using device::to_float;
@@ -36,7 +40,18 @@ __device__ __forceinline__ float block_sum(float value, float* shared) {
   return sum;
 }
 
-// scratch: kBlocks per-block sums, then the arrival counter (zero before the launch).
+// Four 16-bit values packed in 8 bytes, and back.
+template <typename T>
+__device__ __forceinline__ float4 unpack4(uint2 v) {
+  const float2 lo = device::unpack2<T>(v.x), hi = device::unpack2<T>(v.y);
+  return make_float4(lo.x, lo.y, hi.x, hi.y);
+}
+template <typename T>
+__device__ __forceinline__ uint2 pack4(float4 v) {
+  return make_uint2(device::pack2<T>(v.x, v.y), device::pack2<T>(v.z, v.w));
+}
+
+// scratch: one sum per block, then the arrival counter (zero before the launch).
 template <typename T>
 __global__ void __launch_bounds__(kThreads) finish_kernel(ParameterGradients p, float* __restrict__ scratch) {
   const float g = device::load_scalar(p.mix, p.mix_kind), low_rank = 1.f - g;
@@ -50,10 +65,13 @@ __global__ void __launch_bounds__(kThreads) finish_kernel(ParameterGradients p, 
   T* grad_bias = static_cast<T*>(p.grad_bias);
 
   float dot = 0.f;  // <dW, values> - <P[:, :r], u>, this thread's share
-  for (int64_t i = first; i < p.weight_elements; i += stride) {
-    const float sum = p.weight_sums[i];
-    grad_values[i] = from_float<T>(g * sum);
-    dot += sum * to_float(values[i]);
+  const float4* sums4 = reinterpret_cast<const float4*>(p.weight_sums);
+  const uint2* values4 = reinterpret_cast<const uint2*>(values);
+  uint2* grad_values4 = reinterpret_cast<uint2*>(grad_values);
+  for (int64_t i = first; i < p.weight_elements / 4; i += stride) {
+    const float4 sum = sums4[i], w = unpack4<T>(values4[i]);
+    grad_values4[i] = pack4<T>(make_float4(g * sum.x, g * sum.y, g * sum.z, g * sum.w));
+    dot += sum.x * w.x + sum.y * w.y + sum.z * w.z + sum.w * w.w;
   }
   for (int64_t i = first; i < p.out_features * p.rank; i += stride) {
     const float sum = p.product[(i / p.rank) * p.product_pitch + i % p.rank];
@@ -70,31 +88,38 @@ __global__ void __launch_bounds__(kThreads) finish_kernel(ParameterGradients p, 
   __shared__ float warp_sums[kThreads / 32];
   __shared__ bool last;
   const float block = block_sum(dot, warp_sums);
-  unsigned* arrived = reinterpret_cast<unsigned*>(scratch + kBlocks);
+  unsigned* arrived = reinterpret_cast<unsigned*>(scratch + gridDim.x);
   if (threadIdx.x == 0) {
     scratch[blockIdx.x] = block;
     __threadfence();
     last = atomicAdd(arrived, 1u) == gridDim.x - 1;
   }
   __syncthreads();
-  if (!last || threadIdx.x != 0) return;
+  if (!last) return;
   __threadfence();
-  float total = 0.f;
-  for (unsigned b = 0; b < gridDim.x; ++b) total += static_cast<volatile float*>(scratch)[b];
-  store_scalar(p.grad_mix, p.mix_kind, total);
+  float share = 0.f;  // thread t adds blocks t, t + kThreads, ... in order, then the block sums the shares
+  for (unsigned b = threadIdx.x; b < gridDim.x; b += kThreads) share += static_cast<volatile float*>(scratch)[b];
+  const float total = block_sum(share, warp_sums);
+  if (threadIdx.x == 0) store_scalar(p.grad_mix, p.mix_kind, total);
 }
 
 }  // namespace
 
-int64_t parameter_gradients_scratch_elements() { return kBlocks + 1; }
+int64_t parameter_gradients_scratch_elements() { return grid_blocks() + 1; }
 
 cudaError_t finish_parameter_gradients(const ParameterGradients& p, float* scratch, cudaStream_t stream) {
-  if (p.rank < 0 || p.product_pitch < p.rank + (p.grad_bias != nullptr ? 1 : 0) || scratch == nullptr) {
+  if (p.rank < 0 || p.product_pitch < p.rank + (p.grad_bias != nullptr ? 1 : 0) || scratch == nullptr ||
+      p.weight_elements % 4 != 0) {
     return cudaErrorInvalidValue;
   }
+  if (reinterpret_cast<uintptr_t>(p.weight_sums) % 16 != 0 || reinterpret_cast<uintptr_t>(p.values) % 8 != 0 ||
+      reinterpret_cast<uintptr_t>(p.grad_values) % 8 != 0) {
+    return cudaErrorMisalignedAddress;
+  }
+  const unsigned blocks = static_cast<unsigned>(grid_blocks());
   switch (p.kind) {
-    case ScalarKind::BFloat16: finish_kernel<__nv_bfloat16><<<kBlocks, kThreads, 0, stream>>>(p, scratch); break;
-    case ScalarKind::Float16: finish_kernel<__half><<<kBlocks, kThreads, 0, stream>>>(p, scratch); break;
+    case ScalarKind::BFloat16: finish_kernel<__nv_bfloat16><<<blocks, kThreads, 0, stream>>>(p, scratch); break;
+    case ScalarKind::Float16: finish_kernel<__half><<<blocks, kThreads, 0, stream>>>(p, scratch); break;
     case ScalarKind::Float32: return cudaErrorInvalidValue;  // float32 layers take the composed path
   }
   return cudaGetLastError();

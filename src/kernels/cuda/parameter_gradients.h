@@ -21,9 +21,9 @@ struct ParameterGradients {
   ScalarKind kind = ScalarKind::BFloat16;  // of values, u and every gradient but grad_g: 16-bit
   const void* mix = nullptr;               // g, a scalar of mix_kind
   ScalarKind mix_kind = ScalarKind::Float32;
-  int64_t weight_elements = 0;             // nnz * b * b
-  const float* weight_sums = nullptr;      // dW
-  const void* values = nullptr;
+  int64_t weight_elements = 0;             // nnz * b * b (a multiple of 4)
+  const float* weight_sums = nullptr;      // dW, 16-byte aligned
+  const void* values = nullptr;            // values and grad_values 8-byte aligned
   void* grad_values = nullptr;
   int64_t out_features = 0, rank = 0;
   const float* product = nullptr;          // P
@@ -36,7 +36,7 @@ struct ParameterGradients {
   void* grad_mix = nullptr;                // a scalar of mix_kind
 };
 
-// float32 scratch the pass needs (zeroed by the caller before the launch).
+// float32 scratch the pass needs on the current device (zeroed by the caller before the launch).
 int64_t parameter_gradients_scratch_elements();
 cudaError_t finish_parameter_gradients(const ParameterGradients& p, float* scratch, cudaStream_t stream);
 
