@@ -240,7 +240,7 @@ std::tuple<at::Tensor, at::Tensor> low_rank_grad_products_cuda(const at::Tensor&
   if (row_view(grad_y).size(0) == 0 || !cuda::supports_low_rank_gradients(kind, out, rank, width)) {
     return low_rank_grad_products_composed(grad_y, u, projected);
   }
-  const at::Tensor dy = device_rows(grad_y), u_c = device_contiguous(u), p_rows = device_rows(projected);
+  const at::Tensor dy = device_rows(grad_y), u_c = device_contiguous(u), p_rows = device_pitched_rows(projected);
   const int64_t tokens = dy.size(0);
   check_int32_extent(op, "tokens", tokens);
   const int64_t scratch_elements = cuda::low_rank_gradients_scratch_elements(tokens, out, rank, width);
@@ -255,6 +255,7 @@ std::tuple<at::Tensor, at::Tensor> low_rank_grad_products_cuda(const at::Tensor&
   p.out_features = out;
   p.rank = rank;
   p.width = width;
+  p.projected_pitch = p_rows.stride(0);
   p.grad_y = dy.data_ptr();
   p.u = u_c.data_ptr();
   p.projected = p_rows.data_ptr();

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <iterator>
 #include <utility>
 
 #include "pixelfly/ops/block_sparse_ops.h"
@@ -317,7 +318,8 @@ TEST(BlockSparseOpsCuda, ParameterGradientsMatchFloat64Reference) {
 // writes dy u itself) and several (partial sums meet in float32, then a small pass rounds them);
 // the largest rank and width the kernel takes, a width without the ones column, token counts
 // that are multiples of nothing, a 3-d gradient, and a rank and a width the kernel does not take
-// (cuBLAS). grad_projected's memory is poisoned first.
+// (cuBLAS); projected contiguous for the first two shapes and a column slice of a wider buffer
+// (as the layer passes it) for the others. grad_projected's memory is poisoned first.
 TEST(BlockSparseOpsCuda, LowRankGradProductsMatchFloat64Reference) {
   SKIP_WITHOUT_CUDA();
   torch::manual_seed(43);
@@ -327,7 +329,8 @@ TEST(BlockSparseOpsCuda, LowRankGradProductsMatchFloat64Reference) {
   const Shape shapes[] = {{3072, 32, 40, 1001}, {520, 32, 40, 77}, {136, 40, 40, 300}, {200, 56, 64, 96},
                           {4096, 16, 24, 2049}, {1000, 8, 8, 129},  {768, 20, 21, 333}, {264, 64, 72, 65}};
   for (at::ScalarType dtype : {at::kBFloat16, at::kHalf}) {
-    for (const Shape& s : shapes) {
+    for (size_t i = 0; i < std::size(shapes); ++i) {
+      const Shape& s = shapes[i];
       const auto cuda = at::TensorOptions(at::kCUDA).dtype(dtype);
       const std::vector<int64_t> leading = s.tokens % 2 == 0 ? std::vector<int64_t>{2, s.tokens / 2}
                                                              : std::vector<int64_t>{s.tokens};
@@ -337,13 +340,14 @@ TEST(BlockSparseOpsCuda, LowRankGradProductsMatchFloat64Reference) {
         return sizes;
       };
       const at::Tensor dy = at::randn(rows(s.out), cuda), u = at::randn({s.out, s.rank}, cuda) * 0.1;
-      at::Tensor projected = at::randn(rows(s.width), cuda);
+      const int64_t pitch = i < 2 ? s.width : (s.width + 16) / 16 * 16;
+      at::Tensor projected = at::randn(rows(pitch), cuda).narrow(-1, 0, s.width);
       if (s.width > s.rank) projected.narrow(-1, s.rank, 1).fill_(1);
       poison_next_allocation(s.tokens * s.rank, dtype);
       const auto [grad_projected, product] = ops::low_rank_grad_products(dy, u, projected);
       const std::string where = std::string(" ") + c10::toString(dtype) + " out " + std::to_string(s.out) + " rank " +
                                 std::to_string(s.rank) + " width " + std::to_string(s.width) + " tokens " +
-                                std::to_string(s.tokens);
+                                std::to_string(s.tokens) + " pitch " + std::to_string(pitch);
       ASSERT_EQ(grad_projected.sizes(), at::IntArrayRef(rows(s.rank))) << where;
       ASSERT_EQ(grad_projected.scalar_type(), dtype) << where;
       ASSERT_EQ(product.sizes(), (at::IntArrayRef{s.out, s.width})) << where;

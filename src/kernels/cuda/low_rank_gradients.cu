@@ -401,7 +401,7 @@ cudaError_t launch(const LowRankGradients& a, const Plan& plan, float* scratch, 
     return e;
   }
   if (cudaError_t e =
-          encode_tensor_map(&projected_map, a.projected, bf16, a.tokens, a.width, a.width, kTokens, 8, 0);
+          encode_tensor_map(&projected_map, a.projected, bf16, a.tokens, a.width, a.projected_pitch, kTokens, 8, 0);
       e != cudaSuccess) {
     return e;
   }
@@ -452,7 +452,8 @@ int64_t low_rank_gradients_scratch_elements(int64_t tokens, int64_t out_features
 
 cudaError_t low_rank_gradients(const LowRankGradients& a, float* scratch, cudaStream_t stream) {
   if (!supports_low_rank_gradients(a.kind, a.out_features, a.rank, a.width) || a.tokens <= 0 ||
-      a.product == nullptr || a.grad_projected == nullptr) {
+      a.projected_pitch < a.width || a.projected_pitch % 8 != 0 || a.product == nullptr ||
+      a.grad_projected == nullptr) {
     return cudaErrorInvalidValue;
   }
 #if defined(PIXELFLY_CUDA_SM90A)

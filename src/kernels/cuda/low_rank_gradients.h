@@ -4,8 +4,9 @@
 //                                       the input of v's gradient x^T (dy u))
 //   product        += dy^T projected    out x width, float32 (u's gradient and, with a column of
 //                                       ones in projected, the bias gradient)
-// Row-major contiguous matrices of one 16-bit type: dy (tokens x out), u (out x rank), projected
-// (tokens x width). Plain parameter struct, no LibTorch types.
+// Row-major matrices of one 16-bit type: dy (tokens x out) and u (out x rank) contiguous,
+// projected (tokens x width) with `projected_pitch` elements from one row to the next (a multiple
+// of 8, at least width). Plain parameter struct, no LibTorch types.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -18,7 +19,7 @@ namespace pixelfly::kernels::cuda {
 
 struct LowRankGradients {
   ScalarKind kind = ScalarKind::BFloat16;  // float16 or bfloat16
-  int64_t tokens = 0, out_features = 0, rank = 0, width = 0;
+  int64_t tokens = 0, out_features = 0, rank = 0, width = 0, projected_pitch = 0;
   const void* grad_y = nullptr;
   const void* u = nullptr;
   const void* projected = nullptr;
