@@ -1,8 +1,8 @@
 """Host time per call of pixelfly's CUDA operators, measured where the GPU work is negligible
 (256 tokens, 256 x 256, block 32): the time a training step's many small launches cost on the
 CPU, beside torch.matmul at the same size. Also times the driver's TMA descriptor encoder
-(cuTensorMapEncodeTiled), which the tensor-core operators call for each operand they have not
-described recently (each thread keeps its last 32 maps), and, for one PixelflyLinear step at Mixer-B fc1's shape, the host's enqueue time against the
+(cuTensorMapEncodeTiled), which the tensor-core operators call for each operand on each call,
+and, for one PixelflyLinear step at Mixer-B fc1's shape, the host's enqueue time against the
 whole step and the CPU time of each operator in it (torch.profiler).
 
     python3 bench/cuda_launch_overhead.py build/libpixelfly.so"""

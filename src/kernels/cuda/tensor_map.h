@@ -14,9 +14,8 @@ namespace pixelfly::kernels::cuda {
 // at `base`, `pitch` elements from one row to the next, copied in boxes of box_rows x box_cols
 // elements landing in shared memory with `swizzle_bytes` swizzling (0, 32, 64 or 128; box_cols * 2
 // may not exceed it). Elements outside the matrix read as zero and are never written.
-// Returns cudaErrorInvalidValue when the driver rejects the description (base null or not
-// 16-byte aligned, pitch not a multiple of 8 elements, ...). Each thread keeps the last 32 maps it
-// encoded, so a launch that describes the same tensors as a recent one does not call the driver.
+// Returns cudaErrorInvalidValue when the driver rejects the description (base not 16-byte
+// aligned, pitch not a multiple of 8 elements, ...).
 cudaError_t encode_tensor_map(CUtensorMap* map, const void* base, bool bfloat16, int64_t rows, int64_t cols,
                               int64_t pitch, int box_rows, int box_cols, int swizzle_bytes);
 
