@@ -2,9 +2,10 @@
 k=2, b=32, rank 32), the GPU time of the tensor-core forward and grad_input kernels alone
 (torch.profiler, mean of 20 launches after warm-up), first as the plain block-sparse
 operator, then with the low-rank K segment and the mix (pixelfly::mixed_linear /
-mixed_linear_grad_input), then with the bias, then with x v read from the layer's [x v | 1]
-buffer (a row pitch of 40) as the layer does, then with a mix above 1/2 (the low-rank term first
-in the K loop). bf16, random inputs; the difference between two rows is what that term costs.
+mixed_linear_grad_input), then with the bias, then with x v read as a column slice of an [x v | 1]
+buffer, 80-byte rows (pitch 40) and the layer's 96-byte rows (pitch 48), then with a mix above
+1/2 (the low-rank term first in the K loop). bf16, random inputs; the difference between two rows
+is what that term costs.
 
     python3 bench/fused_kernel_terms_bench.py build/libpixelfly.so"""
 import sys
@@ -50,17 +51,20 @@ def main():
         v = torch.randn(d_in, 32, device="cuda", dtype=DT) * 0.02
         bias = torch.randn(d_out, device="cuda", dtype=DT)
         xv = x @ v
-        xv_ones = torch.ones(tokens, 40, device="cuda", dtype=DT)  # the layer's [x v | 1] buffer
-        xv_ones[:, :32] = xv
-        xv_pitched = xv_ones[:, :32]
+        # [x v | 1] buffers with rows of 40 and of 48 elements (the layer's), x v in their first 32 columns
+        xv_pitch40, xv_pitch48 = (torch.ones(tokens, pitch, device="cuda", dtype=DT) for pitch in (40, 48))
+        xv_pitch40[:, :32] = xv
+        xv_pitch48[:, :32] = xv
         dyu = dy @ u
         half, above = (torch.tensor(g, device="cuda", dtype=DT) for g in (0.5, 0.7))
         rows = [
             ("Y: block-sparse only", lambda: ops.block_sparse_linear(x, values, layout)),
             ("Y: + low-rank segment and mix 0.5", lambda: ops.mixed_linear(x, values, layout, half, xv, u, None)),
             ("Y: + bias", lambda: ops.mixed_linear(x, values, layout, half, xv, u, bias)),
-            ("Y: + x v at pitch 40 (the layer)", lambda: ops.mixed_linear(x, values, layout, half, xv_pitched, u, bias)),
-            ("Y: the layer, mix 0.7", lambda: ops.mixed_linear(x, values, layout, above, xv_pitched, u, bias)),
+            ("Y: + x v at pitch 40", lambda: ops.mixed_linear(x, values, layout, half, xv_pitch40[:, :32], u, bias)),
+            ("Y: + x v at pitch 48 (the layer)",
+             lambda: ops.mixed_linear(x, values, layout, half, xv_pitch48[:, :32], u, bias)),
+            ("Y: the layer, mix 0.7", lambda: ops.mixed_linear(x, values, layout, above, xv_pitch48[:, :32], u, bias)),
             ("dX: block-sparse only", lambda: ops.block_sparse_linear_grad_input(dy, values, layout)),
             ("dX: + low-rank segment and mix 0.5", lambda: ops.mixed_linear_grad_input(dy, values, layout, half, dyu, v.t())),
             ("dX: mix 0.7", lambda: ops.mixed_linear_grad_input(dy, values, layout, above, dyu, v.t())),
