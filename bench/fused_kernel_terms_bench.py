@@ -9,10 +9,10 @@ is what that term costs.
 
     python3 bench/fused_kernel_terms_bench.py build/libpixelfly.so"""
 import sys
-from collections import defaultdict
 
 import torch
-from torch.profiler import ProfilerActivity, profile
+
+from gpu_kernel_times import kernel_times
 
 torch.ops.load_library(sys.argv[1])
 BlockLayout = torch.classes.pixelfly.BlockLayout
@@ -23,18 +23,7 @@ LAUNCHES = 20
 
 def kernel_us(fn):
     """GPU time per call of the block-sparse kernels (line_group_kernel) that fn launches."""
-    for _ in range(5):
-        fn()
-    torch.cuda.synchronize()
-    with profile(activities=[ProfilerActivity.CUDA]) as prof:
-        for _ in range(LAUNCHES):
-            fn()
-        torch.cuda.synchronize()
-    totals = defaultdict(float)
-    for e in prof.events():
-        if e.device_type == torch.autograd.DeviceType.CUDA and "line_group" in e.name:
-            totals["kernel"] += e.device_time_total / LAUNCHES
-    return totals["kernel"]
+    return sum(ms for name, ms in kernel_times(fn, LAUNCHES).items() if "line_group" in name) * 1e3
 
 
 def main():

@@ -7,10 +7,10 @@ last one's.
 
     python3 bench/pixelfly_linear_profile.py build/libpixelfly.so"""
 import sys
-from collections import defaultdict
 
 import torch
-from torch.profiler import ProfilerActivity, profile
+
+from gpu_kernel_times import kernel_times
 
 torch.ops.load_library(sys.argv[1])
 BlockLayout = torch.classes.pixelfly.BlockLayout
@@ -18,19 +18,9 @@ DT = torch.bfloat16
 STEPS = 10
 
 
-def kernel_times(step):
-    for _ in range(5):
-        step()
-    torch.cuda.synchronize()
-    with profile(activities=[ProfilerActivity.CUDA]) as prof:
-        for _ in range(STEPS):
-            step()
-        torch.cuda.synchronize()
-    totals = defaultdict(float)
-    for e in prof.events():
-        if e.device_type == torch.autograd.DeviceType.CUDA:
-            totals[e.name] += e.device_time_total / STEPS / 1e3  # ms per step
-    return sorted(totals.items(), key=lambda kv: -kv[1])
+def step_kernel_times(step):
+    """(kernel, ms per step) pairs, largest first."""
+    return sorted(kernel_times(step, STEPS).items(), key=lambda kv: -kv[1])
 
 
 def main():
@@ -57,7 +47,7 @@ def main():
                 t.grad = None
             torch.nn.functional.linear(x, w, b).backward(dy)
 
-        fly_kernels, dense_kernels = kernel_times(fly), kernel_times(dense)
+        fly_kernels, dense_kernels = step_kernel_times(fly), step_kernel_times(dense)
         print(f"\n{name}: tokens {tokens}, pixelfly {sum(t for _, t in fly_kernels):.3f} ms of kernels per step, "
               f"dense {sum(t for _, t in dense_kernels):.3f} ms")
         for kernel, ms in fly_kernels[:14]:
