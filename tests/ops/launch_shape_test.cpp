@@ -1,8 +1,11 @@
 // The tensor-core kernels' grid shapes (kernels/cuda/launch_shape.h): weight-gradient token
-// splits that fill the last wave, and persistent block counts coprime to the groups.
+// splits that fill the last wave, persistent block counts coprime to the groups, and the low-rank
+// gradient products' feature splits.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <numeric>
+#include <string>
 
 #include "kernels/cuda/launch_shape.h"
 
@@ -10,6 +13,8 @@ namespace pixelfly {
 namespace {
 
 using kernels::cuda::gradient_split_tokens;
+using kernels::cuda::low_rank_grid;
+using kernels::cuda::LowRankGrid;
 using kernels::cuda::persistent_blocks;
 
 constexpr int64_t kH200Slots = 2 * 132;  // two blocks on each of 132 multiprocessors
@@ -52,6 +57,48 @@ TEST(LaunchShape, PersistentBlocksAreCoprimeToTheGroups) {
     EXPECT_LE(blocks, kH200Slots);
     EXPECT_GE(blocks, 1);
     EXPECT_EQ(std::gcd(blocks, groups), 1) << groups << " groups";
+  }
+}
+
+// Stages of the busiest block of a low-rank products grid over `token_tiles` tiles.
+int64_t busiest_stages(const LowRankGrid& g, int64_t token_tiles) {
+  return (token_tiles + g.groups - 1) / g.groups * g.chunks_per_split;
+}
+
+TEST(LaunchShape, LowRankGridsAtThePaperShapes) {
+  // One block on each of 132 multiprocessors; rank 32 with the ones column fits 13 chunks of 64
+  // features per split. Mixer-B fc2 (768 features: 12 chunks, 196 token tiles): one split left
+  // 64 blocks with two tiles (24 stages); two splits of 66 groups, 18.
+  struct Case {
+    int64_t chunks, tiles, splits, chunks_per_split, groups;
+  };
+  for (const Case& c : {Case{12, 196, 2, 6, 66}, Case{48, 196, 4, 12, 33}, Case{64, 64, 8, 8, 16},
+                        Case{16, 64, 2, 8, 64}}) {
+    const LowRankGrid g = low_rank_grid(c.chunks, 13, c.tiles, 132);
+    EXPECT_EQ(g.splits, c.splits) << c.chunks << " chunks, " << c.tiles << " tiles";
+    EXPECT_EQ(g.chunks_per_split, c.chunks_per_split) << c.chunks << " chunks, " << c.tiles << " tiles";
+    EXPECT_EQ(g.groups, c.groups) << c.chunks << " chunks, " << c.tiles << " tiles";
+  }
+}
+
+TEST(LaunchShape, LowRankGridsCoverEveryChunkWithinTheSlotsAndBeatTheFewestSplits) {
+  for (int64_t chunks : {1, 5, 12, 48, 64, 200}) {
+    for (int64_t fit : {1, 3, 13}) {
+      for (int64_t tiles : {1, 7, 64, 196, 1000}) {
+        const LowRankGrid g = low_rank_grid(chunks, fit, tiles, 132);
+        const std::string where =
+            std::to_string(chunks) + " chunks, " + std::to_string(fit) + " fit, " + std::to_string(tiles) + " tiles";
+        EXPECT_GE(g.splits * g.chunks_per_split, chunks) << where;
+        EXPECT_LE(g.chunks_per_split, fit) << where;
+        EXPECT_GE(g.groups, 1) << where;
+        EXPECT_LE(g.groups, tiles) << where;
+        EXPECT_TRUE(g.splits * g.groups <= 132 || g.groups == 1) << where;
+        const int64_t fewest = (chunks + fit - 1) / fit;
+        const LowRankGrid fewest_grid{fewest, (chunks + fewest - 1) / fewest,
+                                      std::min(tiles, std::max<int64_t>(1, 132 / fewest))};
+        EXPECT_LE(busiest_stages(g, tiles), busiest_stages(fewest_grid, tiles)) << where;
+      }
+    }
   }
 }
 

@@ -1,6 +1,7 @@
-// How the tensor-core kernels shape their grids, as plain functions of the problem and of
-// `slots`, the number of thread blocks the device runs at once (blocks per multiprocessor x
-// multiprocessors), so that the choices are tested on machines without a GPU.
+// How the tensor-core kernels and the low-rank gradient products shape their grids, as plain
+// functions of the problem and of `slots`, the number of thread blocks the device runs at once
+// (blocks per multiprocessor x multiprocessors), so that the choices are tested on machines
+// without a GPU.
 #pragma once
 
 #include <cstdint>
@@ -44,6 +45,36 @@ inline int64_t persistent_blocks(int64_t tiles, int64_t groups, int64_t slots) {
   int64_t blocks = slots;
   while (blocks > 1 && gcd(blocks, groups) != 1) --blocks;
   return blocks;
+}
+
+// The low-rank gradient products' grid (low_rank_gradients.cu): `chunks` feature chunks cut into
+// splits of at most `chunks_fit` (what a block's shared-memory slots hold), times groups of the
+// `token_tiles` token tiles (a block owns one split and every groups-th tile), one block per slot.
+struct LowRankGrid {
+  int64_t splits = 1, chunks_per_split = 1, groups = 1;
+};
+
+// Of the split counts from the fewest that fit to four times that, the one whose busiest block has
+// the fewest stages (its token tiles x chunks per split), the fewest splits on a tie: each split
+// past the first adds a float32 reduction of dy u over the splits. With few token tiles per slot
+// the fewest splits can leave blocks a tile more than others (Mixer-B fc2: 196 tiles on 132
+// blocks, 24 stages for the busiest; two splits of 66 groups, 18).
+inline LowRankGrid low_rank_grid(int64_t chunks, int64_t chunks_fit, int64_t token_tiles, int64_t slots) {
+  const int64_t fewest = (chunks + chunks_fit - 1) / chunks_fit;
+  const int64_t most = 4 * fewest < chunks ? 4 * fewest : chunks;
+  LowRankGrid best;
+  int64_t best_stages = -1;
+  for (int64_t splits = fewest; splits <= most; ++splits) {
+    const int64_t per_split = (chunks + splits - 1) / splits;
+    const int64_t fit_groups = slots / splits > 1 ? slots / splits : 1;
+    const int64_t groups = token_tiles < fit_groups ? token_tiles : fit_groups;
+    const int64_t stages = (token_tiles + groups - 1) / groups * per_split;
+    if (best_stages < 0 || stages < best_stages) {
+      best_stages = stages;
+      best = LowRankGrid{splits, per_split, groups};
+    }
+  }
+  return best;
 }
 
 }  // namespace pixelfly::kernels::cuda

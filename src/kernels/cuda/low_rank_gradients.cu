@@ -21,6 +21,7 @@
 
 #include "kernels/cuda/block_sparse_wgmma.cuh"
 #include "kernels/cuda/device_primitives.cuh"
+#include "kernels/cuda/launch_shape.h"
 #include "kernels/cuda/tensor_map.h"
 
 #include <algorithm>
@@ -49,12 +50,8 @@ struct Plan {
 };
 
 // Splits of at most as many 64-feature chunks as their dy^T proj slots fit in shared memory
-// beside the ring, the projected tile and the barriers, and as many token groups as
-// multiprocessors allow (one block each). Of the split counts from the fewest that fit to four
-// times that, the one whose busiest block has the fewest stages (token tiles x chunks) wins,
-// the fewest splits on a tie (each split past the first adds a float32 reduction of dy u): with
-// few token tiles per multiprocessor the fewest splits leave blocks with one tile more than
-// others (Mixer-B fc2: 24 stages for the busiest block against 18 with two splits).
+// beside the ring, the projected tile and the barriers, times groups of token tiles, one block
+// per multiprocessor (launch_shape.h chooses the split count).
 Plan make_plan(int64_t tokens, int64_t out_features, int64_t rank, int64_t width, int multiprocessors) {
   Plan p;
   p.rank_tiles = static_cast<int>(rank / 8);
@@ -65,19 +62,10 @@ Plan make_plan(int64_t tokens, int64_t out_features, int64_t rank, int64_t width
   const int chunks_fit = std::max(1, (kSharedLimit - fixed) / slot_bytes_per_chunk);
   p.chunks = static_cast<int>((out_features + kCols - 1) / kCols);
   p.token_tiles = static_cast<int>((tokens + kTokens - 1) / kTokens);
-  const int fewest = (p.chunks + chunks_fit - 1) / chunks_fit;
-  int64_t best_stages = -1;
-  for (int splits = fewest; splits <= std::min(p.chunks, 4 * fewest); ++splits) {
-    const int per_split = (p.chunks + splits - 1) / splits;
-    const int groups = std::max(1, std::min(p.token_tiles, multiprocessors / splits));
-    const int64_t stages = static_cast<int64_t>((p.token_tiles + groups - 1) / groups) * per_split;
-    if (best_stages < 0 || stages < best_stages) {
-      best_stages = stages;
-      p.splits = splits;
-      p.chunks_per_split = per_split;
-      p.groups = groups;
-    }
-  }
+  const LowRankGrid grid = low_rank_grid(p.chunks, chunks_fit, p.token_tiles, multiprocessors);
+  p.splits = static_cast<int>(grid.splits);
+  p.chunks_per_split = static_cast<int>(grid.chunks_per_split);
+  p.groups = static_cast<int>(grid.groups);
   p.shared = static_cast<size_t>(fixed) + static_cast<size_t>(p.chunks_per_split) * slot_bytes_per_chunk;
   return p;
 }
