@@ -72,7 +72,8 @@ struct LineConfig {
   static constexpr int kStages = 4;
   static constexpr int kOutBytes = kTokens * kTile * 2 / kSets;  // one m64 set of each warpgroup
   static constexpr int kBiasBytes = kTile * 2;                     // a tile's bias, per warpgroup
-  static constexpr size_t kShared = shared_bytes(kStages, kABytes + kBBytes, kOutBytes + 2 * kBiasBytes);
+  static constexpr int kExtraBytes = kOutBytes + 2 * kBiasBytes;   // beside the ring: output, then bias buffers
+  static constexpr size_t kShared = shared_bytes(kStages, kABytes + kBBytes, kExtraBytes);
   static_assert(kShared <= 227 * 1024, "more shared memory than a multiprocessor has");
 };
 // grad_weight: 128 x 256 pieces (a 64-token stage: 16 KB of dY, 32 KB of X), long K loops
@@ -287,8 +288,7 @@ __global__ void __launch_bounds__(kThreads, kLineBlocksPerSM)
   extern __shared__ unsigned char smem_raw[];
   constexpr int kAChunkBytes = kTokens * 2 * K::C;  // one K chunk of the activations
   const auto ring =
-      make_ring<LineConfig::kStages, LineConfig::kABytes, LineConfig::kBBytes>(smem_raw,
-                                                                              LineConfig::kOutBytes + 2 * LineConfig::kBiasBytes);
+      make_ring<LineConfig::kStages, LineConfig::kABytes, LineConfig::kBBytes>(smem_raw, LineConfig::kExtraBytes);
   const int64_t groups = kTransposed ? layout.num_col_groups : layout.num_row_groups;
   const int64_t tiles = groups * ((tokens + kTokens - 1) / kTokens);
   const int64_t in_features = kTransposed ? layout.out_features : layout.in_features;

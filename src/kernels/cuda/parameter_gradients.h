@@ -5,8 +5,8 @@
 //   grad_bias   = P[:, r]               (when a bias is trained: the ones column's sums)
 //   grad_v     *= (1 - g)               (in place on dY-u products X^T (dY u), in x r)
 //   grad_g      = <dW, values> - <P[:, :r], u>   (float32 sums, written in g's type)
-// The two dot products are summed per thread block, then by the last block to finish, in block
-// order, so the result does not depend on scheduling.
+// The two dot products are summed per thread block, then by the last block to finish, in a
+// fixed order, so the result does not depend on scheduling.
 #pragma once
 
 #include <cuda_runtime.h>
