@@ -4,19 +4,23 @@
 # table, the low-rank gradient products against cuBLAS, the cost of each term of the fused
 # kernels, the layer benchmark, one whole-model training step (Mixer-B/16) and the layer's
 # per-kernel profile. SANITIZERS=0 / OPERATOR_BENCH=0 / MODEL_BENCH=0 skip those stages. Logs go
-# to $OUT (or ./gpu-logs); the tables are printed last.
+# to $OUT (or ./gpu-logs), at most eight files (what the GPU machine sends back): the build log only
+# when the build fails, memcheck and racecheck in one; the tables are printed last.
 #   bash scripts/gpu_kernel_check.sh [--quick]      (--quick: fewer shapes and shorter timings)
 set -uo pipefail
 out="${OUT:-gpu-logs}"
 mkdir -p "$out"
 build=build-gpu
-nvidia-smi --query-gpu=name,driver_version,clocks.sm --format=csv,noheader | tee "$out/build.log"
+work=$(mktemp -d)
+build_log="$work/build.log"
+nvidia-smi --query-gpu=name,driver_version,clocks.sm --format=csv,noheader | tee "$build_log"
 compilers=()
 if [ -x /usr/bin/g++ ]; then compilers=(-DCMAKE_CXX_COMPILER=/usr/bin/g++ -DCMAKE_CUDA_HOST_COMPILER=/usr/bin/g++); fi
 start=$SECONDS
-cmake -S . -B $build -G Ninja -DCMAKE_BUILD_TYPE=Release "${compilers[@]}" >>"$out/build.log" 2>&1
-if ! cmake --build $build -j "$(nproc)" --target pixelfly pixelfly_cli ops_tests bench_pixelfly_linear >>"$out/build.log" 2>&1; then
-  grep -m20 -B2 -A8 "error" "$out/build.log"
+cmake -S . -B $build -G Ninja -DCMAKE_BUILD_TYPE=Release "${compilers[@]}" >>"$build_log" 2>&1
+if ! cmake --build $build -j "$(nproc)" --target pixelfly pixelfly_cli ops_tests bench_pixelfly_linear >>"$build_log" 2>&1; then
+  cp "$build_log" "$out/build.log"
+  grep -m20 -B2 -A8 "error" "$build_log"
   exit 1
 fi
 echo "build: $((SECONDS - start)) s"
@@ -29,13 +33,15 @@ if [ $tests_rc != 0 ]; then  # timings of wrong kernels mean nothing
 fi
 if [ "${SANITIZERS:-1}" != 0 ]; then
   timeout 150 compute-sanitizer --tool memcheck --error-exitcode 1 $build/tests/ops_tests \
-    --gtest_filter='BlockSparseOpsCuda.*' >"$out/memcheck.log" 2>&1
-  echo "memcheck rc=$? $(tail -1 "$out/memcheck.log")"
+    --gtest_filter='BlockSparseOpsCuda.*' >"$work/memcheck.log" 2>&1
+  echo "memcheck rc=$? $(tail -1 "$work/memcheck.log")"
   timeout 120 compute-sanitizer --tool racecheck --error-exitcode 1 $build/tests/ops_tests \
     --gtest_filter='BlockSparseOpsCuda.AutogradOnCudaMatchesCpu:BlockSparseOpsCuda.FusedPixelflyLinearMatchesFloat64Reference:BlockSparseOpsCuda.LowRankGradProductsMatchFloat64Reference' \
-    >"$out/racecheck.log" 2>&1
-  echo "racecheck rc=$? $(tail -1 "$out/racecheck.log")"
-  grep -m12 -A6 "Race reported\|Error: Race\|hazard" "$out/racecheck.log" | head -40
+    >"$work/racecheck.log" 2>&1
+  echo "racecheck rc=$? $(tail -1 "$work/racecheck.log")"
+  grep -m12 -A6 "Race reported\|Error: Race\|hazard" "$work/racecheck.log" | head -40
+  { echo "=== compute-sanitizer memcheck"; cat "$work/memcheck.log"; echo "=== compute-sanitizer racecheck"
+    cat "$work/racecheck.log"; } >"$out/sanitizers.log"
 fi
 if [ "${OPERATOR_BENCH:-1}" != 0 ]; then
   timeout 300 python3 bench/cuda_block_sparse_bench.py $build/libpixelfly.so "$@" >"$out/bench.log" 2>&1
