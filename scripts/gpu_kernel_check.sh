@@ -12,6 +12,7 @@ out="${OUT:-gpu-logs}"
 mkdir -p "$out"
 build=build-gpu
 work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
 build_log="$work/build.log"
 nvidia-smi --query-gpu=name,driver_version,clocks.sm --format=csv,noheader | tee "$build_log"
 compilers=()

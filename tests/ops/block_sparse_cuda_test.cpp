@@ -183,6 +183,9 @@ TEST(BlockSparseOpsCuda, FusedPixelflyLinearMatchesFloat64Reference) {
           c10::optional<at::Tensor> bias_arg;
           if (with_bias) {
             bias_arg = device.is_cuda() ? at::constant_pad_nd(leaves[5], {1, 0}).narrow(0, 1, l.out_features()) : leaves[5];
+            if (device.is_cuda()) {
+              EXPECT_NE(reinterpret_cast<uintptr_t>(bias_arg->data_ptr()) % 16, 0u) << "the bias must be misaligned here";
+            }
           }
           const at::Tensor y =
               ops::pixelfly_linear(leaves[0], leaves[1], layout, leaves[2], leaves[3], at::sigmoid(leaves[4]), bias_arg);

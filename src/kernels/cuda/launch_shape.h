@@ -60,6 +60,7 @@ struct LowRankGrid {
 // the fewest splits can leave blocks a tile more than others (Mixer-B fc2: 196 tiles on 132
 // blocks, 24 stages for the busiest; two splits of 66 groups, 18).
 inline LowRankGrid low_rank_grid(int64_t chunks, int64_t chunks_fit, int64_t token_tiles, int64_t slots) {
+  if (chunks < 1 || chunks_fit < 1 || token_tiles < 1) return LowRankGrid{};  // nothing to split
   const int64_t fewest = (chunks + chunks_fit - 1) / chunks_fit;
   const int64_t most = 4 * fewest < chunks ? 4 * fewest : chunks;
   LowRankGrid best;

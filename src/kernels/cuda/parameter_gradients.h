@@ -36,7 +36,7 @@ struct ParameterGradients {
   void* grad_mix = nullptr;                // a scalar of mix_kind
 };
 
-// float32 scratch the pass needs on the current device (zeroed by the caller before the launch).
+// float32 scratch the pass needs (zeroed by the caller before the launch).
 int64_t parameter_gradients_scratch_elements();
 cudaError_t finish_parameter_gradients(const ParameterGradients& p, float* scratch, cudaStream_t stream);
 
