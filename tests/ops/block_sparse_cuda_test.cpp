@@ -167,8 +167,15 @@ TEST(BlockSparseOpsCuda, FusedPixelflyLinearMatchesFloat64Reference) {
       for (const auto& [with_bias, mix_type] : {std::pair{true, dtype}, std::pair{false, at::kFloat}}) {
         const ops::Layout layout = ops::make_layout(l);
         const auto cuda = at::TensorOptions(at::kCUDA).dtype(dtype);
-        const int64_t tokens = 333;
-        const at::Tensor x = at::randn({tokens, l.in_features()}, cuda), g = at::randn({tokens, l.out_features()}, cuda);
+        // 333 tokens, as (9, 37, features) for the block-16 layout: the layer's [x v | 1] buffer is
+        // then a pitched view of a 3-d product.
+        const std::vector<int64_t> lead = l.block() == 16 ? std::vector<int64_t>{9, 37} : std::vector<int64_t>{333};
+        auto rows = [&](int64_t features) {
+          std::vector<int64_t> sizes = lead;
+          sizes.push_back(features);
+          return sizes;
+        };
+        const at::Tensor x = at::randn(rows(l.in_features()), cuda), g = at::randn(rows(l.out_features()), cuda);
         const at::Tensor values = at::randn({l.nnz(), l.block(), l.block()}, cuda) * 0.1;
         const at::Tensor u = at::randn({l.out_features(), rank}, cuda) * 0.1, v = at::randn({l.in_features(), rank}, cuda) * 0.1;
         // sigmoid(0.4) > 1/2 puts the low-rank term first in the kernels' K loop, sigmoid(-0.4) last.
@@ -196,7 +203,7 @@ TEST(BlockSparseOpsCuda, FusedPixelflyLinearMatchesFloat64Reference) {
         const auto fast = run(at::kCUDA, dtype), reference = run(at::kCPU, at::kDouble);
         const char* names[] = {"y", "x", "values", "u", "v", "mix logit", "bias"};
         const std::string where = std::string(" ") + c10::toString(dtype) + " b" + std::to_string(l.block()) +
-                                  (with_bias ? " with bias" : " without bias");
+                                  (with_bias ? " with bias" : " without bias") + (lead.size() == 2 ? ", 3-d x" : "");
         for (size_t i = 0; i < fast.size(); ++i) {
           if (i == 5) continue;
           EXPECT_LE(relative_error(fast[i], reference[i]), 2e-2) << names[i] << where;
