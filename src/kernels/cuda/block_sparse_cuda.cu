@@ -174,24 +174,13 @@ cudaError_t dispatch(int which, const DeviceLayout& layout, ScalarKind kind, int
   return cudaErrorInvalidValue;
 }
 
-// float32 workspace -> the 16-bit gradient.
+// float32 -> the 16-bit storage type, one element per thread and step.
 template <typename T>
 __global__ void round_kernel(const float* __restrict__ in, T* __restrict__ out, int64_t n) {
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     out[i] = from_float<T>(in[i]);
   }
-}
-
-cudaError_t round_workspace(ScalarKind kind, const float* workspace, void* out, int64_t elements, cudaStream_t stream) {
-  const unsigned blocks =
-      static_cast<unsigned>(std::min<int64_t>((elements + 255) / 256, 4 * device::multiprocessors()));
-  if (kind == ScalarKind::BFloat16) {
-    round_kernel<<<blocks, 256, 0, stream>>>(workspace, static_cast<__nv_bfloat16*>(out), elements);
-  } else {
-    round_kernel<<<blocks, 256, 0, stream>>>(workspace, static_cast<__half*>(out), elements);
-  }
-  return cudaGetLastError();
 }
 
 // True when the tensor-core kernels run this layout and dtype: a Hopper device and an sm_90a
@@ -204,6 +193,18 @@ bool tensor_cores_apply(const DeviceLayout& layout, ScalarKind kind) {
 }
 
 }  // namespace
+
+cudaError_t round_to_storage(ScalarKind kind, const float* in, void* out, int64_t elements, cudaStream_t stream) {
+  if (kind == ScalarKind::Float32) return cudaErrorInvalidValue;
+  const unsigned blocks =
+      static_cast<unsigned>(std::min<int64_t>((elements + 255) / 256, 4 * device::multiprocessors()));
+  if (kind == ScalarKind::BFloat16) {
+    round_kernel<<<blocks, 256, 0, stream>>>(in, static_cast<__nv_bfloat16*>(out), elements);
+  } else {
+    round_kernel<<<blocks, 256, 0, stream>>>(in, static_cast<__half*>(out), elements);
+  }
+  return cudaGetLastError();
+}
 
 bool supports_block(int64_t block) { return block == 16 || block == 32 || block == 64 || block == 128; }
 
@@ -233,7 +234,7 @@ cudaError_t grad_weight(const DeviceLayout& layout, ScalarKind kind, int64_t tok
         e != cudaSuccess) {
       return e;
     }
-    return round_workspace(kind, workspace, grad_values, elements, stream);
+    return round_to_storage(kind, workspace, grad_values, elements, stream);
   }
   return dispatch(2, layout, kind, tokens, dy, x, grad_values, stream);
 }

@@ -95,5 +95,8 @@ int64_t grad_weight_workspace_elements(const DeviceLayout& layout, ScalarKind ki
 // a later pass. cudaErrorInvalidValue where that count is 0 (no tensor-core path).
 cudaError_t accumulate_grad_weight(const DeviceLayout& layout, ScalarKind kind, int64_t tokens, const void* dy,
                                    const void* x, float* sums, cudaStream_t stream);
+// out (`elements` of float16 or bfloat16, `kind`) = in (float32) rounded to nearest, one pass:
+// the last step of the kernels that sum in float32 across thread blocks.
+cudaError_t round_to_storage(ScalarKind kind, const float* in, void* out, int64_t elements, cudaStream_t stream);
 
 }  // namespace pixelfly::kernels::cuda

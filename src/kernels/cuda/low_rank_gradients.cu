@@ -315,7 +315,7 @@ __global__ void __launch_bounds__(kThreads, 1)
       }
     }
     // Written in the storage type (one split) or added to the float32 sums that
-    // convert_sums_kernel converts, four columns per reduction.
+    // round_to_storage converts, four columns per reduction.
 #pragma unroll
     for (int m = 0; m < 2; ++m) {
       const int64_t row0 = static_cast<int64_t>(tile) * kTokens + rows0 + m * 16 + g;
@@ -339,17 +339,6 @@ __global__ void __launch_bounds__(kThreads, 1)
         }
       }
     }
-  }
-}
-
-// grad_projected = sums in the storage type, after a launch with several splits.
-template <typename T>
-__global__ void __launch_bounds__(256)
-    convert_sums_kernel(const float2* __restrict__ sums, uint32_t* __restrict__ out, int64_t pairs) {
-  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < pairs;
-       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    const float2 v = sums[i];
-    out[i] = device::pack2<T>(v.x, v.y);
   }
 }
 
@@ -416,11 +405,7 @@ cudaError_t launch(const LowRankGradients& a, const Plan& plan, float* scratch, 
     default: break;
   }
   if (e != cudaSuccess || plan.splits == 1) return e;
-  const int64_t pairs = a.tokens * a.rank / 2;
-  const unsigned blocks = static_cast<unsigned>(std::min<int64_t>((pairs + 255) / 256, 4 * device::multiprocessors()));
-  convert_sums_kernel<T><<<blocks, 256, 0, stream>>>(reinterpret_cast<const float2*>(scratch),
-                                                     static_cast<uint32_t*>(a.grad_projected), pairs);
-  return cudaGetLastError();
+  return round_to_storage(a.kind, scratch, a.grad_projected, a.tokens * a.rank, stream);
 }
 
 #endif  // PIXELFLY_CUDA_SM90A
