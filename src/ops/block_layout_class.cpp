@@ -56,6 +56,13 @@ const DeviceIndex& LayoutHandle::device_index(const at::Device& device) const {
   return index_by_device_.emplace(key, std::move(index)).first->second;
 }
 
+at::Tensor LayoutHandle::cached_tensor(const std::string& key, const std::function<at::Tensor()>& build) const {
+  std::lock_guard<std::mutex> lock(cache_mutex_);
+  auto it = tensor_by_key_.find(key);
+  if (it == tensor_by_key_.end()) it = tensor_by_key_.emplace(key, build()).first;
+  return it->second;
+}
+
 at::Tensor LayoutHandle::row_ptr() const {
   return at::tensor(layout_.row_ptr(), at::kLong);
 }

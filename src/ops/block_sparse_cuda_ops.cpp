@@ -2,10 +2,13 @@
 // index, launch the kernels on the current stream. float32, float16 and bfloat16.
 #include <ATen/ATen.h>
 #include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDAGraphsC10Utils.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/library.h>
 
 #include <cstdint>
+#include <string>
+#include <vector>
 
 #include "kernels/cuda/block_sparse_cuda.h"
 #include "kernels/cuda/low_rank_gradients.h"
@@ -83,6 +86,29 @@ at::Tensor device_pitched_rows(const at::Tensor& t) {
   return pitched ? aligned(rows) : device_rows(t);
 }
 
+// The tensor-core forward (grad_input: transposed) kernel's tile order for `tokens` tokens and
+// low-rank `rank` (cuda::line_tile_order), built once per layout, device, direction, token count
+// and rank and kept with the layout (4 bytes a tile). Null where the tensor-core kernels do not
+// run, and when first needed while the stream is being captured into a CUDA graph, where the
+// host-to-device copy cannot run: the kernel then deals its tiles round-robin.
+const int32_t* tile_order(const Layout& layout, const cuda::DeviceLayout& d, cuda::ScalarKind kind, bool transposed,
+                          int64_t tokens, int64_t rank, const at::Device& device) {
+  if (!cuda::supports_epilogue(d, kind, rank) || tokens == 0) return nullptr;
+  const std::string key = device.str() + (transposed ? "/grad_input" : "/forward") + "-order/tokens " +
+                          std::to_string(tokens) + "/rank " + std::to_string(rank);
+  auto build = [&] {
+    const TileSchedule schedule = make_tile_schedule(layout->layout());
+    std::vector<int64_t> lengths;
+    for (const LineGroup& g : transposed ? schedule.col_groups : schedule.row_groups) lengths.push_back(g.length);
+    const std::vector<int32_t> order = cuda::line_tile_order(lengths, d.block, rank, tokens);
+    return at::tensor(order, at::kInt).to(device);
+  };
+  if (c10::cuda::currentStreamCaptureStatusMayInitCtx() != c10::cuda::CaptureStatus::None) {
+    return nullptr;  // not built yet: building would copy to the device during the capture
+  }
+  return layout->cached_tensor(key, build).data_ptr<int32_t>();
+}
+
 void check_launch(const char* op, cudaError_t status) {
   TORCH_CHECK(status == cudaSuccess, op, ": CUDA kernel launch failed: ", cudaGetErrorString(status));
 }
@@ -97,6 +123,7 @@ at::Tensor forward_cuda(const at::Tensor& x, const at::Tensor& values, const Lay
   const at::Tensor v = device_contiguous(values);
   at::Tensor y = at::empty({rows.size(0), l.out_features()}, rows.options());
   check_launch(op, cuda::forward(d, kind, rows.size(0), rows.data_ptr(), v.data_ptr(), y.data_ptr(),
+                                 tile_order(layout, d, kind, false, rows.size(0), 0, x.device()),
                                  at::cuda::getCurrentCUDAStream()));
   return y.view(sizes_with_last(x, l.out_features()));
 }
@@ -111,6 +138,7 @@ at::Tensor grad_input_cuda(const at::Tensor& grad_y, const at::Tensor& values, c
   const at::Tensor v = device_contiguous(values);
   at::Tensor dx = at::empty({rows.size(0), l.in_features()}, rows.options());
   check_launch(op, cuda::grad_input(d, kind, rows.size(0), rows.data_ptr(), v.data_ptr(), dx.data_ptr(),
+                                    tile_order(layout, d, kind, true, rows.size(0), 0, grad_y.device()),
                                     at::cuda::getCurrentCUDAStream()));
   return dx.view(sizes_with_last(grad_y, l.in_features()));
 }
@@ -199,6 +227,7 @@ at::Tensor mixed_linear_cuda(const at::Tensor& x, const at::Tensor& values, cons
   epilogue.bias = bias_c.defined() ? bias_c.data_ptr() : nullptr;
   at::Tensor y = at::empty({rows.size(0), l.out_features()}, rows.options());
   check_launch(op, cuda::forward_fused(d, kind, rows.size(0), rows.data_ptr(), v.data_ptr(), epilogue, y.data_ptr(),
+                                       tile_order(layout, d, kind, false, rows.size(0), epilogue.rank, x.device()),
                                        at::cuda::getCurrentCUDAStream()));
   return y.view(sizes_with_last(x, l.out_features()));
 }
@@ -223,8 +252,10 @@ at::Tensor mixed_linear_grad_input_cuda(const at::Tensor& grad_y, const at::Tens
   const at::Tensor s = kernel_scale(scale);
   const cuda::Epilogue epilogue = mixed_epilogue(op, s, a, b);
   at::Tensor dx = at::empty({rows.size(0), l.in_features()}, rows.options());
-  check_launch(op, cuda::grad_input_fused(d, kind, rows.size(0), rows.data_ptr(), v.data_ptr(), epilogue, dx.data_ptr(),
-                                          at::cuda::getCurrentCUDAStream()));
+  check_launch(op, cuda::grad_input_fused(
+                       d, kind, rows.size(0), rows.data_ptr(), v.data_ptr(), epilogue, dx.data_ptr(),
+                       tile_order(layout, d, kind, true, rows.size(0), epilogue.rank, grad_y.device()),
+                       at::cuda::getCurrentCUDAStream()));
   return dx.view(sizes_with_last(grad_y, l.in_features()));
 }
 

@@ -1,17 +1,20 @@
 // The tensor-core kernels' grid shapes (kernels/cuda/launch_shape.h): weight-gradient token
-// splits that fill the last wave, persistent block counts coprime to the groups, and the low-rank
-// gradient products' feature splits.
+// splits that fill the last wave, persistent block counts coprime to the groups, the persistent
+// kernels' balanced tile order, and the low-rank gradient products' feature splits.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <numeric>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "kernels/cuda/launch_shape.h"
 
 namespace pixelfly {
 namespace {
 
+using kernels::cuda::balanced_tile_order;
 using kernels::cuda::gradient_split_tokens;
 using kernels::cuda::low_rank_grid;
 using kernels::cuda::LowRankGrid;
@@ -58,6 +61,80 @@ TEST(LaunchShape, PersistentBlocksAreCoprimeToTheGroups) {
     EXPECT_GE(blocks, 1);
     EXPECT_EQ(std::gcd(blocks, groups), 1) << groups << " groups";
   }
+}
+
+// The busiest block's cost under a flattened tile order (offsets, then tiles), after checking
+// that it deals every tile exactly once and each block's tiles in ascending order.
+int64_t busiest_cost(const std::vector<int32_t>& order, const std::vector<int64_t>& group_cost,
+                     int64_t token_tiles) {
+  const int64_t groups = static_cast<int64_t>(group_cost.size()), tiles = groups * token_tiles;
+  const int64_t blocks = static_cast<int64_t>(order.size()) - 1 - tiles;
+  EXPECT_GE(blocks, 1);
+  EXPECT_EQ(order[0], 0);
+  EXPECT_EQ(order[blocks], tiles);
+  std::vector<int> seen(static_cast<size_t>(tiles), 0);
+  int64_t busiest = 0;
+  for (int64_t b = 0; b < blocks; ++b) {
+    EXPECT_LE(order[b], order[b + 1]);
+    int64_t cost = 0;
+    for (int32_t j = order[b]; j < order[b + 1]; ++j) {
+      const int32_t t = order[blocks + 1 + j];
+      EXPECT_TRUE(t >= 0 && t < tiles) << t;
+      if (t < 0 || t >= tiles) return -1;
+      ++seen[t];
+      cost += group_cost[t % groups];
+      if (j > order[b]) EXPECT_LT(order[blocks + j], t) << "block " << b << " is not in ascending order";
+    }
+    busiest = std::max(busiest, cost);
+  }
+  EXPECT_TRUE(std::all_of(seen.begin(), seen.end(), [](int n) { return n == 1; }));
+  return busiest;
+}
+
+// The same cost under round-robin over persistent_blocks() blocks.
+int64_t round_robin_busiest(const std::vector<int64_t>& group_cost, int64_t token_tiles, int64_t slots) {
+  const int64_t groups = static_cast<int64_t>(group_cost.size()), tiles = groups * token_tiles;
+  const int64_t blocks = persistent_blocks(tiles, groups, slots);
+  int64_t busiest = 0;
+  for (int64_t b = 0; b < blocks; ++b) {
+    int64_t cost = 0;
+    for (int64_t t = b; t < tiles; t += blocks) cost += group_cost[t % groups];
+    busiest = std::max(busiest, cost);
+  }
+  return busiest;
+}
+
+TEST(LaunchShape, TileOrderBalancesGroupsOfDifferentLengths) {
+  // Mixer-B fc2's forward (and fc1's grad_input): six groups, two of them with twice the union
+  // (24 + 1 and 12 + 1 K steps with the low-rank step, plus one for the epilogue), 98 token tiles
+  // on 132 multiprocessors. Round-robin over 131 blocks puts two long tiles and three short ones
+  // on some blocks; dealt largest first, every block is within a short tile of the mean.
+  const std::vector<int64_t> cost = {14, 26, 14, 14, 26, 14};
+  const int64_t total = 98 * (4 * 14 + 2 * 26);
+  const int64_t busiest = busiest_cost(balanced_tile_order(cost, 98, 132), cost, 98);
+  EXPECT_EQ(round_robin_busiest(cost, 98, 132), 94);
+  EXPECT_LE(busiest, (total + 131) / 132 + 2);
+  EXPECT_LT(busiest, 84);
+}
+
+TEST(LaunchShape, TileOrderDealsEveryTileOnceWithinTheSlots) {
+  for (const std::vector<int64_t>& cost : {std::vector<int64_t>{5}, std::vector<int64_t>{3, 3, 3, 3},
+                                           std::vector<int64_t>{9, 1, 4, 4, 17, 2, 2}}) {
+    for (int64_t token_tiles : {1, 2, 7, 40, 197}) {
+      for (int64_t slots : {1, 5, 132}) {
+        const std::vector<int32_t> order = balanced_tile_order(cost, token_tiles, slots);
+        const int64_t tiles = static_cast<int64_t>(cost.size()) * token_tiles;
+        const int64_t blocks = static_cast<int64_t>(order.size()) - 1 - tiles;
+        EXPECT_EQ(blocks, std::min(tiles, slots)) << tiles << " tiles, " << slots << " slots";
+        const int64_t busiest = busiest_cost(order, cost, token_tiles);
+        // Largest first: never worse than round-robin, and within one tile of the mean.
+        const int64_t total = std::accumulate(cost.begin(), cost.end(), int64_t{0}) * token_tiles;
+        EXPECT_LE(busiest, round_robin_busiest(cost, token_tiles, slots)) << tiles << " tiles, " << slots << " slots";
+        EXPECT_LE(busiest, (total + blocks - 1) / blocks + *std::max_element(cost.begin(), cost.end()));
+      }
+    }
+  }
+  EXPECT_EQ(balanced_tile_order({}, 10, 132), std::vector<int32_t>{0});  // no tiles: no blocks
 }
 
 // Stages of the busiest block of a low-rank products grid over `token_tiles` tiles.

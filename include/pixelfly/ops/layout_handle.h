@@ -6,6 +6,7 @@
 
 #include <torch/custom_class.h>
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -41,6 +42,11 @@ class LayoutHandle : public torch::CustomClassHolder {
   // the handle (thread-safe).
   const DeviceIndex& device_index(const at::Device& device) const;
 
+  // A tensor that operators derive from the layout and keep for the life of the handle, under
+  // `key` (which names the device and everything the tensor depends on): `build` runs on first
+  // use (thread-safe). The CUDA operators keep their tile orders per token count here.
+  at::Tensor cached_tensor(const std::string& key, const std::function<at::Tensor()>& build) const;
+
   // Accessors exposed to Python.
   int64_t out_features() const { return layout_.out_features(); }
   int64_t in_features() const { return layout_.in_features(); }
@@ -55,6 +61,7 @@ class LayoutHandle : public torch::CustomClassHolder {
   BlockLayout layout_;
   mutable std::mutex cache_mutex_;
   mutable std::map<std::string, DeviceIndex> index_by_device_;
+  mutable std::map<std::string, at::Tensor> tensor_by_key_;
 };
 
 using Layout = c10::intrusive_ptr<LayoutHandle>;

@@ -209,15 +209,17 @@ cudaError_t round_to_storage(ScalarKind kind, const float* in, void* out, int64_
 bool supports_block(int64_t block) { return block == 16 || block == 32 || block == 64 || block == 128; }
 
 cudaError_t forward(const DeviceLayout& layout, ScalarKind kind, int64_t tokens, const void* x, const void* values,
-                    void* y, cudaStream_t stream) {
-  if (tensor_cores_apply(layout, kind)) return wgmma::forward(layout, kind, tokens, x, values, Epilogue{}, y, stream);
+                    void* y, const int32_t* order, cudaStream_t stream) {
+  if (tensor_cores_apply(layout, kind)) {
+    return wgmma::forward(layout, kind, tokens, x, values, Epilogue{}, y, order, stream);
+  }
   return dispatch(0, layout, kind, tokens, x, values, y, stream);
 }
 
 cudaError_t grad_input(const DeviceLayout& layout, ScalarKind kind, int64_t tokens, const void* dy,
-                       const void* values, void* dx, cudaStream_t stream) {
+                       const void* values, void* dx, const int32_t* order, cudaStream_t stream) {
   if (tensor_cores_apply(layout, kind)) {
-    return wgmma::grad_input(layout, kind, tokens, dy, values, Epilogue{}, dx, stream);
+    return wgmma::grad_input(layout, kind, tokens, dy, values, Epilogue{}, dx, order, stream);
   }
   return dispatch(1, layout, kind, tokens, dy, values, dx, stream);
 }
@@ -244,16 +246,18 @@ bool supports_epilogue(const DeviceLayout& layout, ScalarKind kind, int64_t rank
 }
 
 cudaError_t forward_fused(const DeviceLayout& layout, ScalarKind kind, int64_t tokens, const void* x,
-                          const void* values, const Epilogue& epilogue, void* y, cudaStream_t stream) {
+                          const void* values, const Epilogue& epilogue, void* y, const int32_t* order,
+                          cudaStream_t stream) {
   if (!supports_epilogue(layout, kind, epilogue.rank)) return cudaErrorInvalidValue;
   if (reinterpret_cast<uintptr_t>(epilogue.bias) % 16 != 0) return cudaErrorMisalignedAddress;
-  return wgmma::forward(layout, kind, tokens, x, values, epilogue, y, stream);
+  return wgmma::forward(layout, kind, tokens, x, values, epilogue, y, order, stream);
 }
 
 cudaError_t grad_input_fused(const DeviceLayout& layout, ScalarKind kind, int64_t tokens, const void* dy,
-                             const void* values, const Epilogue& epilogue, void* dx, cudaStream_t stream) {
+                             const void* values, const Epilogue& epilogue, void* dx, const int32_t* order,
+                             cudaStream_t stream) {
   if (!supports_epilogue(layout, kind, epilogue.rank) || epilogue.bias != nullptr) return cudaErrorInvalidValue;
-  return wgmma::grad_input(layout, kind, tokens, dy, values, epilogue, dx, stream);
+  return wgmma::grad_input(layout, kind, tokens, dy, values, epilogue, dx, order, stream);
 }
 
 int64_t grad_weight_workspace_elements(const DeviceLayout& layout, ScalarKind kind) {

@@ -12,6 +12,7 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <vector>
 
 #include "pixelfly/pattern/tile_schedule.h"
 
@@ -71,20 +72,32 @@ struct Epilogue {
   const void* bias = nullptr;
 };
 
+// The order in which the tensor-core forward (group_lengths: the layout's row groups) or
+// grad_input (its column groups) kernel deals its tiles of `tokens` tokens, low-rank term of
+// `rank`, over the current device's thread blocks: offsets then tiles (launch_shape.h,
+// balanced_tile_order), largest tiles first to the least loaded block. Built on the host once
+// per layout, token count and rank; the caller copies it to the device and passes it to the
+// calls below as `order`, which may also be null (tiles dealt round-robin).
+std::vector<int32_t> line_tile_order(const std::vector<int64_t>& group_lengths, int64_t block, int64_t rank,
+                                     int64_t tokens);
+
 // True when the fused kernels run this layout, dtype and rank (the tensor-core conditions above,
 // and a rank that is a multiple of 8).
 bool supports_epilogue(const DeviceLayout& layout, ScalarKind kind, int64_t rank);
 cudaError_t forward_fused(const DeviceLayout& layout, ScalarKind kind, int64_t tokens, const void* x,
-                          const void* values, const Epilogue& epilogue, void* y, cudaStream_t stream);
+                          const void* values, const Epilogue& epilogue, void* y, const int32_t* order,
+                          cudaStream_t stream);
 cudaError_t grad_input_fused(const DeviceLayout& layout, ScalarKind kind, int64_t tokens, const void* dy,
-                             const void* values, const Epilogue& epilogue, void* dx, cudaStream_t stream);
+                             const void* values, const Epilogue& epilogue, void* dx, const int32_t* order,
+                             cudaStream_t stream);
 
-// y (tokens x out) = x (tokens x in) . W^T; values (nnz, b, b). Row-major, contiguous.
+// y (tokens x out) = x (tokens x in) . W^T; values (nnz, b, b). Row-major, contiguous. `order`
+// as above (used by the tensor-core kernel only).
 cudaError_t forward(const DeviceLayout& layout, ScalarKind kind, int64_t tokens, const void* x,
-                    const void* values, void* y, cudaStream_t stream);
+                    const void* values, void* y, const int32_t* order, cudaStream_t stream);
 // dx (tokens x in) = dy (tokens x out) . W.
 cudaError_t grad_input(const DeviceLayout& layout, ScalarKind kind, int64_t tokens, const void* dy,
-                       const void* values, void* dx, cudaStream_t stream);
+                       const void* values, void* dx, const int32_t* order, cudaStream_t stream);
 // grad_values (nnz, b, b) = dy^T . x on the nonzero blocks (zeros in padding). `workspace` is
 // float32 scratch of grad_weight_workspace_elements() elements (may be null when that is 0).
 cudaError_t grad_weight(const DeviceLayout& layout, ScalarKind kind, int64_t tokens, const void* dy,

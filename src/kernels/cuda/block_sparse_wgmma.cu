@@ -239,6 +239,27 @@ __device__ __forceinline__ int accumulator_col(int lane, int j) { return 8 * j +
 // g > 1/2): the accumulators are scaled by min / max weight (at most 1) when the second term
 // starts and by the larger weight at the end, so no operand tile needs rescaling. Without a
 // mix, the block-sparse term goes first.
+// K steps of a tile whose union has `length` blocks of B, with the low-rank term of `rank`:
+// each term starts a stage. The host's tile order (line_tile_order) costs tiles by it.
+__host__ __device__ constexpr int64_t line_tile_steps(int64_t length, int64_t block, int64_t rank) {
+  return (length * block + kStep - 1) / kStep + (rank + kStep - 1) / kStep;
+}
+
+// The tiles of this block, in order: its list in the host-built order (offsets, then tiles; see
+// launch_shape.h), or without one tiles b, b + grid, ...
+struct BlockTiles {
+  const int32_t* list = nullptr;
+  int64_t count = 0;
+  __device__ int64_t operator[](int64_t j) const { return list != nullptr ? list[j] : blockIdx.x + j * gridDim.x; }
+};
+__device__ __forceinline__ BlockTiles block_tiles(const int32_t* order, int64_t tiles) {
+  if (order != nullptr) {
+    const int32_t begin = order[blockIdx.x], end = order[blockIdx.x + 1];
+    return BlockTiles{order + gridDim.x + 1 + begin, end - begin};
+  }
+  return BlockTiles{nullptr, blockIdx.x < tiles ? (tiles - blockIdx.x + gridDim.x - 1) / gridDim.x : 0};
+}
+
 template <int B>
 struct LineTile {
   int64_t length = 0;
@@ -266,7 +287,7 @@ __device__ __forceinline__ LineTile<B> line_tile(const DeviceLayout& layout, int
   t.token0 = static_cast<int>((tile / groups) * kTokens);
   t.sparse_steps = static_cast<int>((t.length * B + kStep - 1) / kStep);
   t.rank_steps = static_cast<int>((rank + kStep - 1) / kStep);
-  t.steps = t.sparse_steps + t.rank_steps;
+  t.steps = static_cast<int>(line_tile_steps(t.length, B, rank));
   t.low_rank_first = low_rank_first;
   t.first_steps = low_rank_first ? t.rank_steps : t.sparse_steps;
   const int line_end = static_cast<int>(g[1] * B);  // features of this group's lines inside the tile
@@ -282,7 +303,7 @@ __global__ void __launch_bounds__(kThreads, kLineBlocksPerSM)
     line_group_kernel(const __grid_constant__ CUtensorMap in_map, const __grid_constant__ CUtensorMap weight_map,
                       const __grid_constant__ CUtensorMap low_rank_a_map,
                       const __grid_constant__ CUtensorMap low_rank_b_map, const __grid_constant__ CUtensorMap out_map,
-                      DeviceLayout layout, int64_t tokens, Epilogue epilogue) {
+                      DeviceLayout layout, int64_t tokens, Epilogue epilogue, const int32_t* __restrict__ order) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   using K = Chunking<B>;
   extern __shared__ unsigned char smem_raw[];
@@ -298,12 +319,13 @@ __global__ void __launch_bounds__(kThreads, kLineBlocksPerSM)
   // The mix g (1 without one), read where it is used rather than kept beside the accumulators.
   auto mix = [&] { return epilogue.mix != nullptr ? device::load_scalar(epilogue.mix, epilogue.mix_kind) : 1.f; };
   const bool low_rank_first = epilogue.mix != nullptr && mix() > 0.5f;
+  const BlockTiles mine = block_tiles(order, tiles);
 
   if (warp == kProducerWarp) {
     const int null_row = static_cast<int>(layout.nnz * B);  // first row past the weight: reads zeros
     uint32_t first = 0;
-    for (int64_t t = blockIdx.x; t < tiles; t += gridDim.x) {
-      const LineTile<B> tile = line_tile<B, kTransposed>(layout, t, groups, rank, low_rank_first);
+    for (int64_t j = 0; j < mine.count; ++j) {
+      const LineTile<B> tile = line_tile<B, kTransposed>(layout, mine[j], groups, rank, low_rank_first);
       produce(ring, first, tile.steps, [&](uint32_t i) {
         const int64_t step = i - first;
         const uint32_t bar = ring.full_bar(i), a_dst = ring.a_stage(i), b_dst = ring.b_stage(i);
@@ -366,8 +388,8 @@ __global__ void __launch_bounds__(kThreads, kLineBlocksPerSM)
   const uint32_t warpgroup_rows = static_cast<uint32_t>(warpgroup) * kWarpgroupRows * 2 * K::C;
   const bool storer = tid % 128 == 0;  // issues its warpgroup's TMA stores
   uint32_t first = 0;
-  for (int64_t t = blockIdx.x; t < tiles; t += gridDim.x) {
-    const LineTile<B> tile = line_tile<B, kTransposed>(layout, t, groups, rank, low_rank_first);
+  for (int64_t j = 0; j < mine.count; ++j) {
+    const LineTile<B> tile = line_tile<B, kTransposed>(layout, mine[j], groups, rank, low_rank_first);
     // The tile's 128 bias values go to this warpgroup's bias buffer by cp.async, 16 bytes per
     // thread, while the K loop runs (zeros past the last feature), so the epilogue does not wait
     // on global loads. The warpgroup's last epilogue barrier ordered its reads of the last tile's.
@@ -564,7 +586,7 @@ __global__ void __launch_bounds__(kThreads, kGradientBlocksPerSM)
 
 template <typename T, int B, bool kTransposed>
 cudaError_t launch_lines(const DeviceLayout& layout, int64_t tokens, const void* in, const void* values,
-                         const Epilogue& epilogue, void* out, cudaStream_t stream) {
+                         const Epilogue& epilogue, void* out, const int32_t* order, cudaStream_t stream) {
   using K = Chunking<B>;
   const int64_t groups = kTransposed ? layout.num_col_groups : layout.num_row_groups;
   if (tokens == 0 || groups == 0) return cudaSuccess;
@@ -592,11 +614,12 @@ cudaError_t launch_lines(const DeviceLayout& layout, int64_t tokens, const void*
   }
   if (e != cudaSuccess) return e;
   const int64_t tiles = groups * ((tokens + kTokens - 1) / kTokens);
-  const int64_t blocks = persistent_blocks(tiles, groups, kLineBlocksPerSM * device::multiprocessors());
+  const int64_t slots = kLineBlocksPerSM * device::multiprocessors();
+  const int64_t blocks = order != nullptr ? std::min(tiles, slots) : persistent_blocks(tiles, groups, slots);
   constexpr auto kernel = line_group_kernel<T, B, kTransposed>;
   if (cudaError_t a = device::allow_shared_memory<kernel>(LineConfig::kShared); a != cudaSuccess) return a;
   kernel<<<static_cast<unsigned>(blocks), kThreads, LineConfig::kShared, stream>>>(
-      in_map, weight_map, low_rank_a_map, low_rank_b_map, out_map, layout, tokens, epilogue);
+      in_map, weight_map, low_rank_a_map, low_rank_b_map, out_map, layout, tokens, epilogue, order);
   return cudaGetLastError();
 }
 
@@ -625,11 +648,12 @@ cudaError_t launch_gradient(const DeviceLayout& layout, int64_t tokens, const vo
 
 template <typename T>
 cudaError_t dispatch(int which, const DeviceLayout& layout, int64_t tokens, const void* a, const void* b,
-                     const Epilogue& epilogue, void* out, float* workspace, cudaStream_t stream) {
-#define PIXELFLY_BLOCK_CASE(BS)                                                                      \
-  case BS:                                                                                           \
-    if (which == 0) return launch_lines<T, BS, false>(layout, tokens, a, b, epilogue, out, stream);  \
-    if (which == 1) return launch_lines<T, BS, true>(layout, tokens, a, b, epilogue, out, stream);   \
+                     const Epilogue& epilogue, void* out, float* workspace, const int32_t* order,
+                     cudaStream_t stream) {
+#define PIXELFLY_BLOCK_CASE(BS)                                                                             \
+  case BS:                                                                                                  \
+    if (which == 0) return launch_lines<T, BS, false>(layout, tokens, a, b, epilogue, out, order, stream);  \
+    if (which == 1) return launch_lines<T, BS, true>(layout, tokens, a, b, epilogue, out, order, stream);   \
     return launch_gradient<T, BS>(layout, tokens, a, b, workspace, stream);
   switch (layout.block) {
     PIXELFLY_BLOCK_CASE(16)
@@ -642,11 +666,12 @@ cudaError_t dispatch(int which, const DeviceLayout& layout, int64_t tokens, cons
 }
 
 cudaError_t dispatch_kind(int which, const DeviceLayout& layout, ScalarKind kind, int64_t tokens, const void* a,
-                          const void* b, const Epilogue& epilogue, void* out, float* workspace, cudaStream_t stream) {
+                          const void* b, const Epilogue& epilogue, void* out, float* workspace, const int32_t* order,
+                          cudaStream_t stream) {
   if (kind == ScalarKind::BFloat16) {
-    return dispatch<__nv_bfloat16>(which, layout, tokens, a, b, epilogue, out, workspace, stream);
+    return dispatch<__nv_bfloat16>(which, layout, tokens, a, b, epilogue, out, workspace, order, stream);
   }
-  return dispatch<__half>(which, layout, tokens, a, b, epilogue, out, workspace, stream);
+  return dispatch<__half>(which, layout, tokens, a, b, epilogue, out, workspace, order, stream);
 }
 
 }  // namespace
@@ -667,18 +692,33 @@ bool available() {
 }
 
 cudaError_t forward(const DeviceLayout& layout, ScalarKind kind, int64_t tokens, const void* x, const void* values,
-                    const Epilogue& epilogue, void* y, cudaStream_t stream) {
-  return dispatch_kind(0, layout, kind, tokens, x, values, epilogue, y, nullptr, stream);
+                    const Epilogue& epilogue, void* y, const int32_t* order, cudaStream_t stream) {
+  return dispatch_kind(0, layout, kind, tokens, x, values, epilogue, y, nullptr, order, stream);
 }
 
 cudaError_t grad_input(const DeviceLayout& layout, ScalarKind kind, int64_t tokens, const void* dy,
-                       const void* values, const Epilogue& epilogue, void* dx, cudaStream_t stream) {
-  return dispatch_kind(1, layout, kind, tokens, dy, values, epilogue, dx, nullptr, stream);
+                       const void* values, const Epilogue& epilogue, void* dx, const int32_t* order,
+                       cudaStream_t stream) {
+  return dispatch_kind(1, layout, kind, tokens, dy, values, epilogue, dx, nullptr, order, stream);
 }
 
 cudaError_t accumulate_grad_weight(const DeviceLayout& layout, ScalarKind kind, int64_t tokens, const void* dy,
                                    const void* x, float* workspace, cudaStream_t stream) {
-  return dispatch_kind(2, layout, kind, tokens, dy, x, Epilogue{}, nullptr, workspace, stream);
+  return dispatch_kind(2, layout, kind, tokens, dy, x, Epilogue{}, nullptr, workspace, nullptr, stream);
 }
 
 }  // namespace pixelfly::kernels::cuda::wgmma
+
+namespace pixelfly::kernels::cuda {
+
+std::vector<int32_t> line_tile_order(const std::vector<int64_t>& group_lengths, int64_t block, int64_t rank,
+                                     int64_t tokens) {
+  std::vector<int64_t> cost;
+  cost.reserve(group_lengths.size());
+  // A tile costs its K steps and about one more for its epilogue.
+  for (const int64_t length : group_lengths) cost.push_back(wgmma::line_tile_steps(length, block, rank) + 1);
+  return balanced_tile_order(cost, (tokens + wgmma::kTokens - 1) / wgmma::kTokens,
+                             wgmma::kLineBlocksPerSM * device::multiprocessors());
+}
+
+}  // namespace pixelfly::kernels::cuda

@@ -10,11 +10,13 @@ namespace pixelfly::kernels::cuda::wgmma {
 
 // True when these kernels were compiled (an sm_90a target) and the current device is Hopper.
 bool available();
-// forward / grad_input with the optional mix, low-rank term and bias of `epilogue`.
+// forward / grad_input with the optional mix, low-rank term and bias of `epilogue`, the tiles
+// over thread blocks in `order` (line_tile_order; null: round-robin).
 cudaError_t forward(const DeviceLayout& layout, ScalarKind kind, int64_t tokens, const void* x, const void* values,
-                    const Epilogue& epilogue, void* y, cudaStream_t stream);
+                    const Epilogue& epilogue, void* y, const int32_t* order, cudaStream_t stream);
 cudaError_t grad_input(const DeviceLayout& layout, ScalarKind kind, int64_t tokens, const void* dy,
-                       const void* values, const Epilogue& epilogue, void* dx, cudaStream_t stream);
+                       const void* values, const Epilogue& epilogue, void* dx, const int32_t* order,
+                       cudaStream_t stream);
 // Adds dY^T . X on the nonzero blocks into `workspace` (float32, nnz * b * b, zeroed by the
 // caller), splitting the token reduction over thread blocks.
 cudaError_t accumulate_grad_weight(const DeviceLayout& layout, ScalarKind kind, int64_t tokens, const void* dy,
