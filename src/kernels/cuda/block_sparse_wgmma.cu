@@ -14,8 +14,8 @@
 // A stage is made of C-wide chunks, C = min(block, 64), each landing in the C * 2-byte swizzled
 // layout that wgmma reads directly: K walks the group's union index list (a line without a
 // block at a union position copies a box placed outside the weight matrix, which TMA fills with
-// zeros), and the low-rank term as extra K steps (before or after the union, see LineTile).
-// The chunks of a stage past the end of the union or rank are copied the same way, as zeros,
+// zeros), and the low-rank term as extra K chunks (before or after the union's, see LineTile).
+// The chunks of a stage past the end of both terms are copied the same way, as zeros,
 // and multiplied: skipping them would be a data-dependent branch around wgmma, for which ptxas
 // serialises the products (its C7520 note; 2-18 % slower, docs/perf.md version 10). Rows,
 // features and tokens past the ends of the matrices read as zeros, and output tiles go back
@@ -198,24 +198,23 @@ __device__ __forceinline__ void produce(const Ring& ring, uint32_t first, uint32
 
 // The consumer warpgroups, steps first .. first + steps - 1 (step - first is the K step of the
 // tile): zeroes the accumulators (kProducts 64 x 128 products), then for each step waits
-// for its stage, lets before_stage(k step) touch the accumulators (after waiting for the
-// products in flight itself), issues the stage's products with issue(k step, i), and releases
-// the previous stage once its products are done. Returns with every product complete and every
-// stage released.
-template <int kProducts, typename Ring, typename Issue, typename BeforeStage>
+// for its stage, issues the stage's products with issue(k step, i), which fences the
+// accumulators before them and commits them in kGroups groups, the last commit left to this
+// loop (so that it may wait for the products in flight and rescale the accumulators between two
+// of its products), and releases the previous stage once its products are done. Returns with
+// every product complete and every stage released.
+template <int kGroups, int kProducts, typename Ring, typename Issue>
 __device__ __forceinline__ void consume(float (&d)[kProducts][64], const Ring& ring, uint32_t first, uint32_t steps,
-                                        Issue&& issue, BeforeStage&& before_stage) {
+                                        Issue&& issue) {
 #pragma unroll
   for (int s = 0; s < kProducts; ++s)
 #pragma unroll
     for (int i = 0; i < 64; ++i) d[s][i] = 0.f;
   for (uint32_t i = first; i < first + steps; ++i) {
     barrier_wait(ring.full_bar(i), ring.phase(i));
-    before_stage(i - first);
-    wgmma_fence();
     issue(i - first, i);
     wgmma_commit();
-    wgmma_wait<1>();
+    wgmma_wait<kGroups>();  // the previous stage's products are done
     if (i > first) barrier_arrive(ring.empty_bar(i - 1));
   }
   wgmma_wait<0>();
@@ -232,19 +231,6 @@ __device__ __forceinline__ int accumulator_row(int warp, int lane, int h) {
 __device__ __forceinline__ int accumulator_col(int lane, int j) { return 8 * j + 2 * (lane % 4); }
 
 // ----- forward (kTransposed = false) and grad_input (kTransposed = true) ----------------------
-// One tile: a group of lines (128 output features) by kTokens tokens. Tiles are numbered group
-// first, so the blocks running at once share their activation tiles through L2.
-// K runs over two terms, the group's union of blocks (sparse_steps) and the low-rank factors
-// (rank_steps). With a mix g the term of the smaller weight goes first (the low-rank one when
-// g > 1/2): the accumulators are scaled by min / max weight (at most 1) when the second term
-// starts and by the larger weight at the end, so no operand tile needs rescaling. Without a
-// mix, the block-sparse term goes first.
-// K steps of a tile whose union has `length` blocks of B, with the low-rank term of `rank`:
-// each term starts a stage. The host's tile order (line_tile_order) costs tiles by it.
-__host__ __device__ constexpr int64_t line_tile_steps(int64_t length, int64_t block, int64_t rank) {
-  return (length * block + kStep - 1) / kStep + (rank + kStep - 1) / kStep;
-}
-
 // The tiles of this block, in order: its list in the host-built order (offsets, then tiles; see
 // launch_shape.h), or without one tiles b, b + grid, ...
 struct BlockTiles {
@@ -260,17 +246,39 @@ __device__ __forceinline__ BlockTiles block_tiles(const int32_t* order, int64_t 
   return BlockTiles{nullptr, blockIdx.x < tiles ? (tiles - blockIdx.x + gridDim.x - 1) / gridDim.x : 0};
 }
 
+// One tile: a group of lines (128 output features) by kTokens tokens; tile t is group t % groups
+// of token tile t / groups. K runs over two terms in C-wide chunks, the group's union of blocks
+// (sparse_chunks) and the low-rank factors (rank_chunks), the second term's chunks right after
+// the first's, so that at blocks under 64 a rank-32 term fills the last sparse stage where that
+// stage is half empty (Mixer-B fc1's forward: 5 blocks of 32, three stages instead of four).
+// With a mix g the term of the smaller weight goes first (the low-rank one when g > 1/2): the
+// accumulators are scaled by min / max weight (at most 1) before the second term's first chunk
+// and by the larger weight at the end, so no operand tile needs rescaling. Without a mix, the
+// block-sparse term goes first.
+// K steps (kStep deep) of a tile whose union has `length` blocks of `block` features, with a
+// low-rank term of `rank`; the host's tile order (line_tile_order) costs tiles by it.
+__host__ __device__ constexpr int64_t line_tile_steps(int64_t length, int64_t block, int64_t rank) {
+  const int64_t chunk = block < kStep ? block : kStep;
+  const int64_t chunks = length * block / chunk + (rank + chunk - 1) / chunk;
+  return (chunks * chunk + kStep - 1) / kStep;
+}
+
 template <int B>
 struct LineTile {
   int64_t length = 0;
-  int sparse_steps = 0, rank_steps = 0, steps = 0, first_steps = 0;  // K steps (64 deep)
+  int sparse_chunks = 0, first_chunks = 0, chunks = 0, steps = 0;
   bool low_rank_first = false;
   const int64_t* union_index = nullptr;
   const int64_t* line_blocks = nullptr;
   int feature0 = 0, token0 = 0, boxes_per_chunk = 0;
-  __device__ bool sparse(int64_t step) const { return low_rank_first ? step >= rank_steps : step < sparse_steps; }
-  // Index of `step` within its term.
-  __device__ int64_t term_step(int64_t step) const { return step < first_steps ? step : step - first_steps; }
+  // Chunk q of the K walk: whether it is a block-sparse chunk (chunks past the end count as
+  // block-sparse ones past the union, which copy zeros) and its K offset within its term.
+  __device__ bool sparse(int q) const { return q >= chunks || (low_rank_first ? q >= first_chunks : q < first_chunks); }
+  __device__ int64_t term_k(int q) const {
+    using K = Chunking<B>;
+    if (q >= chunks) return length * B;
+    return static_cast<int64_t>(q < first_chunks ? q : q - first_chunks) * K::C;
+  }
 };
 
 template <int B, bool kTransposed>
@@ -285,11 +293,12 @@ __device__ __forceinline__ LineTile<B> line_tile(const DeviceLayout& layout, int
   t.line_blocks = (kTransposed ? layout.col_blocks : layout.row_blocks) + g[4];
   t.feature0 = static_cast<int>(g[0] * B);
   t.token0 = static_cast<int>((tile / groups) * kTokens);
-  t.sparse_steps = static_cast<int>((t.length * B + kStep - 1) / kStep);
-  t.rank_steps = static_cast<int>((rank + kStep - 1) / kStep);
+  t.sparse_chunks = static_cast<int>(t.length * B / K::C);
+  const int rank_chunks = static_cast<int>((rank + K::C - 1) / K::C);
+  t.chunks = t.sparse_chunks + rank_chunks;
   t.steps = static_cast<int>(line_tile_steps(t.length, B, rank));
   t.low_rank_first = low_rank_first;
-  t.first_steps = low_rank_first ? t.rank_steps : t.sparse_steps;
+  t.first_chunks = low_rank_first ? rank_chunks : t.sparse_chunks;
   const int line_end = static_cast<int>(g[1] * B);  // features of this group's lines inside the tile
   t.boxes_per_chunk = (line_end + K::C - 1) / K::C < K::kBoxes ? (line_end + K::C - 1) / K::C : K::kBoxes;
   return t;
@@ -333,11 +342,11 @@ __global__ void __launch_bounds__(kThreads, kLineBlocksPerSM)
           barrier_arrive_expect(bar, K::kPerStage * (kAChunkBytes + tile.boxes_per_chunk * K::kBoxBytes));
         }
         __syncwarp();
-        const bool sparse = tile.sparse(step);
-        const int64_t k0 = tile.term_step(step) * kStep;
         for (int item = lane; item < K::kPerStage * (1 + K::kBoxes); item += 32) {
           const int c = item / (1 + K::kBoxes), box = item % (1 + K::kBoxes) - 1;  // box -1: the A chunk
-          const int64_t k = k0 + c * K::C;
+          const int q = static_cast<int>(step) * K::kPerStage + c;
+          const bool sparse = tile.sparse(q);
+          const int64_t k = tile.term_k(q);
           const bool past_union = sparse && k / B >= tile.length;  // this chunk copies zeros
           if (box < 0) {
             const uint32_t dst = a_dst + c * kAChunkBytes;
@@ -399,12 +408,21 @@ __global__ void __launch_bounds__(kThreads, kLineBlocksPerSM)
       const bool inside = feature < out_features;
       device::copy16_async(bias_buffer + 16 * (tid % 128), bias + (inside ? feature : 0), inside ? 16u : 0u);
     }
-    consume(
+    consume<K::kPerStage>(
         d, ring, first, tile.steps,
-        [&](uint32_t, uint32_t i) {
+        [&](uint32_t step, uint32_t i) {
           const uint32_t a = ring.a_stage(i) + warpgroup_rows, b = ring.b_stage(i);
 #pragma unroll
           for (int c = 0; c < K::kPerStage; ++c) {
+            const int q = static_cast<int>(step) * K::kPerStage + c;
+            if (epilogue.mix != nullptr && q == tile.first_chunks && q > 0 && q < tile.chunks) {
+              // The first term is complete: wait for its products, rescale, go on.
+              wgmma_wait<0>();
+#pragma unroll
+              for (int s = 0; s < kSets; ++s) fence_accumulators(d[s]);
+              scale_accumulators(first_weight() / second_weight());
+            }
+            wgmma_fence();
 #pragma unroll
             for (int ks = 0; ks < K::C / 16; ++ks) {
               const uint32_t b_chunk = b + c * K::kChunkBytes;
@@ -418,18 +436,11 @@ __global__ void __launch_bounds__(kThreads, kLineBlocksPerSM)
                 mma_64x128x16<T, 0, kTransposed ? 1 : 0>(d[s], da, db);
               }
             }
-          }
-        },
-        [&](int step) {
-          if (epilogue.mix != nullptr && step == tile.first_steps && step > 0) {  // the first term is complete
-            wgmma_wait<0>();
-#pragma unroll
-            for (int s = 0; s < kSets; ++s) fence_accumulators(d[s]);
-            scale_accumulators(first_weight() / second_weight());
+            if (c + 1 < K::kPerStage) wgmma_commit();
           }
         });
     first += tile.steps;
-    if (epilogue.mix != nullptr) scale_accumulators(tile.steps == tile.first_steps ? first_weight() : second_weight());
+    if (epilogue.mix != nullptr) scale_accumulators(tile.chunks == tile.first_chunks ? first_weight() : second_weight());
 
     // Epilogue, one m64 set s at a time: add the bias, stage the set's 64 x 128 results as two
     // 64 x 64 boxes in the 128-byte swizzled layout (features 64 h..), store them with TMA. The
@@ -544,10 +555,11 @@ __global__ void __launch_bounds__(kThreads, kGradientBlocksPerSM)
   // skipping them would be a branch around wgmma, which ptxas serialises.
   float d[2][64];
   const uint32_t warpgroup_rows = static_cast<uint32_t>(warp / 4) * kDyBoxBytes;  // rows 64 * warpgroup
-  consume(
+  consume<1>(
       d, ring, 0, static_cast<uint32_t>(steps),
       [&](uint32_t, uint32_t i) {
         const uint32_t a = ring.a_stage(i) + warpgroup_rows, b = ring.b_stage(i);
+        wgmma_fence();
 #pragma unroll
         for (int ks = 0; ks < kStep / 16; ++ks) {
           const uint64_t da = descriptor(a + ks * 2048, kDyBoxBytes, 1024, 1);
@@ -558,8 +570,7 @@ __global__ void __launch_bounds__(kThreads, kGradientBlocksPerSM)
             mma_64x128x16<T, 1, 1>(d[h], da, db);
           }
         }
-      },
-      [](uint32_t) {});
+      });
   if (steps == 0) return;
 
   // A thread's accumulators come in pairs of neighbouring columns (n even, so both lie in one
