@@ -58,7 +58,7 @@ constexpr size_t shared_bytes(int stages, int stage_bytes, int extra) {
 // each consumer warpgroup owns kTokens / 2 token rows, two m64 products per K step sharing the
 // weight operand. 256 tokens rather than 128 (at two blocks per multiprocessor) cut the bytes the
 // tiles move through L2 per result by 17-24 % and measured 10-16 % faster on every shape of the
-// benchmark (docs/perf.md, version 6). Persistent: a block walks tiles b, b + grid, ... through
+// benchmark (docs/perf.md, version 6). Persistent: a block walks its tiles (BlockTiles below) through
 // one ring of four stages, beside an output buffer that holds one m64 set of each warpgroup
 // (stored a set at a time), so the producer fills the next tile's stages while the consumers
 // store this one. Before version 11 (docs/perf.md), lines with long K loops ran one tile per
