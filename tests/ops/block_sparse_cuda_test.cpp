@@ -6,6 +6,12 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#if defined(PIXELFLY_TORCH_HAS_CUDA)
+#include <ATen/cuda/CUDAGraph.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#endif
+
 #include <iterator>
 #include <utility>
 
@@ -376,6 +382,45 @@ TEST(BlockSparseOpsCuda, LowRankGradProductsMatchFloat64Reference) {
     }
   }
 }
+
+#if defined(PIXELFLY_TORCH_HAS_CUDA)
+// More tiles than an H200 runs blocks (Mixer-B fc2's layout: 6 groups, two of them twice as long,
+// by 23 and 24 token tiles), so that blocks take several tiles each: in the tile order built on
+// a token count's first call, and round-robin where that first call is captured into a CUDA
+// graph (the order cannot be copied to the device during a capture). Forward and grad_input,
+// captured outputs poisoned before the replay.
+TEST(BlockSparseOpsCuda, ManyTilesPerBlockEagerAndUnderGraphCapture) {
+  SKIP_WITHOUT_CUDA();
+  torch::manual_seed(41);
+  const ops::Layout layout = ops::make_layout(flat_butterfly_layout({768, 3072, 16, 2, 32}));
+  const auto cuda = at::TensorOptions(at::kCUDA).dtype(at::kBFloat16);
+  const at::Tensor values = at::randn({layout->nnz(), 32, 32}, cuda) * 0.1;
+  const at::Tensor x_seen = at::randn({5905, 3072}, cuda), x_new = at::randn({5650, 3072}, cuda);
+  const at::Tensor dy_new = at::randn({5650, 768}, cuda);
+  const at::Tensor values64 = values.to(at::kCPU, at::kDouble);
+  const at::Tensor eager = ops::block_sparse_linear(x_seen, values, layout);  // builds its tile order
+  const at::Tensor y_seen_ref = ops::block_sparse_linear(x_seen.to(at::kCPU, at::kDouble), values64, layout);
+  EXPECT_LT(relative_error(eager, y_seen_ref), 1e-2);
+
+  at::cuda::CUDAGraph graph;
+  at::Tensor y_seen, y_new, dx_new;
+  {
+    const c10::cuda::CUDAStreamGuard on_side_stream(c10::cuda::getStreamFromPool());
+    graph.capture_begin();
+    y_seen = ops::block_sparse_linear(x_seen, values, layout);
+    y_new = ops::block_sparse_linear(x_new, values, layout);
+    dx_new = ops::block_sparse_linear_grad_input(dy_new, values, layout);
+    graph.capture_end();
+  }
+  for (at::Tensor t : {y_seen, y_new, dx_new}) t.fill_(NAN);
+  graph.replay();
+  torch::cuda::synchronize();
+  EXPECT_LT(relative_error(y_seen, y_seen_ref), 1e-2);
+  EXPECT_LT(relative_error(y_new, ops::block_sparse_linear(x_new.to(at::kCPU, at::kDouble), values64, layout)), 1e-2);
+  EXPECT_LT(relative_error(dx_new, ops::block_sparse_linear_grad_input(dy_new.to(at::kCPU, at::kDouble), values64, layout)),
+            1e-2);
+}
+#endif
 
 TEST(BlockSparseOpsCuda, RejectsUnsupportedBlockAndDtype) {
   SKIP_WITHOUT_CUDA();
