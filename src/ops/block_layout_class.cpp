@@ -58,9 +58,10 @@ const DeviceIndex& LayoutHandle::device_index(const at::Device& device) const {
 
 at::Tensor LayoutHandle::cached_tensor(const std::string& key, const std::function<at::Tensor()>& build) const {
   std::lock_guard<std::mutex> lock(cache_mutex_);
-  auto it = tensor_by_key_.find(key);
-  if (it == tensor_by_key_.end()) it = tensor_by_key_.emplace(key, build()).first;
-  return it->second;
+  if (auto it = tensor_by_key_.find(key); it != tensor_by_key_.end()) return it->second;
+  at::Tensor built = build();
+  if (built.defined()) tensor_by_key_.emplace(key, built);
+  return built;
 }
 
 at::Tensor LayoutHandle::row_ptr() const {

@@ -88,25 +88,25 @@ at::Tensor device_pitched_rows(const at::Tensor& t) {
 
 // The tensor-core forward (grad_input: transposed) kernel's tile order for `tokens` tokens and
 // low-rank `rank` (cuda::line_tile_order), built once per layout, device, direction, token count
-// and rank and kept with the layout (4 bytes a tile). Null where the tensor-core kernels do not
-// run, and when first needed while the stream is being captured into a CUDA graph, where the
-// host-to-device copy cannot run: the kernel then deals its tiles round-robin.
+// and rank and kept with the layout (4 bytes a tile); a captured CUDA graph uses the order built
+// by an eager call before it. Null where the tensor-core kernels do not run, and when first
+// needed while the stream is being captured, where the host-to-device copy cannot run: the
+// kernel then deals its tiles round-robin.
 const int32_t* tile_order(const Layout& layout, const cuda::DeviceLayout& d, cuda::ScalarKind kind, bool transposed,
                           int64_t tokens, int64_t rank, const at::Device& device) {
   if (!cuda::supports_epilogue(d, kind, rank) || tokens == 0) return nullptr;
   const std::string key = device.str() + (transposed ? "/grad_input" : "/forward") + "-order/tokens " +
                           std::to_string(tokens) + "/rank " + std::to_string(rank);
-  auto build = [&] {
+  const at::Tensor order = layout->cached_tensor(key, [&] {
+    if (c10::cuda::currentStreamCaptureStatusMayInitCtx() != c10::cuda::CaptureStatus::None) {
+      return at::Tensor();  // not kept: the next call outside a capture builds it
+    }
     const TileSchedule schedule = make_tile_schedule(layout->layout());
     std::vector<int64_t> lengths;
     for (const LineGroup& g : transposed ? schedule.col_groups : schedule.row_groups) lengths.push_back(g.length);
-    const std::vector<int32_t> order = cuda::line_tile_order(lengths, d.block, rank, tokens);
-    return at::tensor(order, at::kInt).to(device);
-  };
-  if (c10::cuda::currentStreamCaptureStatusMayInitCtx() != c10::cuda::CaptureStatus::None) {
-    return nullptr;  // not built yet: building would copy to the device during the capture
-  }
-  return layout->cached_tensor(key, build).data_ptr<int32_t>();
+    return at::tensor(cuda::line_tile_order(lengths, d.block, rank, tokens), at::kInt).to(device);
+  });
+  return order.defined() ? order.data_ptr<int32_t>() : nullptr;
 }
 
 void check_launch(const char* op, cudaError_t status) {

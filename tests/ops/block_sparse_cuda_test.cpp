@@ -386,9 +386,9 @@ TEST(BlockSparseOpsCuda, LowRankGradProductsMatchFloat64Reference) {
 #if defined(PIXELFLY_TORCH_HAS_CUDA)
 // More tiles than an H200 runs blocks (Mixer-B fc2's layout: 6 groups, two of them twice as long,
 // by 23 and 24 token tiles), so that blocks take several tiles each: in the tile order built on
-// a token count's first call, and round-robin where that first call is captured into a CUDA
-// graph (the order cannot be copied to the device during a capture). Forward and grad_input,
-// captured outputs poisoned before the replay.
+// a token count's first call (eager, then inside a CUDA graph), and round-robin where that first
+// call is captured into the graph (the order cannot be copied to the device during a capture).
+// Forward and grad_input, captured outputs poisoned before the replay.
 TEST(BlockSparseOpsCuda, ManyTilesPerBlockEagerAndUnderGraphCapture) {
   SKIP_WITHOUT_CUDA();
   torch::manual_seed(41);

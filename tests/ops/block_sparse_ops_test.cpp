@@ -225,5 +225,22 @@ TEST(BlockSparseOpsCpu, NonContiguousInputsGiveTheSameResult) {
                            x.matmul(reference_dense(values, l).t())), 1e-12);
 }
 
+// The layout's tensor cache: built once per key; an undefined tensor from the builder (the CUDA
+// operators' answer while a CUDA graph is being captured) is returned but not kept.
+TEST(LayoutHandle, CachedTensorsAreBuiltOncePerKeyAndUndefinedOnesAreNotKept) {
+  const Layout layout = ops::make_layout(flat_butterfly_layout({64, 64, 4, 1, 16}));
+  int builds = 0;
+  auto build = [&] {
+    ++builds;
+    return at::full({1}, builds);
+  };
+  EXPECT_EQ(layout->cached_tensor("a", build).item<int64_t>(), 1);
+  EXPECT_EQ(layout->cached_tensor("a", build).item<int64_t>(), 1);
+  EXPECT_EQ(builds, 1);
+  EXPECT_FALSE(layout->cached_tensor("b", [] { return at::Tensor(); }).defined());
+  EXPECT_EQ(layout->cached_tensor("b", build).item<int64_t>(), 2);
+  EXPECT_EQ(builds, 2);
+}
+
 }  // namespace
 }  // namespace pixelfly

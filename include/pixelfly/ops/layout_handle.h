@@ -44,7 +44,8 @@ class LayoutHandle : public torch::CustomClassHolder {
 
   // A tensor that operators derive from the layout and keep for the life of the handle, under
   // `key` (which names the device and everything the tensor depends on): `build` runs on first
-  // use (thread-safe). The CUDA operators keep their tile orders per token count here.
+  // use (thread-safe); an undefined tensor from it is returned but not kept, so a later call
+  // builds again. The CUDA operators keep their tile orders per token count here.
   at::Tensor cached_tensor(const std::string& key, const std::function<at::Tensor()>& build) const;
 
   // Accessors exposed to Python.
