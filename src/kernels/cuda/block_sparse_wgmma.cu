@@ -626,6 +626,7 @@ cudaError_t launch_lines(const DeviceLayout& layout, int64_t tokens, const void*
   if (e != cudaSuccess) return e;
   const int64_t tiles = groups * ((tokens + kTokens - 1) / kTokens);
   const int64_t slots = kLineBlocksPerSM * device::multiprocessors();
+  // With an order, the blocks line_tile_order dealt to (the same count: it reads the same slots).
   const int64_t blocks = order != nullptr ? std::min(tiles, slots) : persistent_blocks(tiles, groups, slots);
   constexpr auto kernel = line_group_kernel<T, B, kTransposed>;
   if (cudaError_t a = device::allow_shared_memory<kernel>(LineConfig::kShared); a != cudaSuccess) return a;
