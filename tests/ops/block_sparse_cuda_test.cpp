@@ -12,8 +12,10 @@
 #include <c10/cuda/CUDAStream.h>
 #endif
 
+#include <cstdint>
 #include <iterator>
 #include <utility>
+#include <vector>
 
 #include "pixelfly/ops/block_sparse_ops.h"
 #include "pixelfly/ops/pixelfly_linear_ops.h"
@@ -50,10 +52,22 @@ struct Case {
   int64_t tokens;
 };
 
+// 256 x 256 at block 32 whose blocks all lie in the top-left quadrant: the kernels' second group
+// of four block rows (and of four block columns) has no block at all.
+BlockLayout empty_second_group_layout() {
+  std::vector<uint8_t> mask(64, 0);
+  for (int r = 0; r < 4; ++r) {
+    mask[r * 8 + r] = 1;
+    mask[r * 8 + (r + 1) % 4] = 1;
+  }
+  return BlockLayout::from_block_mask(256, 256, 32, mask);
+}
+
 // Feature counts divisible by 8 take the tensor-core path for float16/bfloat16; the others
 // take the plain kernels.
 std::vector<Case> cases() {
   return {
+      {empty_second_group_layout(), 300},
       {random_layout(384, 640, 16, 0.3, 11), 1001},
       {random_layout(520, 264, 64, 0.4, 12), 77},
       {flat_butterfly_layout({768, 3072, 16, 2, 32}), 300},

@@ -72,7 +72,11 @@ struct LineConfig {
   static constexpr int kStages = 4;
   static constexpr int kOutBytes = kTokens * kTile * 2 / kSets;  // one m64 set of each warpgroup
   static constexpr int kBiasBytes = kTile * 2;                     // a tile's bias, per warpgroup
-  static constexpr int kExtraBytes = kOutBytes + 2 * kBiasBytes;   // beside the ring: output, then bias buffers
+  static constexpr int kInfoBytes = 32;                            // a stage's tile record (TileInfo)
+  static constexpr int kInfoOffset = kOutBytes + 2 * kBiasBytes;
+  static constexpr int kMixOffset = kInfoOffset + kStages * kInfoBytes;
+  // Beside the ring: the output buffer, the bias buffers, the stages' tile records, the mix.
+  static constexpr int kExtraBytes = kMixOffset + 16;
   static constexpr size_t kShared = shared_bytes(kStages, kABytes + kBBytes, kExtraBytes);
   static_assert(kShared <= 227 * 1024, "more shared memory than a multiprocessor has");
 };
@@ -257,10 +261,23 @@ __device__ __forceinline__ BlockTiles block_tiles(const int32_t* order, int64_t 
 // block-sparse term goes first.
 // K steps (kStep deep) of a tile whose union has `length` blocks of `block` features, with a
 // low-rank term of `rank`; the host's tile order (line_tile_order) costs tiles by it.
+// A tile of empty lines without a low-rank term still takes one stage (of zeros): the consumers
+// learn of every tile through its first stage (TileInfo).
 __host__ __device__ constexpr int64_t line_tile_steps(int64_t length, int64_t block, int64_t rank) {
   const int64_t chunk = block < kStep ? block : kStep;
   const int64_t chunks = length * block / chunk + (rank + chunk - 1) / chunk;
-  return (chunks * chunk + kStep - 1) / kStep;
+  const int64_t steps = (chunks * chunk + kStep - 1) / kStep;
+  return steps > 0 ? steps : 1;
+}
+
+// A group's record in the schedule (tile_schedule.h): its first line, its lines, the offset and
+// length of its union index list, the offset of its lines' block lists.
+struct GroupRecord {
+  int64_t first_line = 0, lines = 0, union_offset = 0, length = 0, blocks_offset = 0;
+};
+__device__ __forceinline__ GroupRecord load_record(const int64_t* records, int64_t group) {
+  const int64_t* g = records + 5 * group;
+  return GroupRecord{g[0], g[1], g[2], g[3], g[4]};
 }
 
 template <int B>
@@ -282,16 +299,14 @@ struct LineTile {
 };
 
 template <int B, bool kTransposed>
-__device__ __forceinline__ LineTile<B> line_tile(const DeviceLayout& layout, int64_t tile, int64_t groups,
-                                                 int64_t rank, bool low_rank_first) {
+__device__ __forceinline__ LineTile<B> line_tile(const DeviceLayout& layout, const GroupRecord& g, int64_t tile,
+                                                 int64_t groups, int64_t rank, bool low_rank_first) {
   using K = Chunking<B>;
-  const int64_t group = tile % groups;
-  const int64_t* g = (kTransposed ? layout.col_groups : layout.row_groups) + 5 * group;
   LineTile<B> t;
-  t.length = g[3];
-  t.union_index = (kTransposed ? layout.col_index : layout.row_index) + g[2];
-  t.line_blocks = (kTransposed ? layout.col_blocks : layout.row_blocks) + g[4];
-  t.feature0 = static_cast<int>(g[0] * B);
+  t.length = g.length;
+  t.union_index = (kTransposed ? layout.col_index : layout.row_index) + g.union_offset;
+  t.line_blocks = (kTransposed ? layout.col_blocks : layout.row_blocks) + g.blocks_offset;
+  t.feature0 = static_cast<int>(g.first_line * B);
   t.token0 = static_cast<int>((tile / groups) * kTokens);
   t.sparse_chunks = static_cast<int>(t.length * B / K::C);
   const int rank_chunks = static_cast<int>((rank + K::C - 1) / K::C);
@@ -299,9 +314,62 @@ __device__ __forceinline__ LineTile<B> line_tile(const DeviceLayout& layout, int
   t.steps = static_cast<int>(line_tile_steps(t.length, B, rank));
   t.low_rank_first = low_rank_first;
   t.first_chunks = low_rank_first ? rank_chunks : t.sparse_chunks;
-  const int line_end = static_cast<int>(g[1] * B);  // features of this group's lines inside the tile
+  const int line_end = static_cast<int>(g.lines * B);  // features of this group's lines inside the tile
   t.boxes_per_chunk = (line_end + K::C - 1) / K::C < K::kBoxes ? (line_end + K::C - 1) / K::C : K::kBoxes;
   return t;
+}
+
+// Where one TMA copy of a stage goes: item i of a stage's kPerStage * (1 + kBoxes) copies is
+// chunk c = i / (1 + kBoxes) of the stage, box -1 its activation box, boxes 0.. its weight
+// boxes; q is the chunk's number in the tile's K walk, k its K offset within its term.
+template <int B>
+struct StageItem {
+  int c = 0, box = 0, q = 0;
+  bool sparse = false, past_union = false;  // past_union: a block-sparse chunk that copies zeros
+  int64_t k = 0;
+};
+template <int B>
+__device__ __forceinline__ StageItem<B> stage_item(const LineTile<B>& tile, int step, int item) {
+  using K = Chunking<B>;
+  StageItem<B> it;
+  it.c = item / (1 + K::kBoxes);
+  it.box = item % (1 + K::kBoxes) - 1;
+  it.q = step * K::kPerStage + it.c;
+  it.sparse = tile.sparse(it.q);
+  it.k = tile.term_k(it.q);
+  it.past_union = it.sparse && it.k / B >= tile.length;
+  return it;
+}
+// The index entry a copy's coordinates need, read from global memory: the union's column (or
+// row) for an activation box, the line's block for a weight box; -1 where none is needed or the
+// line has no block there.
+template <int B>
+__device__ __forceinline__ int64_t stage_item_entry(const LineTile<B>& tile, int step, int item) {
+  const StageItem<B> it = stage_item(tile, step, item);
+  if (item >= Chunking<B>::kPerStage * (1 + Chunking<B>::kBoxes) || !it.sparse || it.past_union) return -1;
+  if (it.box < 0) return tile.union_index[it.k / B];
+  if (it.box >= tile.boxes_per_chunk) return -1;
+  return tile.line_blocks[(it.box * Chunking<B>::C / B) * tile.length + it.k / B];
+}
+
+// What the consumers need of a tile. The producer writes it into the record slot of the tile's
+// first stage before announcing that stage, and the mix once, so that the consumers read no
+// global memory between two tiles.
+struct TileInfo {
+  int steps, first_chunks, chunks, feature0, token0;
+};
+template <int B>
+__device__ __forceinline__ void store_tile_info(uint32_t slot, const LineTile<B>& t) {
+  device::store_shared(slot, static_cast<uint32_t>(t.steps));
+  device::store_shared(slot + 4, static_cast<uint32_t>(t.first_chunks));
+  device::store_shared(slot + 8, static_cast<uint32_t>(t.chunks));
+  device::store_shared(slot + 12, static_cast<uint32_t>(t.feature0));
+  device::store_shared(slot + 16, static_cast<uint32_t>(t.token0));
+}
+__device__ __forceinline__ TileInfo load_tile_info(uint32_t slot) {
+  return TileInfo{static_cast<int>(device::load_shared(slot)), static_cast<int>(device::load_shared(slot + 4)),
+                  static_cast<int>(device::load_shared(slot + 8)), static_cast<int>(device::load_shared(slot + 12)),
+                  static_cast<int>(device::load_shared(slot + 16))};
 }
 
 // Maps: in_map (tokens x in, boxes kTokens x C), weight_map (values as nnz * B rows of B, boxes
@@ -330,62 +398,89 @@ __global__ void __launch_bounds__(kThreads, kLineBlocksPerSM)
   const bool low_rank_first = epilogue.mix != nullptr && mix() > 0.5f;
   const BlockTiles mine = block_tiles(order, tiles);
 
+  const uint32_t info = ring.extra + LineConfig::kInfoOffset, mix_slot = ring.extra + LineConfig::kMixOffset;
+  auto info_slot = [&](uint32_t i) { return info + ring.stage(i) * LineConfig::kInfoBytes; };
+
   if (warp == kProducerWarp) {
+    if (mine.count == 0) return;
     const int null_row = static_cast<int>(layout.nnz * B);  // first row past the weight: reads zeros
-    uint32_t first = 0;
-    for (int64_t j = 0; j < mine.count; ++j) {
-      const LineTile<B> tile = line_tile<B, kTransposed>(layout, mine[j], groups, rank, low_rank_first);
-      produce(ring, first, tile.steps, [&](uint32_t i) {
-        const int64_t step = i - first;
-        const uint32_t bar = ring.full_bar(i), a_dst = ring.a_stage(i), b_dst = ring.b_stage(i);
-        if (lane == 0) {
-          barrier_arrive_expect(bar, K::kPerStage * (kAChunkBytes + tile.boxes_per_chunk * K::kBoxBytes));
-        }
-        __syncwarp();
-        for (int item = lane; item < K::kPerStage * (1 + K::kBoxes); item += 32) {
-          const int c = item / (1 + K::kBoxes), box = item % (1 + K::kBoxes) - 1;  // box -1: the A chunk
-          const int q = static_cast<int>(step) * K::kPerStage + c;
-          const bool sparse = tile.sparse(q);
-          const int64_t k = tile.term_k(q);
-          const bool past_union = sparse && k / B >= tile.length;  // this chunk copies zeros
-          if (box < 0) {
-            const uint32_t dst = a_dst + c * kAChunkBytes;
-            if (sparse) {
-              const int64_t col = past_union ? in_features : tile.union_index[k / B] * B + k % B;
-              tma_load(dst, &in_map, static_cast<int>(col), tile.token0, bar);
-            } else {
-              tma_load(dst, &low_rank_a_map, static_cast<int>(k), tile.token0, bar);
-            }
-            continue;
-          }
-          if (box >= tile.boxes_per_chunk) continue;
-          const int n = box * K::C;
-          const uint32_t dst = b_dst + c * K::kChunkBytes + box * K::kBoxBytes;
-          if (sparse) {
-            const int64_t block = past_union ? -1 : tile.line_blocks[(n / B) * tile.length + k / B];
-            const int row = block >= 0 ? static_cast<int>(block * B) : null_row;
-            if constexpr (kTransposed) {
-              tma_load(dst, &weight_map, n % B, row + static_cast<int>(k % B), bar);
-            } else {
-              tma_load(dst, &weight_map, static_cast<int>(k % B), row + n % B, bar);
-            }
-          } else if constexpr (kTransposed) {
-            tma_load(dst, &low_rank_b_map, tile.feature0 + n, static_cast<int>(k), bar);
+    const int64_t* records = kTransposed ? layout.col_groups : layout.row_groups;
+    if (lane == 0) device::store_shared(mix_slot, __float_as_uint(mix()));  // announced with the first stage
+    // The metadata reads run ahead of the copies, so that no copy waits on a load from L2 (a chain
+    // of them at each tile's start cost the short tiles about a microsecond each): the tile
+    // number two tiles ahead and the group record one tile ahead are read a tile before they are
+    // used, each lane's index entries for a stage the stage before.
+    int64_t next_tile = mine.count > 1 ? mine[1] : 0, after_next_tile = mine.count > 2 ? mine[2] : 0;
+    GroupRecord next = mine.count > 1 ? load_record(records, next_tile % groups) : GroupRecord{};
+    LineTile<B> tile = line_tile<B, kTransposed>(layout, load_record(records, mine[0] % groups), mine[0], groups, rank,
+                                                 low_rank_first);
+    constexpr int kItems = K::kPerStage * (1 + K::kBoxes), kItemsPerLane = (kItems + 31) / 32;
+    int64_t entry[kItemsPerLane];
+#pragma unroll
+    for (int r = 0; r < kItemsPerLane; ++r) entry[r] = stage_item_entry(tile, 0, lane + 32 * r);
+    int64_t j = 0;
+    int step = 0;
+    for (uint32_t i = 0;; ++i) {
+      if (lane == 0) barrier_wait(ring.empty_bar(i), ring.phase(i) ^ 1u);
+      __syncwarp();
+      const uint32_t bar = ring.full_bar(i), a_dst = ring.a_stage(i), b_dst = ring.b_stage(i);
+      if (lane == 0) {
+        if (step == 0) store_tile_info(info_slot(i), tile);
+        barrier_arrive_expect(bar, K::kPerStage * (kAChunkBytes + tile.boxes_per_chunk * K::kBoxBytes));
+      }
+      __syncwarp();
+#pragma unroll
+      for (int r = 0; r < kItemsPerLane; ++r) {
+        const int item = lane + 32 * r;
+        if (item >= kItems) continue;
+        const StageItem<B> it = stage_item(tile, step, item);
+        if (it.box < 0) {
+          const uint32_t dst = a_dst + it.c * kAChunkBytes;
+          if (it.sparse) {
+            const int64_t col = it.past_union ? in_features : entry[r] * B + it.k % B;
+            tma_load(dst, &in_map, static_cast<int>(col), tile.token0, bar);
           } else {
-            tma_load(dst, &low_rank_b_map, static_cast<int>(k), tile.feature0 + n, bar);
+            tma_load(dst, &low_rank_a_map, static_cast<int>(it.k), tile.token0, bar);
           }
+          continue;
         }
-      });
-      first += tile.steps;
+        if (it.box >= tile.boxes_per_chunk) continue;
+        const int n = it.box * K::C;
+        const uint32_t dst = b_dst + it.c * K::kChunkBytes + it.box * K::kBoxBytes;
+        if (it.sparse) {
+          const int row = entry[r] >= 0 ? static_cast<int>(entry[r] * B) : null_row;
+          if constexpr (kTransposed) {
+            tma_load(dst, &weight_map, n % B, row + static_cast<int>(it.k % B), bar);
+          } else {
+            tma_load(dst, &weight_map, static_cast<int>(it.k % B), row + n % B, bar);
+          }
+        } else if constexpr (kTransposed) {
+          tma_load(dst, &low_rank_b_map, tile.feature0 + n, static_cast<int>(it.k), bar);
+        } else {
+          tma_load(dst, &low_rank_b_map, static_cast<int>(it.k), tile.feature0 + n, bar);
+        }
+      }
+      if (++step == tile.steps) {
+        if (++j == mine.count) break;
+        tile = line_tile<B, kTransposed>(layout, next, next_tile, groups, rank, low_rank_first);
+        next_tile = after_next_tile;
+        if (j + 1 < mine.count) next = load_record(records, next_tile % groups);
+        if (j + 2 < mine.count) after_next_tile = mine[j + 2];
+        step = 0;
+      }
+#pragma unroll
+      for (int r = 0; r < kItemsPerLane; ++r) entry[r] = stage_item_entry(tile, step, lane + 32 * r);
     }
     return;
   }
 
   float d[kSets][64];
   const T* bias = static_cast<const T*>(epilogue.bias);
-  // The weights of the first and second term (LineTile).
-  auto first_weight = [&] { return low_rank_first ? 1.f - mix() : mix(); };
-  auto second_weight = [&] { return low_rank_first ? mix() : 1.f - mix(); };
+  // The weights of the first and second term (LineTile), from the mix the producer stored (read
+  // once a tile's first stage has arrived).
+  auto stored_mix = [&] { return __uint_as_float(device::load_shared(mix_slot)); };
+  auto first_weight = [&] { return low_rank_first ? 1.f - stored_mix() : stored_mix(); };
+  auto second_weight = [&] { return low_rank_first ? stored_mix() : 1.f - stored_mix(); };
   auto scale_accumulators = [&](float factor) {
 #pragma unroll
     for (int s = 0; s < kSets; ++s)
@@ -398,7 +493,8 @@ __global__ void __launch_bounds__(kThreads, kLineBlocksPerSM)
   const bool storer = tid % 128 == 0;  // issues its warpgroup's TMA stores
   uint32_t first = 0;
   for (int64_t j = 0; j < mine.count; ++j) {
-    const LineTile<B> tile = line_tile<B, kTransposed>(layout, mine[j], groups, rank, low_rank_first);
+    barrier_wait(ring.full_bar(first), ring.phase(first));  // the tile's first stage, with its record
+    const TileInfo tile = load_tile_info(info_slot(first));
     // The tile's 128 bias values go to this warpgroup's bias buffer by cp.async, 16 bytes per
     // thread, while the K loop runs (zeros past the last feature), so the epilogue does not wait
     // on global loads. The warpgroup's last epilogue barrier ordered its reads of the last tile's.
