@@ -2,7 +2,8 @@
 # Same-machine comparison of two builds on a GPU machine, where host speed differs from one
 # machine to the next (the layer and model steps are partly host-bound): builds another source
 # tree beside this one, then runs the layer benchmark and the GPT-2 model benchmarks of both,
-# interleaved, `ROUNDS` times (default 2). With BENCH=ops it runs the operator table
+# interleaved, `ROUNDS` times (default 2; odd rounds run the other build first, even rounds this
+# one, so that a drift of the GPU within the run does not favour one build). With BENCH=ops it runs the operator table
 # (bench/cuda_block_sparse_bench.py, extra arguments passed on) of both instead, after this
 # tree's CUDA operator tests. Logs go to $OUT (or ./gpu-logs).
 #   here:            git archive <revision> | (mkdir -p other-src && tar -x -C other-src)
@@ -24,6 +25,7 @@ build() {  # source dir, build dir, targets...
   cmake -S "$src" -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=Release "${compilers[@]}" >"$out/build-$(basename "$dir").log" 2>&1 &&
     cmake --build "$dir" -j "$(($(nproc) / 2))" --target "$@" >>"$out/build-$(basename "$dir").log" 2>&1
 }
+order() { if [ $(($1 % 2)) = 1 ]; then echo other gpu; else echo gpu other; fi; }  # the builds of round $1
 start=$SECONDS
 if [ $ops = 1 ]; then
   build . build-gpu pixelfly ops_tests & this=$!
@@ -41,7 +43,7 @@ if [ $ops = 1 ]; then
   echo "tests: rc=$rc $(grep -E '^\[  (PASSED|FAILED)' "$out/tests.log" | tr '\n' ' ')"
   if [ $rc != 0 ]; then grep -h -B2 -A6 "Failure\|FAILED" "$out/tests.log" | head -40; exit 1; fi
   for round in $(seq "${ROUNDS:-2}"); do
-    for b in other gpu; do
+    for b in $(order "$round"); do
       timeout 280 python3 bench/cuda_block_sparse_bench.py build-$b/libpixelfly.so "$@" >"$out/ops-$b-$round.log" 2>&1
       echo "round $round build-$b: rc=$?"
     done
@@ -62,7 +64,7 @@ fi
 text=(--set data.name=synthetic-text --set data.synthetic_count=400000 --set data.context=1024
       --set data.batch_size=8 --set data.eval_batch_size=8)
 for round in $(seq "${ROUNDS:-2}"); do
-  for b in other gpu; do
+  for b in $(order "$round"); do
     timeout 60 build-$b/bench/bench_pixelfly_linear >"$out/layer-$b-$round.log" 2>&1
     for model in gpt2-small gpt2-medium; do
       timeout 90 build-$b/pixelfly bench --set model.preset=$model "${text[@]}" >"$out/$model-$b-$round.log" 2>&1
