@@ -3,9 +3,11 @@
 # machine to the next (the layer and model steps are partly host-bound): builds another source
 # tree beside this one, then runs the layer benchmark and the GPT-2 model benchmarks of both,
 # interleaved, `ROUNDS` times (default 2; odd rounds run the other build first, even rounds this
-# one, so that a drift of the GPU within the run does not favour one build). With BENCH=ops it runs the operator table
-# (bench/cuda_block_sparse_bench.py, extra arguments passed on) of both instead, after this
-# tree's CUDA operator tests. Logs go to $OUT (or ./gpu-logs).
+# one, so that a drift of the GPU within the run does not favour one build). With BENCH=ops it
+# runs the operator table (bench/cuda_block_sparse_bench.py, extra arguments passed on) of both
+# instead, after this tree's CUDA operator tests. Logs go to $OUT (or ./gpu-logs), one per build
+# and round (and the tests' with BENCH=ops; the build logs only when a build fails), so that up to
+# three rounds stay within the eight files the GPU machine sends back.
 #   here:            git archive <revision> | (mkdir -p other-src && tar -x -C other-src)
 #   on the machine:  bash scripts/gpu_compare_builds.sh other-src
 #                    BENCH=ops ROUNDS=1 bash scripts/gpu_compare_builds.sh other-src [--quick]
@@ -15,6 +17,8 @@ other="${1:?usage: gpu_compare_builds.sh OTHER_SOURCE_DIR [operator bench argume
 shift
 out="${OUT:-gpu-logs}"
 mkdir -p "$out"
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
 compilers=()
 if [ -x /usr/bin/g++ ]; then compilers=(-DCMAKE_CXX_COMPILER=/usr/bin/g++ -DCMAKE_CUDA_HOST_COMPILER=/usr/bin/g++); fi
 ops=0
@@ -22,8 +26,9 @@ ops=0
 build() {  # source dir, build dir, targets...
   local src=$1 dir=$2
   shift 2
-  cmake -S "$src" -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=Release "${compilers[@]}" >"$out/build-$(basename "$dir").log" 2>&1 &&
-    cmake --build "$dir" -j "$(($(nproc) / 2))" --target "$@" >>"$out/build-$(basename "$dir").log" 2>&1
+  local log="$work/build-$(basename "$dir").log"
+  { cmake -S "$src" -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=Release "${compilers[@]}" >"$log" 2>&1 &&
+    cmake --build "$dir" -j "$(($(nproc) / 2))" --target "$@" >>"$log" 2>&1; } || { cp "$log" "$out/"; return 1; }
 }
 order() { if [ $(($1 % 2)) = 1 ]; then echo other gpu; else echo gpu other; fi; }  # the builds of round $1
 start=$SECONDS
@@ -34,7 +39,7 @@ else
   build . build-gpu pixelfly_cli bench_pixelfly_linear & this=$!
   build "$other" build-other pixelfly_cli bench_pixelfly_linear & that=$!
 fi
-wait $this || { echo "this tree's build failed"; grep -m10 -A5 error "$out/build-build-gpu.log"; exit 1; }
+wait $this || { echo "this tree's build failed"; grep -m10 -A5 error "$work/build-build-gpu.log"; exit 1; }
 wait $that || { echo "the other tree's build failed"; exit 1; }
 echo "builds: $((SECONDS - start)) s"
 if [ $ops = 1 ]; then
@@ -65,11 +70,15 @@ text=(--set data.name=synthetic-text --set data.synthetic_count=400000 --set dat
       --set data.batch_size=8 --set data.eval_batch_size=8)
 for round in $(seq "${ROUNDS:-2}"); do
   for b in $(order "$round"); do
-    timeout 60 build-$b/bench/bench_pixelfly_linear >"$out/layer-$b-$round.log" 2>&1
+    timeout 60 build-$b/bench/bench_pixelfly_linear >"$work/layer-$b-$round.log" 2>&1
     for model in gpt2-small gpt2-medium; do
-      timeout 90 build-$b/pixelfly bench --set model.preset=$model "${text[@]}" >"$out/$model-$b-$round.log" 2>&1
-      echo "round $round $model build-$b: $(tail -2 "$out/$model-$b-$round.log" | awk '{printf "%s %s ms  ", $1, $4}')"
+      timeout 90 build-$b/pixelfly bench --set model.preset=$model "${text[@]}" >"$work/$model-$b-$round.log" 2>&1
+      echo "round $round $model build-$b: $(tail -2 "$work/$model-$b-$round.log" | awk '{printf "%s %s ms  ", $1, $4}')"
     done
+    for part in layer gpt2-small gpt2-medium; do
+      echo "=== $part"
+      cat "$work/$part-$b-$round.log"
+    done >"$out/models-$b-$round.log"
   done
 done
-for f in "$out"/layer-*.log; do echo "== $f"; tail -5 "$f"; done
+for f in "$work"/layer-*.log; do echo "== $(basename "$f")"; tail -5 "$f"; done

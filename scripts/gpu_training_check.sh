@@ -6,7 +6,11 @@
 # `graph`: the model steps of `bench` each with and without train.cuda_graph, in one process per
 # model (GPT-2 with the paper's clipping at 1.0).
 # Data comes from the Debian packages when present, else from data-cache/ (fashion-mnist/ and
-# kjv.txt, prepared on a machine that has them). Logs and runs go to $OUT (or ./gpu-logs).
+# kjv.txt, prepared on a machine that has them). Logs go to $OUT (or ./gpu-logs): one per stage
+# and a summary, at most eight files for each part (main, bench, graph, gpt2), which is what the
+# GPU machine sends back per call, so run one part per call; run directories and profiler traces
+# go to runs/gpu-training/ (ignored by git, not sent back).
+#   bash scripts/gpu_training_check.sh [all|main|bench|graph|gpt2]
 set -uo pipefail
 out="${OUT:-gpu-logs}"
 mkdir -p "$out"
@@ -14,6 +18,7 @@ cli=build-gpu/pixelfly
 fmnist=/usr/share/datasets/fashion-mnist
 [ -d "$fmnist" ] || fmnist=data-cache/fashion-mnist
 corpus=data-cache/kjv.txt
+runs=runs/gpu-training
 
 stage() {  # stage NAME SECONDS COMMAND...
   local name=$1 limit=$2
@@ -35,7 +40,7 @@ what="${1:-all}"
 if [ "$what" = all ] || [ "$what" = main ]; then
   for v in dense pixelfly; do
     stage "main_job_$v" 300 $cli train --config configs/mixer_fmnist.json --set "data.dir=$fmnist" \
-      --set "model.sparsity=$v" --set "run.dir=$out/runs/main_job/$v"
+      --set "model.sparsity=$v" --set "run.dir=$runs/main_job/$v"
     tail -1 "$out/main_job_$v.log"
   done
 fi
@@ -58,7 +63,7 @@ if [ "$what" = all ] || [ "$what" = graph ]; then
             --variant "pixelfly-graph:model.sparsity=pixelfly;train.cuda_graph=true")
   clip=(--set train.grad_clip=1)
   stage graph_gpt2_medium 300 $cli bench --set model.preset=gpt2-medium "${text[@]}" "${clip[@]}" "${variants[@]}" \
-    --profile "$out/profile-gpt2-medium"
+    --profile "$runs/profile-gpt2-medium"
   stage graph_gpt2_small 200 $cli bench --set model.preset=gpt2-small "${text[@]}" "${clip[@]}" "${variants[@]}"
   stage graph_mixer_b16 300 $cli bench --set model.preset=mixer-b16 "${synthetic_224[@]}" --set data.batch_size=128 \
     "${variants[@]}"
@@ -71,7 +76,7 @@ fi
 if [ "$what" = all ] || [ "$what" = gpt2 ]; then
   for v in dense pixelfly; do
     stage "gpt2_small_kjv_$v" 300 $cli train --config configs/gpt2_small_kjv.json --set "data.corpus_cache=$corpus" \
-      --set "model.sparsity=$v" --set "run.dir=$out/runs/gpt2_small_kjv/$v" --set schedule.epochs=3 \
+      --set "model.sparsity=$v" --set "run.dir=$runs/gpt2_small_kjv/$v" --set schedule.epochs=3 \
       --set schedule.warmup_epochs=1 --set data.steps_per_epoch=100 --set data.eval_batches=20
     tail -2 "$out/gpt2_small_kjv_$v.log"
   done
