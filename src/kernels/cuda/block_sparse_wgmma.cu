@@ -324,16 +324,15 @@ __device__ __forceinline__ LineTile<B> line_tile(const DeviceLayout& layout, con
 // Where one TMA copy of a stage goes: item i of a stage's kPerStage * (1 + kBoxes) copies is
 // chunk c = i / (1 + kBoxes) of the stage, box -1 its activation box, boxes 0.. its weight
 // boxes; q is the chunk's number in the tile's K walk, k its K offset within its term.
-template <int B>
 struct StageItem {
   int c = 0, box = 0, q = 0;
   bool sparse = false, past_union = false;  // past_union: a block-sparse chunk that copies zeros
   int64_t k = 0;
 };
 template <int B>
-__device__ __forceinline__ StageItem<B> stage_item(const LineTile<B>& tile, int step, int item) {
+__device__ __forceinline__ StageItem stage_item(const LineTile<B>& tile, int step, int item) {
   using K = Chunking<B>;
-  StageItem<B> it;
+  StageItem it;
   it.c = item / (1 + K::kBoxes);
   it.box = item % (1 + K::kBoxes) - 1;
   it.q = step * K::kPerStage + it.c;
@@ -347,7 +346,7 @@ __device__ __forceinline__ StageItem<B> stage_item(const LineTile<B>& tile, int 
 // line has no block there.
 template <int B>
 __device__ __forceinline__ int64_t stage_item_entry(const LineTile<B>& tile, int step, int item) {
-  const StageItem<B> it = stage_item(tile, step, item);
+  const StageItem it = stage_item(tile, step, item);
   if (item >= Chunking<B>::kPerStage * (1 + Chunking<B>::kBoxes) || !it.sparse || it.past_union) return -1;
   if (it.box < 0) return tile.union_index[it.k / B];
   if (it.box >= tile.boxes_per_chunk) return -1;
@@ -435,7 +434,7 @@ __global__ void __launch_bounds__(kThreads, kLineBlocksPerSM)
       for (int r = 0; r < kItemsPerLane; ++r) {
         const int item = lane + 32 * r;
         if (item >= kItems) continue;
-        const StageItem<B> it = stage_item(tile, step, item);
+        const StageItem it = stage_item(tile, step, item);
         if (it.box < 0) {
           const uint32_t dst = a_dst + it.c * kAChunkBytes;
           if (it.sparse) {
