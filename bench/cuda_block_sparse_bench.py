@@ -36,7 +36,7 @@ def copy_bandwidth():
 
 
 TOKEN_TILE = 256  # tokens per forward / grad_input tile
-FEATURE_TILE = 128  # features per weight-gradient piece row group (line groups: layout.line_group_features)
+FEATURE_TILE = 128  # features per tile (a group of 128 / block lines)
 PIECE_COLUMNS = 256  # X features per weight-gradient piece
 
 
@@ -44,14 +44,6 @@ def row_lists(layout):
     """The block columns of each block row, CSR order."""
     rp, ci = layout.row_ptr().tolist(), layout.col_idx().tolist()
     return [ci[rp[r]:rp[r + 1]] for r in range(len(rp) - 1)]
-
-
-def line_group_features(layout, transposed):
-    """Features of the line kernels' groups (FEATURE_TILE from libraries older than paired groups,
-    which gpu_compare_builds.sh runs through this script too)."""
-    if not hasattr(layout, "line_group_features"):
-        return FEATURE_TILE
-    return layout.line_group_features(transposed)
 
 
 def tiling_bytes(layout, tokens):
@@ -68,19 +60,16 @@ def tiling_bytes(layout, tokens):
     token_tiles = -(-tokens // TOKEN_TILE)
     weight = layout.nnz() * b * b * 2
 
-    def unions(lists, span):
-        return [len(set().union(*lists[g:g + span])) for g in range(0, len(lists), span)]
+    def unions(lists):
+        return [len(set().union(*lists[g:g + per])) for g in range(0, len(lists), per)]
 
-    # Activation rows over each group's union (a paired group's once: each of its two blocks loads
-    # half and receives both), weights once per token tile, output once.
-    def lines(lists, out_f, transposed):
-        span = line_group_features(layout, transposed) // b
-        return token_tiles * TOKEN_TILE * sum(unions(lists, span)) * b * 2 + token_tiles * weight + tokens * out_f * 2
+    def lines(lists, out_f):  # activation rows over each group's union, weights once per token tile, output once
+        return token_tiles * TOKEN_TILE * sum(unions(lists)) * b * 2 + token_tiles * weight + tokens * out_f * 2
 
-    u_rows = unions(by_row, per)
+    u_rows = unions(by_row)
     piece_rows = sum(-(-u * b // PIECE_COLUMNS) * min(per, rows - g * per) for g, u in enumerate(u_rows))
     dw = tokens * b * 2 * (piece_rows + sum(u_rows)) + 2 * weight  # the result once, in float32
-    return lines(by_row, layout.out_features(), False), lines(col_lists, layout.in_features(), True), dw
+    return lines(by_row, layout.out_features()), lines(col_lists, layout.in_features()), dw
 
 
 def dense_mask(layout):

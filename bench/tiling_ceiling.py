@@ -15,7 +15,7 @@ import sys
 
 import torch
 
-from cuda_block_sparse_bench import FEATURE_TILE, line_group_features, row_lists
+from cuda_block_sparse_bench import FEATURE_TILE, row_lists
 
 torch.ops.load_library(sys.argv[1])
 BlockLayout = torch.classes.pixelfly.BlockLayout
@@ -24,9 +24,8 @@ SHAPES = {"Mixer-B fc1": (3072, 768), "Mixer-B fc2": (768, 3072), "GPT2-M fc1": 
 
 
 def products_per_useful(layout, op):
-    """Products the tiling multiplies over the useful ones: groups of lines times their union
-    (forward and the weight gradient group block rows, grad_input block columns; the forward and
-    grad_input groups are layout.line_group_features wide, the weight gradient's FEATURE_TILE)."""
+    """Products the tiling multiplies over the useful ones: groups of FEATURE_TILE / b lines times
+    their union (forward and the weight gradient group block rows, grad_input block columns)."""
     b = layout.block()
     rows = row_lists(layout)
     cols = [[] for _ in range(-(-layout.in_features() // b))]
@@ -34,7 +33,7 @@ def products_per_useful(layout, op):
         for c in lst:
             cols[c].append(r)
     lines = cols if op == "dX" else rows
-    per = (FEATURE_TILE if op == "dW" else line_group_features(layout, op == "dX")) // b
+    per = FEATURE_TILE // b
     work = sum(min(per, len(lines) - g) * len(set().union(*lines[g:g + per])) for g in range(0, len(lines), per))
     return work / layout.nnz()
 

@@ -43,8 +43,6 @@ const DeviceIndex& LayoutHandle::device_index(const at::Device& device) const {
     for (const GradientPiece& p : schedule.gradient_pieces) {
       pieces.insert(pieces.end(), {p.row_first, p.rows, p.column_offset, p.cols, p.block_offset});
     }
-    index.row_groups_paired = schedule.row_group_features == kPairedGroupFeatures;
-    index.col_groups_paired = schedule.col_group_features == kPairedGroupFeatures;
     index.row_groups = on_device(rows).view({-1, 5});
     index.row_index = on_device(schedule.row_index);
     index.row_blocks = on_device(schedule.row_blocks);
@@ -64,12 +62,6 @@ at::Tensor LayoutHandle::cached_tensor(const std::string& key, const std::functi
   at::Tensor built = build();
   if (built.defined()) tensor_by_key_.emplace(key, built);
   return built;
-}
-
-int64_t LayoutHandle::line_group_features(bool transposed) const {
-  if (kKernelTileFeatures % layout_.block() != 0) return kKernelTileFeatures;
-  const TileSchedule schedule = make_tile_schedule(layout_);
-  return transposed ? schedule.col_group_features : schedule.row_group_features;
 }
 
 at::Tensor LayoutHandle::row_ptr() const {

@@ -59,9 +59,7 @@ cuda::DeviceLayout device_layout(const char* op, const Layout& layout, const at:
     d.num_row_groups = index.row_groups.size(0);
     d.row_index = index.row_index.data_ptr<int64_t>();
     d.row_blocks = index.row_blocks.data_ptr<int64_t>();
-    d.row_groups_paired = index.row_groups_paired;
     d.col_groups = index.col_groups.data_ptr<int64_t>();
-    d.col_groups_paired = index.col_groups_paired;
     d.num_col_groups = index.col_groups.size(0);
     d.col_index = index.col_index.data_ptr<int64_t>();
     d.col_blocks = index.col_blocks.data_ptr<int64_t>();
@@ -106,8 +104,7 @@ const int32_t* tile_order(const Layout& layout, const cuda::DeviceLayout& d, cud
     const TileSchedule schedule = make_tile_schedule(layout->layout());
     std::vector<int64_t> lengths;
     for (const LineGroup& g : transposed ? schedule.col_groups : schedule.row_groups) lengths.push_back(g.length);
-    const bool paired = transposed ? d.col_groups_paired : d.row_groups_paired;
-    return at::tensor(cuda::line_tile_order(lengths, d.block, rank, tokens, paired), at::kInt).to(device);
+    return at::tensor(cuda::line_tile_order(lengths, d.block, rank, tokens), at::kInt).to(device);
   });
   return order.defined() ? order.data_ptr<int32_t>() : nullptr;
 }

@@ -59,8 +59,7 @@ TORCH_LIBRARY(pixelfly, m) {
       .def("density", &LayoutHandle::density)
       .def("row_ptr", &LayoutHandle::row_ptr)
       .def("col_idx", &LayoutHandle::col_idx)
-      .def("to_text", &LayoutHandle::to_text)
-      .def("line_group_features", &LayoutHandle::line_group_features);
+      .def("to_text", &LayoutHandle::to_text);
 
   m.def("block_sparse_linear(Tensor x, Tensor values, __torch__.torch.classes.pixelfly.BlockLayout layout) -> Tensor");
   m.def("block_sparse_linear_grad_input(Tensor grad_y, Tensor values, __torch__.torch.classes.pixelfly.BlockLayout layout) -> Tensor");

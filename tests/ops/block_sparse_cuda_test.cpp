@@ -64,15 +64,10 @@ BlockLayout empty_second_group_layout() {
 }
 
 // Feature counts divisible by 8 take the tensor-core path for float16/bfloat16; the others
-// take the plain kernels. Full layouts (density 1) and the square and Mixer-B flat butterflies
-// have paired groups (tile_schedule.h) in one direction or both; 384 x 200 at block 32 pairs a
-// group of four block rows with nothing (the second block of its cluster computes no line) and
-// seven block columns as four and three.
+// take the plain kernels.
 std::vector<Case> cases() {
   return {
       {empty_second_group_layout(), 300},
-      {random_layout(384, 200, 32, 1.0, 13), 300},
-      {random_layout(520, 264, 64, 1.0, 14), 77},
       {random_layout(384, 640, 16, 0.3, 11), 1001},
       {random_layout(520, 264, 64, 0.4, 12), 77},
       {flat_butterfly_layout({768, 3072, 16, 2, 32}), 300},

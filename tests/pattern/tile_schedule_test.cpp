@@ -47,11 +47,8 @@ void expect_groups(const BlockLayout& l, const std::vector<LineGroup>& groups, c
 void expect_valid(const BlockLayout& l, int64_t tile_features) {
   const TileSchedule s = make_tile_schedule(l, tile_features);
   const int64_t span = tile_features / l.block();
-  for (const int64_t features : {s.row_group_features, s.col_group_features}) {
-    EXPECT_TRUE(features == tile_features || features == 2 * tile_features) << features;
-  }
-  expect_groups(l, s.row_groups, s.row_index, s.row_blocks, l.block_rows(), s.row_group_features / l.block(), true);
-  expect_groups(l, s.col_groups, s.col_index, s.col_blocks, l.block_cols(), s.col_group_features / l.block(), false);
+  expect_groups(l, s.row_groups, s.row_index, s.row_blocks, l.block_rows(), span, true);
+  expect_groups(l, s.col_groups, s.col_index, s.col_blocks, l.block_cols(), span, false);
   std::vector<int> seen(l.nnz(), 0);
   for (const GradientPiece& p : s.gradient_pieces) {
     EXPECT_LE(p.rows, span);
@@ -79,30 +76,12 @@ TEST(TileSchedule, CoversEveryLineAndBlockOnceWithTheKernelsTables) {
   }
 }
 
-TEST(TileSchedule, AlignedButterflyGroupsArePairedAndHaveNoEmptyPositions) {
-  // 4096 x 1024 at n=16, b=32: cells are 256 x 64, so each 8-row group shares one list and the
-  // row groups are paired (256 features) at no extra products.
+TEST(TileSchedule, AlignedButterflyGroupsHaveNoEmptyPositions) {
+  // 4096 x 1024 at n=16, b=32: cells are 256 x 64, so each 4-row group shares one list.
   const BlockLayout l = flat_butterfly_layout({4096, 1024, 16, 2, 32});
   const TileSchedule s = make_tile_schedule(l);
   for (int64_t v : s.row_blocks) EXPECT_GE(v, 0);
-  EXPECT_EQ(s.row_group_features, kPairedGroupFeatures);
-  EXPECT_EQ(s.row_groups.size(), 16u);
-  // The weight gradient keeps pieces of 128 rows.
-  for (const GradientPiece& p : s.gradient_pieces) EXPECT_EQ(p.rows, 4);
-}
-
-TEST(TileSchedule, GroupsArePairedOnlyWhereTheUnionsHardlyGrow) {
-  // Mixer-B fc2 (768 x 3072 at n=16, k=2, b=32): the row groups' unions are 1.6x the useful
-  // products at 128 features and 2.4x at 256 (not paired); the column groups' 1.07x and 1.20x
-  // (paired).
-  const TileSchedule s = make_tile_schedule(flat_butterfly_layout({768, 3072, 16, 2, 32}));
-  EXPECT_EQ(s.row_group_features, kKernelTileFeatures);
-  EXPECT_EQ(s.col_group_features, kPairedGroupFeatures);
-  // A full layout's unions never grow: paired both ways, the last pair half empty.
-  const TileSchedule full = make_tile_schedule(random_layout(384, 640, 32, 1.0, 4));
-  EXPECT_EQ(full.row_group_features, kPairedGroupFeatures);
-  EXPECT_EQ(full.row_groups.size(), 2u);
-  EXPECT_EQ(full.row_groups[1].count, 4);
+  EXPECT_EQ(s.row_groups.size(), 32u);
 }
 
 TEST(TileSchedule, RejectsATileThatIsNotWholeBlocks) {

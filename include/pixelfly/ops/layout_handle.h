@@ -26,10 +26,9 @@ struct DeviceIndex {
   at::Tensor flat_positions;   // nnz, block_row * block_cols + block_col
   // The tile schedule of the tensor-core kernels (pattern/tile_schedule.h): groups and pieces
   // as int64 rows of 5, with their tables; undefined when the block does not divide
-  // kKernelTileFeatures. Row (column) groups of kPairedGroupFeatures where paired.
+  // kKernelTileFeatures.
   at::Tensor row_groups, row_index, row_blocks;
   at::Tensor col_groups, col_index, col_blocks;
-  bool row_groups_paired = false, col_groups_paired = false;
   at::Tensor gradient_pieces, gradient_columns, gradient_blocks;
 };
 
@@ -58,9 +57,6 @@ class LayoutHandle : public torch::CustomClassHolder {
   at::Tensor row_ptr() const;
   at::Tensor col_idx() const;
   std::string to_text() const { return layout_.to_text(); }
-  // Features of the tensor-core kernels' line groups for the forward (transposed false) or
-  // grad_input: kKernelTileFeatures, or kPairedGroupFeatures where paired (tile_schedule.h).
-  int64_t line_group_features(bool transposed) const;
 
  private:
   BlockLayout layout_;

@@ -6,10 +6,6 @@
 //   grad_weight a row group and up to kGradientPieceFeatures of its union columns; K walks tokens.
 // Where a line has no block at a position of the union, the kernel reads zeros (and writes
 // nothing), so layouts whose cells do not align with tiles still fill whole tiles.
-// A direction's line groups are twice as wide (kPairedGroupFeatures) where its kernel runs them
-// on pairs of thread blocks sharing one activation tile (a cluster of two, each block computing
-// half of the group's features): wherever the wider unions multiply at most
-// kPairedProductsLimit times the products of the narrow ones.
 #pragma once
 
 #include <cstdint>
@@ -24,12 +20,6 @@ constexpr int64_t kKernelTileFeatures = 128;
 // Columns of a weight-gradient piece: two tiles wide, so that a piece reads its rows of dY once
 // for twice the columns of X.
 constexpr int64_t kGradientPieceFeatures = 2 * kKernelTileFeatures;
-// Features of a paired line group, and the most products (lines times union, summed over the
-// groups) the paired groups may multiply against the narrow ones: a paired block loads half of
-// the activation tile and all of its weight boxes, two thirds of a narrow block's bytes for the
-// same K steps.
-constexpr int64_t kPairedGroupFeatures = 2 * kKernelTileFeatures;
-constexpr double kPairedProductsLimit = 1.25;
 
 // Lines [first, first + count) computed together. Their union index list is
 // index[index_offset .. index_offset + length) (ascending), and blocks[block_offset + i * length + k]
@@ -54,10 +44,6 @@ struct GradientPiece {
 };
 
 struct TileSchedule {
-  // Features of a row (column) group: the tile_features the schedule was made for, or twice
-  // that where the groups are paired (see above).
-  int64_t row_group_features = kKernelTileFeatures;
-  int64_t col_group_features = kKernelTileFeatures;
   std::vector<LineGroup> row_groups;  // covers every block row once, empty rows included
   std::vector<int64_t> row_index, row_blocks;
   std::vector<LineGroup> col_groups;  // covers every block column once, empty columns included
@@ -66,10 +52,9 @@ struct TileSchedule {
   std::vector<int64_t> gradient_columns, gradient_blocks;
 };
 
-// Weight-gradient pieces hold at most tile_features / block rows and 2 * tile_features / block
-// columns, line groups tile_features / block lines, or twice that where pairing pays off;
-// tile_features must be a positive multiple of the block size (throws std::invalid_argument
-// otherwise).
+// Groups (and weight-gradient pieces) hold at most tile_features / block lines, pieces at most
+// 2 * tile_features / block columns; tile_features must be a positive multiple of the block size
+// (throws std::invalid_argument otherwise).
 TileSchedule make_tile_schedule(const BlockLayout& layout, int64_t tile_features = kKernelTileFeatures);
 
 }  // namespace pixelfly

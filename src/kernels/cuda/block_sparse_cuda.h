@@ -36,15 +36,12 @@ struct DeviceLayout {
   const int64_t* block_row = nullptr;        // nnz, CSR order -> block row
   // The tile schedule (pattern/tile_schedule.h) flattened: 5 int64 per LineGroup (first, count,
   // index_offset, length, block_offset) and per GradientPiece (row_first, rows, column_offset,
-  // cols, block_offset), with their index and block tables. Paired groups (tile_schedule.h) are
-  // kPairedGroupFeatures wide and run on clusters of two thread blocks.
+  // cols, block_offset), with their index and block tables.
   const int64_t* row_groups = nullptr;
-  bool row_groups_paired = false;
   int64_t num_row_groups = 0;
   const int64_t* row_index = nullptr;
   const int64_t* row_blocks = nullptr;
   const int64_t* col_groups = nullptr;
-  bool col_groups_paired = false;
   int64_t num_col_groups = 0;
   const int64_t* col_index = nullptr;
   const int64_t* col_blocks = nullptr;
@@ -77,13 +74,12 @@ struct Epilogue {
 
 // The order in which the tensor-core forward (group_lengths: the layout's row groups) or
 // grad_input (its column groups) kernel deals its tiles of `tokens` tokens, low-rank term of
-// `rank`, over the current device's thread blocks (clusters of two where the groups are
-// `paired`): offsets then tiles (launch_shape.h, balanced_tile_order), largest tiles first to the
-// least loaded block. Built on the host once
+// `rank`, over the current device's thread blocks: offsets then tiles (launch_shape.h,
+// balanced_tile_order), largest tiles first to the least loaded block. Built on the host once
 // per layout, token count and rank; the caller copies it to the device and passes it to the
 // calls below as `order`, which may also be null (tiles dealt round-robin).
 std::vector<int32_t> line_tile_order(const std::vector<int64_t>& group_lengths, int64_t block, int64_t rank,
-                                     int64_t tokens, bool paired);
+                                     int64_t tokens);
 
 // True when the fused kernels run this layout, dtype and rank (the tensor-core conditions above,
 // and a rank that is a multiple of 8).

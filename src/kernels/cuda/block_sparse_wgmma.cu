@@ -43,7 +43,6 @@ using device::tma_load;
 
 constexpr int kTile = 128;  // features of a line tile; rows and columns of a weight-gradient piece
 static_assert(kTile == kKernelTileFeatures, "the schedule must be built for this kernel's tile");
-static_assert(kPairedGroupFeatures == 2 * kTile, "a paired group is two blocks' tiles");
 constexpr int kConsumers = 256;              // two warpgroups
 constexpr int kThreads = kConsumers + 32;    // and the producer warp
 constexpr int kProducerWarp = kConsumers / 32;
@@ -160,33 +159,19 @@ __device__ __forceinline__ void mma_64x128x16(float (&d)[64], uint64_t a, uint64
 // numbered across all the tiles a block computes: step i uses stage i % kStages in phase
 // (i / kStages) & 1 (32-bit: the division by a stage count that is not a power of two stays a
 // short multiply, where a 64-bit one took a dozen instructions per step on each thread).
-// In a pair (a cluster of two blocks whose producers each copy half of every activation box into
-// both blocks' stages), a stage is free once the consumers of both blocks have released it.
 template <int kStages, int kABytes, int kBBytes>
 struct Ring {
   uint32_t a, b, extra, full, empty;
-  bool paired;
-  uint32_t peer_empty;  // in a pair, the other block's empty barriers
   __device__ uint32_t stage(uint32_t i) const { return i % kStages; }
   __device__ uint32_t phase(uint32_t i) const { return (i / kStages) & 1u; }
   __device__ uint32_t full_bar(uint32_t i) const { return full + 8 * stage(i); }
   __device__ uint32_t empty_bar(uint32_t i) const { return empty + 8 * stage(i); }
   __device__ uint32_t a_stage(uint32_t i) const { return a + stage(i) * kABytes; }
   __device__ uint32_t b_stage(uint32_t i) const { return b + stage(i) * kBBytes; }
-  // Called by every consumer thread once its warp's products on step i's stage are done: one
-  // arrival per warp on this block's barrier and, in a pair, on the other block's.
-  __device__ void release(uint32_t i) const {
-    __syncwarp();
-    if (threadIdx.x % 32 == 0) {
-      device::barrier_arrive(empty_bar(i));
-      if (paired) device::barrier_arrive_cluster(peer_empty + 8 * stage(i));
-    }
-  }
 };
 
 template <int kStages, int kABytes, int kBBytes>
-__device__ __forceinline__ Ring<kStages, kABytes, kBBytes> make_ring(unsigned char* raw, int extra_bytes,
-                                                                     bool paired) {
+__device__ __forceinline__ Ring<kStages, kABytes, kBBytes> make_ring(unsigned char* raw, int extra_bytes) {
   const uint32_t base = smem_address(raw);
   Ring<kStages, kABytes, kBBytes> r;
   r.a = base + ((kAlign - (base & (kAlign - 1))) & (kAlign - 1));
@@ -194,21 +179,14 @@ __device__ __forceinline__ Ring<kStages, kABytes, kBBytes> make_ring(unsigned ch
   r.extra = r.b + kStages * kBBytes;
   r.full = r.extra + extra_bytes;
   r.empty = r.full + 8 * kStages;
-  r.paired = paired;
-  r.peer_empty = paired ? device::peer_address(r.empty, device::cluster_rank() ^ 1u) : 0;
   if (threadIdx.x == 0) {
     for (int s = 0; s < kStages; ++s) {
       device::barrier_init(r.full + 8 * s, 1);
-      device::barrier_init(r.empty + 8 * s, (paired ? 2 : 1) * kConsumers / 32);
+      device::barrier_init(r.empty + 8 * s, kConsumers);
     }
     device::barrier_init_fence();
   }
-  // The other block of a pair copies into this one's stages and arrives on its barriers.
-  if (paired) {
-    device::cluster_sync();
-  } else {
-    __syncthreads();
-  }
+  __syncthreads();
   return r;
 }
 
@@ -243,12 +221,12 @@ __device__ __forceinline__ void consume(float (&d)[kProducts][64], const Ring& r
     issue(i - first, i);
     wgmma_commit();
     wgmma_wait<kGroups>();  // the previous stage's products are done
-    if (i > first) ring.release(i - 1);
+    if (i > first) barrier_arrive(ring.empty_bar(i - 1));
   }
   wgmma_wait<0>();
 #pragma unroll
   for (int s = 0; s < kProducts; ++s) fence_accumulators(d[s]);
-  if (steps > 0) ring.release(first + steps - 1);
+  if (steps > 0) barrier_arrive(ring.empty_bar(first + steps - 1));
 }
 
 // Row (within its warpgroup's 64 x 128 product) and column of this thread's accumulators
@@ -259,20 +237,19 @@ __device__ __forceinline__ int accumulator_row(int warp, int lane, int h) {
 __device__ __forceinline__ int accumulator_col(int lane, int j) { return 8 * j + 2 * (lane % 4); }
 
 // ----- forward (kTransposed = false) and grad_input (kTransposed = true) ----------------------
-// The tiles of slot s of `slots` (a block, or a pair of blocks), in order: its list in the
-// host-built order (offsets, then tiles; see launch_shape.h), or without one tiles s, s + slots, ...
+// The tiles of this block, in order: its list in the host-built order (offsets, then tiles; see
+// launch_shape.h), or without one tiles b, b + grid, ...
 struct BlockTiles {
   const int32_t* list = nullptr;
   int64_t count = 0;
-  uint32_t slot = 0, slots = 1;
-  __device__ int64_t operator[](int64_t j) const { return list != nullptr ? list[j] : slot + j * slots; }
+  __device__ int64_t operator[](int64_t j) const { return list != nullptr ? list[j] : blockIdx.x + j * gridDim.x; }
 };
-__device__ __forceinline__ BlockTiles block_tiles(const int32_t* order, int64_t tiles, uint32_t slot, uint32_t slots) {
+__device__ __forceinline__ BlockTiles block_tiles(const int32_t* order, int64_t tiles) {
   if (order != nullptr) {
-    const int32_t begin = order[slot], end = order[slot + 1];
-    return BlockTiles{order + slots + 1 + begin, end - begin, slot, slots};
+    const int32_t begin = order[blockIdx.x], end = order[blockIdx.x + 1];
+    return BlockTiles{order + gridDim.x + 1 + begin, end - begin};
   }
-  return BlockTiles{nullptr, slot < tiles ? (tiles - slot + slots - 1) / slots : 0, slot, slots};
+  return BlockTiles{nullptr, blockIdx.x < tiles ? (tiles - blockIdx.x + gridDim.x - 1) / gridDim.x : 0};
 }
 
 // One tile: a group of lines (128 output features) by kTokens tokens; tile t is group t % groups
@@ -323,19 +300,15 @@ struct LineTile {
   }
 };
 
-// In a pair, block `pair_rank` computes lines pair_rank * 128 / B.. of the group (0 otherwise).
 template <int B, bool kTransposed>
 __device__ __forceinline__ LineTile<B> line_tile(const DeviceLayout& layout, const GroupRecord& g, int64_t tile,
-                                                 int64_t groups, int64_t rank, bool low_rank_first,
-                                                 uint32_t pair_rank) {
+                                                 int64_t groups, int64_t rank, bool low_rank_first) {
   using K = Chunking<B>;
   LineTile<B> t;
-  const int64_t first = pair_rank * (kTile / B);  // of the group's lines, this block's first
-  const int64_t lines = g.lines - first < kTile / B ? g.lines - first : kTile / B;
   t.length = g.length;
   t.union_index = (kTransposed ? layout.col_index : layout.row_index) + g.union_offset;
-  t.line_blocks = (kTransposed ? layout.col_blocks : layout.row_blocks) + g.blocks_offset + first * g.length;
-  t.feature0 = static_cast<int>((g.first_line + first) * B);
+  t.line_blocks = (kTransposed ? layout.col_blocks : layout.row_blocks) + g.blocks_offset;
+  t.feature0 = static_cast<int>(g.first_line * B);
   t.token0 = static_cast<int>((tile / groups) * kTokens);
   t.sparse_chunks = static_cast<int>(t.length * B / K::C);
   const int rank_chunks = static_cast<int>((rank + K::C - 1) / K::C);
@@ -343,7 +316,7 @@ __device__ __forceinline__ LineTile<B> line_tile(const DeviceLayout& layout, con
   t.steps = static_cast<int>(line_tile_steps(t.length, B, rank));
   t.low_rank_first = low_rank_first;
   t.first_chunks = low_rank_first ? rank_chunks : t.sparse_chunks;
-  const int line_end = lines > 0 ? static_cast<int>(lines * B) : 0;  // features of this block's lines
+  const int line_end = static_cast<int>(g.lines * B);  // features of this group's lines inside the tile
   t.boxes_per_chunk = (line_end + K::C - 1) / K::C < K::kBoxes ? (line_end + K::C - 1) / K::C : K::kBoxes;
   return t;
 }
@@ -402,11 +375,7 @@ __device__ __forceinline__ TileInfo load_tile_info(uint32_t slot) {
 
 // Maps: in_map (tokens x in, boxes kTokens x C), weight_map (values as nnz * B rows of B, boxes
 // C x C), low_rank_a_map (tokens x rank, kTokens x C), low_rank_b_map (forward: out x rank,
-// grad_input: rank x out; C x C), out_map (tokens x out, 64 x 64). Where the direction's groups
-// are paired (tile_schedule.h) the grid is made of clusters of two blocks, each computing 128 of
-// its group's 256 features: both walk the group's union in step, and each block's producer
-// copies half of every activation box (the in_map and low_rank_a_map boxes are kTokens / 2 rows)
-// into the stages of both, so that a block loads two thirds of the bytes per stage from L2.
+// grad_input: rank x out; C x C), out_map (tokens x out, 64 x 64).
 template <typename T, int B, bool kTransposed>
 __global__ void __launch_bounds__(kThreads, kLineBlocksPerSM)
     line_group_kernel(const __grid_constant__ CUtensorMap in_map, const __grid_constant__ CUtensorMap weight_map,
@@ -417,15 +386,8 @@ __global__ void __launch_bounds__(kThreads, kLineBlocksPerSM)
   using K = Chunking<B>;
   extern __shared__ unsigned char smem_raw[];
   constexpr int kAChunkBytes = kTokens * 2 * K::C;  // one K chunk of the activations
-  const bool paired = kTransposed ? layout.col_groups_paired : layout.row_groups_paired;
-  const auto ring = make_ring<LineConfig::kStages, LineConfig::kABytes, LineConfig::kBBytes>(
-      smem_raw, LineConfig::kExtraBytes, paired);
-  const uint32_t pair_rank = paired ? device::cluster_rank() : 0;
-  // A block of a pair leaves once both have finished: until then the other block's copies land in
-  // its shared memory and the other block's consumers arrive on its barriers.
-  auto leave = [&] {
-    if (paired) device::cluster_sync();
-  };
+  const auto ring =
+      make_ring<LineConfig::kStages, LineConfig::kABytes, LineConfig::kBBytes>(smem_raw, LineConfig::kExtraBytes);
   const int64_t groups = kTransposed ? layout.num_col_groups : layout.num_row_groups;
   const int64_t tiles = groups * ((tokens + kTokens - 1) / kTokens);
   const int64_t in_features = kTransposed ? layout.out_features : layout.in_features;
@@ -435,16 +397,13 @@ __global__ void __launch_bounds__(kThreads, kLineBlocksPerSM)
   // The mix g (1 without one), read where it is used rather than kept beside the accumulators.
   auto mix = [&] { return epilogue.mix != nullptr ? device::load_scalar(epilogue.mix, epilogue.mix_kind) : 1.f; };
   const bool low_rank_first = epilogue.mix != nullptr && mix() > 0.5f;
-  const BlockTiles mine = block_tiles(order, tiles, blockIdx.x >> paired, gridDim.x >> paired);
+  const BlockTiles mine = block_tiles(order, tiles);
 
   const uint32_t info = ring.extra + LineConfig::kInfoOffset, mix_slot = ring.extra + LineConfig::kMixOffset;
   auto info_slot = [&](uint32_t i) { return info + ring.stage(i) * LineConfig::kInfoBytes; };
 
   if (warp == kProducerWarp) {
-    if (mine.count == 0) {
-      leave();
-      return;
-    }
+    if (mine.count == 0) return;
     const int null_row = static_cast<int>(layout.nnz * B);  // first row past the weight: reads zeros
     const int64_t* records = kTransposed ? layout.col_groups : layout.row_groups;
     if (lane == 0) device::store_shared(mix_slot, __float_as_uint(mix()));  // announced with the first stage
@@ -455,7 +414,7 @@ __global__ void __launch_bounds__(kThreads, kLineBlocksPerSM)
     int64_t next_tile = mine.count > 1 ? mine[1] : 0, after_next_tile = mine.count > 2 ? mine[2] : 0;
     GroupRecord next = mine.count > 1 ? load_record(records, next_tile % groups) : GroupRecord{};
     LineTile<B> tile = line_tile<B, kTransposed>(layout, load_record(records, mine[0] % groups), mine[0], groups, rank,
-                                                 low_rank_first, pair_rank);
+                                                 low_rank_first);
     constexpr int kItems = K::kPerStage * (1 + K::kBoxes), kItemsPerLane = (kItems + 31) / 32;
     int64_t entry[kItemsPerLane];
 #pragma unroll
@@ -477,14 +436,12 @@ __global__ void __launch_bounds__(kThreads, kLineBlocksPerSM)
         if (item >= kItems) continue;
         const StageItem it = stage_item(tile, step, item);
         if (it.box < 0) {
-          const CUtensorMap* map = it.sparse ? &in_map : &low_rank_a_map;
-          const int64_t col = !it.sparse ? it.k : it.past_union ? in_features : entry[r] * B + it.k % B;
-          if (paired) {  // this block's half of the box, into both blocks
-            const uint32_t dst = a_dst + it.c * kAChunkBytes + pair_rank * (kAChunkBytes / 2);
-            device::tma_load_multicast(dst, map, static_cast<int>(col), tile.token0 + pair_rank * (kTokens / 2), bar,
-                                       0x3);
+          const uint32_t dst = a_dst + it.c * kAChunkBytes;
+          if (it.sparse) {
+            const int64_t col = it.past_union ? in_features : entry[r] * B + it.k % B;
+            tma_load(dst, &in_map, static_cast<int>(col), tile.token0, bar);
           } else {
-            tma_load(a_dst + it.c * kAChunkBytes, map, static_cast<int>(col), tile.token0, bar);
+            tma_load(dst, &low_rank_a_map, static_cast<int>(it.k), tile.token0, bar);
           }
           continue;
         }
@@ -506,7 +463,7 @@ __global__ void __launch_bounds__(kThreads, kLineBlocksPerSM)
       }
       if (++step == tile.steps) {
         if (++j == mine.count) break;
-        tile = line_tile<B, kTransposed>(layout, next, next_tile, groups, rank, low_rank_first, pair_rank);
+        tile = line_tile<B, kTransposed>(layout, next, next_tile, groups, rank, low_rank_first);
         next_tile = after_next_tile;
         if (j + 1 < mine.count) next = load_record(records, next_tile % groups);
         if (j + 2 < mine.count) after_next_tile = mine[j + 2];
@@ -515,7 +472,6 @@ __global__ void __launch_bounds__(kThreads, kLineBlocksPerSM)
 #pragma unroll
       for (int r = 0; r < kItemsPerLane; ++r) entry[r] = stage_item_entry(tile, step, lane + 32 * r);
     }
-    leave();
     return;
   }
 
@@ -638,7 +594,6 @@ __global__ void __launch_bounds__(kThreads, kLineBlocksPerSM)
     }
   }
   if (storer) device::tma_store_wait_all();
-  leave();
 #else
   __trap();  // built without sm_90a; the host never launches this (see available())
 #endif
@@ -660,7 +615,7 @@ __global__ void __launch_bounds__(kThreads, kGradientBlocksPerSM)
   constexpr int kXBoxBytes = kStep * 2 * K::C;
   constexpr int kHalfBoxes = kTile / K::C;  // X boxes of one 128-column product
   extern __shared__ unsigned char smem_raw[];
-  const auto ring = make_ring<kGradientStages, kGradientABytes, kGradientBBytes>(smem_raw, 0, false);
+  const auto ring = make_ring<kGradientStages, kGradientABytes, kGradientBBytes>(smem_raw, 0);
 
   const int64_t* p = layout.gradient_pieces + 5 * static_cast<int64_t>(blockIdx.x);
   const int64_t row_begin = p[0], rows = p[1], cols = p[3];
@@ -737,34 +692,6 @@ __global__ void __launch_bounds__(kThreads, kGradientBlocksPerSM)
 #endif
 }
 
-// The line kernels' thread blocks that the current device runs at once, or with `paired` its
-// clusters of two (asked of the occupancy calculator once: every line kernel has the same
-// threads and shared memory).
-int64_t line_slots(bool paired) {
-  if (!paired) return kLineBlocksPerSM * device::multiprocessors();
-  static const int64_t clusters = [] {
-    constexpr auto kernel = line_group_kernel<__nv_bfloat16, 32, false>;
-    int count = 0;
-    cudaLaunchConfig_t config{};
-    config.gridDim = dim3(static_cast<unsigned>(2 * device::multiprocessors()));
-    config.blockDim = dim3(kThreads);
-    config.dynamicSmemBytes = LineConfig::kShared;
-    cudaLaunchAttribute cluster{};
-    cluster.id = cudaLaunchAttributeClusterDimension;
-    cluster.val.clusterDim.x = 2;
-    cluster.val.clusterDim.y = 1;
-    cluster.val.clusterDim.z = 1;
-    config.attrs = &cluster;
-    config.numAttrs = 1;
-    if (device::allow_shared_memory<kernel>(LineConfig::kShared) != cudaSuccess ||
-        cudaOccupancyMaxActiveClusters(&count, kernel, &config) != cudaSuccess || count < 1) {
-      count = device::multiprocessors() / 2;
-    }
-    return static_cast<int64_t>(count);
-  }();
-  return clusters;
-}
-
 template <typename T, int B, bool kTransposed>
 cudaError_t launch_lines(const DeviceLayout& layout, int64_t tokens, const void* in, const void* values,
                          const Epilogue& epilogue, void* out, const int32_t* order, cudaStream_t stream) {
@@ -775,17 +702,14 @@ cudaError_t launch_lines(const DeviceLayout& layout, int64_t tokens, const void*
   const int64_t in_features = kTransposed ? layout.out_features : layout.in_features;
   const int64_t out_features = kTransposed ? layout.in_features : layout.out_features;
   const int64_t rank = epilogue.rank;
-  const bool paired = kTransposed ? layout.col_groups_paired : layout.row_groups_paired;
-  const int activation_rows = paired ? kTokens / 2 : kTokens;  // of an activation box
   CUtensorMap in_map{}, weight_map{}, low_rank_a_map{}, low_rank_b_map{}, out_map{};
-  cudaError_t e =
-      encode_tensor_map(&in_map, in, bf16, tokens, in_features, in_features, activation_rows, K::C, K::kSwizzle);
+  cudaError_t e = encode_tensor_map(&in_map, in, bf16, tokens, in_features, in_features, kTokens, K::C, K::kSwizzle);
   if (e == cudaSuccess && layout.nnz > 0) {
     e = encode_tensor_map(&weight_map, values, bf16, layout.nnz * B, B, B, K::C, K::C, K::kSwizzle);
   }
   if (e == cudaSuccess && rank > 0) {
-    e = encode_tensor_map(&low_rank_a_map, epilogue.low_rank_a, bf16, tokens, rank, epilogue.low_rank_a_pitch,
-                          activation_rows, K::C, K::kSwizzle);
+    e = encode_tensor_map(&low_rank_a_map, epilogue.low_rank_a, bf16, tokens, rank, epilogue.low_rank_a_pitch, kTokens,
+                          K::C, K::kSwizzle);
     if (e == cudaSuccess) {
       e = kTransposed ? encode_tensor_map(&low_rank_b_map, epilogue.low_rank_b, bf16, rank, out_features, out_features,
                                           K::C, K::C, K::kSwizzle)
@@ -798,25 +722,14 @@ cudaError_t launch_lines(const DeviceLayout& layout, int64_t tokens, const void*
   }
   if (e != cudaSuccess) return e;
   const int64_t tiles = groups * ((tokens + kTokens - 1) / kTokens);
-  const int64_t slots = line_slots(paired);
-  // With an order, the slots line_tile_order dealt to (the same count: it reads the same slots).
-  const int64_t used = order != nullptr ? std::min(tiles, slots) : persistent_blocks(tiles, groups, slots);
+  const int64_t slots = kLineBlocksPerSM * device::multiprocessors();
+  // With an order, the blocks line_tile_order dealt to (the same count: it reads the same slots).
+  const int64_t blocks = order != nullptr ? std::min(tiles, slots) : persistent_blocks(tiles, groups, slots);
   constexpr auto kernel = line_group_kernel<T, B, kTransposed>;
   if (cudaError_t a = device::allow_shared_memory<kernel>(LineConfig::kShared); a != cudaSuccess) return a;
-  cudaLaunchConfig_t config{};
-  config.gridDim = dim3(static_cast<unsigned>(paired ? 2 * used : used));
-  config.blockDim = dim3(kThreads);
-  config.dynamicSmemBytes = LineConfig::kShared;
-  config.stream = stream;
-  cudaLaunchAttribute cluster{};
-  cluster.id = cudaLaunchAttributeClusterDimension;
-  cluster.val.clusterDim.x = paired ? 2 : 1;
-  cluster.val.clusterDim.y = 1;
-  cluster.val.clusterDim.z = 1;
-  config.attrs = &cluster;
-  config.numAttrs = paired ? 1 : 0;
-  return cudaLaunchKernelEx(&config, kernel, in_map, weight_map, low_rank_a_map, low_rank_b_map, out_map, layout,
-                            tokens, epilogue, order);
+  kernel<<<static_cast<unsigned>(blocks), kThreads, LineConfig::kShared, stream>>>(
+      in_map, weight_map, low_rank_a_map, low_rank_b_map, out_map, layout, tokens, epilogue, order);
+  return cudaGetLastError();
 }
 
 template <typename T, int B>
@@ -908,12 +821,13 @@ cudaError_t accumulate_grad_weight(const DeviceLayout& layout, ScalarKind kind, 
 namespace pixelfly::kernels::cuda {
 
 std::vector<int32_t> line_tile_order(const std::vector<int64_t>& group_lengths, int64_t block, int64_t rank,
-                                     int64_t tokens, bool paired) {
+                                     int64_t tokens) {
   std::vector<int64_t> cost;
   cost.reserve(group_lengths.size());
   // A tile costs its K steps and about one more for its epilogue.
   for (const int64_t length : group_lengths) cost.push_back(wgmma::line_tile_steps(length, block, rank) + 1);
-  return balanced_tile_order(cost, (tokens + wgmma::kTokens - 1) / wgmma::kTokens, wgmma::line_slots(paired));
+  return balanced_tile_order(cost, (tokens + wgmma::kTokens - 1) / wgmma::kTokens,
+                             wgmma::kLineBlocksPerSM * device::multiprocessors());
 }
 
 }  // namespace pixelfly::kernels::cuda

@@ -34,13 +34,6 @@ __device__ __forceinline__ void barrier_arrive(uint32_t bar) {
 __device__ __forceinline__ void barrier_arrive_expect(uint32_t bar, uint32_t bytes) {
   asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(bar), "r"(bytes) : "memory");
 }
-// Arrives on a barrier of another block of the cluster (an address from peer_address). Release
-// at the block's scope only: a release at cluster scope compiles to a MEMBAR.ALL.GPU, which waits
-// for this thread's outstanding global memory operations; what the other block waits for here
-// (the end of this block's tensor-core reads of a stage) needs no fence.
-__device__ __forceinline__ void barrier_arrive_cluster(uint32_t bar) {
-  asm volatile("mbarrier.arrive.shared::cluster.b64 _, [%0];\n" ::"r"(bar) : "memory");
-}
 // Blocks until the phase with parity `parity` has completed.
 __device__ __forceinline__ void barrier_wait(uint32_t bar, uint32_t parity) {
   uint32_t done = 0;
@@ -60,16 +53,6 @@ __device__ __forceinline__ void tma_load(uint32_t dst, const void* map, int col,
       "cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3}], [%4];\n" ::"r"(
           dst),
       "l"(reinterpret_cast<uint64_t>(map)), "r"(col), "r"(row), "r"(bar)
-      : "memory");
-}
-// The same copy into the same shared-memory offset of every block of the cluster in `blocks` (a
-// bit per block rank), completing on the barrier at `bar` in each.
-__device__ __forceinline__ void tma_load_multicast(uint32_t dst, const void* map, int col, int row, uint32_t bar,
-                                                   uint16_t blocks) {
-  asm volatile(
-      "cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes.multicast::cluster"
-      " [%0], [%1, {%2, %3}], [%4], %5;\n" ::"r"(dst),
-      "l"(reinterpret_cast<uint64_t>(map)), "r"(col), "r"(row), "r"(bar), "h"(blocks)
       : "memory");
 }
 // Shared -> global box at (col, row); tma_store_commit closes this thread's group of stores.
@@ -100,26 +83,6 @@ __device__ __forceinline__ void copy16_async(uint32_t dst, const void* src, uint
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(bytes) : "memory");
 }
 __device__ __forceinline__ void copy_async_wait_all() { asm volatile("cp.async.wait_all;\n" ::: "memory"); }
-
-// ----- clusters ---------------------------------------------------------------------------------
-// This block's rank in its cluster.
-__device__ __forceinline__ uint32_t cluster_rank() {
-  uint32_t r;
-  asm volatile("mov.u32 %0, %%cluster_ctarank;\n" : "=r"(r));
-  return r;
-}
-// The address of `address` (this block's shared memory) in the shared memory of block `rank` of
-// the cluster.
-__device__ __forceinline__ uint32_t peer_address(uint32_t address, uint32_t rank) {
-  uint32_t r;
-  asm volatile("mapa.shared::cluster.u32 %0, %1, %2;\n" : "=r"(r) : "r"(address), "r"(rank));
-  return r;
-}
-// Waits until every thread of the cluster has arrived here; orders shared-memory accesses
-// before it (barrier initialisation included) before those after it, across the cluster.
-__device__ __forceinline__ void cluster_sync() {
-  asm volatile("barrier.cluster.arrive.release;\nbarrier.cluster.wait.acquire;\n" ::: "memory");
-}
 
 __device__ __forceinline__ void store_shared(uint32_t address, uint32_t v) {
   asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(address), "r"(v) : "memory");
