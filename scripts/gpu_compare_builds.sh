@@ -5,9 +5,11 @@
 # interleaved, `ROUNDS` times (default 2; odd rounds run the other build first, even rounds this
 # one, so that a drift of the GPU within the run does not favour one build). With BENCH=ops it
 # runs the operator table (bench/cuda_block_sparse_bench.py, extra arguments passed on) of both
-# instead, after this tree's CUDA operator tests. Logs go to $OUT (or ./gpu-logs), one per build
-# and round (and the tests' with BENCH=ops; the build logs only when a build fails), so that up to
-# three rounds stay within the eight files the GPU machine sends back.
+# instead, after this tree's CUDA operator tests, each build through its own tree's script (a
+# script that calls what only one build has would otherwise fail on the other). Logs go to $OUT
+# (or ./gpu-logs), one per build and round (and the tests' with BENCH=ops; the build logs only
+# when a build fails), so that up to three rounds stay within the eight files the GPU machine
+# sends back.
 #   here:            git archive <revision> | (mkdir -p other-src && tar -x -C other-src)
 #   on the machine:  bash scripts/gpu_compare_builds.sh other-src
 #                    BENCH=ops ROUNDS=1 bash scripts/gpu_compare_builds.sh other-src [--quick]
@@ -49,7 +51,9 @@ if [ $ops = 1 ]; then
   if [ $rc != 0 ]; then grep -h -B2 -A6 "Failure\|FAILED" "$out/tests.log" | head -40; exit 1; fi
   for round in $(seq "${ROUNDS:-2}"); do
     for b in $(order "$round"); do
-      timeout 280 python3 bench/cuda_block_sparse_bench.py build-$b/libpixelfly.so "$@" >"$out/ops-$b-$round.log" 2>&1
+      src=.
+      [ "$b" = other ] && src="$other"
+      timeout 280 python3 "$src/bench/cuda_block_sparse_bench.py" build-$b/libpixelfly.so "$@" >"$out/ops-$b-$round.log" 2>&1
       echo "round $round build-$b: rc=$?"
     done
   done
