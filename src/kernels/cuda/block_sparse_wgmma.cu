@@ -323,9 +323,9 @@ __device__ __forceinline__ LineTile<B> line_tile(const DeviceLayout& layout, con
 
 // Where one TMA copy of a stage goes: item i of a stage's kPerStage * (1 + kBoxes) copies is
 // chunk c = i / (1 + kBoxes) of the stage, box -1 its activation box, boxes 0.. its weight
-// boxes; q is the chunk's number in the tile's K walk, k its K offset within its term.
+// boxes; k is the chunk's K offset within its term.
 struct StageItem {
-  int c = 0, box = 0, q = 0;
+  int c = 0, box = 0;
   bool sparse = false, past_union = false;  // past_union: a block-sparse chunk that copies zeros
   int64_t k = 0;
 };
@@ -335,9 +335,9 @@ __device__ __forceinline__ StageItem stage_item(const LineTile<B>& tile, int ste
   StageItem it;
   it.c = item / (1 + K::kBoxes);
   it.box = item % (1 + K::kBoxes) - 1;
-  it.q = step * K::kPerStage + it.c;
-  it.sparse = tile.sparse(it.q);
-  it.k = tile.term_k(it.q);
+  const int q = step * K::kPerStage + it.c;  // the chunk's number in the tile's K walk
+  it.sparse = tile.sparse(q);
+  it.k = tile.term_k(q);
   it.past_union = it.sparse && it.k / B >= tile.length;
   return it;
 }
