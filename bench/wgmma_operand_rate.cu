@@ -26,6 +26,7 @@
 
 #include "kernels/cuda/device_primitives.cuh"
 #include "kernels/cuda/tensor_map.h"
+#include "kernels/cuda/wgmma_primitives.cuh"
 
 #include <algorithm>
 #include <cstdint>
@@ -55,12 +56,8 @@ const char* const kRingNames[] = {"none", "barriers", "bulk", "tensor", "tensor-
 constexpr int kWeightRows = 1024, kColumns = 1024;
 constexpr int kBands = 33, kDramColumns = 4096;
 
-using pixelfly::kernels::cuda::device::barrier_arrive;
-using pixelfly::kernels::cuda::device::barrier_arrive_expect;
-using pixelfly::kernels::cuda::device::barrier_init;
-using pixelfly::kernels::cuda::device::barrier_wait;
-using pixelfly::kernels::cuda::device::smem_address;
-using pixelfly::kernels::cuda::device::tma_load;
+using namespace pixelfly::kernels::cuda::device;  // barriers, TMA copies
+using namespace pixelfly::kernels::cuda::wgmma;   // descriptors, products, their fences
 
 void check(cudaError_t e, const char* what) {
   if (e != cudaSuccess) {
@@ -69,8 +66,10 @@ void check(cudaError_t e, const char* what) {
   }
 }
 
-// wgmma with float32 accumulators %0.. (64 of them for n128, 128 for n256), always accumulating
-// (predicate p); SS: A and B descriptors follow the accumulators, RS: four A registers, then B's.
+// The wgmma forms the kernels do not have (the kernels' m64n128k16 with both operands in shared
+// memory is wgmma_primitives.cuh's): float32 accumulators %0.. (64 of them for n128, 128 for
+// n256), always accumulating (predicate p); SS: A and B descriptors follow the accumulators, RS:
+// four A registers, then B's.
 #define RATE_ACC_64 \
   "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, " \
   "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, " \
@@ -82,50 +81,47 @@ void check(cudaError_t e, const char* what) {
   "%96, %97, %98, %99, %100, %101, %102, %103, %104, %105, %106, %107, %108, %109, %110, %111, " \
   "%112, %113, %114, %115, %116, %117, %118, %119, %120, %121, %122, %123, %124, %125, %126, %127"
 #define RATE_BEGIN(N) "{\n.reg .pred p;\nsetp.eq.u32 p, 1, 1;\nwgmma.mma_async.sync.aligned.m64n" #N "k16.f32.bf16.bf16 {"
-#define RATE_SS_128 RATE_BEGIN(128) RATE_ACC_64 "}, %64, %65, p, 1, 1, 0, 0;\n}\n"
 #define RATE_RS_128 RATE_BEGIN(128) RATE_ACC_64 "}, {%64, %65, %66, %67}, %68, p, 1, 1, 0;\n}\n"
 #define RATE_SS_256 RATE_BEGIN(256) RATE_ACC_128 "}, %128, %129, p, 1, 1, 0, 0;\n}\n"
 #define RATE_RS_256 RATE_BEGIN(256) RATE_ACC_128 "}, {%128, %129, %130, %131}, %132, p, 1, 1, 0;\n}\n"
 
-#define RATE_D4(o, i) "+f"(d[o + i]), "+f"(d[o + i + 1]), "+f"(d[o + i + 2]), "+f"(d[o + i + 3])
-#define RATE_D16(o, i) RATE_D4(o, i), RATE_D4(o, i + 4), RATE_D4(o, i + 8), RATE_D4(o, i + 12)
-#define RATE_D64(o) RATE_D16(o, 0), RATE_D16(o, 16), RATE_D16(o, 32), RATE_D16(o, 48)
+#define RATE_D4(h, i) "+f"(d[h][i]), "+f"(d[h][i + 1]), "+f"(d[h][i + 2]), "+f"(d[h][i + 3])
+#define RATE_D16(h, i) RATE_D4(h, i), RATE_D4(h, i + 4), RATE_D4(h, i + 8), RATE_D4(h, i + 12)
+#define RATE_D64(h) RATE_D16(h, 0), RATE_D16(h, 16), RATE_D16(h, 32), RATE_D16(h, 48)
 
 // K-major operand rows of 128 bytes, 128-byte swizzle: 8 rows every 1024 bytes.
-__device__ __forceinline__ uint64_t descriptor(uint32_t address) {
-  return static_cast<uint64_t>((address & 0x3FFFF) >> 4) | (1ull << 16) | (64ull << 32) | (1ull << 62);
-}
+__device__ __forceinline__ uint64_t k_major(uint32_t address) { return descriptor(address, 16, 1024, 1); }
 // One stage's products of one warpgroup: four 16-deep K slices.
 template <int kArrangement>
-__device__ __forceinline__ void stage_products(float (&d)[128], uint32_t stage, int warpgroup, const uint32_t (&a)[4]) {
+__device__ __forceinline__ void stage_products(float (&d)[2][64], uint32_t stage, int warpgroup,
+                                               const uint32_t (&a)[4]) {
   const uint32_t tokens = stage, features = stage + kTokenBytes;
-  asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
+  wgmma_fence();
 #pragma unroll
   for (int ks = 0; ks < 4; ++ks) {
     if constexpr (kArrangement == kTokensM || kArrangement == kTokensMRegA) {
-      const uint64_t b = descriptor(features + 32 * ks);
+      const uint64_t b = k_major(features + 32 * ks);
 #pragma unroll
       for (int s = 0; s < 2; ++s) {
-        const uint64_t da = descriptor(tokens + (warpgroup * 128 + s * 64) * 128 + 32 * ks);
-        if (kArrangement == kTokensM) {
-          if (s == 0) asm volatile(RATE_SS_128 : RATE_D64(0) : "l"(da), "l"(b));
-          if (s == 1) asm volatile(RATE_SS_128 : RATE_D64(64) : "l"(da), "l"(b));
+        const uint64_t da = k_major(tokens + (warpgroup * 128 + s * 64) * 128 + 32 * ks);
+        if constexpr (kArrangement == kTokensM) {
+          mma_64x128x16<__nv_bfloat16, 0, 0>(d[s], da, b);
         } else {
           if (s == 0) asm volatile(RATE_RS_128 : RATE_D64(0) : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b));
-          if (s == 1) asm volatile(RATE_RS_128 : RATE_D64(64) : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b));
+          if (s == 1) asm volatile(RATE_RS_128 : RATE_D64(1) : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b));
         }
       }
     } else {
-      const uint64_t b = descriptor(tokens + 32 * ks);
-      const uint64_t da = descriptor(features + warpgroup * 64 * 128 + 32 * ks);
+      const uint64_t b = k_major(tokens + 32 * ks);
+      const uint64_t da = k_major(features + warpgroup * 64 * 128 + 32 * ks);
       if constexpr (kArrangement == kFeaturesM) {
-        asm volatile(RATE_SS_256 : RATE_D64(0), RATE_D64(64) : "l"(da), "l"(b));
+        asm volatile(RATE_SS_256 : RATE_D64(0), RATE_D64(1) : "l"(da), "l"(b));
       } else {
-        asm volatile(RATE_RS_256 : RATE_D64(0), RATE_D64(64) : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b));
+        asm volatile(RATE_RS_256 : RATE_D64(0), RATE_D64(1) : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b));
       }
     }
   }
-  asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
+  wgmma_commit();
 }
 
 struct Sources {
@@ -208,25 +204,29 @@ __global__ void __launch_bounds__(kThreads, 1)
   }
 
   const int warpgroup = warp / 4;
-  float d[128];
+  float d[2][64];
 #pragma unroll
-  for (int i = 0; i < 128; ++i) d[i] = 0.f;
+  for (int h = 0; h < 2; ++h)
+#pragma unroll
+    for (int i = 0; i < 64; ++i) d[h][i] = 0.f;
   const uint32_t a[4] = {0x3c003c00u + tid, 0x3c003c00u, 0x3c003c00u ^ tid, 0x3c003c00u};  // A from registers (regA)
   const long long start = clock64();
   for (int i = 0; i < steps; ++i) {
     const uint32_t s = kRing == kNoRing ? 0 : i % kStages, phase = (i / kStages) & 1;
     if (kRing != kNoRing) barrier_wait(full + 8 * s, phase);
     stage_products<kArrangement>(d, base + s * kStageBytes, warpgroup, a);
-    asm volatile("wgmma.wait_group.sync.aligned 1;\n" ::: "memory");
+    wgmma_wait<1>();
     if (kRing != kNoRing && i > 0) barrier_arrive(empty + 8 * ((i - 1) % kStages));
   }
-  asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
-#pragma unroll
-  for (int i = 0; i < 128; ++i) asm volatile("" : "+f"(d[i])::"memory");  // read only after the wait
+  wgmma_wait<0>();
+  fence_accumulators(d[0]);  // read only after the wait
+  fence_accumulators(d[1]);
   const long long stop = clock64();
   float sum = 0.f;
 #pragma unroll
-  for (int i = 0; i < 128; ++i) sum += d[i];
+  for (int h = 0; h < 2; ++h)
+#pragma unroll
+    for (int i = 0; i < 64; ++i) sum += d[h][i];
   sink[blockIdx.x * kConsumers + tid] = sum;
   if (tid == 0) cycles[blockIdx.x] = stop - start;
 #else

@@ -29,6 +29,7 @@
 #include "kernels/cuda/device_primitives.cuh"
 #include "kernels/cuda/launch_shape.h"
 #include "kernels/cuda/tensor_map.h"
+#include "kernels/cuda/wgmma_primitives.cuh"
 
 #include <type_traits>
 
@@ -103,56 +104,6 @@ struct Chunking {
   static constexpr int kBoxBytes = 2 * C * C;       // a C x C weight box
   static constexpr uint64_t kLayout = C == 64 ? 1 : (C == 32 ? 2 : 3);  // descriptor swizzle code
 };
-
-// wgmma shared-memory matrix descriptor: start address, leading and stride byte offsets, swizzle
-// mode (1: 128 B, 2: 64 B, 3: 32 B). K-major: the leading offset is unused, the stride offset
-// steps 8 rows. MN-major: the leading offset steps one swizzle width along M/N, the stride
-// offset 8 rows along K.
-__device__ __forceinline__ uint64_t descriptor(uint32_t address, uint32_t leading, uint32_t stride, uint64_t layout) {
-  return static_cast<uint64_t>((address & 0x3FFFF) >> 4) | (static_cast<uint64_t>(leading >> 4) << 16) |
-         (static_cast<uint64_t>(stride >> 4) << 32) | (layout << 62);
-}
-
-__device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
-__device__ __forceinline__ void wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
-template <int N>
-__device__ __forceinline__ void wgmma_wait() {
-  asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
-}
-// Keeps the compiler from moving reads or writes of the accumulators across a wgmma wait.
-__device__ __forceinline__ void fence_accumulators(float (&d)[64]) {
-#pragma unroll
-  for (int i = 0; i < 64; ++i) asm volatile("" : "+f"(d[i])::"memory");
-}
-
-#define PIXELFLY_D4(i) "+f"(d[i]), "+f"(d[i + 1]), "+f"(d[i + 2]), "+f"(d[i + 3])
-#define PIXELFLY_D16(i) PIXELFLY_D4(i), PIXELFLY_D4(i + 4), PIXELFLY_D4(i + 8), PIXELFLY_D4(i + 12)
-#define PIXELFLY_WGMMA_128(TYPE)                                                                       \
-  "{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"                                                           \
-  "wgmma.mma_async.sync.aligned.m64n128k16.f32." TYPE "." TYPE " "                                     \
-  "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "                            \
-  "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, "                   \
-  "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, "                   \
-  "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, "                  \
-  "%64, %65, p, 1, 1, %67, %68;\n}\n"
-
-// d (64 x 128 per warpgroup) += A (64 x 16) . B (16 x 128); kTransA / kTransB: the operand is
-// M-/N-major in shared memory instead of K-major.
-template <typename T, int kTransA, int kTransB>
-__device__ __forceinline__ void mma_64x128x16(float (&d)[64], uint64_t a, uint64_t b) {
-  if constexpr (std::is_same_v<T, __nv_bfloat16>) {
-    asm volatile(PIXELFLY_WGMMA_128("bf16")
-                 : PIXELFLY_D16(0), PIXELFLY_D16(16), PIXELFLY_D16(32), PIXELFLY_D16(48)
-                 : "l"(a), "l"(b), "r"(1), "n"(kTransA), "n"(kTransB));
-  } else {
-    asm volatile(PIXELFLY_WGMMA_128("f16")
-                 : PIXELFLY_D16(0), PIXELFLY_D16(16), PIXELFLY_D16(32), PIXELFLY_D16(48)
-                 : "l"(a), "l"(b), "r"(1), "n"(kTransA), "n"(kTransB));
-  }
-}
-#undef PIXELFLY_WGMMA_128
-#undef PIXELFLY_D16
-#undef PIXELFLY_D4
 
 // Shared memory of every kernel here: kStages A stages of kABytes, kStages B stages of kBBytes,
 // `extra` bytes (an output buffer), then the "full" and "empty" barrier of each stage. Steps are
