@@ -235,7 +235,7 @@ __device__ __forceinline__ GroupRecord load_record(const int64_t* records, int64
 
 template <int B>
 struct LineTile {
-  int64_t length = 0;
+  int length = 0, length_k = 0;  // union blocks; their K extent, length * B
   int sparse_chunks = 0, first_chunks = 0, chunks = 0, steps = 0;
   bool low_rank_first = false;
   const int64_t* union_index = nullptr;
@@ -244,10 +244,10 @@ struct LineTile {
   // Chunk q of the K walk: whether it is a block-sparse chunk (chunks past the end count as
   // block-sparse ones past the union, which copy zeros) and its K offset within its term.
   __device__ bool sparse(int q) const { return q >= chunks || (low_rank_first ? q >= first_chunks : q < first_chunks); }
-  __device__ int64_t term_k(int q) const {
+  __device__ int term_k(int q) const {
     using K = Chunking<B>;
-    if (q >= chunks) return length * B;
-    return static_cast<int64_t>(q < first_chunks ? q : q - first_chunks) * K::C;
+    if (q >= chunks) return length_k;
+    return (q < first_chunks ? q : q - first_chunks) * K::C;
   }
 };
 
@@ -256,12 +256,13 @@ __device__ __forceinline__ LineTile<B> line_tile(const DeviceLayout& layout, con
                                                  int64_t groups, int64_t rank, bool low_rank_first) {
   using K = Chunking<B>;
   LineTile<B> t;
-  t.length = g.length;
+  t.length = static_cast<int>(g.length);
+  t.length_k = t.length * B;
   t.union_index = (kTransposed ? layout.col_index : layout.row_index) + g.union_offset;
   t.line_blocks = (kTransposed ? layout.col_blocks : layout.row_blocks) + g.blocks_offset;
   t.feature0 = static_cast<int>(g.first_line * B);
   t.token0 = static_cast<int>((tile / groups) * kTokens);
-  t.sparse_chunks = static_cast<int>(t.length * B / K::C);
+  t.sparse_chunks = t.length_k / K::C;
   const int rank_chunks = static_cast<int>((rank + K::C - 1) / K::C);
   t.chunks = t.sparse_chunks + rank_chunks;
   t.steps = static_cast<int>(line_tile_steps(t.length, B, rank));
@@ -272,36 +273,45 @@ __device__ __forceinline__ LineTile<B> line_tile(const DeviceLayout& layout, con
   return t;
 }
 
-// Where one TMA copy of a stage goes: item i of a stage's kPerStage * (1 + kBoxes) copies is
-// chunk c = i / (1 + kBoxes) of the stage, box -1 its activation box, boxes 0.. its weight
-// boxes; k is the chunk's K offset within its term.
-struct StageItem {
+// One producer lane's copy of each stage: item `item` of a stage's kPerStage * (1 + kBoxes)
+// copies is chunk c = item / (1 + kBoxes) of the stage, box -1 its activation box, boxes 0.. its
+// weight boxes (the same for every stage: the lane's item does not change).
+template <int B>
+struct LaneCopy {
   int c = 0, box = 0;
-  bool sparse = false, past_union = false;  // past_union: a block-sparse chunk that copies zeros
-  int64_t k = 0;
+  bool active = false;  // item < kPerStage * (1 + kBoxes)
 };
 template <int B>
-__device__ __forceinline__ StageItem stage_item(const LineTile<B>& tile, int step, int item) {
+__device__ __forceinline__ LaneCopy<B> lane_copy(int item) {
   using K = Chunking<B>;
-  StageItem it;
-  it.c = item / (1 + K::kBoxes);
-  it.box = item % (1 + K::kBoxes) - 1;
-  const int q = step * K::kPerStage + it.c;  // the chunk's number in the tile's K walk
-  it.sparse = tile.sparse(q);
-  it.k = tile.term_k(q);
-  it.past_union = it.sparse && it.k / B >= tile.length;
-  return it;
+  return LaneCopy<B>{item / (1 + K::kBoxes), item % (1 + K::kBoxes) - 1, item < K::kPerStage * (1 + K::kBoxes)};
 }
-// The index entry a copy's coordinates need, read from global memory: the union's column (or
-// row) for an activation box, the line's block for a weight box; -1 where none is needed or the
-// line has no block there.
+// A chunk of the K walk at one step: its term, its K offset in it, and whether it is a
+// block-sparse chunk past the union (which copies zeros).
+struct ChunkAt {
+  bool sparse = false, past_union = false;
+  int k = 0;
+};
 template <int B>
-__device__ __forceinline__ int64_t stage_item_entry(const LineTile<B>& tile, int step, int item) {
-  const StageItem it = stage_item(tile, step, item);
-  if (item >= Chunking<B>::kPerStage * (1 + Chunking<B>::kBoxes) || !it.sparse || it.past_union) return -1;
-  if (it.box < 0) return tile.union_index[it.k / B];
-  if (it.box >= tile.boxes_per_chunk) return -1;
-  return tile.line_blocks[(it.box * Chunking<B>::C / B) * tile.length + it.k / B];
+__device__ __forceinline__ ChunkAt chunk_at(const LineTile<B>& tile, int step, int c) {
+  const int q = step * Chunking<B>::kPerStage + c;
+  ChunkAt a;
+  a.sparse = tile.sparse(q);
+  a.k = tile.term_k(q);
+  a.past_union = a.sparse && a.k >= tile.length_k;
+  return a;
+}
+// The index entry a lane's copy at `step` needs, read from global memory: the union's column
+// (or row) for an activation box, the line's block for a weight box; -1 where none is needed or
+// the line has no block there.
+template <int B>
+__device__ __forceinline__ int lane_entry(const LineTile<B>& tile, int step, const LaneCopy<B>& copy) {
+  const ChunkAt a = chunk_at(tile, step, copy.c);
+  const bool needed = copy.active && a.sparse && !a.past_union && copy.box < tile.boxes_per_chunk;
+  const int u = static_cast<int>(static_cast<unsigned>(a.k) / B);  // k >= 0: a shift
+  const int64_t* entry = copy.box < 0 ? tile.union_index + u
+                                      : tile.line_blocks + (copy.box * Chunking<B>::C / B) * tile.length + u;
+  return needed ? static_cast<int>(*entry) : -1;
 }
 
 // What the consumers need of a tile. The producer writes it into the record slot of the tile's
@@ -367,9 +377,13 @@ __global__ void __launch_bounds__(kThreads, kLineBlocksPerSM)
     LineTile<B> tile = line_tile<B, kTransposed>(layout, load_record(records, mine[0] % groups), mine[0], groups, rank,
                                                  low_rank_first);
     constexpr int kItems = K::kPerStage * (1 + K::kBoxes), kItemsPerLane = (kItems + 31) / 32;
-    int64_t entry[kItemsPerLane];
+    LaneCopy<B> copy[kItemsPerLane];
+    int entry[kItemsPerLane];
 #pragma unroll
-    for (int r = 0; r < kItemsPerLane; ++r) entry[r] = stage_item_entry(tile, 0, lane + 32 * r);
+    for (int r = 0; r < kItemsPerLane; ++r) {
+      copy[r] = lane_copy<B>(lane + 32 * r);
+      entry[r] = lane_entry(tile, 0, copy[r]);
+    }
     int64_t j = 0;
     int step = 0;
     for (uint32_t i = 0;; ++i) {
@@ -381,35 +395,30 @@ __global__ void __launch_bounds__(kThreads, kLineBlocksPerSM)
         barrier_arrive_expect(bar, K::kPerStage * (kAChunkBytes + tile.boxes_per_chunk * K::kBoxBytes));
       }
       __syncwarp();
+      // Each lane's copy through one code path (the map and coordinates chosen by selects), 32-bit
+      // arithmetic: the copies of a stage are one loop over the lanes that have one. The
+      // producer's instruction chain is what limits the line kernels (docs/perf.md version 17).
 #pragma unroll
       for (int r = 0; r < kItemsPerLane; ++r) {
-        const int item = lane + 32 * r;
-        if (item >= kItems) continue;
-        const StageItem it = stage_item(tile, step, item);
-        if (it.box < 0) {
-          const uint32_t dst = a_dst + it.c * kAChunkBytes;
-          if (it.sparse) {
-            const int64_t col = it.past_union ? in_features : entry[r] * B + it.k % B;
-            tma_load(dst, &in_map, static_cast<int>(col), tile.token0, bar);
-          } else {
-            tma_load(dst, &low_rank_a_map, static_cast<int>(it.k), tile.token0, bar);
-          }
-          continue;
-        }
-        if (it.box >= tile.boxes_per_chunk) continue;
-        const int n = it.box * K::C;
-        const uint32_t dst = b_dst + it.c * K::kChunkBytes + it.box * K::kBoxBytes;
-        if (it.sparse) {
-          const int row = entry[r] >= 0 ? static_cast<int>(entry[r] * B) : null_row;
-          if constexpr (kTransposed) {
-            tma_load(dst, &weight_map, n % B, row + static_cast<int>(it.k % B), bar);
-          } else {
-            tma_load(dst, &weight_map, static_cast<int>(it.k % B), row + n % B, bar);
-          }
-        } else if constexpr (kTransposed) {
-          tma_load(dst, &low_rank_b_map, tile.feature0 + n, static_cast<int>(it.k), bar);
+        const LaneCopy<B> cp = copy[r];
+        const ChunkAt a = chunk_at(tile, step, cp.c);
+        const bool weight = cp.box >= 0;
+        const int n = cp.box * K::C, k_in_block = static_cast<int>(static_cast<unsigned>(a.k) % B), e = entry[r];
+        const int row = e >= 0 ? e * B : null_row;
+        const int activation_x = a.sparse ? (a.past_union ? static_cast<int>(in_features) : e * B + k_in_block) : a.k;
+        int weight_x, weight_y;
+        if constexpr (kTransposed) {
+          weight_x = a.sparse ? n % B : tile.feature0 + n;
+          weight_y = a.sparse ? row + k_in_block : a.k;
         } else {
-          tma_load(dst, &low_rank_b_map, static_cast<int>(it.k), tile.feature0 + n, bar);
+          weight_x = a.sparse ? k_in_block : a.k;
+          weight_y = a.sparse ? row + n % B : tile.feature0 + n;
+        }
+        const void* map = weight ? (a.sparse ? static_cast<const void*>(&weight_map) : &low_rank_b_map)
+                                 : (a.sparse ? static_cast<const void*>(&in_map) : &low_rank_a_map);
+        const uint32_t dst = weight ? b_dst + cp.c * K::kChunkBytes + cp.box * K::kBoxBytes : a_dst + cp.c * kAChunkBytes;
+        if (cp.active && cp.box < tile.boxes_per_chunk) {
+          tma_load(dst, map, weight ? weight_x : activation_x, weight ? weight_y : tile.token0, bar);
         }
       }
       if (++step == tile.steps) {
@@ -421,7 +430,7 @@ __global__ void __launch_bounds__(kThreads, kLineBlocksPerSM)
         step = 0;
       }
 #pragma unroll
-      for (int r = 0; r < kItemsPerLane; ++r) entry[r] = stage_item_entry(tile, step, lane + 32 * r);
+      for (int r = 0; r < kItemsPerLane; ++r) entry[r] = lane_entry(tile, step, copy[r]);
     }
     return;
   }
