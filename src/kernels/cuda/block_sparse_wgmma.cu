@@ -588,22 +588,21 @@ __global__ void __launch_bounds__(kThreads, kGradientBlocksPerSM)
   const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
 
   if (warp == kProducerWarp) {
+    // A stage's copies differ from the last stage's only in their token: each lane's copy (dY
+    // boxes first, then X's) is worked out once, so the loop per stage is a wait and one issue.
+    static_assert(2 + kGradientPieceFeatures / K::C <= 32, "a piece's boxes must fit one per lane");
     const int dy_boxes = (m_end + 63) / 64, x_boxes = (n_end + K::C - 1) / K::C;
+    const bool active = lane < dy_boxes + x_boxes, dy = lane < dy_boxes;
+    const int n = (lane - dy_boxes) * K::C;  // the X box's first column within the piece
+    const int col = !active ? 0 : dy ? static_cast<int>(row_begin * B) + 64 * lane : static_cast<int>(columns[n / B] * B) + n % B;
+    const void* map = dy ? static_cast<const void*>(&dy_map) : &x_map;
+    const uint32_t offset = dy ? lane * kDyBoxBytes : (lane - dy_boxes) * kXBoxBytes;
     produce(ring, 0, static_cast<uint32_t>(steps), [&](uint32_t i) {
       const uint32_t bar = ring.full_bar(i);
       if (lane == 0) barrier_arrive_expect(bar, dy_boxes * kDyBoxBytes + x_boxes * kXBoxBytes);
       __syncwarp();
       const int token = static_cast<int>(token_begin + i * kStep);
-      for (int item = lane; item < dy_boxes + x_boxes; item += 32) {
-        if (item < dy_boxes) {
-          tma_load(ring.a_stage(i) + item * kDyBoxBytes, &dy_map, static_cast<int>(row_begin * B) + 64 * item, token,
-                   bar);
-        } else {
-          const int n = (item - dy_boxes) * K::C;
-          tma_load(ring.b_stage(i) + (item - dy_boxes) * kXBoxBytes, &x_map,
-                   static_cast<int>(columns[n / B] * B) + n % B, token, bar);
-        }
-      }
+      if (active) tma_load((dy ? ring.a_stage(i) : ring.b_stage(i)) + offset, map, col, token, bar);
     });
     return;
   }
