@@ -276,15 +276,14 @@ __device__ __forceinline__ LineTile<B> line_tile(const DeviceLayout& layout, con
 // One producer lane's copy of each stage: item `item` of a stage's kPerStage * (1 + kBoxes)
 // copies is chunk c = item / (1 + kBoxes) of the stage, box -1 its activation box, boxes 0.. its
 // weight boxes (the same for every stage: the lane's item does not change).
-template <int B>
 struct LaneCopy {
   int c = 0, box = 0;
   bool active = false;  // item < kPerStage * (1 + kBoxes)
 };
 template <int B>
-__device__ __forceinline__ LaneCopy<B> lane_copy(int item) {
+__device__ __forceinline__ LaneCopy lane_copy(int item) {
   using K = Chunking<B>;
-  return LaneCopy<B>{item / (1 + K::kBoxes), item % (1 + K::kBoxes) - 1, item < K::kPerStage * (1 + K::kBoxes)};
+  return LaneCopy{item / (1 + K::kBoxes), item % (1 + K::kBoxes) - 1, item < K::kPerStage * (1 + K::kBoxes)};
 }
 // A chunk of the K walk at one step: its term, its K offset in it, and whether it is a
 // block-sparse chunk past the union (which copies zeros).
@@ -305,13 +304,12 @@ __device__ __forceinline__ ChunkAt chunk_at(const LineTile<B>& tile, int step, i
 // (or row) for an activation box, the line's block for a weight box; -1 where none is needed or
 // the line has no block there.
 template <int B>
-__device__ __forceinline__ int lane_entry(const LineTile<B>& tile, int step, const LaneCopy<B>& copy) {
+__device__ __forceinline__ int lane_entry(const LineTile<B>& tile, int step, const LaneCopy& copy) {
   const ChunkAt a = chunk_at(tile, step, copy.c);
-  const bool needed = copy.active && a.sparse && !a.past_union && copy.box < tile.boxes_per_chunk;
+  if (!copy.active || !a.sparse || a.past_union || copy.box >= tile.boxes_per_chunk) return -1;
   const int u = static_cast<int>(static_cast<unsigned>(a.k) / B);  // k >= 0: a shift
-  const int64_t* entry = copy.box < 0 ? tile.union_index + u
-                                      : tile.line_blocks + (copy.box * Chunking<B>::C / B) * tile.length + u;
-  return needed ? static_cast<int>(*entry) : -1;
+  return static_cast<int>(copy.box < 0 ? tile.union_index[u]
+                                       : tile.line_blocks[(copy.box * Chunking<B>::C / B) * tile.length + u]);
 }
 
 // What the consumers need of a tile. The producer writes it into the record slot of the tile's
@@ -377,7 +375,7 @@ __global__ void __launch_bounds__(kThreads, kLineBlocksPerSM)
     LineTile<B> tile = line_tile<B, kTransposed>(layout, load_record(records, mine[0] % groups), mine[0], groups, rank,
                                                  low_rank_first);
     constexpr int kItems = K::kPerStage * (1 + K::kBoxes), kItemsPerLane = (kItems + 31) / 32;
-    LaneCopy<B> copy[kItemsPerLane];
+    LaneCopy copy[kItemsPerLane];
     int entry[kItemsPerLane];
 #pragma unroll
     for (int r = 0; r < kItemsPerLane; ++r) {
@@ -400,7 +398,7 @@ __global__ void __launch_bounds__(kThreads, kLineBlocksPerSM)
       // producer's instruction chain is what limits the line kernels (docs/perf.md version 17).
 #pragma unroll
       for (int r = 0; r < kItemsPerLane; ++r) {
-        const LaneCopy<B> cp = copy[r];
+        const LaneCopy cp = copy[r];
         const ChunkAt a = chunk_at(tile, step, cp.c);
         const bool weight = cp.box >= 0;
         const int n = cp.box * K::C, k_in_block = static_cast<int>(static_cast<unsigned>(a.k) % B), e = entry[r];
@@ -588,9 +586,11 @@ __global__ void __launch_bounds__(kThreads, kGradientBlocksPerSM)
   const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
 
   if (warp == kProducerWarp) {
-    // A stage's copies differ from the last stage's only in their token: each lane's copy (dY
-    // boxes first, then X's) is worked out once, so the loop per stage is a wait and one issue.
-    static_assert(2 + kGradientPieceFeatures / K::C <= 32, "a piece's boxes must fit one per lane");
+    // From one stage to the next a lane's copy (dY boxes first, then X's) changes only in its
+    // token and its ring slot: its map, box offset and column are worked out once, so each stage
+    // is lane 0's byte count and one copy per lane. A piece has at most kTile dY rows (two 64-row
+    // boxes) and kGradientPieceFeatures X columns.
+    static_assert(kTile / 64 + kGradientPieceFeatures / K::C <= 32, "a piece's boxes must fit one per lane");
     const int dy_boxes = (m_end + 63) / 64, x_boxes = (n_end + K::C - 1) / K::C;
     const bool active = lane < dy_boxes + x_boxes, dy = lane < dy_boxes;
     const int n = (lane - dy_boxes) * K::C;  // the X box's first column within the piece
