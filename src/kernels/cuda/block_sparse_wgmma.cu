@@ -300,12 +300,11 @@ __device__ __forceinline__ ChunkAt chunk_at(const LineTile<B>& tile, int step, i
   a.past_union = a.sparse && a.k >= tile.length_k;
   return a;
 }
-// The index entry a lane's copy at `step` needs, read from global memory: the union's column
+// The index entry a lane's copy of chunk `a` needs, read from global memory: the union's column
 // (or row) for an activation box, the line's block for a weight box; -1 where none is needed or
 // the line has no block there.
 template <int B>
-__device__ __forceinline__ int lane_entry(const LineTile<B>& tile, int step, const LaneCopy& copy) {
-  const ChunkAt a = chunk_at(tile, step, copy.c);
+__device__ __forceinline__ int lane_entry(const LineTile<B>& tile, const ChunkAt& a, const LaneCopy& copy) {
   if (!copy.active || !a.sparse || a.past_union || copy.box >= tile.boxes_per_chunk) return -1;
   const int u = static_cast<int>(static_cast<unsigned>(a.k) / B);  // k >= 0: a shift
   return static_cast<int>(copy.box < 0 ? tile.union_index[u]
@@ -375,12 +374,15 @@ __global__ void __launch_bounds__(kThreads, kLineBlocksPerSM)
     LineTile<B> tile = line_tile<B, kTransposed>(layout, load_record(records, mine[0] % groups), mine[0], groups, rank,
                                                  low_rank_first);
     constexpr int kItems = K::kPerStage * (1 + K::kBoxes), kItemsPerLane = (kItems + 31) / 32;
+    // Each lane's copies (fixed), their chunks at the next step and those chunks' index entries.
     LaneCopy copy[kItemsPerLane];
+    ChunkAt chunk[kItemsPerLane];
     int entry[kItemsPerLane];
 #pragma unroll
     for (int r = 0; r < kItemsPerLane; ++r) {
       copy[r] = lane_copy<B>(lane + 32 * r);
-      entry[r] = lane_entry(tile, 0, copy[r]);
+      chunk[r] = chunk_at(tile, 0, copy[r].c);
+      entry[r] = lane_entry(tile, chunk[r], copy[r]);
     }
     int64_t j = 0;
     int step = 0;
@@ -399,7 +401,7 @@ __global__ void __launch_bounds__(kThreads, kLineBlocksPerSM)
 #pragma unroll
       for (int r = 0; r < kItemsPerLane; ++r) {
         const LaneCopy cp = copy[r];
-        const ChunkAt a = chunk_at(tile, step, cp.c);
+        const ChunkAt a = chunk[r];
         const bool weight = cp.box >= 0;
         const int n = cp.box * K::C, k_in_block = static_cast<int>(static_cast<unsigned>(a.k) % B), e = entry[r];
         const int row = e >= 0 ? e * B : null_row;
@@ -428,7 +430,10 @@ __global__ void __launch_bounds__(kThreads, kLineBlocksPerSM)
         step = 0;
       }
 #pragma unroll
-      for (int r = 0; r < kItemsPerLane; ++r) entry[r] = lane_entry(tile, step, copy[r]);
+      for (int r = 0; r < kItemsPerLane; ++r) {
+        chunk[r] = chunk_at(tile, step, copy[r].c);
+        entry[r] = lane_entry(tile, chunk[r], copy[r]);
+      }
     }
     return;
   }
