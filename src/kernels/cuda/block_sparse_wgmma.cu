@@ -45,8 +45,8 @@ using device::tma_load;
 constexpr int kTile = 128;  // features of a line tile; rows and columns of a weight-gradient piece
 static_assert(kTile == kKernelTileFeatures, "the schedule must be built for this kernel's tile");
 constexpr int kConsumers = 256;              // two warpgroups
-constexpr int kThreads = kConsumers + 32;    // and the producer warp
-constexpr int kProducerWarp = kConsumers / 32;
+constexpr int kThreads = kConsumers + 32;    // and the producer warp (grad_weight)
+constexpr int kProducerWarp = kConsumers / 32;  // the first producer warp
 constexpr int kStep = 64;                    // K elements per stage
 constexpr int kOperandBytes = kTile * kStep * 2;  // a 128-row operand's stage: 16 KB
 constexpr int kAlign = 1024;  // the 128-byte swizzle pattern repeats every 1 KB
@@ -69,10 +69,16 @@ constexpr size_t shared_bytes(int stages, int stage_bytes, int extra) {
 constexpr int kTokens = 256;
 constexpr int kSets = kTokens / 128;  // m64 products per warpgroup and K step
 constexpr int kLineBlocksPerSM = 1;
+// The line kernels' producer warps: warp p fills the stages of steps p, p + kLineProducers, ...
+// (so each owns a fixed set of ring slots). One warp's instruction chain per stage took longer
+// than the stage's products (docs/perf.md, versions 17 and 18).
+constexpr int kLineProducers = 2;
+constexpr int kLineThreads = kConsumers + 32 * kLineProducers;
 struct LineConfig {
   static constexpr int kABytes = kTokens * kStep * 2;
   static constexpr int kBBytes = kOperandBytes;
   static constexpr int kStages = 4;
+  static_assert(kStages % kLineProducers == 0, "each ring slot must belong to one producer warp");
   static constexpr int kOutBytes = kTokens * kTile * 2 / kSets;  // one m64 set of each warpgroup
   static constexpr int kBiasBytes = kTile * 2;                     // a tile's bias, per warpgroup
   static constexpr int kInfoBytes = 32;                            // a stage's tile record (TileInfo)
@@ -335,7 +341,7 @@ __device__ __forceinline__ TileInfo load_tile_info(uint32_t slot) {
 // C x C), low_rank_a_map (tokens x rank, kTokens x C), low_rank_b_map (forward: out x rank,
 // grad_input: rank x out; C x C), out_map (tokens x out, 64 x 64).
 template <typename T, int B, bool kTransposed>
-__global__ void __launch_bounds__(kThreads, kLineBlocksPerSM)
+__global__ void __launch_bounds__(kLineThreads, kLineBlocksPerSM)
     line_group_kernel(const __grid_constant__ CUtensorMap in_map, const __grid_constant__ CUtensorMap weight_map,
                       const __grid_constant__ CUtensorMap low_rank_a_map,
                       const __grid_constant__ CUtensorMap low_rank_b_map, const __grid_constant__ CUtensorMap out_map,
@@ -360,11 +366,12 @@ __global__ void __launch_bounds__(kThreads, kLineBlocksPerSM)
   const uint32_t info = ring.extra + LineConfig::kInfoOffset, mix_slot = ring.extra + LineConfig::kMixOffset;
   auto info_slot = [&](uint32_t i) { return info + ring.stage(i) * LineConfig::kInfoBytes; };
 
-  if (warp == kProducerWarp) {
+  if (warp >= kProducerWarp) {
     if (mine.count == 0) return;
+    const int producer = warp - kProducerWarp;
     const int null_row = static_cast<int>(layout.nnz * B);  // first row past the weight: reads zeros
     const int64_t* records = kTransposed ? layout.col_groups : layout.row_groups;
-    if (lane == 0) device::store_shared(mix_slot, __float_as_uint(mix()));  // announced with the first stage
+    if (producer == 0 && lane == 0) device::store_shared(mix_slot, __float_as_uint(mix()));  // with stage 0
     // The metadata reads run ahead of the copies, so that no copy waits on a load from L2 (a chain
     // of them at each tile's start cost the short tiles about a microsecond each): the tile
     // number two tiles ahead and the group record one tile ahead are read a tile before they are
@@ -373,6 +380,22 @@ __global__ void __launch_bounds__(kThreads, kLineBlocksPerSM)
     GroupRecord next = mine.count > 1 ? load_record(records, next_tile % groups) : GroupRecord{};
     LineTile<B> tile = line_tile<B, kTransposed>(layout, load_record(records, mine[0] % groups), mine[0], groups, rank,
                                                  low_rank_first);
+    int64_t j = 0;  // the tile
+    int step = 0;   // and its K step
+    // Moves on by one step; false past the block's last.
+    auto advance = [&] {
+      if (++step < tile.steps) return true;
+      if (++j == mine.count) return false;
+      tile = line_tile<B, kTransposed>(layout, next, next_tile, groups, rank, low_rank_first);
+      next_tile = after_next_tile;
+      if (j + 1 < mine.count) next = load_record(records, next_tile % groups);
+      if (j + 2 < mine.count) after_next_tile = mine[j + 2];
+      step = 0;
+      return true;
+    };
+    for (int p = 0; p < producer; ++p) {
+      if (!advance()) return;
+    }
     constexpr int kItems = K::kPerStage * (1 + K::kBoxes), kItemsPerLane = (kItems + 31) / 32;
     // Each lane's copies (fixed), their chunks at the next step and those chunks' index entries.
     LaneCopy copy[kItemsPerLane];
@@ -381,12 +404,10 @@ __global__ void __launch_bounds__(kThreads, kLineBlocksPerSM)
 #pragma unroll
     for (int r = 0; r < kItemsPerLane; ++r) {
       copy[r] = lane_copy<B>(lane + 32 * r);
-      chunk[r] = chunk_at(tile, 0, copy[r].c);
+      chunk[r] = chunk_at(tile, step, copy[r].c);
       entry[r] = lane_entry(tile, chunk[r], copy[r]);
     }
-    int64_t j = 0;
-    int step = 0;
-    for (uint32_t i = 0;; ++i) {
+    for (uint32_t i = producer;; i += kLineProducers) {
       if (lane == 0) barrier_wait(ring.empty_bar(i), ring.phase(i) ^ 1u);
       __syncwarp();
       const uint32_t bar = ring.full_bar(i), a_dst = ring.a_stage(i), b_dst = ring.b_stage(i);
@@ -421,14 +442,10 @@ __global__ void __launch_bounds__(kThreads, kLineBlocksPerSM)
           tma_load(dst, map, weight ? weight_x : activation_x, weight ? weight_y : tile.token0, bar);
         }
       }
-      if (++step == tile.steps) {
-        if (++j == mine.count) break;
-        tile = line_tile<B, kTransposed>(layout, next, next_tile, groups, rank, low_rank_first);
-        next_tile = after_next_tile;
-        if (j + 1 < mine.count) next = load_record(records, next_tile % groups);
-        if (j + 2 < mine.count) after_next_tile = mine[j + 2];
-        step = 0;
-      }
+      bool more = true;
+#pragma unroll
+      for (int p = 0; p < kLineProducers; ++p) more = more && advance();
+      if (!more) break;
 #pragma unroll
       for (int r = 0; r < kItemsPerLane; ++r) {
         chunk[r] = chunk_at(tile, step, copy[r].c);
@@ -691,7 +708,7 @@ cudaError_t launch_lines(const DeviceLayout& layout, int64_t tokens, const void*
   const int64_t blocks = order != nullptr ? std::min(tiles, slots) : persistent_blocks(tiles, groups, slots);
   constexpr auto kernel = line_group_kernel<T, B, kTransposed>;
   if (cudaError_t a = device::allow_shared_memory<kernel>(LineConfig::kShared); a != cudaSuccess) return a;
-  kernel<<<static_cast<unsigned>(blocks), kThreads, LineConfig::kShared, stream>>>(
+  kernel<<<static_cast<unsigned>(blocks), kLineThreads, LineConfig::kShared, stream>>>(
       in_map, weight_map, low_rank_a_map, low_rank_b_map, out_map, layout, tokens, epilogue, order);
   return cudaGetLastError();
 }
