@@ -1,6 +1,7 @@
 // Hopper (sm_90a) block-sparse kernels on warpgroup MMA (see block_sparse_wgmma.cuh).
 //
-// Warp-specialised: a thread block has one producer warp and two consumer warpgroups and
+// Warp-specialised: a thread block has producer warps (two in forward and grad_input, each
+// filling every second stage; one in grad_weight) and two consumer warpgroups and
 // computes 256-token x 128-feature tiles (forward, grad_input) or 128 x 256 weight-gradient
 // pieces, each warpgroup two wgmma.m64n128k16 products per K slice (both operands in shared
 // memory, float32 accumulators in registers). The producer fills a ring of 64-deep K stages with
@@ -375,7 +376,7 @@ __global__ void __launch_bounds__(kLineThreads, kLineBlocksPerSM)
     // The metadata reads run ahead of the copies, so that no copy waits on a load from L2 (a chain
     // of them at each tile's start cost the short tiles about a microsecond each): the tile
     // number two tiles ahead and the group record one tile ahead are read a tile before they are
-    // used, each lane's index entries for a stage the stage before.
+    // used, each lane's index entries for a stage when this warp's stage before it is issued.
     int64_t next_tile = mine.count > 1 ? mine[1] : 0, after_next_tile = mine.count > 2 ? mine[2] : 0;
     GroupRecord next = mine.count > 1 ? load_record(records, next_tile % groups) : GroupRecord{};
     LineTile<B> tile = line_tile<B, kTransposed>(layout, load_record(records, mine[0] % groups), mine[0], groups, rank,
