@@ -318,14 +318,6 @@ __device__ __forceinline__ int lane_entry(const LineTile<B>& tile, const ChunkAt
                                        : tile.line_blocks[(copy.box * Chunking<B>::C / B) * tile.length + u]);
 }
 
-// One producer lane's copy of a step, worked out ahead (see the line kernel's producer).
-struct PlannedCopy {
-  const void* map = nullptr;
-  uint32_t offset = 0;  // in the stage's activation (weight false) or weight operand
-  int x = 0, y = 0;
-  bool weight = false, issue = false;
-};
-
 // What the consumers need of a tile. The producer writes it into the record slot of the tile's
 // first stage before announcing that stage, and the mix once, so that the consumers read no
 // global memory between two tiles.
@@ -406,22 +398,34 @@ __global__ void __launch_bounds__(kLineThreads, kLineBlocksPerSM)
       if (!advance()) return;
     }
     constexpr int kItems = K::kPerStage * (1 + K::kBoxes), kItemsPerLane = (kItems + 31) / 32;
-    // Each lane's copies (fixed) and, for this warp's next step, where each goes (map, offset in
-    // the stage, coordinates), worked out before the warp waits for that step's slot: once the
-    // slot is free only the copies themselves are issued. The time from a slot's release to its
-    // copies' issue is on the ring's round trip, which limits the long K loops (docs/perf.md
-    // version 18); working a step's copies out waits for its index entries, read when the step
-    // before it was issued.
+    // Each lane's copies (fixed), their chunks at the next step and those chunks' index entries.
     LaneCopy copy[kItemsPerLane];
-    PlannedCopy planned[kItemsPerLane];
-    auto plan = [&] {
+    ChunkAt chunk[kItemsPerLane];
+    int entry[kItemsPerLane];
+#pragma unroll
+    for (int r = 0; r < kItemsPerLane; ++r) {
+      copy[r] = lane_copy<B>(lane + 32 * r);
+      chunk[r] = chunk_at(tile, step, copy[r].c);
+      entry[r] = lane_entry(tile, chunk[r], copy[r]);
+    }
+    for (uint32_t i = producer;; i += kLineProducers) {
+      if (lane == 0) barrier_wait(ring.empty_bar(i), ring.phase(i) ^ 1u);
+      __syncwarp();
+      const uint32_t bar = ring.full_bar(i), a_dst = ring.a_stage(i), b_dst = ring.b_stage(i);
+      if (lane == 0) {
+        if (step == 0) store_tile_info(info_slot(i), tile);
+        barrier_arrive_expect(bar, K::kPerStage * (kAChunkBytes + tile.boxes_per_chunk * K::kBoxBytes));
+      }
+      __syncwarp();
+      // Each lane's copy through one code path (the map and coordinates chosen by selects), 32-bit
+      // arithmetic: the copies of a stage are one loop over the lanes that have one. The
+      // producer's instruction chain is what limits the line kernels (docs/perf.md version 17).
 #pragma unroll
       for (int r = 0; r < kItemsPerLane; ++r) {
         const LaneCopy cp = copy[r];
-        const ChunkAt a = chunk_at(tile, step, cp.c);
-        const int e = lane_entry(tile, a, cp);
+        const ChunkAt a = chunk[r];
         const bool weight = cp.box >= 0;
-        const int n = cp.box * K::C, k_in_block = static_cast<int>(static_cast<unsigned>(a.k) % B);
+        const int n = cp.box * K::C, k_in_block = static_cast<int>(static_cast<unsigned>(a.k) % B), e = entry[r];
         const int row = e >= 0 ? e * B : null_row;
         const int activation_x = a.sparse ? (a.past_union ? static_cast<int>(in_features) : e * B + k_in_block) : a.k;
         int weight_x, weight_y;
@@ -432,38 +436,22 @@ __global__ void __launch_bounds__(kLineThreads, kLineBlocksPerSM)
           weight_x = a.sparse ? k_in_block : a.k;
           weight_y = a.sparse ? row + n % B : tile.feature0 + n;
         }
-        PlannedCopy& pc = planned[r];
-        pc.map = weight ? (a.sparse ? static_cast<const void*>(&weight_map) : &low_rank_b_map)
-                        : (a.sparse ? static_cast<const void*>(&in_map) : &low_rank_a_map);
-        pc.weight = weight;
-        pc.offset = weight ? cp.c * K::kChunkBytes + cp.box * K::kBoxBytes : cp.c * kAChunkBytes;
-        pc.x = weight ? weight_x : activation_x;
-        pc.y = weight ? weight_y : tile.token0;
-        pc.issue = cp.active && cp.box < tile.boxes_per_chunk;
-      }
-    };
-#pragma unroll
-    for (int r = 0; r < kItemsPerLane; ++r) copy[r] = lane_copy<B>(lane + 32 * r);
-    plan();
-    for (uint32_t i = producer;; i += kLineProducers) {
-      if (lane == 0) barrier_wait(ring.empty_bar(i), ring.phase(i) ^ 1u);
-      __syncwarp();
-      const uint32_t bar = ring.full_bar(i);
-      if (lane == 0) {
-        if (step == 0) store_tile_info(info_slot(i), tile);
-        barrier_arrive_expect(bar, K::kPerStage * (kAChunkBytes + tile.boxes_per_chunk * K::kBoxBytes));
-      }
-      __syncwarp();
-#pragma unroll
-      for (int r = 0; r < kItemsPerLane; ++r) {
-        const PlannedCopy& pc = planned[r];
-        if (pc.issue) tma_load((pc.weight ? ring.b_stage(i) : ring.a_stage(i)) + pc.offset, pc.map, pc.x, pc.y, bar);
+        const void* map = weight ? (a.sparse ? static_cast<const void*>(&weight_map) : &low_rank_b_map)
+                                 : (a.sparse ? static_cast<const void*>(&in_map) : &low_rank_a_map);
+        const uint32_t dst = weight ? b_dst + cp.c * K::kChunkBytes + cp.box * K::kBoxBytes : a_dst + cp.c * kAChunkBytes;
+        if (cp.active && cp.box < tile.boxes_per_chunk) {
+          tma_load(dst, map, weight ? weight_x : activation_x, weight ? weight_y : tile.token0, bar);
+        }
       }
       bool more = true;
 #pragma unroll
       for (int p = 0; p < kLineProducers; ++p) more = more && advance();
       if (!more) break;
-      plan();
+#pragma unroll
+      for (int r = 0; r < kItemsPerLane; ++r) {
+        chunk[r] = chunk_at(tile, step, copy[r].c);
+        entry[r] = lane_entry(tile, chunk[r], copy[r]);
+      }
     }
     return;
   }
