@@ -418,8 +418,8 @@ __global__ void __launch_bounds__(kLineThreads, kLineBlocksPerSM)
       }
       __syncwarp();
       // Each lane's copy through one code path (the map and coordinates chosen by selects), 32-bit
-      // arithmetic: the copies of a stage are one loop over the lanes that have one. The
-      // producer's instruction chain is what limits the line kernels (docs/perf.md version 17).
+      // arithmetic: the copies of a stage are one loop over the lanes that have one (a single
+      // producer's instruction chain limited the line kernels; docs/perf.md versions 17, 18).
 #pragma unroll
       for (int r = 0; r < kItemsPerLane; ++r) {
         const LaneCopy cp = copy[r];
