@@ -1,22 +1,26 @@
 #!/usr/bin/env bash
-# Same-machine comparison of two builds on a GPU machine, where host speed differs from one
-# machine to the next (the layer and model steps are partly host-bound): builds another source
-# tree beside this one, then runs the layer benchmark and the GPT-2 model benchmarks of both,
+# Same-machine comparison of builds on a GPU machine, where host speed differs from one machine
+# to the next (the layer and model steps are partly host-bound): builds another source tree (the
+# base) beside this one, then runs the layer benchmark and the GPT-2 model benchmarks of both,
 # interleaved, `ROUNDS` times (default 2; odd rounds run the other build first, even rounds this
 # one, so that a drift of the GPU within the run does not favour one build). With BENCH=ops it
-# runs the operator table (bench/cuda_block_sparse_bench.py, extra arguments passed on) of both
-# instead, after this tree's CUDA operator tests, each build through its own tree's script (a
-# script that calls what only one build has would otherwise fail on the other). Logs go to $OUT
+# runs the operator table (bench/cuda_block_sparse_bench.py, extra arguments passed on) instead,
+# after this tree's CUDA operator tests, each build through its own tree's script (a script that
+# calls what only one build has would otherwise fail on the other); there, more source trees may
+# follow the base (candidates measured in the same run; the rounds rotate the order of all
+# builds) and the table shows every build's time and its speed-up over the base. Logs go to $OUT
 # (or ./gpu-logs), one per build and round (and the tests' with BENCH=ops; the build logs only
-# when a build fails), so that up to three rounds stay within the eight files the GPU machine
-# sends back.
+# when a build fails), so that a few rounds stay within the eight files the GPU machine sends
+# back.
 #   here:            git archive <revision> | (mkdir -p other-src && tar -x -C other-src)
 #   on the machine:  bash scripts/gpu_compare_builds.sh other-src
-#                    BENCH=ops ROUNDS=1 bash scripts/gpu_compare_builds.sh other-src [--quick]
+#                    BENCH=ops ROUNDS=1 bash scripts/gpu_compare_builds.sh other-src [MORE_SRC...] [--quick]
 # (other-src is ignored by git: copy it to the GPU machine along with the working tree.)
 set -uo pipefail
-other="${1:?usage: gpu_compare_builds.sh OTHER_SOURCE_DIR [operator bench arguments]}"
+other="${1:?usage: gpu_compare_builds.sh OTHER_SOURCE_DIR [MORE_SOURCE_DIRS] [operator bench arguments]}"
 shift
+more=()  # further source trees (BENCH=ops only): the arguments before the first option
+while [ $# -gt 0 ] && [ -d "$1" ]; do more+=("$1"); shift; done
 out="${OUT:-gpu-logs}"
 mkdir -p "$out"
 work=$(mktemp -d)
@@ -30,20 +34,38 @@ build() {  # source dir, build dir, targets...
   shift 2
   local log="$work/build-$(basename "$dir").log"
   { cmake -S "$src" -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=Release "${compilers[@]}" >"$log" 2>&1 &&
-    cmake --build "$dir" -j "$(($(nproc) / 2))" --target "$@" >>"$log" 2>&1; } || { cp "$log" "$out/"; return 1; }
+    cmake --build "$dir" -j "${JOBS:-$(($(nproc) / 2))}" --target "$@" >>"$log" 2>&1; } || { cp "$log" "$out/"; return 1; }
 }
-order() { if [ $(($1 % 2)) = 1 ]; then echo other gpu; else echo gpu other; fi; }  # the builds of round $1
+[ ${#more[@]} -gt 0 ] && [ $ops = 0 ] && { echo "more than one other tree needs BENCH=ops"; exit 1; }
+names=(other gpu)  # build-NAME, ops-NAME-ROUND.log
+sources=("$other" .)
+for src in "${more[@]}"; do names+=("$(basename "$src")"); sources+=("$src"); done
+source_of() { local i; for i in "${!names[@]}"; do [ "${names[$i]}" = "$1" ] && echo "${sources[$i]}"; done; }
+order() {  # the builds of round $1: each round starts one build further on
+  local n=${#names[@]} i
+  for i in $(seq 0 $((n - 1))); do echo "${names[$(((i + $1 - 1) % n))]}"; done
+}
 start=$SECONDS
 if [ $ops = 1 ]; then
-  build . build-gpu pixelfly ops_tests & this=$!
-  build "$other" build-other pixelfly & that=$!
+  jobs=$(($(nproc) / ${#names[@]}))
+  [ $jobs -lt 2 ] && jobs=2
+  pids=()
+  for i in "${!names[@]}"; do
+    targets=(pixelfly)
+    [ "${names[$i]}" = gpu ] && targets+=(ops_tests)
+    JOBS=$jobs build "${sources[$i]}" "build-${names[$i]}" "${targets[@]}" & pids+=($!)
+  done
+  for i in "${!names[@]}"; do
+    wait "${pids[$i]}" || { echo "build of ${sources[$i]} failed"; grep -m10 -A5 error "$work/build-build-${names[$i]}.log"; exit 1; }
+  done
+  echo "builds: $((SECONDS - start)) s"
 else
   build . build-gpu pixelfly_cli bench_pixelfly_linear & this=$!
   build "$other" build-other pixelfly_cli bench_pixelfly_linear & that=$!
+  wait $this || { echo "this tree's build failed"; grep -m10 -A5 error "$work/build-build-gpu.log"; exit 1; }
+  wait $that || { echo "the other tree's build failed"; exit 1; }
+  echo "builds: $((SECONDS - start)) s"
 fi
-wait $this || { echo "this tree's build failed"; grep -m10 -A5 error "$work/build-build-gpu.log"; exit 1; }
-wait $that || { echo "the other tree's build failed"; exit 1; }
-echo "builds: $((SECONDS - start)) s"
 if [ $ops = 1 ]; then
   timeout 180 build-gpu/tests/ops_tests --gtest_filter='BlockSparseOpsCuda.*:Autocast.*' >"$out/tests.log" 2>&1
   rc=$?
@@ -51,22 +73,25 @@ if [ $ops = 1 ]; then
   if [ $rc != 0 ]; then grep -h -B2 -A6 "Failure\|FAILED" "$out/tests.log" | head -40; exit 1; fi
   for round in $(seq "${ROUNDS:-2}"); do
     for b in $(order "$round"); do
-      src=.
-      [ "$b" = other ] && src="$other"
-      timeout 280 python3 "$src/bench/cuda_block_sparse_bench.py" build-$b/libpixelfly.so "$@" >"$out/ops-$b-$round.log" 2>&1
+      timeout 280 python3 "$(source_of "$b")/bench/cuda_block_sparse_bench.py" build-$b/libpixelfly.so "$@" >"$out/ops-$b-$round.log" 2>&1
       echo "round $round build-$b: rc=$?"
     done
   done
-  # Side by side, each round: our time in the other build and in this one, and this one's
-  # roofline efficiency and L2 rate.
+  # Side by side, each round: every build's time (the base first, then this tree, then the
+  # others) with its speed-up over the base, and this tree's roofline efficiency and L2 rate.
   for round in $(seq "${ROUNDS:-2}"); do
-    echo "round $round"
-    paste -d'|' <(sed -n '/^shape /,$p' "$out/ops-other-$round.log") <(sed -n '/^shape /,$p' "$out/ops-gpu-$round.log") |
-      awk -F'|' 'NR == 1 { printf "%-16s %-18s %3s %9s %9s %8s %8s %7s\n", "shape", "layout", "op", "other ms",
-                            "this ms", "speedup", "roofline", "L2 TB/s"; next }
-                 { split($1, a, "  +"); n = split($1, x, " +"); split($2, y, " +");
-                   printf "%-16s %-18s %3s %9s %9s %7.2fx %8s %7s\n", a[1], a[2], x[n - 8], x[n - 6], y[n - 6],
-                          x[n - 6] / y[n - 6], y[n - 4], y[n - 3] }'
+    echo "round $round: ${names[*]}"
+    tables=()
+    for b in "${names[@]}"; do
+      grep -E ' [0-9.]+e[-+][0-9]+$' "$out/ops-$b-$round.log" >"$work/table-$b"
+      tables+=("$work/table-$b")
+    done
+    paste -d'|' "${tables[@]}" |
+      awk -F'|' -v builds=${#names[@]} 'BEGIN { printf "%-16s %-18s %3s %8s", "shape", "layout", "op", "base ms";
+                            for (i = 2; i <= builds; i++) printf " %8s %6s", "ms", "x"; printf " %8s %7s\n", "roofline", "L2 TB/s" }
+                 { split($1, a, "  +"); n = split($1, x, " +"); printf "%-16s %-18s %3s %8s", a[1], a[2], x[n - 8], x[n - 6];
+                   for (i = 2; i <= NF; i++) { split($i, y, " +"); printf " %8s %5.2fx", y[n - 6], x[n - 6] / y[n - 6] }
+                   split($2, y, " +"); printf " %8s %7s\n", y[n - 4], y[n - 3] }'
   done
   exit 0
 fi
