@@ -83,7 +83,7 @@ if [ $ops = 1 ]; then
     echo "round $round: ${names[*]}"
     tables=()
     for b in "${names[@]}"; do
-      grep -E ' [0-9.]+e[-+][0-9]+$' "$out/ops-$b-$round.log" >"$work/table-$b"
+      sed -n '/^shape /,$p' "$out/ops-$b-$round.log" | grep -E ' [0-9.]+e[-+][0-9]+$' >"$work/table-$b"
       tables+=("$work/table-$b")
     done
     paste -d'|' "${tables[@]}" |
