@@ -161,8 +161,9 @@ __device__ __forceinline__ void produce(const Ring& ring, uint32_t first, uint32
 }
 
 // The consumer warpgroups, steps first .. first + steps - 1 (step - first is the K step of the
-// tile): zeroes the accumulators (kProducts 64 x 128 products), then for each step waits
-// for its stage, issues the stage's products with issue(k step, i), which fences the
+// tile): for each step waits for its stage, issues the stage's products into the accumulators
+// (kProducts 64 x 128 products; the tile's first product of each with accumulate 0, so that
+// nothing needs zeroing) with issue(k step, i), which fences the
 // accumulators before them and commits them in kGroups groups, the last commit left to this
 // loop (so that it may wait for the products in flight and rescale the accumulators between two
 // of its products), and releases the previous stage once its products are done. Returns with
@@ -170,10 +171,6 @@ __device__ __forceinline__ void produce(const Ring& ring, uint32_t first, uint32
 template <int kGroups, int kProducts, typename Ring, typename Issue>
 __device__ __forceinline__ void consume(float (&d)[kProducts][64], const Ring& ring, uint32_t first, uint32_t steps,
                                         Issue&& issue) {
-#pragma unroll
-  for (int s = 0; s < kProducts; ++s)
-#pragma unroll
-    for (int i = 0; i < 64; ++i) d[s][i] = 0.f;
   for (uint32_t i = first; i < first + steps; ++i) {
     barrier_wait(ring.full_bar(i), ring.phase(i));
     issue(i - first, i);
@@ -456,7 +453,7 @@ __global__ void __launch_bounds__(kLineThreads, kLineBlocksPerSM)
     return;
   }
 
-  float d[kSets][64];
+  float d[kSets][64] = {};  // every tile's first products overwrite them (consume)
   const T* bias = static_cast<const T*>(epilogue.bias);
   // The weights of the first and second term (LineTile), from the mix the producer stored (read
   // once a tile's first stage has arrived).
@@ -511,17 +508,20 @@ __global__ void __launch_bounds__(kLineThreads, kLineBlocksPerSM)
               for (int s = 0; s < kSets; ++s) {
                 const uint64_t da = descriptor(a + c * kAChunkBytes + s * 64 * 2 * K::C + ks * 32, 16, 16 * K::C,
                                                K::kLayout);
-                mma_64x128x16<T, 0, kTransposed ? 1 : 0>(d[s], da, db);
+                mma_64x128x16<T, 0, kTransposed ? 1 : 0>(d[s], da, db, step > 0 || c > 0 || ks > 0);
               }
             }
             if (c + 1 < K::kPerStage) wgmma_commit();
           }
         });
     first += tile.steps;
-    if (epilogue.mix != nullptr) scale_accumulators(tile.chunks == tile.first_chunks ? first_weight() : second_weight());
+    // The weight of the term that came last (1 without a mix), applied as the results are packed.
+    const float last_weight =
+        epilogue.mix == nullptr ? 1.f : tile.chunks == tile.first_chunks ? first_weight() : second_weight();
 
-    // Epilogue, one m64 set s at a time: add the bias, stage the set's 64 x 128 results as two
-    // 64 x 64 boxes in the 128-byte swizzled layout (features 64 h..), store them with TMA. The
+    // Epilogue, one m64 set s at a time: scale by the last weight and add the bias, stage the
+    // set's 64 x 128 results as two 64 x 64 boxes in the 128-byte swizzled layout (features
+    // 64 h..), store them with TMA. The
     // buffer holds one set per warpgroup (so that the ring keeps four stages): before writing it
     // the storer waits until the stores of the set before have read it; the last set's stores
     // run on while the next tile's products start.
@@ -541,25 +541,55 @@ __global__ void __launch_bounds__(kLineThreads, kLineBlocksPerSM)
     const uint32_t row_offset = static_cast<uint32_t>((warp % 4) * 16 + 8 * (q % 2) + r) * 128;
     const uint32_t chunk = static_cast<uint32_t>(((q / 2) ^ r) << 4);
     if (bias != nullptr && tid % 128 < kTile / 8) device::copy_async_wait_all();  // seen after the barrier below
+    // Set s's results, scaled by the last weight (kScale) and with the bias added (kBias), packed
+    // and written to the buffer; one instantiation per case, so that the case without a bias or a
+    // mix packs the accumulators as they are (the epilogue's instructions are a good part of a
+    // short tile's time, docs/perf.md version 18).
+    auto stage_set = [&](int s, auto with_bias, auto with_scale) {
+      constexpr bool kBias = decltype(with_bias)::value, kScale = decltype(with_scale)::value;
+#pragma unroll
+      for (int jp = 0; jp < 8; ++jp) {
+        float2 add[2] = {};  // the bias of columns 16 jp + 8 h + 2 (lane % 4) and the next, h = 0, 1
+        if constexpr (kBias) {
+#pragma unroll
+          for (int h = 0; h < 2; ++h) {
+            add[h] = device::unpack2<T>(device::load_shared(bias_buffer + 2 * (16 * jp + 8 * h + 2 * (lane % 4))));
+          }
+        }
+        uint32_t v[4];
+#pragma unroll
+        for (int m = 0; m < 4; ++m) {
+          float x = d[s][8 * jp + 2 * m], y = d[s][8 * jp + 2 * m + 1];
+          if constexpr (kScale && kBias) {
+            x = __fmaf_rn(x, last_weight, add[m / 2].x);
+            y = __fmaf_rn(y, last_weight, add[m / 2].y);
+          } else if constexpr (kScale) {
+            x *= last_weight;
+            y *= last_weight;
+          } else if constexpr (kBias) {
+            x += add[m / 2].x;
+            y += add[m / 2].y;
+          }
+          v[m] = device::pack2<T>(x, y);
+        }
+        const uint32_t column_chunk = chunk ^ ((2 * (jp % 4)) << 4);
+        device::store_matrices(buffer + (jp / 4) * kOutBoxBytes + row_offset + column_chunk, v);
+      }
+    };
 #pragma unroll
     for (int s = 0; s < kSets; ++s) {
       if (storer) device::tma_store_wait_read();
       warpgroup_barrier();
-#pragma unroll
-      for (int jp = 0; jp < 8; ++jp) {
-        uint32_t v[4];
-#pragma unroll
-        for (int m = 0; m < 4; ++m) {
-          const float* pair = &d[s][8 * jp + 2 * m];
-          // bias of columns 16 jp + 8 (m / 2) + 2 (lane % 4) and the next
-          const float2 add =
-              bias != nullptr
-                  ? device::unpack2<T>(device::load_shared(bias_buffer + 2 * (16 * jp + 8 * (m / 2) + 2 * (lane % 4))))
-                  : make_float2(0.f, 0.f);
-          v[m] = device::pack2<T>(pair[0] + add.x, pair[1] + add.y);
+      if (bias != nullptr) {
+        if (epilogue.mix != nullptr) {
+          stage_set(s, std::true_type{}, std::true_type{});
+        } else {
+          stage_set(s, std::true_type{}, std::false_type{});
         }
-        const uint32_t column_chunk = chunk ^ ((2 * (jp % 4)) << 4);
-        device::store_matrices(buffer + (jp / 4) * kOutBoxBytes + row_offset + column_chunk, v);
+      } else if (epilogue.mix != nullptr) {
+        stage_set(s, std::false_type{}, std::true_type{});
+      } else {
+        stage_set(s, std::false_type{}, std::false_type{});
       }
       device::fence_async_shared();
       warpgroup_barrier();
@@ -632,11 +662,11 @@ __global__ void __launch_bounds__(kThreads, kGradientBlocksPerSM)
 
   // Columns 128.. of a narrower piece multiply whatever their X boxes hold and are not stored:
   // skipping them would be a branch around wgmma, which ptxas serialises.
-  float d[2][64];
+  float d[2][64] = {};  // the first products overwrite them (consume)
   const uint32_t warpgroup_rows = static_cast<uint32_t>(warp / 4) * kDyBoxBytes;  // rows 64 * warpgroup
   consume<1>(
       d, ring, 0, static_cast<uint32_t>(steps),
-      [&](uint32_t, uint32_t i) {
+      [&](uint32_t step, uint32_t i) {
         const uint32_t a = ring.a_stage(i) + warpgroup_rows, b = ring.b_stage(i);
         wgmma_fence();
 #pragma unroll
@@ -646,7 +676,7 @@ __global__ void __launch_bounds__(kThreads, kGradientBlocksPerSM)
           for (int h = 0; h < 2; ++h) {
             const uint64_t db =
                 descriptor(b + h * kHalfBoxes * kXBoxBytes + ks * 32 * K::C, kXBoxBytes, 16 * K::C, K::kLayout);
-            mma_64x128x16<T, 1, 1>(d[h], da, db);
+            mma_64x128x16<T, 1, 1>(d[h], da, db, step > 0 || ks > 0);
           }
         }
       });

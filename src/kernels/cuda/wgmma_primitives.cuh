@@ -43,18 +43,19 @@ __device__ __forceinline__ void fence_accumulators(float (&d)[64]) {
   "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, "                  \
   "%64, %65, p, 1, 1, %67, %68;\n}\n"
 
-// d (64 x 128 per warpgroup) += A (64 x 16) . B (16 x 128); kTransA / kTransB: the operand is
-// M-/N-major in shared memory instead of K-major.
+// d (64 x 128 per warpgroup) = A (64 x 16) . B (16 x 128) + d, or without the + d where
+// `accumulate` is 0 (a tile's first product: no zeroing of the accumulators needed); kTransA /
+// kTransB: the operand is M-/N-major in shared memory instead of K-major.
 template <typename T, int kTransA, int kTransB>
-__device__ __forceinline__ void mma_64x128x16(float (&d)[64], uint64_t a, uint64_t b) {
+__device__ __forceinline__ void mma_64x128x16(float (&d)[64], uint64_t a, uint64_t b, uint32_t accumulate = 1) {
   if constexpr (std::is_same_v<T, __nv_bfloat16>) {
     asm volatile(PIXELFLY_WGMMA_128("bf16")
                  : PIXELFLY_D16(0), PIXELFLY_D16(16), PIXELFLY_D16(32), PIXELFLY_D16(48)
-                 : "l"(a), "l"(b), "r"(1), "n"(kTransA), "n"(kTransB));
+                 : "l"(a), "l"(b), "r"(accumulate), "n"(kTransA), "n"(kTransB));
   } else {
     asm volatile(PIXELFLY_WGMMA_128("f16")
                  : PIXELFLY_D16(0), PIXELFLY_D16(16), PIXELFLY_D16(32), PIXELFLY_D16(48)
-                 : "l"(a), "l"(b), "r"(1), "n"(kTransA), "n"(kTransB));
+                 : "l"(a), "l"(b), "r"(accumulate), "n"(kTransA), "n"(kTransB));
   }
 }
 #undef PIXELFLY_WGMMA_128
