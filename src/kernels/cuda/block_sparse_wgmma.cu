@@ -682,21 +682,37 @@ __global__ void __launch_bounds__(kThreads, kGradientBlocksPerSM)
       });
   if (steps == 0) return;
 
-  // A thread's accumulators come in pairs of neighbouring columns (n even, so both lie in one
-  // block and n_end, a multiple of B, takes both or neither): one vector reduction per pair.
+  // The piece's block table (at most kTile / B x kGradientPieceFeatures / B entries) goes to
+  // shared memory first, read in parallel, one entry per thread: looked up from global memory
+  // beside each reduction, its reads were a chain of dependent loads through the epilogue. It
+  // takes the start of the ring, once both warpgroups' products (which read the ring) are done.
+  static_assert((kTile / B) * (kGradientPieceFeatures / B) <= kConsumers, "one table entry per consumer thread");
+  const uint32_t table = ring.a;
+  const int entries = static_cast<int>(rows * cols);
+  device::named_barrier<1, kConsumers>();
+  if (tid < entries) device::store_shared(table + 4 * tid, static_cast<uint32_t>(piece_blocks[tid]));
+  device::named_barrier<1, kConsumers>();
+  // A thread's accumulators come in pairs of neighbouring columns n, n + 1 (one vector reduction
+  // per pair), n = h * kTile + 8 j + 2 (lane % 4): the B / 8 values of j in one column block
+  // share the block's lookup and its row's address, each pair 8 columns after the last. n_end,
+  // a multiple of B, takes a whole column block or none of it.
+  constexpr int kJPerBlock = B / 8;
 #pragma unroll
   for (int h = 0; h < 2; ++h)
 #pragma unroll
-    for (int j = 0; j < 16; ++j)
+    for (int jb = 0; jb < 16 / kJPerBlock; ++jb)
 #pragma unroll
       for (int r = 0; r < 2; ++r) {
         const int m = (warp / 4) * 64 + accumulator_row(warp, lane, r);
-        const int n = h * kTile + accumulator_col(lane, j);
+        const int n = h * kTile + accumulator_col(lane, jb * kJPerBlock);
         if (m >= m_end || n >= n_end) continue;
-        const int64_t block = piece_blocks[(m / B) * cols + n / B];
-        if (block >= 0) {
-          device::add2_global(workspace + block * B * B + (m % B) * B + n % B, d[h][4 * j + 2 * r],
-                              d[h][4 * j + 2 * r + 1]);
+        const int block = static_cast<int>(device::load_shared(table + 4 * ((m / B) * static_cast<int>(cols) + n / B)));
+        if (block < 0) continue;
+        float* const row = workspace + static_cast<int64_t>(block) * (B * B) + (m % B) * B + n % B;
+#pragma unroll
+        for (int jj = 0; jj < kJPerBlock; ++jj) {
+          const int j = jb * kJPerBlock + jj;
+          device::add2_global(row + 8 * jj, d[h][4 * j + 2 * r], d[h][4 * j + 2 * r + 1]);
         }
       }
 #else
