@@ -21,9 +21,8 @@
 // The chunks of a stage past the end of both terms are copied the same way, as zeros,
 // and multiplied: skipping them would be a data-dependent branch around wgmma, for which ptxas
 // serialises the products (its C7520 note; 2-18 % slower, docs/perf.md version 10). Rows,
-// features and tokens past the ends of the matrices read as zeros, and output tiles are staged in
-// shared memory and written by 16-byte stores of whole rows, skipping rows and features past the
-// ends; the caller's tensors need no padding. forward and
+// features and tokens past the ends of the matrices read as zeros, and output tiles go back
+// through TMA stores, which clip at the ends; the caller's tensors need no padding. forward and
 // grad_input run persistent (LineConfig below); grad_weight splits its token reduction over
 // blocks and adds into a float32 workspace.
 #include "kernels/cuda/block_sparse_wgmma.cuh"
@@ -52,7 +51,7 @@ constexpr int kProducerWarp = kConsumers / 32;  // the first producer warp
 constexpr int kStep = 64;                    // K elements per stage
 constexpr int kOperandBytes = kTile * kStep * 2;  // a 128-row operand's stage: 16 KB
 constexpr int kAlign = 1024;  // the 128-byte swizzle pattern repeats every 1 KB
-constexpr int kOutBox = 64;   // output tiles are staged as 64 x 64 boxes, 128-byte swizzled
+constexpr int kOutBox = 64;   // output tiles go out as 64 x 64 boxes, 128-byte swizzled
 constexpr int kOutBoxBytes = kOutBox * kOutBox * 2;
 // Shared memory of a kernel with a `stages`-deep ring of `stage_bytes` stages and `extra` bytes
 // beside it.
@@ -338,12 +337,12 @@ __device__ __forceinline__ TileInfo load_tile_info(uint32_t slot) {
 
 // Maps: in_map (tokens x in, boxes kTokens x C), weight_map (values as nnz * B rows of B, boxes
 // C x C), low_rank_a_map (tokens x rank, kTokens x C), low_rank_b_map (forward: out x rank,
-// grad_input: rank x out; C x C); out is tokens x out, row-major.
+// grad_input: rank x out; C x C), out_map (tokens x out, 64 x 64).
 template <typename T, int B, bool kTransposed>
 __global__ void __launch_bounds__(kLineThreads, kLineBlocksPerSM)
     line_group_kernel(const __grid_constant__ CUtensorMap in_map, const __grid_constant__ CUtensorMap weight_map,
                       const __grid_constant__ CUtensorMap low_rank_a_map,
-                      const __grid_constant__ CUtensorMap low_rank_b_map, T* __restrict__ out,
+                      const __grid_constant__ CUtensorMap low_rank_b_map, const __grid_constant__ CUtensorMap out_map,
                       DeviceLayout layout, int64_t tokens, Epilogue epilogue, const int32_t* __restrict__ order) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   using K = Chunking<B>;
@@ -470,6 +469,7 @@ __global__ void __launch_bounds__(kLineThreads, kLineBlocksPerSM)
   const int warpgroup = warp / 4;
   constexpr int kWarpgroupRows = kTokens / 2;
   const uint32_t warpgroup_rows = static_cast<uint32_t>(warpgroup) * kWarpgroupRows * 2 * K::C;
+  const bool storer = tid % 128 == 0;  // issues its warpgroup's TMA stores
   uint32_t first = 0;
   for (int64_t j = 0; j < mine.count; ++j) {
     barrier_wait(ring.full_bar(first), ring.phase(first));  // the tile's first stage, with its record
@@ -521,11 +521,10 @@ __global__ void __launch_bounds__(kLineThreads, kLineBlocksPerSM)
 
     // Epilogue, one m64 set s at a time: scale by the last weight and add the bias, stage the
     // set's 64 x 128 results as two 64 x 64 boxes in the 128-byte swizzled layout (features
-    // 64 h..), then the warpgroup writes them out with 16-byte stores, each warp two whole
-    // 256-byte rows per store. Plain stores rather than TMA stores: the second set's staging then
-    // waits only for the warpgroup's reads of the first, not for a TMA store's read of the
-    // buffer, which queues behind the next tile's copies (1500-1900 cycles, half of a short
-    // tile's epilogue; docs/perf.md version 19).
+    // 64 h..), store them with TMA. The
+    // buffer holds one set per warpgroup (so that the ring keeps four stages): before writing it
+    // the storer waits until the stores of the set before have read it; the last set's stores
+    // run on while the next tile's products start.
     const uint32_t buffer = ring.extra + warpgroup * 2 * kOutBoxBytes;
     auto warpgroup_barrier = [&] {
       if (warpgroup == 0) {
@@ -541,11 +540,6 @@ __global__ void __launch_bounds__(kLineThreads, kLineBlocksPerSM)
     const int q = lane / 8, r = lane % 8;
     const uint32_t row_offset = static_cast<uint32_t>((warp % 4) * 16 + 8 * (q % 2) + r) * 128;
     const uint32_t chunk = static_cast<uint32_t>(((q / 2) ^ r) << 4);
-    // The write-out: thread t of the warpgroup takes the 16-byte column chunk t % 16 (features
-    // 8 (t % 16)..) of rows t / 16 + 8 m, m = 0..7; row % 8 is t / 16 for all of them.
-    const int out_chunk = tid % 16, out_row = (tid % 128) / 16;
-    const uint32_t out_source = static_cast<uint32_t>((out_chunk / 8) * kOutBoxBytes + out_row * 128 +
-                                                      (((out_chunk % 8) ^ out_row) << 4));
     if (bias != nullptr && tid % 128 < kTile / 8) device::copy_async_wait_all();  // seen after the barrier below
     // Set s's results, scaled by the last weight (kScale) and with the bias added (kBias), packed
     // and written to the buffer; one instantiation per case, so that the case without a bias or a
@@ -584,7 +578,8 @@ __global__ void __launch_bounds__(kLineThreads, kLineBlocksPerSM)
     };
 #pragma unroll
     for (int s = 0; s < kSets; ++s) {
-      warpgroup_barrier();  // the set before has been read out of the buffer
+      if (storer) device::tma_store_wait_read();
+      warpgroup_barrier();
       if (bias != nullptr) {
         if (epilogue.mix != nullptr) {
           stage_set(s, std::true_type{}, std::true_type{});
@@ -596,21 +591,20 @@ __global__ void __launch_bounds__(kLineThreads, kLineBlocksPerSM)
       } else {
         stage_set(s, std::false_type{}, std::false_type{});
       }
+      device::fence_async_shared();
       warpgroup_barrier();
-      const int64_t token = tile.token0 + kWarpgroupRows * warpgroup + 64 * s + out_row;
-      const int64_t feature = tile.feature0 + 8 * out_chunk;
-      if (feature < out_features) {
-        T* const destination = out + token * out_features + feature;
-#pragma unroll
-        for (int m = 0; m < 8; ++m) {
-          if (token + 8 * m < tokens) {
-            device::store_global16(destination + 8 * m * out_features,
-                                   device::load_shared16(buffer + out_source + 8 * m * 128));
+      if (storer) {
+        const int row = tile.token0 + kWarpgroupRows * warpgroup + 64 * s;
+        for (int h = 0; h < 2; ++h) {
+          if (row < tokens && tile.feature0 + 64 * h < out_features) {
+            device::tma_store(&out_map, tile.feature0 + 64 * h, row, buffer + h * kOutBoxBytes);
           }
         }
+        device::tma_store_commit();
       }
     }
   }
+  if (storer) device::tma_store_wait_all();
 #else
   __trap();  // built without sm_90a; the host never launches this (see available())
 #endif
@@ -736,7 +730,7 @@ cudaError_t launch_lines(const DeviceLayout& layout, int64_t tokens, const void*
   const int64_t in_features = kTransposed ? layout.out_features : layout.in_features;
   const int64_t out_features = kTransposed ? layout.in_features : layout.out_features;
   const int64_t rank = epilogue.rank;
-  CUtensorMap in_map{}, weight_map{}, low_rank_a_map{}, low_rank_b_map{};
+  CUtensorMap in_map{}, weight_map{}, low_rank_a_map{}, low_rank_b_map{}, out_map{};
   cudaError_t e = encode_tensor_map(&in_map, in, bf16, tokens, in_features, in_features, kTokens, K::C, K::kSwizzle);
   if (e == cudaSuccess && layout.nnz > 0) {
     e = encode_tensor_map(&weight_map, values, bf16, layout.nnz * B, B, B, K::C, K::C, K::kSwizzle);
@@ -751,6 +745,9 @@ cudaError_t launch_lines(const DeviceLayout& layout, int64_t tokens, const void*
                                           K::C, K::kSwizzle);
     }
   }
+  if (e == cudaSuccess) {
+    e = encode_tensor_map(&out_map, out, bf16, tokens, out_features, out_features, kOutBox, kOutBox, 128);
+  }
   if (e != cudaSuccess) return e;
   const int64_t tiles = groups * ((tokens + kTokens - 1) / kTokens);
   const int64_t slots = kLineBlocksPerSM * device::multiprocessors();
@@ -759,7 +756,7 @@ cudaError_t launch_lines(const DeviceLayout& layout, int64_t tokens, const void*
   constexpr auto kernel = line_group_kernel<T, B, kTransposed>;
   if (cudaError_t a = device::allow_shared_memory<kernel>(LineConfig::kShared); a != cudaSuccess) return a;
   kernel<<<static_cast<unsigned>(blocks), kLineThreads, LineConfig::kShared, stream>>>(
-      in_map, weight_map, low_rank_a_map, low_rank_b_map, static_cast<T*>(out), layout, tokens, epilogue, order);
+      in_map, weight_map, low_rank_a_map, low_rank_b_map, out_map, layout, tokens, epilogue, order);
   return cudaGetLastError();
 }
 

@@ -55,6 +55,22 @@ __device__ __forceinline__ void tma_load(uint32_t dst, const void* map, int col,
       "l"(reinterpret_cast<uint64_t>(map)), "r"(col), "r"(row), "r"(bar)
       : "memory");
 }
+// Shared -> global box at (col, row); tma_store_commit closes this thread's group of stores.
+__device__ __forceinline__ void tma_store(const void* map, int col, int row, uint32_t src) {
+  asm volatile("cp.async.bulk.tensor.2d.global.shared::cta.bulk_group [%0, {%1, %2}], [%3];\n" ::"l"(
+                   reinterpret_cast<uint64_t>(map)),
+               "r"(col), "r"(row), "r"(src)
+               : "memory");
+}
+__device__ __forceinline__ void tma_store_commit() { asm volatile("cp.async.bulk.commit_group;\n" ::: "memory"); }
+// Waits until this thread's committed stores have read their shared memory (it may be reused).
+__device__ __forceinline__ void tma_store_wait_read() {
+  asm volatile("cp.async.bulk.wait_group.read 0;\n" ::: "memory");
+}
+// Waits until this thread's committed stores have completed.
+__device__ __forceinline__ void tma_store_wait_all() { asm volatile("cp.async.bulk.wait_group 0;\n" ::: "memory"); }
+// Orders this thread's shared-memory writes before later async-proxy (TMA, wgmma) reads.
+__device__ __forceinline__ void fence_async_shared() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
 // Barrier `kId` (1..15; 0 is __syncthreads) over `kThreads` threads of the block.
 template <int kId, int kThreads>
 __device__ __forceinline__ void named_barrier() {
@@ -76,19 +92,6 @@ __device__ __forceinline__ uint32_t load_shared(uint32_t address) {
   uint32_t v;
   asm volatile("ld.shared.b32 %0, [%1];\n" : "=r"(v) : "r"(address) : "memory");
   return v;
-}
-// 16 bytes (address 16-byte aligned) from shared memory, and to global memory.
-__device__ __forceinline__ uint4 load_shared16(uint32_t address) {
-  uint4 v;
-  asm volatile("ld.shared.v4.b32 {%0, %1, %2, %3}, [%4];\n"
-               : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
-               : "r"(address)
-               : "memory");
-  return v;
-}
-template <typename T>
-__device__ __forceinline__ void store_global16(T* p, uint4 v) {
-  *reinterpret_cast<uint4*>(p) = v;
 }
 
 // Four 8 x 8 matrices of 16-bit values from a warp's registers to shared memory (stmatrix):
