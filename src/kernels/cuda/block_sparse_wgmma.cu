@@ -166,26 +166,22 @@ __device__ __forceinline__ void produce(const Ring& ring, uint32_t first, uint32
 // nothing needs zeroing) with issue(k step, i), which fences the
 // accumulators before them and commits them in kGroups groups, the last commit left to this
 // loop (so that it may wait for the products in flight and rescale the accumulators between two
-// of its products), and releases the previous stage once its products are done. after_issue()
-// runs once, right after the products of the tile's second K step (its first, in a one-step
-// tile) are issued. Returns with every product complete and every stage released but, with
-// kKeepLast, the last (the caller releases it).
-template <int kGroups, int kProducts, bool kKeepLast, typename Ring, typename Issue, typename AfterIssue>
+// of its products), and releases the previous stage once its products are done. Returns with
+// every product complete and every stage released.
+template <int kGroups, int kProducts, typename Ring, typename Issue>
 __device__ __forceinline__ void consume(float (&d)[kProducts][64], const Ring& ring, uint32_t first, uint32_t steps,
-                                        Issue&& issue, AfterIssue&& after_issue) {
-  const uint32_t hook = steps > 1 ? first + 1 : first;
+                                        Issue&& issue) {
   for (uint32_t i = first; i < first + steps; ++i) {
     barrier_wait(ring.full_bar(i), ring.phase(i));
     issue(i - first, i);
     wgmma_commit();
-    if (i == hook) after_issue();
     wgmma_wait<kGroups>();  // the previous stage's products are done
     if (i > first) barrier_arrive(ring.empty_bar(i - 1));
   }
   wgmma_wait<0>();
 #pragma unroll
   for (int s = 0; s < kProducts; ++s) fence_accumulators(d[s]);
-  if (!kKeepLast && steps > 0) barrier_arrive(ring.empty_bar(first + steps - 1));
+  if (steps > 0) barrier_arrive(ring.empty_bar(first + steps - 1));
 }
 
 // Row (within its warpgroup's 64 x 128 product) and column of this thread's accumulators
@@ -487,7 +483,7 @@ __global__ void __launch_bounds__(kLineThreads, kLineBlocksPerSM)
       const bool inside = feature < out_features;
       device::copy16_async(bias_buffer + 16 * (tid % 128), bias + (inside ? feature : 0), inside ? 16u : 0u);
     }
-    consume<K::kPerStage, kSets, true>(
+    consume<K::kPerStage>(
         d, ring, first, tile.steps,
         [&](uint32_t step, uint32_t i) {
           const uint32_t a = ring.a_stage(i) + warpgroup_rows, b = ring.b_stage(i);
@@ -517,15 +513,6 @@ __global__ void __launch_bounds__(kLineThreads, kLineBlocksPerSM)
             }
             if (c + 1 < K::kPerStage) wgmma_commit();
           }
-        },
-        [&] {
-          // The tile before kept its last stage (step first - 1) for its second set (see the
-          // epilogue): released once that set's stores have read it. The producer needs the slot
-          // again only four steps after it.
-          if (j > 0 && storer) {
-            device::tma_store_wait_read();
-            device::barrier_arrive(ring.empty_bar(first - 1), 128);  // for the warpgroup's 128 threads
-          }
         });
     first += tile.steps;
     // The weight of the term that came last (1 without a mix), applied as the results are packed.
@@ -534,15 +521,11 @@ __global__ void __launch_bounds__(kLineThreads, kLineBlocksPerSM)
 
     // Epilogue, one m64 set s at a time: scale by the last weight and add the bias, stage the
     // set's 64 x 128 results as two 64 x 64 boxes in the 128-byte swizzled layout (features
-    // 64 h..), store them with TMA. Set 0 goes through the output buffer (one set per warpgroup,
-    // so that the ring keeps four stages; the storer first waits until the last tile's stores
-    // have read it), set 1 through the activation half of the tile's last stage, which consume
-    // kept for it once both warpgroups' products are done with it: so set 1 does not wait for
-    // set 0's stores to read the buffer (1400-1900 cycles, half of a short tile's epilogue;
-    // docs/perf.md version 19), and both sets' stores run on while the next tile's products start.
-    static_assert(kSets == 2, "one set through the output buffer, one through the kept stage");
-    static_assert(LineConfig::kABytes >= 2 * 2 * kOutBoxBytes, "a stage's activations hold both warpgroups' sets");
-
+    // 64 h..), store them with TMA. The
+    // buffer holds one set per warpgroup (so that the ring keeps four stages): before writing it
+    // the storer waits until the stores of the set before have read it; the last set's stores
+    // run on while the next tile's products start.
+    const uint32_t buffer = ring.extra + warpgroup * 2 * kOutBoxBytes;
     auto warpgroup_barrier = [&] {
       if (warpgroup == 0) {
         device::named_barrier<2, 128>();
@@ -562,7 +545,7 @@ __global__ void __launch_bounds__(kLineThreads, kLineBlocksPerSM)
     // and written to the buffer; one instantiation per case, so that the case without a bias or a
     // mix packs the accumulators as they are (the epilogue's instructions are a good part of a
     // short tile's time, docs/perf.md version 18).
-    auto stage_set = [&](int s, uint32_t buffer, auto with_bias, auto with_scale) {
+    auto stage_set = [&](int s, auto with_bias, auto with_scale) {
       constexpr bool kBias = decltype(with_bias)::value, kScale = decltype(with_scale)::value;
 #pragma unroll
       for (int jp = 0; jp < 8; ++jp) {
@@ -595,24 +578,18 @@ __global__ void __launch_bounds__(kLineThreads, kLineBlocksPerSM)
     };
 #pragma unroll
     for (int s = 0; s < kSets; ++s) {
-      const uint32_t buffer = (s == 0 ? ring.extra : ring.a_stage(first - 1)) + warpgroup * 2 * kOutBoxBytes;
-      if (s == 0) {
-        if (storer) device::tma_store_wait_read();
-        warpgroup_barrier();
-      } else {
-        device::named_barrier<1, kConsumers>();  // both warpgroups' products have read the kept stage
-        device::fence_async_shared();             // their reads (async proxy) before these writes
-      }
+      if (storer) device::tma_store_wait_read();
+      warpgroup_barrier();
       if (bias != nullptr) {
         if (epilogue.mix != nullptr) {
-          stage_set(s, buffer, std::true_type{}, std::true_type{});
+          stage_set(s, std::true_type{}, std::true_type{});
         } else {
-          stage_set(s, buffer, std::true_type{}, std::false_type{});
+          stage_set(s, std::true_type{}, std::false_type{});
         }
       } else if (epilogue.mix != nullptr) {
-        stage_set(s, buffer, std::false_type{}, std::true_type{});
+        stage_set(s, std::false_type{}, std::true_type{});
       } else {
-        stage_set(s, buffer, std::false_type{}, std::false_type{});
+        stage_set(s, std::false_type{}, std::false_type{});
       }
       device::fence_async_shared();
       warpgroup_barrier();
@@ -687,7 +664,7 @@ __global__ void __launch_bounds__(kThreads, kGradientBlocksPerSM)
   // skipping them would be a branch around wgmma, which ptxas serialises.
   float d[2][64] = {};  // the first products overwrite them (consume)
   const uint32_t warpgroup_rows = static_cast<uint32_t>(warp / 4) * kDyBoxBytes;  // rows 64 * warpgroup
-  consume<1, 2, false>(
+  consume<1>(
       d, ring, 0, static_cast<uint32_t>(steps),
       [&](uint32_t step, uint32_t i) {
         const uint32_t a = ring.a_stage(i) + warpgroup_rows, b = ring.b_stage(i);
@@ -702,8 +679,7 @@ __global__ void __launch_bounds__(kThreads, kGradientBlocksPerSM)
             mma_64x128x16<T, 1, 1>(d[h], da, db, step > 0 || ks > 0);
           }
         }
-      },
-      [] {});
+      });
   if (steps == 0) return;
 
   // The piece's block table (at most kTile / B x kGradientPieceFeatures / B entries) goes to
