@@ -35,6 +35,14 @@ def copy_bandwidth():
     return 2 * a.numel() * 4 / bench(lambda: b.copy_(a))
 
 
+def read_write_bandwidth():
+    """Device memory read alone (a sum) and written alone (a fill), 1 GiB each: the roofline
+    takes the copy's mix of both, and the forward and grad_input outputs of many tokens are
+    mostly writes."""
+    a = torch.randn(1 << 28, device="cuda", dtype=torch.float32)
+    return a.numel() * 4 / bench(lambda: a.sum()), a.numel() * 4 / bench(lambda: a.fill_(1.0))
+
+
 TOKEN_TILE = 256  # tokens per forward / grad_input tile
 FEATURE_TILE = 128  # features per tile (a group of 128 / block lines)
 PIECE_COLUMNS = 256  # X features per weight-gradient piece
@@ -135,8 +143,9 @@ def run(name, out_f, in_f, tokens, layout, bw):
 def main():
     torch.manual_seed(0)
     bw = copy_bandwidth()
-    print(f"{torch.cuda.get_device_name()}  torch {torch.__version__}  copy bandwidth {bw / 1e12:.2f} TB/s  bf16",
-          flush=True)
+    read_bw, write_bw = read_write_bandwidth()
+    print(f"{torch.cuda.get_device_name()}  torch {torch.__version__}  copy bandwidth {bw / 1e12:.2f} TB/s "
+          f"(read alone {read_bw / 1e12:.2f}, written alone {write_bw / 1e12:.2f})  bf16", flush=True)
     shapes = [("Mixer-B fc1", 3072, 768, 25088), ("Mixer-B fc2", 768, 3072, 25088),
               ("GPT2-M fc1", 4096, 1024, 8192), ("GPT2-M fc2", 1024, 4096, 8192), ("ViT-S 2304x768", 2304, 768, 25088)]
     configs = [(s, BlockLayout.flat_butterfly(s[1], s[2], 16, 2, 32), "fly n16 k2 b32") for s in shapes]
