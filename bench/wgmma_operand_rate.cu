@@ -5,6 +5,7 @@
 // cycles). It splits the line kernels' time per stage into what the products cost in a given
 // arrangement and what the ring (barrier hand-offs, copies into shared memory) adds. Torch-free.
 //   bench_wgmma_operand_rate [steps] [small|normal] [activation MB] [producer delay ns] [shared KB]
+//                            [output MB]
 // (on sm_90a; shared KB: the shared memory each block asks for, at least the ring's 193 KB)
 // Operand values: small (|x| < 0.03, the default) or normal (standard normal, as the operator
 // benchmarks' torch.randn inputs): the tensor cores' power, and with it the clock, depends on them.
@@ -18,7 +19,12 @@
 // TMA boxes at block 128: one 256 x 64 activation box and two 64 x 64 weight boxes, 128-byte
 // swizzled), tensor-2 (one 128 x 64 weight box instead of two); and tensor-dram, the tensor ring
 // with activations from a 69 MB matrix (more than L2 holds), four blocks sharing each 256-token
-// band as the line kernels' tiles of one token band share their activation boxes. Printed per
+// band as the line kernels' tiles of one token band share their activation boxes; and
+// tensor-stores (tokens-M only), the tensor ring with a short-K tile's epilogue every three
+// stages as the line kernels do it: each warpgroup's 2 x 16 KB of bf16 results staged in a 16 KB
+// output buffer a set at a time and stored by TMA into an output matrix (64 x 64 boxes, `output
+// MB` of it, cycled through: more than L2 holds sends the writes on to device memory), the second
+// set waiting for the first's stores to have read the buffer. Printed per
 // arrangement and ring: cycles per stage (median block), their share of the peak, the cycles per
 // stage the producer spent issuing copies, TFLOP/s and the clock the run implies.
 #include <cuda_bf16.h>
@@ -45,11 +51,15 @@ constexpr int kFeatureBytes = 128 * 128;  // 128 feature rows
 constexpr int kStageBytes = kTokenBytes + kFeatureBytes;
 constexpr int kStages = 4;
 constexpr size_t kShared = kStages * kStageBytes + 1024 + 2 * kStages * 8;
+constexpr int kOutBoxBytes = 64 * 64 * 2;        // a 64 x 64 bf16 box of results
+constexpr int kOutBytes = 2 * 2 * kOutBoxBytes;  // one 64 x 128 set of each warpgroup
+constexpr int kTileSteps = 3;                    // stages per tile with tensor-stores (Mixer-B fc1 Y)
+constexpr int kOutColumns = 1024;                // of the output matrix
 
 enum Arrangement { kTokensM, kFeaturesM, kTokensMRegA, kFeaturesMRegA };
-enum Ring { kNoRing, kBarriers, kBulk, kTensor, kTensor2, kTensorDram };
+enum Ring { kNoRing, kBarriers, kBulk, kTensor, kTensor2, kTensorDram, kTensorStores };
 const char* const kArrangementNames[] = {"tokens-M", "features-M", "tokens-M-regA", "features-M-regA"};
-const char* const kRingNames[] = {"none", "barriers", "bulk", "tensor", "tensor-2", "tensor-dram"};
+const char* const kRingNames[] = {"none", "barriers", "bulk", "tensor", "tensor-2", "tensor-dram", "tensor-stores"};
 // The tensor rings' matrices: activations in bands of 256 x 1024 (512 KB each; 8 bands, 4 MB,
 // unless told), weights 1024 x 1024 (2 MB); for tensor-dram, activations of 33 bands of 256
 // tokens x 4096 features.
@@ -129,19 +139,67 @@ struct Sources {
   int64_t bulk_stages;
   int activation_bands;  // of the tensor rings' activation matrix
   int producer_delay_ns;  // the producer sleeps this long before each stage's copies
+  int output_row_tiles;   // 256-row tiles of the output matrix (tensor-stores)
 };
+// A short-K tile's epilogue as the line kernels do it (tensor-stores): both sets of each
+// warpgroup's results, as bf16, staged in its 16 KB of the output buffer a set at a time (the
+// storer first waits until the stores before have read it) and stored by TMA as two 64 x 64
+// boxes, into the 256 x 128 output tile `tile` of this block. The products keep accumulating
+// (the values do not matter here, the bytes do).
+__device__ __forceinline__ void store_tile(float (&d)[2][64], uint32_t out_buffer, const CUtensorMap* output,
+                                           const Sources& sources, int tile, int warpgroup) {
+  wgmma_wait<0>();
+  fence_accumulators(d[0]);
+  fence_accumulators(d[1]);
+  const int thread = threadIdx.x % 128;
+  const bool storer = thread == 0;
+  const uint32_t buffer = out_buffer + warpgroup * 2 * kOutBoxBytes;
+  const int t = static_cast<int>(blockIdx.x) + tile * static_cast<int>(gridDim.x);
+  const int row0 = (t % sources.output_row_tiles) * 256 + warpgroup * 128;
+  const int col0 = (t / sources.output_row_tiles) % (kOutColumns / 128) * 128;
+#pragma unroll
+  for (int set = 0; set < 2; ++set) {
+    if (storer) tma_store_wait_read();
+    if (warpgroup == 0) {
+      named_barrier<2, 128>();
+    } else {
+      named_barrier<3, 128>();
+    }
+#pragma unroll
+    for (int c = 0; c < 8; ++c) {  // 16 bytes of results per thread and chunk, conflict-free
+      uint32_t v[4];
+#pragma unroll
+      for (int m = 0; m < 4; ++m) v[m] = pack2<__nv_bfloat16>(d[set][8 * c + 2 * m], d[set][8 * c + 2 * m + 1]);
+      asm volatile("st.shared.v4.b32 [%0], {%1, %2, %3, %4};\n" ::"r"(buffer + c * 2048 + thread * 16), "r"(v[0]),
+                   "r"(v[1]), "r"(v[2]), "r"(v[3])
+                   : "memory");
+    }
+    fence_async_shared();
+    if (warpgroup == 0) {
+      named_barrier<2, 128>();
+    } else {
+      named_barrier<3, 128>();
+    }
+    if (storer) {
+      for (int h = 0; h < 2; ++h) tma_store(output, col0 + 64 * h, row0 + 64 * set, buffer + h * kOutBoxBytes);
+      tma_store_commit();
+    }
+  }
+}
+
 // Each block: `steps` stages of one tile's products; cycles[block] = SM cycles of the consumers'
 // loop, issue_cycles[block] = the producer's cycles issuing copies, sink keeps the accumulators live.
 template <int kArrangement, int kRing>
 __global__ void __launch_bounds__(kThreads, 1)
     rate_kernel(const __grid_constant__ CUtensorMap activations, const __grid_constant__ CUtensorMap weights,
-                Sources sources, int steps, float operand_scale, long long* cycles, long long* issue_cycles,
-                float* sink) {
+                const __grid_constant__ CUtensorMap output, Sources sources, int steps, float operand_scale,
+                long long* cycles, long long* issue_cycles, float* sink) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   extern __shared__ unsigned char raw[];
   const uint32_t raw_address = smem_address(raw);
   const uint32_t base = (raw_address + 1023) & ~1023u;
-  const uint32_t full = base + kStages * kStageBytes, empty = full + 8 * kStages;
+  const uint32_t out_buffer = base + kStages * kStageBytes;  // tensor-stores
+  const uint32_t full = out_buffer + (kRing == kTensorStores ? kOutBytes : 0), empty = full + 8 * kStages;
   const int tid = threadIdx.x, warp = tid / 32;
   // Operands: uniform in (-operand_scale, operand_scale).
   for (uint32_t o = 4 * tid; o < kStages * kStageBytes; o += 4 * kThreads) {
@@ -189,7 +247,7 @@ __global__ void __launch_bounds__(kThreads, 1)
         const int weight_row = ((3 * (i / (kColumns / 64))) % (kWeightRows / 128)) * 128;
         tma_load(stage + kTokenBytes, &weights, col % kColumns, weight_row, bar);
         tma_load(stage + kTokenBytes + kFeatureBytes / 2, &weights, col % kColumns, weight_row + 64, bar);
-      } else {
+      } else {  // tensor, tensor-2, tensor-stores
         barrier_arrive_expect(bar, kStageBytes);
         const int col = (i % (kColumns / 64)) * 64, band = i / (kColumns / 64) + blockIdx.x;
         tma_load(stage, &activations, col, (band % sources.activation_bands) * 256, bar);
@@ -217,11 +275,15 @@ __global__ void __launch_bounds__(kThreads, 1)
     stage_products<kArrangement>(d, base + s * kStageBytes, warpgroup, a);
     wgmma_wait<1>();
     if (kRing != kNoRing && i > 0) barrier_arrive(empty + 8 * ((i - 1) % kStages));
+    if constexpr (kRing == kTensorStores) {
+      if (i % kTileSteps == kTileSteps - 1) store_tile(d, out_buffer, &output, sources, i / kTileSteps, warpgroup);
+    }
   }
   wgmma_wait<0>();
   fence_accumulators(d[0]);  // read only after the wait
   fence_accumulators(d[1]);
   const long long stop = clock64();
+  if (kRing == kTensorStores && tid % 128 == 0) tma_store_wait_all();
   float sum = 0.f;
 #pragma unroll
   for (int h = 0; h < 2; ++h)
@@ -241,7 +303,7 @@ struct Result {
 struct Buffers {
   float operand_scale;
   size_t shared_bytes;  // shared memory a block asks for (at least what the ring needs)
-  CUtensorMap activations, activations_dram, weights_64, weights_128;
+  CUtensorMap activations, activations_dram, weights_64, weights_128, output;
   Sources sources;
   long long* cycles;
   long long* issue_cycles;
@@ -251,7 +313,7 @@ struct Buffers {
 template <int kArrangement, int kRing>
 Result measure(int blocks, int steps, const Buffers& buffers) {
   auto kernel = rate_kernel<kArrangement, kRing>;
-  const size_t shared = std::max(kShared, buffers.shared_bytes);
+  const size_t shared = std::max(kShared + (kRing == kTensorStores ? kOutBytes : 0), buffers.shared_bytes);
   check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(shared)),
         "shared memory attribute");
   cudaEvent_t begin, end;
@@ -264,7 +326,7 @@ Result measure(int blocks, int steps, const Buffers& buffers) {
     check(cudaEventRecord(begin), "record");
     kernel<<<blocks, kThreads, shared>>>(kRing == kTensorDram ? buffers.activations_dram : buffers.activations,
                                           kRing == kTensor2 ? buffers.weights_128 : buffers.weights_64,
-                                          buffers.sources, steps, buffers.operand_scale, buffers.cycles, buffers.issue_cycles, buffers.sink);
+                                          buffers.output, buffers.sources, steps, buffers.operand_scale, buffers.cycles, buffers.issue_cycles, buffers.sink);
     check(cudaEventRecord(end), "record");
     check(cudaEventSynchronize(end), "rate kernel");
     float ms = 0.f;
@@ -306,6 +368,9 @@ void measure_rings(int blocks, int steps, const Buffers& buffers) {
   print_row(kArrangement, kTensor, measure<kArrangement, kTensor>(blocks, steps, buffers));
   print_row(kArrangement, kTensor2, measure<kArrangement, kTensor2>(blocks, steps, buffers));
   print_row(kArrangement, kTensorDram, measure<kArrangement, kTensorDram>(blocks, steps, buffers));
+  if constexpr (kArrangement == kTokensM) {
+    print_row(kArrangement, kTensorStores, measure<kArrangement, kTensorStores>(blocks, steps, buffers));
+  }
 }
 
 }  // namespace
@@ -329,6 +394,11 @@ int main(int argc, char** argv) {
   const int activation_bands = 2 * activation_mb;
   const int producer_delay_ns = argc > 4 ? std::atoi(argv[4]) : 0;
   const int shared_kb = argc > 5 ? std::atoi(argv[5]) : 0;
+  const int output_mb = argc > 6 ? std::atoi(argv[6]) : 256;
+  if (output_mb < 1 || output_mb > 4096) {
+    std::fprintf(stderr, "output megabytes: %d, expected 1 .. 4096\n", output_mb);
+    return 2;
+  }
   cudaDeviceProp prop{};
   check(cudaGetDeviceProperties(&prop, 0), "device properties");
   if (prop.major != 9) {
@@ -356,6 +426,11 @@ int main(int argc, char** argv) {
   check(cudaMalloc(&buffers.cycles, blocks * sizeof(long long)), "cycles");
   check(cudaMalloc(&buffers.issue_cycles, blocks * sizeof(long long)), "issue cycles");
   check(cudaMalloc(&buffers.sink, blocks * kConsumers * sizeof(float)), "sink");
+  // The output matrix: 256-row tiles of kOutColumns bf16 columns, 512 KB each.
+  buffers.sources.output_row_tiles = 2 * output_mb;
+  const int64_t output_rows = 256 * static_cast<int64_t>(buffers.sources.output_row_tiles);
+  uint16_t* output = nullptr;
+  check(cudaMalloc(&output, static_cast<size_t>(output_rows) * kOutColumns * 2), "output matrix");
   {
     std::vector<uint16_t> host(std::max({bulk_bytes / 2, matrix_elements, dram_elements}));
     std::mt19937 generator(1);
@@ -380,9 +455,12 @@ int main(int argc, char** argv) {
         "weight tensor map (64-row boxes)");
   check(encode_tensor_map(&buffers.weights_128, weights, true, kWeightRows, kColumns, kColumns, 128, 64, 128),
         "weight tensor map (128-row boxes)");
-  std::printf("%s, %d SMs, %d stages per block, %s operands, %d MB of tensor-ring activations; cycles per 64-deep stage of a 256 x 128 tile (1024 at "
-              "peak), cycles per stage the producer spent issuing copies\n",
-              prop.name, blocks, steps, values.c_str(), activation_mb);
+  check(encode_tensor_map(&buffers.output, output, true, output_rows, kOutColumns, kOutColumns, 64, 64, 128),
+        "output tensor map");
+  std::printf("%s, %d SMs, %d stages per block, %s operands, %d MB of tensor-ring activations, %d MB of output "
+              "(tensor-stores); cycles per 64-deep stage of a 256 x 128 tile (1024 at peak), cycles per stage the "
+              "producer spent issuing copies\n",
+              prop.name, blocks, steps, values.c_str(), activation_mb, output_mb);
   std::printf("| arrangement     | ring        | cycles  | peak  | issue   | TFLOP/s | GHz  |\n");
   std::printf("|-----------------|-------------|---------|-------|---------|---------|------|\n");
   measure_rings<kTokensM>(blocks, steps, buffers);
@@ -392,6 +470,7 @@ int main(int argc, char** argv) {
   cudaFree(bulk);
   cudaFree(matrices);
   cudaFree(dram_activations);
+  cudaFree(output);
   cudaFree(buffers.cycles);
   cudaFree(buffers.issue_cycles);
   cudaFree(buffers.sink);
