@@ -144,13 +144,10 @@ struct Sources {
 // A short-K tile's epilogue as the line kernels do it (tensor-stores): both sets of each
 // warpgroup's results, as bf16, staged in its 16 KB of the output buffer a set at a time (the
 // storer first waits until the stores before have read it) and stored by TMA as two 64 x 64
-// boxes, into the 256 x 128 output tile `tile` of this block. The products keep accumulating
-// (the values do not matter here, the bytes do).
+// boxes, into the 256 x 128 output tile `tile` of this block; the tile's products are complete.
+// The products keep accumulating across tiles (the values do not matter here, the bytes do).
 __device__ __forceinline__ void store_tile(float (&d)[2][64], uint32_t out_buffer, const CUtensorMap* output,
                                            const Sources& sources, int tile, int warpgroup) {
-  wgmma_wait<0>();
-  fence_accumulators(d[0]);
-  fence_accumulators(d[1]);
   const int thread = threadIdx.x % 128;
   const bool storer = thread == 0;
   const uint32_t buffer = out_buffer + warpgroup * 2 * kOutBoxBytes;
@@ -253,7 +250,9 @@ __global__ void __launch_bounds__(kThreads, 1)
         tma_load(stage, &activations, col, (band % sources.activation_bands) * 256, bar);
         const int weight_row = ((3 * band) % (kWeightRows / 128)) * 128;
         tma_load(stage + kTokenBytes, &weights, col, weight_row, bar);
-        if constexpr (kRing == kTensor) tma_load(stage + kTokenBytes + kFeatureBytes / 2, &weights, col, weight_row + 64, bar);
+        if constexpr (kRing != kTensor2) {
+          tma_load(stage + kTokenBytes + kFeatureBytes / 2, &weights, col, weight_row + 64, bar);
+        }
       }
       issuing += clock64() - issue_start;
     }
@@ -269,14 +268,37 @@ __global__ void __launch_bounds__(kThreads, 1)
     for (int i = 0; i < 64; ++i) d[h][i] = 0.f;
   const uint32_t a[4] = {0x3c003c00u + tid, 0x3c003c00u, 0x3c003c00u ^ tid, 0x3c003c00u};  // A from registers (regA)
   const long long start = clock64();
-  for (int i = 0; i < steps; ++i) {
-    const uint32_t s = kRing == kNoRing ? 0 : i % kStages, phase = (i / kStages) & 1;
-    if (kRing != kNoRing) barrier_wait(full + 8 * s, phase);
-    stage_products<kArrangement>(d, base + s * kStageBytes, warpgroup, a);
-    wgmma_wait<1>();
-    if (kRing != kNoRing && i > 0) barrier_arrive(empty + 8 * ((i - 1) % kStages));
-    if constexpr (kRing == kTensorStores) {
-      if (i % kTileSteps == kTileSteps - 1) store_tile(d, out_buffer, &output, sources, i / kTileSteps, warpgroup);
+  if constexpr (kRing == kTensorStores) {
+    // Tiles of kTileSteps stages as the line kernels walk them (their consume(), then the
+    // epilogue): each tile's last stage released once its products are done, before the stores.
+    // (A store inside the flat loop below, under a condition on the step, makes ptxas serialise
+    // every product: its C7515 note.)
+    for (int tile = 0; tile < steps / kTileSteps; ++tile) {
+      const int first = tile * kTileSteps;
+      for (int i = first; i < first + kTileSteps; ++i) {
+        barrier_wait(full + 8 * (i % kStages), (i / kStages) & 1);
+        stage_products<kArrangement>(d, base + (i % kStages) * kStageBytes, warpgroup, a);
+        wgmma_wait<1>();
+        if (i > first) barrier_arrive(empty + 8 * ((i - 1) % kStages));
+      }
+      wgmma_wait<0>();
+      fence_accumulators(d[0]);
+      fence_accumulators(d[1]);
+      barrier_arrive(empty + 8 * ((first + kTileSteps - 1) % kStages));
+      store_tile(d, out_buffer, &output, sources, tile, warpgroup);
+    }
+    for (int i = steps / kTileSteps * kTileSteps; i < steps; ++i) {  // the stages past the last whole tile
+      barrier_wait(full + 8 * (i % kStages), (i / kStages) & 1);
+      stage_products<kArrangement>(d, base + (i % kStages) * kStageBytes, warpgroup, a);
+      wgmma_wait<1>();
+    }
+  } else {
+    for (int i = 0; i < steps; ++i) {
+      const uint32_t s = kRing == kNoRing ? 0 : i % kStages, phase = (i / kStages) & 1;
+      if (kRing != kNoRing) barrier_wait(full + 8 * s, phase);
+      stage_products<kArrangement>(d, base + s * kStageBytes, warpgroup, a);
+      wgmma_wait<1>();
+      if (kRing != kNoRing && i > 0) barrier_arrive(empty + 8 * ((i - 1) % kStages));
     }
   }
   wgmma_wait<0>();
