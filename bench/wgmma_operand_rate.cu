@@ -154,14 +154,17 @@ __device__ __forceinline__ void store_tile(float (&d)[2][64], uint32_t out_buffe
   const int t = static_cast<int>(blockIdx.x) + tile * static_cast<int>(gridDim.x);
   const int row0 = (t % sources.output_row_tiles) * 256 + warpgroup * 128;
   const int col0 = (t / sources.output_row_tiles) % (kOutColumns / 128) * 128;
-#pragma unroll
-  for (int set = 0; set < 2; ++set) {
-    if (storer) tma_store_wait_read();
+  auto warpgroup_barrier = [&] {
     if (warpgroup == 0) {
       named_barrier<2, 128>();
     } else {
       named_barrier<3, 128>();
     }
+  };
+#pragma unroll
+  for (int set = 0; set < 2; ++set) {
+    if (storer) tma_store_wait_read();
+    warpgroup_barrier();
 #pragma unroll
     for (int c = 0; c < 8; ++c) {  // 16 bytes of results per thread and chunk, conflict-free
       uint32_t v[4];
@@ -172,11 +175,7 @@ __device__ __forceinline__ void store_tile(float (&d)[2][64], uint32_t out_buffe
                    : "memory");
     }
     fence_async_shared();
-    if (warpgroup == 0) {
-      named_barrier<2, 128>();
-    } else {
-      named_barrier<3, 128>();
-    }
+    warpgroup_barrier();
     if (storer) {
       for (int h = 0; h < 2; ++h) tma_store(output, col0 + 64 * h, row0 + 64 * set, buffer + h * kOutBoxBytes);
       tma_store_commit();
@@ -271,8 +270,8 @@ __global__ void __launch_bounds__(kThreads, 1)
   if constexpr (kRing == kTensorStores) {
     // Tiles of kTileSteps stages as the line kernels walk them (their consume(), then the
     // epilogue): each tile's last stage released once its products are done, before the stores.
-    // (A store inside the flat loop below, under a condition on the step, makes ptxas serialise
-    // every product: its C7515 note.)
+    // (A store under a condition inside one loop over the steps, as here folded with the stages
+    // past the last whole tile, makes ptxas serialise every product: its C7515 note.)
     for (int tile = 0; tile < steps / kTileSteps; ++tile) {
       const int first = tile * kTileSteps;
       for (int i = first; i < first + kTileSteps; ++i) {

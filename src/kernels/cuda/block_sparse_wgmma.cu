@@ -521,10 +521,9 @@ __global__ void __launch_bounds__(kLineThreads, kLineBlocksPerSM)
 
     // Epilogue, one m64 set s at a time: scale by the last weight and add the bias, stage the
     // set's 64 x 128 results as two 64 x 64 boxes in the 128-byte swizzled layout (features
-    // 64 h..), store them with TMA. The
-    // buffer holds one set per warpgroup (so that the ring keeps four stages): before writing it
-    // the storer waits until the stores of the set before have read it; the last set's stores
-    // run on while the next tile's products start.
+    // 64 h..), store them with TMA. The buffer holds one set per warpgroup (so that the ring
+    // keeps four stages): before writing it the storer waits until the stores of the set before
+    // have read it; the last set's stores run on while the next tile's products start.
     const uint32_t buffer = ring.extra + warpgroup * 2 * kOutBoxBytes;
     auto warpgroup_barrier = [&] {
       if (warpgroup == 0) {
