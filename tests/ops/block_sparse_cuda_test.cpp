@@ -301,7 +301,9 @@ TEST(BlockSparseOpsCuda, ParameterGradientsMatchFloat64Reference) {
       for (const auto& [bias, mix_type] : {std::pair{true, dtype}, std::pair{false, at::kFloat}, std::pair{true, at::kFloat}}) {
         const ops::Layout layout = ops::make_layout(l);
         const auto cuda = at::TensorOptions(at::kCUDA).dtype(dtype);
-        const int64_t tokens = 333, width = bias ? (rank + 8) / 8 * 8 : rank;
+        // float16 over enough tokens that the weight gradient splits them (its float32 sums
+        // then come out of a cluster's exchange or out of reductions).
+        const int64_t tokens = dtype == at::kHalf ? 1500 : 333, width = bias ? (rank + 8) / 8 * 8 : rank;
         const at::Tensor x = at::randn({tokens, l.in_features()}, cuda), dy = at::randn({tokens, l.out_features()}, cuda);
         const at::Tensor values = at::randn({l.nnz(), l.block(), l.block()}, cuda) * 0.1;
         const at::Tensor u = at::randn({l.out_features(), rank}, cuda) * 0.1, v = at::randn({l.in_features(), rank}, cuda) * 0.1;
@@ -403,6 +405,38 @@ TEST(BlockSparseOpsCuda, LowRankGradProductsMatchFloat64Reference) {
 // a token count's first call (eager, then inside a CUDA graph), and round-robin where that first
 // call is captured into the graph (the order cannot be copied to the device during a capture).
 // Forward and grad_input, captured outputs poisoned before the replay.
+// The weight gradient over token counts that split its reduction over blocks: on an H200 the
+// splits of each piece are summed in one thread-block cluster and stored once (4 and 7 splits;
+// 5 at block 128) or, past eight splits, added into a float32 buffer and rounded (13); the
+// output's memory is poisoned first, so an element no block stores fails.
+TEST(BlockSparseOpsCuda, GradWeightOverTokenSplitsMatchesFloat64Reference) {
+  SKIP_WITHOUT_CUDA();
+  torch::manual_seed(43);
+  const std::vector<Case> split_cases = {
+      {random_layout(384, 640, 16, 0.3, 11), 1100},
+      {random_layout(384, 640, 16, 0.3, 11), 2000},
+      {flat_butterfly_layout({768, 3072, 16, 2, 32}), 1500},
+      {flat_butterfly_layout({1024, 1024, 8, 2, 128}), 1333},
+      {random_layout(520, 264, 64, 0.4, 12), 4133},
+  };
+  for (at::ScalarType dtype : {at::kBFloat16, at::kHalf}) {
+    for (const Case& c : split_cases) {
+      const BlockLayout& l = c.layout;
+      const ops::Layout layout = ops::make_layout(l);
+      const auto cuda = at::TensorOptions(at::kCUDA).dtype(dtype);
+      const at::Tensor x = at::randn({c.tokens, l.in_features()}, cuda);
+      const at::Tensor dy = at::randn({c.tokens, l.out_features()}, cuda);
+      poison_next_allocation(l.nnz() * l.block() * l.block(), dtype);
+      const at::Tensor dw = ops::block_sparse_linear_grad_weight(dy, x, layout);
+      const at::Tensor dw_ref = ops::dense_to_block_sparse(
+          dy.to(at::kCPU, at::kDouble).t().matmul(x.to(at::kCPU, at::kDouble)), layout);
+      EXPECT_LE(relative_error(dw, dw_ref), 1e-2)
+          << c10::toString(dtype) << " " << l.out_features() << "x" << l.in_features() << " b" << l.block() << " T"
+          << c.tokens;
+    }
+  }
+}
+
 TEST(BlockSparseOpsCuda, ManyTilesPerBlockEagerAndUnderGraphCapture) {
   SKIP_WITHOUT_CUDA();
   torch::manual_seed(41);

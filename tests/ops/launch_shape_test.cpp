@@ -1,5 +1,6 @@
 // The tensor-core kernels' grid shapes (kernels/cuda/launch_shape.h): weight-gradient token
-// splits that fill the last wave, persistent block counts coprime to the groups, the persistent
+// splits that fill the last wave, the splits run as one cluster only where that costs no wave,
+// persistent block counts coprime to the groups, the persistent
 // kernels' balanced tile order, and the low-rank gradient products' feature splits.
 #include <gtest/gtest.h>
 
@@ -15,6 +16,7 @@ namespace pixelfly {
 namespace {
 
 using kernels::cuda::balanced_tile_order;
+using kernels::cuda::gradient_clusters_fit;
 using kernels::cuda::gradient_split_tokens;
 using kernels::cuda::low_rank_grid;
 using kernels::cuda::LowRankGrid;
@@ -50,6 +52,21 @@ TEST(LaunchShape, TokenSplitsAreWholeStepsCoverEveryTokenAndFillWaves) {
                 last_wave_filled(tokens, pieces, (tokens + 63) / 64 * 64, kH200Slots));
     }
   }
+}
+
+TEST(LaunchShape, WeightGradientSplitsRunAsClustersWhereThatCostsNoWave) {
+  constexpr int64_t kSlots = 132;  // one block per multiprocessor, as the weight-gradient kernel
+  // GPT-2-medium fc1 at 8192 tokens: 32 pieces in four splits fill one wave as 32 clusters of 4.
+  EXPECT_TRUE(gradient_clusters_fit(32, 4, 32, kSlots));
+  // Where only 30 such clusters fit at once, two waves of clusters against one of blocks.
+  EXPECT_FALSE(gradient_clusters_fit(32, 4, 30, kSlots));
+  // One split: clusters of one block, the same waves.
+  EXPECT_TRUE(gradient_clusters_fit(256, 1, kSlots, kSlots));
+  // No clusters of that size on the device, or nothing to run.
+  EXPECT_FALSE(gradient_clusters_fit(32, 4, 0, kSlots));
+  EXPECT_FALSE(gradient_clusters_fit(0, 4, 32, kSlots));
+  // Four waves of blocks (200 x 2 on 132) against four of clusters (200 on 66).
+  EXPECT_TRUE(gradient_clusters_fit(200, 2, 66, kSlots));
 }
 
 TEST(LaunchShape, PersistentBlocksAreCoprimeToTheGroups) {

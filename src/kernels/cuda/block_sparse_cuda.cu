@@ -227,13 +227,16 @@ cudaError_t grad_input(const DeviceLayout& layout, ScalarKind kind, int64_t toke
 cudaError_t grad_weight(const DeviceLayout& layout, ScalarKind kind, int64_t tokens, const void* dy, const void* x,
                         void* grad_values, float* workspace, cudaStream_t stream) {
   if (tensor_cores_apply(layout, kind)) {
-    // Tensor cores: split-K accumulation into the float32 workspace, then one rounding pass.
+    // Tensor cores: the token splits summed in a cluster and stored once, or else added into the
+    // float32 workspace and rounded in one more pass.
     const int64_t elements = layout.nnz * layout.block * layout.block;
     if (elements == 0) return cudaSuccess;
+    if (wgmma::grad_weight_stored_once(layout, tokens)) {
+      return wgmma::grad_weight(layout, kind, tokens, dy, x, grad_values, nullptr, stream);
+    }
     if (workspace == nullptr) return cudaErrorInvalidValue;
     if (cudaError_t e = cudaMemsetAsync(workspace, 0, sizeof(float) * elements, stream); e != cudaSuccess) return e;
-    if (cudaError_t e = wgmma::accumulate_grad_weight(layout, kind, tokens, dy, x, workspace, stream);
-        e != cudaSuccess) {
+    if (cudaError_t e = wgmma::grad_weight(layout, kind, tokens, dy, x, nullptr, workspace, stream); e != cudaSuccess) {
       return e;
     }
     return round_to_storage(kind, workspace, grad_values, elements, stream);
@@ -267,7 +270,7 @@ int64_t grad_weight_workspace_elements(const DeviceLayout& layout, ScalarKind ki
 cudaError_t accumulate_grad_weight(const DeviceLayout& layout, ScalarKind kind, int64_t tokens, const void* dy,
                                    const void* x, float* sums, cudaStream_t stream) {
   if (grad_weight_workspace_elements(layout, kind) == 0 || sums == nullptr) return cudaErrorInvalidValue;
-  return wgmma::accumulate_grad_weight(layout, kind, tokens, dy, x, sums, stream);
+  return wgmma::grad_weight(layout, kind, tokens, dy, x, nullptr, sums, stream);
 }
 
 }  // namespace pixelfly::kernels::cuda

@@ -103,9 +103,10 @@ cudaError_t grad_input(const DeviceLayout& layout, ScalarKind kind, int64_t toke
 cudaError_t grad_weight(const DeviceLayout& layout, ScalarKind kind, int64_t tokens, const void* dy,
                         const void* x, void* grad_values, float* workspace, cudaStream_t stream);
 int64_t grad_weight_workspace_elements(const DeviceLayout& layout, ScalarKind kind);
-// The tensor-core part of grad_weight alone: adds dy^T . x on the nonzero blocks into `sums`
-// (float32, grad_weight_workspace_elements() of them, zeroed by the caller), left unrounded for
-// a later pass. cudaErrorInvalidValue where that count is 0 (no tensor-core path).
+// The tensor-core part of grad_weight alone: dy^T . x on the nonzero blocks into `sums`
+// (float32, grad_weight_workspace_elements() of them, zeroed by the caller: the token splits are
+// stored once or added into them), left unrounded for a later pass. cudaErrorInvalidValue where
+// that count is 0 (no tensor-core path).
 cudaError_t accumulate_grad_weight(const DeviceLayout& layout, ScalarKind kind, int64_t tokens, const void* dy,
                                    const void* x, float* sums, cudaStream_t stream);
 // out (`elements` of float16 or bfloat16, `kind`) = in (float32) rounded to nearest, one pass:

@@ -24,7 +24,8 @@
 // features and tokens past the ends of the matrices read as zeros, and output tiles go back
 // through TMA stores, which clip at the ends; the caller's tensors need no padding. forward and
 // grad_input run persistent (LineConfig below); grad_weight splits its token reduction over
-// blocks and adds into a float32 workspace.
+// blocks, summed in a thread-block cluster's shared memory where a piece's splits fit one, else
+// added into a float32 workspace.
 #include "kernels/cuda/block_sparse_wgmma.cuh"
 
 #include "kernels/cuda/device_primitives.cuh"
@@ -32,6 +33,8 @@
 #include "kernels/cuda/tensor_map.h"
 #include "kernels/cuda/wgmma_primitives.cuh"
 
+#include <array>
+#include <atomic>
 #include <type_traits>
 
 namespace pixelfly::kernels::cuda::wgmma {
@@ -613,12 +616,33 @@ __global__ void __launch_bounds__(kLineThreads, kLineBlocksPerSM)
 // A piece is up to 128 rows of dY's features by up to 256 of X's (kGradientPieceFeatures), K
 // walks tokens. Both operands are [token][feature] tiles (M-/N-major); each consumer warpgroup
 // computes 64 rows by the 256 columns as two m64n128 products. The block accumulates one token
-// split and adds it into the float32 workspace. Maps: dy_map (tokens x out, boxes 64 x 64,
-// 128-byte swizzle), x_map (tokens x in, boxes 64 x C).
+// split (blockIdx.y). With out.cluster = 0 it adds the split into the float32 sums (vector
+// reductions; the caller zeroes them and, for the operator, rounds them afterwards). With
+// out.cluster = the split count, a piece's splits are one thread-block cluster: once every block
+// of it is done with its ring, each sends the parts of its accumulators that the others own
+// (accumulator column groups hj = 16 h + j, owner hj % cluster) into their shared memory, and
+// each block adds what it received to its own part and stores the result once, in the storage
+// type or in float32: no zeroing, no reductions in global memory, no rounding pass, and the same
+// sums in the same order on every run. Maps: dy_map (tokens x out, boxes 64 x 64, 128-byte
+// swizzle), x_map (tokens x in, boxes 64 x C).
+struct GradientOut {
+  float* sums = nullptr;   // float32, nnz * b * b: added into (cluster 0) or stored (values null)
+  void* values = nullptr;  // the storage type, nnz * b * b, stored (cluster > 0)
+  int cluster = 0;         // the splits of a piece summed in one cluster; 0: reductions into sums
+};
+constexpr int kColumnGroups = 2 * 16;  // hj: the two products' 16 groups of 8 columns
+constexpr int kMaxGradientCluster = 8; // the portable cluster size
+// A block of a cluster receives, from each other block, its owned column groups of every consumer
+// thread (16 bytes each) after the block table (kGradientTableBytes) at the start of the ring.
+constexpr int kGradientTableBytes = 1024;
+constexpr int received_slots(int cluster) { return (kColumnGroups + cluster - 1) / cluster; }
+static_assert(kGradientTableBytes + (kColumnGroups + kMaxGradientCluster - 1) * kConsumers * 16 <=
+                  kGradientStages * (kGradientABytes + kGradientBBytes),
+              "a cluster's exchange must fit in the ring");
 template <typename T, int B>
 __global__ void __launch_bounds__(kThreads, kGradientBlocksPerSM)
     gradient_kernel(const __grid_constant__ CUtensorMap dy_map, const __grid_constant__ CUtensorMap x_map,
-                    DeviceLayout layout, int64_t tokens, int64_t tokens_per_split, float* __restrict__ workspace) {
+                    DeviceLayout layout, int64_t tokens, int64_t tokens_per_split, GradientOut out) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   using K = Chunking<B>;
   constexpr int kDyBoxBytes = 64 * kStep * 2;
@@ -656,6 +680,11 @@ __global__ void __launch_bounds__(kThreads, kGradientBlocksPerSM)
       const int token = static_cast<int>(token_begin + i * kStep);
       if (active) tma_load((dy ? ring.a_stage(i) : ring.b_stage(i)) + offset, map, col, token, bar);
     });
+    if (out.cluster > 1) {  // the consumers' two cluster barriers count every thread
+      __syncwarp();
+      device::cluster_sync();
+      device::cluster_sync();
+    }
     return;
   }
 
@@ -679,22 +708,44 @@ __global__ void __launch_bounds__(kThreads, kGradientBlocksPerSM)
           }
         }
       });
-  if (steps == 0) return;
+  const int cluster = out.cluster;
+  if (cluster == 0 && steps == 0) return;  // nothing to add
+
+  // A cluster's exchange: once every block's products are done (its ring is free), each sends
+  // the column groups the other blocks own, and receives its own from each of them.
+  const uint32_t received = ring.a + kGradientTableBytes;
+  const int slots = received_slots(cluster > 0 ? cluster : 1);
+  const uint32_t rank = cluster > 1 ? device::cluster_rank() : 0;
+  if (cluster > 1) {
+    device::cluster_sync();
+#pragma unroll
+    for (int h = 0; h < 2; ++h)
+#pragma unroll
+      for (int j = 0; j < 16; ++j) {
+        const int hj = 16 * h + j, owner = hj % cluster;
+        if (owner == static_cast<int>(rank)) continue;
+        const uint32_t slot = received + ((rank * slots + hj / cluster) * kConsumers + tid) * 16;
+        device::store_cluster(slot, owner, make_float4(d[h][4 * j], d[h][4 * j + 1], d[h][4 * j + 2], d[h][4 * j + 3]));
+      }
+    device::cluster_sync();
+  }
 
   // The piece's block table (at most kTile / B x kGradientPieceFeatures / B entries) goes to
   // shared memory first, read in parallel, one entry per thread: looked up from global memory
-  // beside each reduction, its reads were a chain of dependent loads through the epilogue. It
+  // beside each store, its reads were a chain of dependent loads through the epilogue. It
   // takes the start of the ring, once both warpgroups' products (which read the ring) are done.
+  static_assert((kTile / B) * (kGradientPieceFeatures / B) * 4 <= kGradientTableBytes, "the table must fit its bytes");
   static_assert((kTile / B) * (kGradientPieceFeatures / B) <= kConsumers, "one table entry per consumer thread");
   const uint32_t table = ring.a;
   const int entries = static_cast<int>(rows * cols);
   device::named_barrier<1, kConsumers>();
   if (tid < entries) device::store_shared(table + 4 * tid, static_cast<uint32_t>(piece_blocks[tid]));
   device::named_barrier<1, kConsumers>();
-  // A thread's accumulators come in pairs of neighbouring columns n, n + 1 (one vector reduction
-  // per pair), n = h * kTile + 8 j + 2 (lane % 4): the B / 8 values of j in one column block
-  // share the block's lookup and its row's address, each pair 8 columns after the last. n_end,
-  // a multiple of B, takes a whole column block or none of it.
+  // A thread's accumulators come in pairs of neighbouring columns n, n + 1 (one reduction or
+  // store per pair), n = h * kTile + 8 j + 2 (lane % 4): the B / 8 values of j in one column block
+  // share the block's lookup and its row's offset, each pair 8 columns after the last. n_end, a
+  // multiple of B, takes a whole column block or none of it. In a cluster, a block stores only the
+  // column groups it owns, its own sums first, then the other blocks' in rank order.
   constexpr int kJPerBlock = B / 8;
 #pragma unroll
   for (int h = 0; h < 2; ++h)
@@ -707,11 +758,28 @@ __global__ void __launch_bounds__(kThreads, kGradientBlocksPerSM)
         if (m >= m_end || n >= n_end) continue;
         const int block = static_cast<int>(device::load_shared(table + 4 * ((m / B) * static_cast<int>(cols) + n / B)));
         if (block < 0) continue;
-        float* const row = workspace + static_cast<int64_t>(block) * (B * B) + (m % B) * B + n % B;
+        const int64_t row = static_cast<int64_t>(block) * (B * B) + (m % B) * B + n % B;
 #pragma unroll
         for (int jj = 0; jj < kJPerBlock; ++jj) {
-          const int j = jb * kJPerBlock + jj;
-          device::add2_global(row + 8 * jj, d[h][4 * j + 2 * r], d[h][4 * j + 2 * r + 1]);
+          const int j = jb * kJPerBlock + jj, hj = 16 * h + j;
+          float a = d[h][4 * j + 2 * r], b = d[h][4 * j + 2 * r + 1];
+          if (cluster == 0) {
+            device::add2_global(out.sums + row + 8 * jj, a, b);
+            continue;
+          }
+          if (hj % cluster != static_cast<int>(rank)) continue;
+          for (int source = 0; source < cluster; ++source) {
+            if (source == static_cast<int>(rank)) continue;
+            const float2 v = device::load_shared_float2(
+                received + ((source * slots + hj / cluster) * kConsumers + tid) * 16 + 8 * r);
+            a += v.x;
+            b += v.y;
+          }
+          if (out.values != nullptr) {
+            static_cast<uint32_t*>(out.values)[(row + 8 * jj) / 2] = device::pack2<T>(a, b);
+          } else {
+            *reinterpret_cast<float2*>(out.sums + row + 8 * jj) = make_float2(a, b);
+          }
         }
       }
 #else
@@ -759,11 +827,61 @@ cudaError_t launch_lines(const DeviceLayout& layout, int64_t tokens, const void*
   return cudaGetLastError();
 }
 
+// Clusters of `size` weight-gradient blocks the current device runs at once (every instantiation
+// takes the same threads and shared memory, one block per multiprocessor; asked once per size).
+int gradient_clusters_at_once(int size) {
+  if (size == 1) return kGradientBlocksPerSM * device::multiprocessors();
+  static std::array<std::atomic<int>, kMaxGradientCluster + 1> known{};  // the count + 1; 0: not asked yet
+  const int seen = known[size].load(std::memory_order_relaxed);
+  if (seen > 0) return seen - 1;
+  constexpr auto kernel = gradient_kernel<__nv_bfloat16, 32>;
+  int clusters = 0;
+  if (device::allow_shared_memory<kernel>(kGradientShared) == cudaSuccess) {
+    cudaLaunchAttribute attribute{};
+    attribute.id = cudaLaunchAttributeClusterDimension;
+    attribute.val.clusterDim.x = 1;
+    attribute.val.clusterDim.y = static_cast<unsigned>(size);
+    attribute.val.clusterDim.z = 1;
+    cudaLaunchConfig_t config{};
+    config.gridDim = dim3(1, static_cast<unsigned>(size), 1);
+    config.blockDim = dim3(kThreads);
+    config.dynamicSmemBytes = kGradientShared;
+    config.attrs = &attribute;
+    config.numAttrs = 1;
+    if (cudaOccupancyMaxActiveClusters(&clusters, kernel, &config) != cudaSuccess) {
+      cudaGetLastError();  // clear it: no clusters of this size, reductions instead
+      clusters = 0;
+    }
+  }
+  known[size].store(clusters + 1, std::memory_order_relaxed);
+  return clusters;
+}
+
+// The weight gradient's grid over `tokens`: tokens per split, splits per piece, and the cluster
+// size when a piece's splits run as one cluster (0: each split adds into the float32 sums).
+struct GradientGrid {
+  int64_t per_split = 0, splits = 0;
+  int cluster = 0;
+};
+GradientGrid gradient_grid(int64_t pieces, int64_t tokens) {
+  GradientGrid g;
+  if (tokens == 0 || pieces == 0) return g;
+  const int64_t slots = kGradientBlocksPerSM * device::multiprocessors();
+  g.per_split = gradient_split_tokens(tokens, pieces, kStep, slots);
+  g.splits = (tokens + g.per_split - 1) / g.per_split;
+  if (g.splits <= kMaxGradientCluster &&
+      gradient_clusters_fit(pieces, g.splits, gradient_clusters_at_once(static_cast<int>(g.splits)), slots)) {
+    g.cluster = static_cast<int>(g.splits);
+  }
+  return g;
+}
+
 template <typename T, int B>
-cudaError_t launch_gradient(const DeviceLayout& layout, int64_t tokens, const void* dy, const void* x,
-                            float* workspace, cudaStream_t stream) {
+cudaError_t launch_gradient(const DeviceLayout& layout, int64_t tokens, const void* dy, const void* x, void* values,
+                            float* sums, cudaStream_t stream) {
   using K = Chunking<B>;
-  if (tokens == 0 || layout.num_gradient_pieces == 0) return cudaSuccess;
+  const GradientGrid g = gradient_grid(layout.num_gradient_pieces, tokens);
+  if (g.splits == 0) return cudaSuccess;
   constexpr bool bf16 = std::is_same_v<T, __nv_bfloat16>;
   CUtensorMap dy_map{}, x_map{};
   cudaError_t e =
@@ -772,14 +890,26 @@ cudaError_t launch_gradient(const DeviceLayout& layout, int64_t tokens, const vo
     e = encode_tensor_map(&x_map, x, bf16, tokens, layout.in_features, layout.in_features, kStep, K::C, K::kSwizzle);
   }
   if (e != cudaSuccess) return e;
-  const int64_t per_split = gradient_split_tokens(tokens, layout.num_gradient_pieces, kStep,
-                                                  kGradientBlocksPerSM * device::multiprocessors());
+  if (g.cluster == 0 && sums == nullptr) return cudaErrorInvalidValue;
+  GradientOut out;
+  out.sums = sums;
+  out.values = g.cluster > 0 ? values : nullptr;
+  out.cluster = g.cluster;
   constexpr auto kernel = gradient_kernel<T, B>;
   if (cudaError_t a = device::allow_shared_memory<kernel>(kGradientShared); a != cudaSuccess) return a;
-  const dim3 grid(static_cast<unsigned>(layout.num_gradient_pieces),
-                  static_cast<unsigned>((tokens + per_split - 1) / per_split));
-  kernel<<<grid, kThreads, kGradientShared, stream>>>(dy_map, x_map, layout, tokens, per_split, workspace);
-  return cudaGetLastError();
+  cudaLaunchAttribute attribute{};
+  attribute.id = cudaLaunchAttributeClusterDimension;
+  attribute.val.clusterDim.x = 1;
+  attribute.val.clusterDim.y = static_cast<unsigned>(g.cluster > 1 ? g.cluster : 1);
+  attribute.val.clusterDim.z = 1;
+  cudaLaunchConfig_t config{};
+  config.gridDim = dim3(static_cast<unsigned>(layout.num_gradient_pieces), static_cast<unsigned>(g.splits), 1);
+  config.blockDim = dim3(kThreads);
+  config.dynamicSmemBytes = kGradientShared;
+  config.stream = stream;
+  config.attrs = &attribute;
+  config.numAttrs = g.cluster > 1 ? 1 : 0;
+  return cudaLaunchKernelEx(&config, kernel, dy_map, x_map, layout, tokens, g.per_split, out);
 }
 
 template <typename T>
@@ -790,7 +920,7 @@ cudaError_t dispatch(int which, const DeviceLayout& layout, int64_t tokens, cons
   case BS:                                                                                                  \
     if (which == 0) return launch_lines<T, BS, false>(layout, tokens, a, b, epilogue, out, order, stream);  \
     if (which == 1) return launch_lines<T, BS, true>(layout, tokens, a, b, epilogue, out, order, stream);   \
-    return launch_gradient<T, BS>(layout, tokens, a, b, workspace, stream);
+    return launch_gradient<T, BS>(layout, tokens, a, b, out, workspace, stream);
   switch (layout.block) {
     PIXELFLY_BLOCK_CASE(16)
     PIXELFLY_BLOCK_CASE(32)
@@ -838,9 +968,13 @@ cudaError_t grad_input(const DeviceLayout& layout, ScalarKind kind, int64_t toke
   return dispatch_kind(1, layout, kind, tokens, dy, values, epilogue, dx, nullptr, order, stream);
 }
 
-cudaError_t accumulate_grad_weight(const DeviceLayout& layout, ScalarKind kind, int64_t tokens, const void* dy,
-                                   const void* x, float* workspace, cudaStream_t stream) {
-  return dispatch_kind(2, layout, kind, tokens, dy, x, Epilogue{}, nullptr, workspace, nullptr, stream);
+bool grad_weight_stored_once(const DeviceLayout& layout, int64_t tokens) {
+  return gradient_grid(layout.num_gradient_pieces, tokens).cluster > 0;
+}
+
+cudaError_t grad_weight(const DeviceLayout& layout, ScalarKind kind, int64_t tokens, const void* dy, const void* x,
+                        void* values, float* sums, cudaStream_t stream) {
+  return dispatch_kind(2, layout, kind, tokens, dy, x, Epilogue{}, values, sums, nullptr, stream);
 }
 
 }  // namespace pixelfly::kernels::cuda::wgmma

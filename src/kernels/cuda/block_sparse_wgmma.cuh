@@ -17,9 +17,12 @@ cudaError_t forward(const DeviceLayout& layout, ScalarKind kind, int64_t tokens,
 cudaError_t grad_input(const DeviceLayout& layout, ScalarKind kind, int64_t tokens, const void* dy,
                        const void* values, const Epilogue& epilogue, void* dx, const int32_t* order,
                        cudaStream_t stream);
-// Adds dY^T . X on the nonzero blocks into `workspace` (float32, nnz * b * b, zeroed by the
-// caller), splitting the token reduction over thread blocks.
-cudaError_t accumulate_grad_weight(const DeviceLayout& layout, ScalarKind kind, int64_t tokens, const void* dy,
-                                   const void* x, float* workspace, cudaStream_t stream);
+// dY^T . X on the nonzero blocks (nnz * b * b), the token reduction split over thread blocks.
+// When grad_weight_stored_once() (each piece's splits fit one thread-block cluster, summed in
+// its shared memory), the result is stored once: into `values` (the storage type) when it is not
+// null, else into `sums` (float32). Otherwise each split adds into `sums`, zeroed by the caller.
+bool grad_weight_stored_once(const DeviceLayout& layout, int64_t tokens);
+cudaError_t grad_weight(const DeviceLayout& layout, ScalarKind kind, int64_t tokens, const void* dy, const void* x,
+                        void* values, float* sums, cudaStream_t stream);
 
 }  // namespace pixelfly::kernels::cuda::wgmma

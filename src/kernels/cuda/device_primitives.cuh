@@ -1,5 +1,6 @@
 // Small building blocks of the CUDA kernels: transaction barriers (mbarrier), tensor-memory-
-// accelerator copies (TMA), shared-memory addresses, float <-> 16-bit conversions, and the host
+// accelerator copies (TMA), shared-memory addresses, thread-block clusters' barrier and
+// distributed shared memory, float <-> 16-bit conversions, and the host
 // helpers that size launches for the current device. No __global__ functions here: a kernel
 // template instantiated in two translation units would be registered twice.
 #pragma once
@@ -140,6 +141,34 @@ __device__ __forceinline__ float2 unpack2<__nv_bfloat16>(uint32_t v) {
 template <>
 __device__ __forceinline__ float2 unpack2<__half>(uint32_t v) {
   return __half22float2(*reinterpret_cast<const __half2*>(&v));
+}
+
+// ----- thread-block clusters (sm_90) ---------------------------------------------------------
+// Every thread of every block of the cluster waits here; shared-memory writes before it (local
+// or into other blocks, st_cluster) are visible to every thread of the cluster after it. All the
+// threads of a warp call it together.
+__device__ __forceinline__ void cluster_sync() {
+  asm volatile("barrier.cluster.arrive.release.aligned;\nbarrier.cluster.wait.acquire.aligned;\n" ::: "memory");
+}
+// This block's rank within its cluster.
+__device__ __forceinline__ uint32_t cluster_rank() {
+  uint32_t r;
+  asm volatile("mov.u32 %0, %%cluster_ctarank;\n" : "=r"(r));
+  return r;
+}
+// 16 bytes into the shared memory of the cluster's block `rank`, at the address `local` has in
+// this block's.
+__device__ __forceinline__ void store_cluster(uint32_t local, uint32_t rank, float4 v) {
+  uint32_t remote;
+  asm volatile("mapa.shared::cluster.u32 %0, %1, %2;\n" : "=r"(remote) : "r"(local), "r"(rank));
+  asm volatile("st.shared::cluster.v4.f32 [%0], {%1, %2, %3, %4};\n" ::"r"(remote), "f"(v.x), "f"(v.y), "f"(v.z),
+               "f"(v.w)
+               : "memory");
+}
+__device__ __forceinline__ float2 load_shared_float2(uint32_t address) {
+  float2 v;
+  asm volatile("ld.shared.v2.f32 {%0, %1}, [%2];\n" : "=f"(v.x), "=f"(v.y) : "r"(address) : "memory");
+  return v;
 }
 
 // p[0] += a, p[1] += b as one vector reduction in global memory (sm_90; p 8-byte aligned):

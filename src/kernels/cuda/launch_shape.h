@@ -33,6 +33,16 @@ inline int64_t gradient_split_tokens(int64_t tokens, int64_t pieces, int64_t ste
   return ((tokens + best - 1) / best + step - 1) / step * step;
 }
 
+// Whether the weight gradient runs each of `pieces` pieces' `splits` blocks as one thread-block
+// cluster (their sums added in its shared memory and stored once, instead of reductions into a
+// zeroed float32 buffer and a rounding pass): when the device runs such clusters at all
+// (`clusters_at_once` of them at a time) and they take no more waves than the blocks alone on
+// `slots`.
+inline bool gradient_clusters_fit(int64_t pieces, int64_t splits, int64_t clusters_at_once, int64_t slots) {
+  if (clusters_at_once < 1 || pieces < 1 || splits < 1) return false;
+  return (pieces + clusters_at_once - 1) / clusters_at_once <= (pieces * splits + slots - 1) / slots;
+}
+
 // Blocks of the persistent forward / grad_input kernels over `tiles` tiles numbered group first:
 // all the tiles if they fit in the slots, else at most `slots` blocks, a count coprime to the
 // number of groups, so that block b's tiles b, b + blocks, ... pass through every group and
