@@ -618,12 +618,10 @@ __global__ void __launch_bounds__(kLineThreads, kLineBlocksPerSM)
 // computes 64 rows by the 256 columns as two m64n128 products. The block accumulates one token
 // split (blockIdx.y). With out.cluster = 0 it adds the split into the float32 sums (vector
 // reductions; the caller zeroes them and, for the operator, rounds them afterwards). With
-// out.cluster = the split count, a piece's splits are one thread-block cluster: once every block
-// of it is done with its ring, each sends the parts of its accumulators that the others own
-// (accumulator column groups hj = 16 h + j, owner hj % cluster) into their shared memory, and
-// each block adds what it received to its own part and stores the result once, in the storage
-// type or in float32: no zeroing, no reductions in global memory, no rounding pass, and the same
-// sums in the same order on every run. Maps: dy_map (tokens x out, boxes 64 x 64, 128-byte
+// out.cluster = the split count, a piece's splits are one thread-block cluster whose blocks sum
+// each other's accumulators through distributed shared memory and store each result once, in the
+// storage type or in float32: no zeroing, no reductions in global memory, no rounding pass, and
+// the same sums in the same order on every run. Maps: dy_map (tokens x out, boxes 64 x 64, 128-byte
 // swizzle), x_map (tokens x in, boxes 64 x C).
 struct GradientOut {
   float* sums = nullptr;   // float32, nnz * b * b: added into (cluster 0) or stored (values null)
@@ -632,13 +630,11 @@ struct GradientOut {
 };
 constexpr int kColumnGroups = 2 * 16;  // hj: the two products' 16 groups of 8 columns
 constexpr int kMaxGradientCluster = 8; // the portable cluster size
-// A block of a cluster receives, from each other block, its owned column groups of every consumer
-// thread (16 bytes each) after the block table (kGradientTableBytes) at the start of the ring.
+// In a cluster, a block stages its accumulators (every column group of every consumer thread,
+// 16 bytes each) after the block table (kGradientTableBytes) at the start of the ring.
 constexpr int kGradientTableBytes = 1024;
-constexpr int received_slots(int cluster) { return (kColumnGroups + cluster - 1) / cluster; }
-static_assert(kGradientTableBytes + (kColumnGroups + kMaxGradientCluster - 1) * kConsumers * 16 <=
-                  kGradientStages * (kGradientABytes + kGradientBBytes),
-              "a cluster's exchange must fit in the ring");
+static_assert(kGradientTableBytes + kColumnGroups * kConsumers * 16 <= kGradientStages * (kGradientABytes + kGradientBBytes),
+              "a block's staged accumulators must fit in the ring");
 template <typename T, int B>
 __global__ void __launch_bounds__(kThreads, kGradientBlocksPerSM)
     gradient_kernel(const __grid_constant__ CUtensorMap dy_map, const __grid_constant__ CUtensorMap x_map,
@@ -711,28 +707,9 @@ __global__ void __launch_bounds__(kThreads, kGradientBlocksPerSM)
   const int cluster = out.cluster;
   if (cluster == 0 && steps == 0) return;  // nothing to add
 
-  // A cluster's exchange: once every block's products are done (its ring is free), each sends
-  // the column groups the other blocks own, and receives its own from each of them.
-  const uint32_t received = ring.a + kGradientTableBytes;
-  const int slots = received_slots(cluster > 0 ? cluster : 1);
-  const uint32_t rank = cluster > 1 ? device::cluster_rank() : 0;
-  if (cluster > 1) {
-    device::cluster_sync();
-#pragma unroll
-    for (int h = 0; h < 2; ++h)
-#pragma unroll
-      for (int j = 0; j < 16; ++j) {
-        const int hj = 16 * h + j, owner = hj % cluster;
-        if (owner == static_cast<int>(rank)) continue;
-        const uint32_t slot = received + ((rank * slots + hj / cluster) * kConsumers + tid) * 16;
-        device::store_cluster(slot, owner, make_float4(d[h][4 * j], d[h][4 * j + 1], d[h][4 * j + 2], d[h][4 * j + 3]));
-      }
-    device::cluster_sync();
-  }
-
   // The piece's block table (at most kTile / B x kGradientPieceFeatures / B entries) goes to
   // shared memory first, read in parallel, one entry per thread: looked up from global memory
-  // beside each store, its reads were a chain of dependent loads through the epilogue. It
+  // beside each write, its reads were a chain of dependent loads through the epilogue. It
   // takes the start of the ring, once both warpgroups' products (which read the ring) are done.
   static_assert((kTile / B) * (kGradientPieceFeatures / B) * 4 <= kGradientTableBytes, "the table must fit its bytes");
   static_assert((kTile / B) * (kGradientPieceFeatures / B) <= kConsumers, "one table entry per consumer thread");
@@ -740,48 +717,78 @@ __global__ void __launch_bounds__(kThreads, kGradientBlocksPerSM)
   const int entries = static_cast<int>(rows * cols);
   device::named_barrier<1, kConsumers>();
   if (tid < entries) device::store_shared(table + 4 * tid, static_cast<uint32_t>(piece_blocks[tid]));
-  device::named_barrier<1, kConsumers>();
-  // A thread's accumulators come in pairs of neighbouring columns n, n + 1 (one reduction or
-  // store per pair), n = h * kTile + 8 j + 2 (lane % 4): the B / 8 values of j in one column block
-  // share the block's lookup and its row's offset, each pair 8 columns after the last. n_end, a
-  // multiple of B, takes a whole column block or none of it. In a cluster, a block stores only the
-  // column groups it owns, its own sums first, then the other blocks' in rank order.
-  constexpr int kJPerBlock = B / 8;
+  if (cluster == 0) {
+    device::named_barrier<1, kConsumers>();
+    // A thread's accumulators come in pairs of neighbouring columns n, n + 1 (one vector
+    // reduction per pair), n = h * kTile + 8 j + 2 (lane % 4): the B / 8 values of j in one
+    // column block share the block's lookup and its row's address, each pair 8 columns after the
+    // last. n_end, a multiple of B, takes a whole column block or none of it.
+    constexpr int kJPerBlock = B / 8;
 #pragma unroll
-  for (int h = 0; h < 2; ++h)
+    for (int h = 0; h < 2; ++h)
 #pragma unroll
-    for (int jb = 0; jb < 16 / kJPerBlock; ++jb)
+      for (int jb = 0; jb < 16 / kJPerBlock; ++jb)
 #pragma unroll
-      for (int r = 0; r < 2; ++r) {
-        const int m = (warp / 4) * 64 + accumulator_row(warp, lane, r);
-        const int n = h * kTile + accumulator_col(lane, jb * kJPerBlock);
-        if (m >= m_end || n >= n_end) continue;
-        const int block = static_cast<int>(device::load_shared(table + 4 * ((m / B) * static_cast<int>(cols) + n / B)));
-        if (block < 0) continue;
-        const int64_t row = static_cast<int64_t>(block) * (B * B) + (m % B) * B + n % B;
+        for (int r = 0; r < 2; ++r) {
+          const int m = (warp / 4) * 64 + accumulator_row(warp, lane, r);
+          const int n = h * kTile + accumulator_col(lane, jb * kJPerBlock);
+          if (m >= m_end || n >= n_end) continue;
+          const int block =
+              static_cast<int>(device::load_shared(table + 4 * ((m / B) * static_cast<int>(cols) + n / B)));
+          if (block < 0) continue;
+          float* const row = out.sums + static_cast<int64_t>(block) * (B * B) + (m % B) * B + n % B;
 #pragma unroll
-        for (int jj = 0; jj < kJPerBlock; ++jj) {
-          const int j = jb * kJPerBlock + jj, hj = 16 * h + j;
-          float a = d[h][4 * j + 2 * r], b = d[h][4 * j + 2 * r + 1];
-          if (cluster == 0) {
-            device::add2_global(out.sums + row + 8 * jj, a, b);
-            continue;
-          }
-          if (hj % cluster != static_cast<int>(rank)) continue;
-          for (int source = 0; source < cluster; ++source) {
-            if (source == static_cast<int>(rank)) continue;
-            const float2 v = device::load_shared_float2(
-                received + ((source * slots + hj / cluster) * kConsumers + tid) * 16 + 8 * r);
-            a += v.x;
-            b += v.y;
-          }
-          if (out.values != nullptr) {
-            static_cast<uint32_t*>(out.values)[(row + 8 * jj) / 2] = device::pack2<T>(a, b);
-          } else {
-            *reinterpret_cast<float2*>(out.sums + row + 8 * jj) = make_float2(a, b);
+          for (int jj = 0; jj < kJPerBlock; ++jj) {
+            const int j = jb * kJPerBlock + jj;
+            device::add2_global(row + 8 * jj, d[h][4 * j + 2 * r], d[h][4 * j + 2 * r + 1]);
           }
         }
+    return;
+  }
+
+  // A cluster: each block stages its accumulators in its ring, column group hj = 16 h + j (8
+  // columns of one product, 4 values per thread) by thread; once every block of the cluster has,
+  // each block sums the groups it owns (hj % cluster = its rank) over the cluster, its own first,
+  // then the others' in rank order, reading theirs in place, and stores them. Staged and written
+  // in rolled loops: unrolled over the accumulators, this epilogue was twenty times longer than
+  // the kernel's loop and cost more in instruction fetches than the reductions it saves.
+  const uint32_t staged = ring.a + kGradientTableBytes;
+#pragma unroll
+  for (int hj = 0; hj < kColumnGroups; ++hj) {
+    const int h = hj / 16, j = hj % 16;
+    device::store_shared_float4(staged + (hj * kConsumers + tid) * 16,
+                                make_float4(d[h][4 * j], d[h][4 * j + 1], d[h][4 * j + 2], d[h][4 * j + 3]));
+  }
+  if (cluster > 1) {
+    device::cluster_sync();
+  } else {
+    device::named_barrier<1, kConsumers>();
+  }
+  const int rank = cluster > 1 ? static_cast<int>(device::cluster_rank()) : 0;
+  for (int hj = rank; hj < kColumnGroups; hj += cluster) {
+    const uint32_t mine = staged + (hj * kConsumers + tid) * 16;
+    float4 v = device::load_shared_float4(mine);
+    for (int source = 0; source < cluster; ++source) {
+      if (source == rank) continue;
+      const float4 w = device::load_cluster_float4(mine, source);
+      v.x += w.x, v.y += w.y, v.z += w.z, v.w += w.w;
+    }
+    const int n = (hj / 16) * kTile + accumulator_col(lane, hj % 16);
+    for (int r = 0; r < 2; ++r) {
+      const int m = (warp / 4) * 64 + accumulator_row(warp, lane, r);
+      if (m >= m_end || n >= n_end) continue;
+      const int block = static_cast<int>(device::load_shared(table + 4 * ((m / B) * static_cast<int>(cols) + n / B)));
+      if (block < 0) continue;
+      const int64_t i = static_cast<int64_t>(block) * (B * B) + (m % B) * B + n % B;
+      const float a = r == 0 ? v.x : v.z, b = r == 0 ? v.y : v.w;
+      if (out.values != nullptr) {
+        static_cast<uint32_t*>(out.values)[i / 2] = device::pack2<T>(a, b);
+      } else {
+        *reinterpret_cast<float2*>(out.sums + i) = make_float2(a, b);
       }
+    }
+  }
+  if (cluster > 1) device::cluster_sync();  // the other blocks read this one's staged sums until here
 #else
   __trap();  // built without sm_90a; the host never launches this (see available())
 #endif

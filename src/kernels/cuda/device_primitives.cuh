@@ -144,9 +144,8 @@ __device__ __forceinline__ float2 unpack2<__half>(uint32_t v) {
 }
 
 // ----- thread-block clusters (sm_90) ---------------------------------------------------------
-// Every thread of every block of the cluster waits here; shared-memory writes before it (local
-// or into other blocks, st_cluster) are visible to every thread of the cluster after it. All the
-// threads of a warp call it together.
+// Every thread of every block of the cluster waits here; shared-memory writes before it are
+// visible to every thread of the cluster after it. All the threads of a warp call it together.
 __device__ __forceinline__ void cluster_sync() {
   asm volatile("barrier.cluster.arrive.release.aligned;\nbarrier.cluster.wait.acquire.aligned;\n" ::: "memory");
 }
@@ -156,18 +155,26 @@ __device__ __forceinline__ uint32_t cluster_rank() {
   asm volatile("mov.u32 %0, %%cluster_ctarank;\n" : "=r"(r));
   return r;
 }
-// 16 bytes into the shared memory of the cluster's block `rank`, at the address `local` has in
+// 16 bytes from the shared memory of the cluster's block `rank`, at the address `local` has in
 // this block's.
-__device__ __forceinline__ void store_cluster(uint32_t local, uint32_t rank, float4 v) {
+__device__ __forceinline__ float4 load_cluster_float4(uint32_t local, uint32_t rank) {
   uint32_t remote;
+  float4 v;
   asm volatile("mapa.shared::cluster.u32 %0, %1, %2;\n" : "=r"(remote) : "r"(local), "r"(rank));
-  asm volatile("st.shared::cluster.v4.f32 [%0], {%1, %2, %3, %4};\n" ::"r"(remote), "f"(v.x), "f"(v.y), "f"(v.z),
-               "f"(v.w)
+  asm volatile("ld.shared::cluster.v4.f32 {%0, %1, %2, %3}, [%4];\n"
+               : "=f"(v.x), "=f"(v.y), "=f"(v.z), "=f"(v.w)
+               : "r"(remote)
+               : "memory");
+  return v;
+}
+__device__ __forceinline__ void store_shared_float4(uint32_t address, float4 v) {
+  asm volatile("st.shared.v4.f32 [%0], {%1, %2, %3, %4};\n" ::"r"(address), "f"(v.x), "f"(v.y), "f"(v.z), "f"(v.w)
                : "memory");
 }
-__device__ __forceinline__ float2 load_shared_float2(uint32_t address) {
-  float2 v;
-  asm volatile("ld.shared.v2.f32 {%0, %1}, [%2];\n" : "=f"(v.x), "=f"(v.y) : "r"(address) : "memory");
+__device__ __forceinline__ float4 load_shared_float4(uint32_t address) {
+  float4 v;
+  asm volatile("ld.shared.v4.f32 {%0, %1, %2, %3}, [%4];\n" : "=f"(v.x), "=f"(v.y), "=f"(v.z), "=f"(v.w) : "r"(address)
+               : "memory");
   return v;
 }
 
