@@ -301,8 +301,9 @@ TEST(BlockSparseOpsCuda, ParameterGradientsMatchFloat64Reference) {
       for (const auto& [bias, mix_type] : {std::pair{true, dtype}, std::pair{false, at::kFloat}, std::pair{true, at::kFloat}}) {
         const ops::Layout layout = ops::make_layout(l);
         const auto cuda = at::TensorOptions(at::kCUDA).dtype(dtype);
-        // float16 over enough tokens that the weight gradient splits them (its float32 sums
-        // then come out of a cluster's exchange or out of reductions).
+        // float16 over enough tokens that the weight gradient splits them in five: its float32
+        // sums then come out of reductions (the first layout's 24 pieces) or out of clusters
+        // (the second's 5); bfloat16's 333 tokens are one split, stored straight.
         const int64_t tokens = dtype == at::kHalf ? 1500 : 333, width = bias ? (rank + 8) / 8 * 8 : rank;
         const at::Tensor x = at::randn({tokens, l.in_features()}, cuda), dy = at::randn({tokens, l.out_features()}, cuda);
         const at::Tensor values = at::randn({l.nnz(), l.block(), l.block()}, cuda) * 0.1;
@@ -405,9 +406,11 @@ TEST(BlockSparseOpsCuda, LowRankGradProductsMatchFloat64Reference) {
 // a token count's first call (eager, then inside a CUDA graph), and round-robin where that first
 // call is captured into the graph (the order cannot be copied to the device during a capture).
 // Forward and grad_input, captured outputs poisoned before the replay.
-// The weight gradient over token counts that split its reduction over blocks: on an H200 the
-// splits of each piece are summed in one thread-block cluster and stored once (4 and 7 splits;
-// 5 at block 128) or, past eight splits, added into a float32 buffer and rounded (13); the
+// The weight gradient over token counts that split its reduction over blocks. On an H200 (132
+// multiprocessors; 30 clusters of 4 blocks, 22 of 5 and 15 of 7 at once) the splits of each
+// piece run as one thread-block cluster, summed in shared memory and stored once, in the first,
+// second and fourth cases (9 pieces in 4 and 7 splits, 16 in 5); the third (24 pieces in 5 splits:
+// a second wave of clusters) and the last (13 splits) add into a float32 buffer and round it. The
 // output's memory is poisoned first, so an element no block stores fails.
 TEST(BlockSparseOpsCuda, GradWeightOverTokenSplitsMatchesFloat64Reference) {
   SKIP_WITHOUT_CUDA();
