@@ -409,9 +409,10 @@ TEST(BlockSparseOpsCuda, LowRankGradProductsMatchFloat64Reference) {
 // The weight gradient over token counts that split its reduction over blocks. On an H200 (132
 // multiprocessors; 30 clusters of 4 blocks, 22 of 5 and 15 of 7 at once) the splits of each
 // piece run as one thread-block cluster, summed in shared memory and stored once, in the first,
-// second and fourth cases (9 pieces in 4 and 7 splits, 16 in 5); the third (24 pieces in 5 splits:
-// a second wave of clusters) and the last (13 splits) add into a float32 buffer and round it. The
-// output's memory is poisoned first, so an element no block stores fails.
+// second, fourth and fifth cases (9 pieces in 4 and 7 splits, 16 in 5, Mixer-B fc1's 24 in 4);
+// the third (24 pieces in 5 splits: a second wave of clusters), the sixth (11 splits, as Mixer-B
+// fc1 at 25 088 tokens) and the last (13) add into a float32 buffer and round it. The output's
+// memory is poisoned first, so an element no block stores fails.
 TEST(BlockSparseOpsCuda, GradWeightOverTokenSplitsMatchesFloat64Reference) {
   SKIP_WITHOUT_CUDA();
   torch::manual_seed(43);
@@ -420,6 +421,8 @@ TEST(BlockSparseOpsCuda, GradWeightOverTokenSplitsMatchesFloat64Reference) {
       {random_layout(384, 640, 16, 0.3, 11), 2000},
       {flat_butterfly_layout({768, 3072, 16, 2, 32}), 1500},
       {flat_butterfly_layout({1024, 1024, 8, 2, 128}), 1333},
+      {flat_butterfly_layout({3072, 768, 16, 2, 32}), 1100},
+      {flat_butterfly_layout({3072, 768, 16, 2, 32}), 4133},
       {random_layout(520, 264, 64, 0.4, 12), 4133},
   };
   for (at::ScalarType dtype : {at::kBFloat16, at::kHalf}) {
