@@ -889,6 +889,7 @@ cudaError_t launch_gradient(const DeviceLayout& layout, int64_t tokens, const vo
   using K = Chunking<B>;
   const GradientGrid g = gradient_grid(layout.num_gradient_pieces, tokens);
   if (g.splits == 0) return cudaSuccess;
+  if (g.cluster == 0 && sums == nullptr) return cudaErrorInvalidValue;  // reductions need the sums
   constexpr bool bf16 = std::is_same_v<T, __nv_bfloat16>;
   CUtensorMap dy_map{}, x_map{};
   cudaError_t e =
@@ -897,7 +898,6 @@ cudaError_t launch_gradient(const DeviceLayout& layout, int64_t tokens, const vo
     e = encode_tensor_map(&x_map, x, bf16, tokens, layout.in_features, layout.in_features, kStep, K::C, K::kSwizzle);
   }
   if (e != cudaSuccess) return e;
-  if (g.cluster == 0 && sums == nullptr) return cudaErrorInvalidValue;
   GradientOut out;
   out.sums = sums;
   out.values = g.cluster > 0 ? values : nullptr;
