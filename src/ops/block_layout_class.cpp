@@ -52,6 +52,8 @@ const DeviceIndex& LayoutHandle::device_index(const at::Device& device) const {
     index.gradient_pieces = on_device(pieces).view({-1, 5});
     index.gradient_columns = on_device(schedule.gradient_columns);
     index.gradient_blocks = on_device(schedule.gradient_blocks);
+    index.row_tile_features = schedule.row_tile_features;
+    index.col_tile_features = schedule.col_tile_features;
   }
   return index_by_device_.emplace(key, std::move(index)).first->second;
 }

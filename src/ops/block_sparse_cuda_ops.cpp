@@ -67,6 +67,8 @@ cuda::DeviceLayout device_layout(const char* op, const Layout& layout, const at:
     d.num_gradient_pieces = index.gradient_pieces.size(0);
     d.gradient_columns = index.gradient_columns.data_ptr<int64_t>();
     d.gradient_blocks = index.gradient_blocks.data_ptr<int64_t>();
+    d.row_tile_features = index.row_tile_features;
+    d.col_tile_features = index.col_tile_features;
   }
   return d;
 }

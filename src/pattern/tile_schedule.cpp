@@ -42,24 +42,77 @@ void group_lines(int64_t lines, const std::vector<int64_t>& ptr, const std::vect
   }
 }
 
+void check_tile_features(const BlockLayout& layout, const char* name, int64_t features) {
+  const int64_t b = layout.block();
+  if (features <= 0 || features % b != 0) {
+    throw std::invalid_argument(std::string(name) + " must be a positive multiple of the block size " +
+                                std::to_string(b) + ", got " + std::to_string(features));
+  }
+}
+
+void group_rows(const BlockLayout& layout, int64_t span, std::vector<LineGroup>& groups, std::vector<int64_t>& index,
+                std::vector<int64_t>& blocks) {
+  group_lines(layout.block_rows(), layout.row_ptr(), layout.col_idx(), [](int64_t e) { return e; }, span, groups,
+              index, blocks);
+}
+
+void group_columns(const BlockLayout& layout, int64_t span, std::vector<LineGroup>& groups,
+                   std::vector<int64_t>& index, std::vector<int64_t>& blocks) {
+  const std::vector<int64_t>& transpose = layout.transpose_block();
+  group_lines(layout.block_cols(), layout.col_ptr(), layout.row_idx(),
+              [&transpose](int64_t e) { return transpose[e]; }, span, groups, index, blocks);
+}
+
+// The modelled time of one token tile of every group (kernel_line_tile_features), in narrow stages.
+double modelled_line_time(const BlockLayout& layout, bool by_columns, int64_t tile_features) {
+  std::vector<LineGroup> groups;
+  std::vector<int64_t> index, blocks;
+  const int64_t span = tile_features / layout.block();
+  if (by_columns) {
+    group_columns(layout, span, groups, index, blocks);
+  } else {
+    group_rows(layout, span, groups, index, blocks);
+  }
+  const bool wide = tile_features == kKernelWideTileFeatures;
+  double time = 0.0;
+  for (const LineGroup& g : groups) {
+    const int64_t steps = std::max<int64_t>(1, (g.length * layout.block() + kKernelStepFeatures - 1) / kKernelStepFeatures);
+    time += static_cast<double>(steps) * (wide ? 1.2 : 1.0) + 2.0 * static_cast<double>(tile_features) / 128.0;
+  }
+  return time;
+}
+
 }  // namespace
 
-TileSchedule make_tile_schedule(const BlockLayout& layout, int64_t tile_features) {
+int64_t kernel_line_tile_features(const BlockLayout& layout, bool by_columns) {
   const int64_t b = layout.block();
-  if (tile_features <= 0 || tile_features % b != 0) {
-    throw std::invalid_argument("tile_features must be a positive multiple of the block size " + std::to_string(b) +
-                                ", got " + std::to_string(tile_features));
-  }
-  const int64_t span = tile_features / b;
+  if (kKernelWideTileFeatures % b != 0 || kKernelTileFeatures % b != 0) return kKernelTileFeatures;
+  const double narrow = modelled_line_time(layout, by_columns, kKernelTileFeatures);
+  const double wide = modelled_line_time(layout, by_columns, kKernelWideTileFeatures);
+  return wide < 0.9 * narrow ? kKernelWideTileFeatures : kKernelTileFeatures;
+}
+
+TileSchedule make_tile_schedule(const BlockLayout& layout) {
+  return make_tile_schedule(layout, kernel_line_tile_features(layout, false), kernel_line_tile_features(layout, true));
+}
+
+TileSchedule make_tile_schedule(const BlockLayout& layout, int64_t row_tile_features, int64_t col_tile_features) {
+  check_tile_features(layout, "row_tile_features", row_tile_features);
+  check_tile_features(layout, "col_tile_features", col_tile_features);
+  check_tile_features(layout, "the weight gradient's piece rows (kKernelTileFeatures)", kKernelTileFeatures);
+  const int64_t b = layout.block();
   TileSchedule s;
-  group_lines(layout.block_rows(), layout.row_ptr(), layout.col_idx(), [](int64_t e) { return e; }, span,
-              s.row_groups, s.row_index, s.row_blocks);
-  const std::vector<int64_t>& transpose = layout.transpose_block();
-  group_lines(layout.block_cols(), layout.col_ptr(), layout.row_idx(), [&transpose](int64_t e) { return transpose[e]; },
-              span, s.col_groups, s.col_index, s.col_blocks);
-  // Weight gradient: each row group's union columns, two tiles' worth at a time.
-  const int64_t piece_span = 2 * span;
-  for (const LineGroup& g : s.row_groups) {
+  s.row_tile_features = row_tile_features;
+  s.col_tile_features = col_tile_features;
+  group_rows(layout, row_tile_features / b, s.row_groups, s.row_index, s.row_blocks);
+  group_columns(layout, col_tile_features / b, s.col_groups, s.col_index, s.col_blocks);
+  // Weight gradient: row groups of kKernelTileFeatures, each group's union columns two tiles'
+  // worth at a time.
+  const int64_t span = kKernelTileFeatures / b, piece_span = 2 * span;
+  std::vector<LineGroup> piece_rows;
+  std::vector<int64_t> piece_index, piece_blocks;
+  group_rows(layout, span, piece_rows, piece_index, piece_blocks);
+  for (const LineGroup& g : piece_rows) {
     for (int64_t k0 = 0; k0 < g.length; k0 += piece_span) {
       GradientPiece p;
       p.row_first = g.first;
@@ -67,10 +120,10 @@ TileSchedule make_tile_schedule(const BlockLayout& layout, int64_t tile_features
       p.column_offset = static_cast<int64_t>(s.gradient_columns.size());
       p.cols = std::min(piece_span, g.length - k0);
       p.block_offset = static_cast<int64_t>(s.gradient_blocks.size());
-      s.gradient_columns.insert(s.gradient_columns.end(), s.row_index.begin() + g.index_offset + k0,
-                                s.row_index.begin() + g.index_offset + k0 + p.cols);
+      s.gradient_columns.insert(s.gradient_columns.end(), piece_index.begin() + g.index_offset + k0,
+                                piece_index.begin() + g.index_offset + k0 + p.cols);
       for (int64_t i = 0; i < g.count; ++i) {
-        const auto row = s.row_blocks.begin() + g.block_offset + i * g.length + k0;
+        const auto row = piece_blocks.begin() + g.block_offset + i * g.length + k0;
         s.gradient_blocks.insert(s.gradient_blocks.end(), row, row + p.cols);
       }
       s.gradient_pieces.push_back(p);

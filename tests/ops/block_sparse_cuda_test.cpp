@@ -21,6 +21,7 @@
 #include "pixelfly/ops/pixelfly_linear_ops.h"
 #include "pixelfly/pattern/flat_butterfly.h"
 #include "pixelfly/pattern/random_layout.h"
+#include "pixelfly/pattern/tile_schedule.h"
 
 #include "common/error_message.h"
 
@@ -78,7 +79,28 @@ std::vector<Case> cases() {
       {random_layout(500, 700, 64, 0.2, 3), 77},
       {flat_butterfly_layout({1024, 1024, 8, 2, 128}), 515},
       {random_layout(260, 130, 128, 0.5, 4), 1},
+      // Wide (192-feature) tiles: blocks 16 and 64 both ways; a last row group past the 520
+      // features.
+      {flat_butterfly_layout({1536, 384, 16, 2, 16}), 777},
+      {flat_butterfly_layout({768, 768, 4, 1, 64}), 515},
+      {random_layout(520, 264, 64, 0.4, 21), 333},
   };
+}
+
+// The cases above run the wide tiles at every block size that has them, both ways (the choice is
+// the layout's, kernel_line_tile_features; checked here without a GPU).
+TEST(BlockSparseOpsCuda, CasesCoverWideTilesAtBlocks16To64) {
+  for (const int64_t block : {16, 32, 64}) {
+    for (const bool by_columns : {false, true}) {
+      bool covered = false;
+      for (const Case& c : cases()) {
+        covered = covered || (c.layout.block() == block && c.layout.out_features() % 8 == 0 &&
+                              c.layout.in_features() % 8 == 0 &&
+                              kernel_line_tile_features(c.layout, by_columns) == kKernelWideTileFeatures);
+      }
+      EXPECT_TRUE(covered) << "block " << block << (by_columns ? " grad_input" : " forward");
+    }
+  }
 }
 
 void check_dtype(at::ScalarType dtype, double tolerance) {

@@ -44,11 +44,13 @@ void expect_groups(const BlockLayout& l, const std::vector<LineGroup>& groups, c
   for (int s : seen) EXPECT_EQ(s, 1);
 }
 
-void expect_valid(const BlockLayout& l, int64_t tile_features) {
-  const TileSchedule s = make_tile_schedule(l, tile_features);
-  const int64_t span = tile_features / l.block();
-  expect_groups(l, s.row_groups, s.row_index, s.row_blocks, l.block_rows(), span, true);
-  expect_groups(l, s.col_groups, s.col_index, s.col_blocks, l.block_cols(), span, false);
+void expect_valid(const BlockLayout& l, int64_t row_tile_features, int64_t col_tile_features) {
+  const TileSchedule s = make_tile_schedule(l, row_tile_features, col_tile_features);
+  EXPECT_EQ(s.row_tile_features, row_tile_features);
+  EXPECT_EQ(s.col_tile_features, col_tile_features);
+  expect_groups(l, s.row_groups, s.row_index, s.row_blocks, l.block_rows(), row_tile_features / l.block(), true);
+  expect_groups(l, s.col_groups, s.col_index, s.col_blocks, l.block_cols(), col_tile_features / l.block(), false);
+  const int64_t span = kKernelTileFeatures / l.block();
   std::vector<int> seen(l.nnz(), 0);
   for (const GradientPiece& p : s.gradient_pieces) {
     EXPECT_LE(p.rows, span);
@@ -65,14 +67,39 @@ void expect_valid(const BlockLayout& l, int64_t tile_features) {
 }
 
 TEST(TileSchedule, CoversEveryLineAndBlockOnceWithTheKernelsTables) {
-  expect_valid(flat_butterfly_layout({3072, 768, 16, 2, 32}), 128);
-  expect_valid(flat_butterfly_layout({256, 96, 8, 2, 16}), 128);
-  expect_valid(flat_butterfly_layout({4096, 1024, 16, 2, 128}), 128);
-  expect_valid(BlockLayout::from_block_mask(40, 24, 8, {1, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 1, 1}), 16);
+  expect_valid(flat_butterfly_layout({3072, 768, 16, 2, 32}), 128, 128);
+  expect_valid(flat_butterfly_layout({3072, 768, 16, 2, 32}), 192, 192);
+  expect_valid(flat_butterfly_layout({256, 96, 8, 2, 16}), 128, 192);
+  expect_valid(flat_butterfly_layout({4096, 1024, 16, 2, 128}), 128, 128);
+  expect_valid(BlockLayout::from_block_mask(40, 24, 8, {1, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 1, 1}), 16, 24);
   std::mt19937_64 rng(3);
   for (int trial = 0; trial < 30; ++trial) {
     const int64_t block = int64_t{16} << (rng() % 4);
-    expect_valid(random_layout(1 + rng() % 700, 1 + rng() % 700, block, 0.1 + 0.8 * (rng() % 100) / 100.0, trial), 128);
+    const BlockLayout l = random_layout(1 + rng() % 700, 1 + rng() % 700, block, 0.1 + 0.8 * (rng() % 100) / 100.0, trial);
+    expect_valid(l, 128, 128);
+    if (block <= 64) expect_valid(l, 192, 192);
+    const TileSchedule chosen = make_tile_schedule(l);
+    expect_valid(l, chosen.row_tile_features, chosen.col_tile_features);
+  }
+}
+
+TEST(TileSchedule, WideTilesWhereSixLinesShareTheirUnions) {
+  // Mixer-B's fc1 and ViT-S's layouts: butterfly cells 1.5 block columns wide, so groups of six
+  // block-32 lines share their unions where groups of four straddle two cells (grad_input: 96 of
+  // the narrow tiles' stages per token tile, 48 wide ones).
+  for (const BlockLayout& l : {flat_butterfly_layout({3072, 768, 16, 2, 32}), flat_butterfly_layout({2304, 768, 16, 2, 32})}) {
+    EXPECT_EQ(kernel_line_tile_features(l, true), kKernelWideTileFeatures);
+    EXPECT_EQ(kernel_line_tile_features(l, false), kKernelWideTileFeatures);
+    const TileSchedule s = make_tile_schedule(l);
+    EXPECT_EQ(s.col_tile_features, kKernelWideTileFeatures);
+    EXPECT_EQ(s.col_groups.size(), 4u);
+  }
+  // Aligned cells (GPT-2-medium, 4096 x 4096): groups of four lines lose nothing; block 128 does
+  // not divide the wide tile.
+  for (const BlockLayout& l : {flat_butterfly_layout({4096, 1024, 16, 2, 32}), flat_butterfly_layout({4096, 4096, 8, 1, 32}),
+                               flat_butterfly_layout({3072, 768, 16, 2, 128})}) {
+    EXPECT_EQ(kernel_line_tile_features(l, false), kKernelTileFeatures);
+    EXPECT_EQ(kernel_line_tile_features(l, true), kKernelTileFeatures);
   }
 }
 
@@ -85,7 +112,8 @@ TEST(TileSchedule, AlignedButterflyGroupsHaveNoEmptyPositions) {
 }
 
 TEST(TileSchedule, RejectsATileThatIsNotWholeBlocks) {
-  EXPECT_THROW(make_tile_schedule(random_layout(64, 64, 32, 0.5, 1), 48), std::invalid_argument);
+  EXPECT_THROW(make_tile_schedule(random_layout(64, 64, 32, 0.5, 1), 48, 128), std::invalid_argument);
+  EXPECT_THROW(make_tile_schedule(random_layout(64, 64, 32, 0.5, 1), 128, 0), std::invalid_argument);
 }
 
 }  // namespace

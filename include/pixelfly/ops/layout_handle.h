@@ -12,6 +12,7 @@
 #include <mutex>
 
 #include "pixelfly/pattern/block_layout.h"
+#include "pixelfly/pattern/tile_schedule.h"
 
 namespace pixelfly::ops {
 
@@ -30,6 +31,7 @@ struct DeviceIndex {
   at::Tensor row_groups, row_index, row_blocks;
   at::Tensor col_groups, col_index, col_blocks;
   at::Tensor gradient_pieces, gradient_columns, gradient_blocks;
+  int64_t row_tile_features = kKernelTileFeatures, col_tile_features = kKernelTileFeatures;
 };
 
 class LayoutHandle : public torch::CustomClassHolder {

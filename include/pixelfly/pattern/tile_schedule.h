@@ -1,6 +1,7 @@
 // Work lists for the tensor-core kernels, derived once from a BlockLayout. Each thread block
-// computes a tile of up to kKernelTileFeatures features (weight-gradient pieces:
-// kKernelTileFeatures x kGradientPieceFeatures) as a dense GEMM:
+// computes a tile of up to kKernelTileFeatures or kKernelWideTileFeatures features (chosen per
+// direction, kernel_line_tile_features below; weight-gradient pieces: kKernelTileFeatures x
+// kGradientPieceFeatures) as a dense GEMM:
 //   forward     a group of consecutive block rows; K walks the union of their column lists,
 //   grad_input  a group of consecutive block columns; K walks the union of their row lists,
 //   grad_weight a row group and up to kGradientPieceFeatures of its union columns; K walks tokens.
@@ -15,8 +16,13 @@
 
 namespace pixelfly {
 
-// The tile width the CUDA tensor-core kernels compute per thread block.
+// The tile widths the CUDA tensor-core kernels compute per thread block: the forward and
+// grad_input kernels' tiles are kKernelTileTokens tokens by one of the two widths, their K loops
+// kKernelStepFeatures deep per stage.
 constexpr int64_t kKernelTileFeatures = 128;
+constexpr int64_t kKernelWideTileFeatures = 192;
+constexpr int64_t kKernelTileTokens = 256;
+constexpr int64_t kKernelStepFeatures = 64;
 // Columns of a weight-gradient piece: two tiles wide, so that a piece reads its rows of dY once
 // for twice the columns of X.
 constexpr int64_t kGradientPieceFeatures = 2 * kKernelTileFeatures;
@@ -44,6 +50,8 @@ struct GradientPiece {
 };
 
 struct TileSchedule {
+  int64_t row_tile_features = kKernelTileFeatures;  // features of a row group (forward tiles)
+  int64_t col_tile_features = kKernelTileFeatures;  // features of a column group (grad_input tiles)
   std::vector<LineGroup> row_groups;  // covers every block row once, empty rows included
   std::vector<int64_t> row_index, row_blocks;
   std::vector<LineGroup> col_groups;  // covers every block column once, empty columns included
@@ -52,9 +60,22 @@ struct TileSchedule {
   std::vector<int64_t> gradient_columns, gradient_blocks;
 };
 
-// Groups (and weight-gradient pieces) hold at most tile_features / block lines, pieces at most
-// 2 * tile_features / block columns; tile_features must be a positive multiple of the block size
-// (throws std::invalid_argument otherwise).
-TileSchedule make_tile_schedule(const BlockLayout& layout, int64_t tile_features = kKernelTileFeatures);
+// Row groups hold at most row_tile_features / block rows, column groups col_tile_features /
+// block columns, weight-gradient pieces kKernelTileFeatures / block rows by twice as many
+// columns; each width must be a positive multiple of the block size, and so must
+// kKernelTileFeatures (throws std::invalid_argument otherwise).
+TileSchedule make_tile_schedule(const BlockLayout& layout, int64_t row_tile_features, int64_t col_tile_features);
+// With each direction's width from kernel_line_tile_features.
+TileSchedule make_tile_schedule(const BlockLayout& layout);
+
+// The width of the line tiles for the forward (by_columns false: groups of block rows) or the
+// grad_input kernel (true: block columns): kKernelWideTileFeatures where the block size divides
+// it and the wide tiles' modelled time is under 0.9 of the narrow ones', else
+// kKernelTileFeatures. The model per tile: its K stages, a wide stage costing 1.2 narrow ones (its
+// products take 1.5x as long, where a narrow stage is held by its bytes at about 1.25x its
+// products' time), and an epilogue of two narrow stages per 128 features (docs/perf.md,
+// version 21). Wide tiles win where groups of six block-32 lines share their unions and groups
+// of four do not: Mixer-B's and ViT-S's layouts, whose butterfly cells are 1.5 block columns wide.
+int64_t kernel_line_tile_features(const BlockLayout& layout, bool by_columns);
 
 }  // namespace pixelfly

@@ -36,13 +36,16 @@ struct DeviceLayout {
   const int64_t* block_row = nullptr;        // nnz, CSR order -> block row
   // The tile schedule (pattern/tile_schedule.h) flattened: 5 int64 per LineGroup (first, count,
   // index_offset, length, block_offset) and per GradientPiece (row_first, rows, column_offset,
-  // cols, block_offset), with their index and block tables.
+  // cols, block_offset), with their index and block tables, and the features of a row group's
+  // and of a column group's tiles (kKernelTileFeatures or kKernelWideTileFeatures).
   const int64_t* row_groups = nullptr;
   int64_t num_row_groups = 0;
+  int64_t row_tile_features = kKernelTileFeatures;
   const int64_t* row_index = nullptr;
   const int64_t* row_blocks = nullptr;
   const int64_t* col_groups = nullptr;
   int64_t num_col_groups = 0;
+  int64_t col_tile_features = kKernelTileFeatures;
   const int64_t* col_index = nullptr;
   const int64_t* col_blocks = nullptr;
   const int64_t* gradient_pieces = nullptr;

@@ -1,10 +1,11 @@
 // Hopper (sm_90a) block-sparse kernels on warpgroup MMA (see block_sparse_wgmma.cuh).
 //
-// Warp-specialised: a thread block has producer warps (two in forward and grad_input, each
-// filling every second stage; one in grad_weight) and two consumer warpgroups and
-// computes 256-token x 128-feature tiles (forward, grad_input) or 128 x 256 weight-gradient
-// pieces, each warpgroup two wgmma.m64n128k16 products per K slice (both operands in shared
-// memory, float32 accumulators in registers). The producer fills a ring of 64-deep K stages with
+// Warp-specialised: a thread block has producer warps (two or three in forward and grad_input,
+// each filling its own share of the stages; one in grad_weight) and two consumer warpgroups and
+// computes 256-token x 128-feature or x 192-feature tiles (forward, grad_input; the width is the
+// layout's, tile_schedule.h) or 128 x 256 weight-gradient pieces, each warpgroup two
+// wgmma.m64n128k16 (m64n192k16) products per K slice (both operands in shared memory, float32
+// accumulators in registers). The producer fills a ring of 64-deep K stages with
 // TMA box copies, each stage completing on an mbarrier by transaction count; the consumers
 // release a stage through a second mbarrier once its products are done, keeping one stage's
 // products in flight while they wait for the next. The producer reads the tiles' metadata (tile
@@ -47,7 +48,9 @@ using device::smem_address;
 using device::tma_load;
 
 constexpr int kTile = 128;  // features of a line tile; rows and columns of a weight-gradient piece
-static_assert(kTile == kKernelTileFeatures, "the schedule must be built for this kernel's tile");
+constexpr int kWideTile = 192;  // features of a wide line tile
+static_assert(kTile == kKernelTileFeatures && kWideTile == kKernelWideTileFeatures,
+              "the schedule must be built for this kernel's tiles");
 constexpr int kConsumers = 256;              // two warpgroups
 constexpr int kThreads = kConsumers + 32;    // and the producer warp (grad_weight)
 constexpr int kProducerWarp = kConsumers / 32;  // the first producer warp
@@ -71,20 +74,32 @@ constexpr size_t shared_bytes(int stages, int stage_bytes, int extra) {
 // store this one. Before version 11 (docs/perf.md), lines with long K loops ran one tile per
 // block; persistent with four stages measured 1.02-1.23x faster on them.
 constexpr int kTokens = 256;
+static_assert(kTokens == kKernelTileTokens && kStep == kKernelStepFeatures, "the schedule's cost model must match");
 constexpr int kSets = kTokens / 128;  // m64 products per warpgroup and K step
 constexpr int kLineBlocksPerSM = 1;
-// The line kernels' producer warps: warp p fills the stages of steps p, p + kLineProducers, ...
-// (so each owns a fixed set of ring slots). One warp's instruction chain per stage took longer
-// than the stage's products (docs/perf.md, versions 17 and 18).
-constexpr int kLineProducers = 2;
-constexpr int kLineThreads = kConsumers + 32 * kLineProducers;
+// A line kernel of tiles kWidth features wide. Its producer warps: warp p fills the stages of
+// steps p, p + kProducers, ... (so each owns a fixed set of ring slots; one warp's instruction
+// chain per stage took longer than the stage's products, docs/perf.md versions 17 and 18).
+// Wide tiles hold 96 accumulators per m64 set and thread, 192 in all, more than a block of 320
+// threads may give each: their producers are a whole warpgroup (three producing, one idle) that
+// hands registers to the consumers (setmaxnreg: 40 per producer thread, 232 per consumer), and
+// with 56 KB stages and a 48 KB output buffer the ring has three stages.
+template <int kWidth>
 struct LineConfig {
+  static_assert(kWidth == kTile || kWidth == kWideTile, "narrow or wide tiles");
+  static constexpr bool kWide = kWidth == kWideTile;
+  static constexpr int kAccumulators = kWidth / 2;  // per consumer thread and m64 set
+  static constexpr int kProducers = kWide ? 3 : 2;
+  static constexpr int kThreads = kConsumers + (kWide ? 128 : 32 * kProducers);
+  static constexpr int kProducerRegisters = 56, kConsumerRegisters = 224;  // wide tiles
+  static_assert(kConsumerRegisters * kConsumers + kProducerRegisters * 128 <= 65536, "the register file");
   static constexpr int kABytes = kTokens * kStep * 2;
-  static constexpr int kBBytes = kOperandBytes;
-  static constexpr int kStages = 4;
-  static_assert(kStages % kLineProducers == 0, "each ring slot must belong to one producer warp");
-  static constexpr int kOutBytes = kTokens * kTile * 2 / kSets;  // one m64 set of each warpgroup
-  static constexpr int kBiasBytes = kTile * 2;                     // a tile's bias, per warpgroup
+  static constexpr int kBBytes = kWidth * kStep * 2;
+  static constexpr int kStages = kWide ? 3 : 4;
+  static_assert(kStages % kProducers == 0, "each ring slot must belong to one producer warp");
+  static constexpr int kOutBoxes = kWidth / kOutBox;                // 64-wide output boxes of a set
+  static constexpr int kOutBytes = kTokens * kWidth * 2 / kSets;  // one m64 set of each warpgroup
+  static constexpr int kBiasBytes = kWidth * 2;                     // a tile's bias, per warpgroup
   static constexpr int kInfoBytes = 32;                            // a stage's tile record (TileInfo)
   static constexpr int kInfoOffset = kOutBytes + 2 * kBiasBytes;
   static constexpr int kMixOffset = kInfoOffset + kStages * kInfoBytes;
@@ -103,14 +118,15 @@ constexpr int kGradientBBytes = 2 * kOperandBytes;
 constexpr size_t kGradientShared = shared_bytes(kGradientStages, kGradientABytes + kGradientBBytes, 0);
 
 // How a block size B splits into TMA boxes: chunks of C = min(B, 64) elements along K (line
-// kernels) or along N (the weight gradient's X), swizzled at 2 C bytes.
-template <int B>
+// kernels) or along N (the weight gradient's X), swizzled at 2 C bytes, across an operand of kN
+// rows (a line tile's width; 128 in the weight gradient).
+template <int B, int kN = kTile>
 struct Chunking {
   static constexpr int C = B < 64 ? B : 64;
   static constexpr int kPerStage = kStep / C;       // K chunks per stage (line kernels)
-  static constexpr int kBoxes = kTile / C;          // C-wide boxes across a 128-wide operand
+  static constexpr int kBoxes = kN / C;             // C-wide boxes across the operand
   static constexpr int kSwizzle = 2 * C;            // bytes
-  static constexpr int kChunkBytes = kTile * 2 * C; // one K chunk of a 128-row operand
+  static constexpr int kChunkBytes = kN * 2 * C;    // one K chunk of the operand
   static constexpr int kBoxBytes = 2 * C * C;       // a C x C weight box
   static constexpr uint64_t kLayout = C == 64 ? 1 : (C == 32 ? 2 : 3);  // descriptor swizzle code
 };
@@ -165,15 +181,15 @@ __device__ __forceinline__ void produce(const Ring& ring, uint32_t first, uint32
 
 // The consumer warpgroups, steps first .. first + steps - 1 (step - first is the K step of the
 // tile): for each step waits for its stage, issues the stage's products into the accumulators
-// (kProducts 64 x 128 products; the tile's first product of each with accumulate 0, so that
+// (kProducts 64 x N products; the tile's first product of each with accumulate 0, so that
 // nothing needs zeroing) with issue(k step, i), which fences the
 // accumulators before them and commits them in kGroups groups, the last commit left to this
 // loop (so that it may wait for the products in flight and rescale the accumulators between two
 // of its products), and releases the previous stage once its products are done. Returns with
 // every product complete and every stage released.
-template <int kGroups, int kProducts, typename Ring, typename Issue>
-__device__ __forceinline__ void consume(float (&d)[kProducts][64], const Ring& ring, uint32_t first, uint32_t steps,
-                                        Issue&& issue) {
+template <int kGroups, int kProducts, int kAccumulators, typename Ring, typename Issue>
+__device__ __forceinline__ void consume(float (&d)[kProducts][kAccumulators], const Ring& ring, uint32_t first,
+                                        uint32_t steps, Issue&& issue) {
   for (uint32_t i = first; i < first + steps; ++i) {
     barrier_wait(ring.full_bar(i), ring.phase(i));
     issue(i - first, i);
@@ -210,7 +226,7 @@ __device__ __forceinline__ BlockTiles block_tiles(const int32_t* order, int64_t 
   return BlockTiles{nullptr, blockIdx.x < tiles ? (tiles - blockIdx.x + gridDim.x - 1) / gridDim.x : 0};
 }
 
-// One tile: a group of lines (128 output features) by kTokens tokens; tile t is group t % groups
+// One tile: a group of lines (128 or 192 output features) by kTokens tokens; tile t is group t % groups
 // of token tile t / groups. K runs over two terms in C-wide chunks, the group's union of blocks
 // (sparse_chunks) and the low-rank factors (rank_chunks), the second term's chunks right after
 // the first's, so that at blocks under 64 a rank-32 term fills the last sparse stage where that
@@ -258,10 +274,10 @@ struct LineTile {
   }
 };
 
-template <int B, bool kTransposed>
+template <int B, bool kTransposed, int kWidth>
 __device__ __forceinline__ LineTile<B> line_tile(const DeviceLayout& layout, const GroupRecord& g, int64_t tile,
                                                  int64_t groups, int64_t rank, bool low_rank_first) {
-  using K = Chunking<B>;
+  using K = Chunking<B, kWidth>;
   LineTile<B> t;
   t.length = static_cast<int>(g.length);
   t.length_k = t.length * B;
@@ -287,9 +303,9 @@ struct LaneCopy {
   int c = 0, box = 0;
   bool active = false;  // item < kPerStage * (1 + kBoxes)
 };
-template <int B>
+template <int B, int kWidth>
 __device__ __forceinline__ LaneCopy lane_copy(int item) {
-  using K = Chunking<B>;
+  using K = Chunking<B, kWidth>;
   return LaneCopy{item / (1 + K::kBoxes), item % (1 + K::kBoxes) - 1, item < K::kPerStage * (1 + K::kBoxes)};
 }
 // A chunk of the K walk at one step: its term, its K offset in it, and whether it is a
@@ -341,18 +357,18 @@ __device__ __forceinline__ TileInfo load_tile_info(uint32_t slot) {
 // Maps: in_map (tokens x in, boxes kTokens x C), weight_map (values as nnz * B rows of B, boxes
 // C x C), low_rank_a_map (tokens x rank, kTokens x C), low_rank_b_map (forward: out x rank,
 // grad_input: rank x out; C x C), out_map (tokens x out, 64 x 64).
-template <typename T, int B, bool kTransposed>
-__global__ void __launch_bounds__(kLineThreads, kLineBlocksPerSM)
+template <typename T, int B, bool kTransposed, int kWidth>
+__global__ void __launch_bounds__(LineConfig<kWidth>::kThreads, kLineBlocksPerSM)
     line_group_kernel(const __grid_constant__ CUtensorMap in_map, const __grid_constant__ CUtensorMap weight_map,
                       const __grid_constant__ CUtensorMap low_rank_a_map,
                       const __grid_constant__ CUtensorMap low_rank_b_map, const __grid_constant__ CUtensorMap out_map,
                       DeviceLayout layout, int64_t tokens, Epilogue epilogue, const int32_t* __restrict__ order) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-  using K = Chunking<B>;
+  using K = Chunking<B, kWidth>;
+  using L = LineConfig<kWidth>;
   extern __shared__ unsigned char smem_raw[];
   constexpr int kAChunkBytes = kTokens * 2 * K::C;  // one K chunk of the activations
-  const auto ring =
-      make_ring<LineConfig::kStages, LineConfig::kABytes, LineConfig::kBBytes>(smem_raw, LineConfig::kExtraBytes);
+  const auto ring = make_ring<L::kStages, L::kABytes, L::kBBytes>(smem_raw, L::kExtraBytes);
   const int64_t groups = kTransposed ? layout.num_col_groups : layout.num_row_groups;
   const int64_t tiles = groups * ((tokens + kTokens - 1) / kTokens);
   const int64_t in_features = kTransposed ? layout.out_features : layout.in_features;
@@ -364,12 +380,13 @@ __global__ void __launch_bounds__(kLineThreads, kLineBlocksPerSM)
   const bool low_rank_first = epilogue.mix != nullptr && mix() > 0.5f;
   const BlockTiles mine = block_tiles(order, tiles);
 
-  const uint32_t info = ring.extra + LineConfig::kInfoOffset, mix_slot = ring.extra + LineConfig::kMixOffset;
-  auto info_slot = [&](uint32_t i) { return info + ring.stage(i) * LineConfig::kInfoBytes; };
+  const uint32_t info = ring.extra + L::kInfoOffset, mix_slot = ring.extra + L::kMixOffset;
+  auto info_slot = [&](uint32_t i) { return info + ring.stage(i) * L::kInfoBytes; };
 
   if (warp >= kProducerWarp) {
-    if (mine.count == 0) return;
+    if constexpr (L::kWide) device::lower_registers<L::kProducerRegisters>();
     const int producer = warp - kProducerWarp;
+    if (mine.count == 0 || producer >= L::kProducers) return;
     const int null_row = static_cast<int>(layout.nnz * B);  // first row past the weight: reads zeros
     const int64_t* records = kTransposed ? layout.col_groups : layout.row_groups;
     if (producer == 0 && lane == 0) device::store_shared(mix_slot, __float_as_uint(mix()));  // with stage 0
@@ -379,15 +396,15 @@ __global__ void __launch_bounds__(kLineThreads, kLineBlocksPerSM)
     // used, each lane's index entries for a stage when this warp's stage before it is issued.
     int64_t next_tile = mine.count > 1 ? mine[1] : 0, after_next_tile = mine.count > 2 ? mine[2] : 0;
     GroupRecord next = mine.count > 1 ? load_record(records, next_tile % groups) : GroupRecord{};
-    LineTile<B> tile = line_tile<B, kTransposed>(layout, load_record(records, mine[0] % groups), mine[0], groups, rank,
-                                                 low_rank_first);
+    LineTile<B> tile = line_tile<B, kTransposed, kWidth>(layout, load_record(records, mine[0] % groups), mine[0],
+                                                         groups, rank, low_rank_first);
     int64_t j = 0;  // the tile
     int step = 0;   // and its K step
     // Moves on by one step; false past the block's last.
     auto advance = [&] {
       if (++step < tile.steps) return true;
       if (++j == mine.count) return false;
-      tile = line_tile<B, kTransposed>(layout, next, next_tile, groups, rank, low_rank_first);
+      tile = line_tile<B, kTransposed, kWidth>(layout, next, next_tile, groups, rank, low_rank_first);
       next_tile = after_next_tile;
       if (j + 1 < mine.count) next = load_record(records, next_tile % groups);
       if (j + 2 < mine.count) after_next_tile = mine[j + 2];
@@ -404,11 +421,11 @@ __global__ void __launch_bounds__(kLineThreads, kLineBlocksPerSM)
     int entry[kItemsPerLane];
 #pragma unroll
     for (int r = 0; r < kItemsPerLane; ++r) {
-      copy[r] = lane_copy<B>(lane + 32 * r);
+      copy[r] = lane_copy<B, kWidth>(lane + 32 * r);
       chunk[r] = chunk_at(tile, step, copy[r].c);
       entry[r] = lane_entry(tile, chunk[r], copy[r]);
     }
-    for (uint32_t i = producer;; i += kLineProducers) {
+    for (uint32_t i = producer;; i += L::kProducers) {
       if (lane == 0) barrier_wait(ring.empty_bar(i), ring.phase(i) ^ 1u);
       __syncwarp();
       const uint32_t bar = ring.full_bar(i), a_dst = ring.a_stage(i), b_dst = ring.b_stage(i);
@@ -445,7 +462,7 @@ __global__ void __launch_bounds__(kLineThreads, kLineBlocksPerSM)
       }
       bool more = true;
 #pragma unroll
-      for (int p = 0; p < kLineProducers; ++p) more = more && advance();
+      for (int p = 0; p < L::kProducers; ++p) more = more && advance();
       if (!more) break;
 #pragma unroll
       for (int r = 0; r < kItemsPerLane; ++r) {
@@ -456,7 +473,8 @@ __global__ void __launch_bounds__(kLineThreads, kLineBlocksPerSM)
     return;
   }
 
-  float d[kSets][64] = {};  // every tile's first products overwrite them (consume)
+  if constexpr (L::kWide) device::raise_registers<L::kConsumerRegisters>();
+  float d[kSets][L::kAccumulators] = {};  // every tile's first products overwrite them (consume)
   const T* bias = static_cast<const T*>(epilogue.bias);
   // The weights of the first and second term (LineTile), from the mix the producer stored (read
   // once a tile's first stage has arrived).
@@ -467,7 +485,7 @@ __global__ void __launch_bounds__(kLineThreads, kLineBlocksPerSM)
 #pragma unroll
     for (int s = 0; s < kSets; ++s)
 #pragma unroll
-      for (int i = 0; i < 64; ++i) d[s][i] *= factor;
+      for (int i = 0; i < L::kAccumulators; ++i) d[s][i] *= factor;
   };
   const int warpgroup = warp / 4;
   constexpr int kWarpgroupRows = kTokens / 2;
@@ -477,11 +495,11 @@ __global__ void __launch_bounds__(kLineThreads, kLineBlocksPerSM)
   for (int64_t j = 0; j < mine.count; ++j) {
     barrier_wait(ring.full_bar(first), ring.phase(first));  // the tile's first stage, with its record
     const TileInfo tile = load_tile_info(info_slot(first));
-    // The tile's 128 bias values go to this warpgroup's bias buffer by cp.async, 16 bytes per
+    // The tile's kWidth bias values go to this warpgroup's bias buffer by cp.async, 16 bytes per
     // thread, while the K loop runs (zeros past the last feature), so the epilogue does not wait
     // on global loads. The warpgroup's last epilogue barrier ordered its reads of the last tile's.
-    const uint32_t bias_buffer = ring.extra + LineConfig::kOutBytes + warpgroup * LineConfig::kBiasBytes;
-    if (bias != nullptr && tid % 128 < kTile / 8) {
+    const uint32_t bias_buffer = ring.extra + L::kOutBytes + warpgroup * L::kBiasBytes;
+    if (bias != nullptr && tid % 128 < kWidth / 8) {
       const int64_t feature = tile.feature0 + 8 * (tid % 128);
       const bool inside = feature < out_features;
       device::copy16_async(bias_buffer + 16 * (tid % 128), bias + (inside ? feature : 0), inside ? 16u : 0u);
@@ -511,7 +529,7 @@ __global__ void __launch_bounds__(kLineThreads, kLineBlocksPerSM)
               for (int s = 0; s < kSets; ++s) {
                 const uint64_t da = descriptor(a + c * kAChunkBytes + s * 64 * 2 * K::C + ks * 32, 16, 16 * K::C,
                                                K::kLayout);
-                mma_64x128x16<T, 0, kTransposed ? 1 : 0>(d[s], da, db, step > 0 || c > 0 || ks > 0);
+                mma_64xNx16<T, 0, kTransposed ? 1 : 0>(d[s], da, db, step > 0 || c > 0 || ks > 0);
               }
             }
             if (c + 1 < K::kPerStage) wgmma_commit();
@@ -523,11 +541,11 @@ __global__ void __launch_bounds__(kLineThreads, kLineBlocksPerSM)
         epilogue.mix == nullptr ? 1.f : tile.chunks == tile.first_chunks ? first_weight() : second_weight();
 
     // Epilogue, one m64 set s at a time: scale by the last weight and add the bias, stage the
-    // set's 64 x 128 results as two 64 x 64 boxes in the 128-byte swizzled layout (features
-    // 64 h..), store them with TMA. The buffer holds one set per warpgroup (so that the ring
+    // set's 64 x kWidth results as kOutBoxes 64 x 64 boxes in the 128-byte swizzled layout
+    // (features 64 h..), store them with TMA. The buffer holds one set per warpgroup (so that the ring
     // keeps four stages): before writing it the storer waits until the stores of the set before
     // have read it; the last set's stores run on while the next tile's products start.
-    const uint32_t buffer = ring.extra + warpgroup * 2 * kOutBoxBytes;
+    const uint32_t buffer = ring.extra + warpgroup * L::kOutBoxes * kOutBoxBytes;
     auto warpgroup_barrier = [&] {
       if (warpgroup == 0) {
         device::named_barrier<2, 128>();
@@ -542,7 +560,7 @@ __global__ void __launch_bounds__(kLineThreads, kLineBlocksPerSM)
     const int q = lane / 8, r = lane % 8;
     const uint32_t row_offset = static_cast<uint32_t>((warp % 4) * 16 + 8 * (q % 2) + r) * 128;
     const uint32_t chunk = static_cast<uint32_t>(((q / 2) ^ r) << 4);
-    if (bias != nullptr && tid % 128 < kTile / 8) device::copy_async_wait_all();  // seen after the barrier below
+    if (bias != nullptr && tid % 128 < kWidth / 8) device::copy_async_wait_all();  // seen after the barrier below
     // Set s's results, scaled by the last weight (kScale) and with the bias added (kBias), packed
     // and written to the buffer; one instantiation per case, so that the case without a bias or a
     // mix packs the accumulators as they are (the epilogue's instructions are a good part of a
@@ -550,7 +568,7 @@ __global__ void __launch_bounds__(kLineThreads, kLineBlocksPerSM)
     auto stage_set = [&](int s, auto with_bias, auto with_scale) {
       constexpr bool kBias = decltype(with_bias)::value, kScale = decltype(with_scale)::value;
 #pragma unroll
-      for (int jp = 0; jp < 8; ++jp) {
+      for (int jp = 0; jp < kWidth / 16; ++jp) {
         float2 add[2] = {};  // the bias of columns 16 jp + 8 h + 2 (lane % 4) and the next, h = 0, 1
         if constexpr (kBias) {
 #pragma unroll
@@ -597,7 +615,7 @@ __global__ void __launch_bounds__(kLineThreads, kLineBlocksPerSM)
       warpgroup_barrier();
       if (storer) {
         const int row = tile.token0 + kWarpgroupRows * warpgroup + 64 * s;
-        for (int h = 0; h < 2; ++h) {
+        for (int h = 0; h < L::kOutBoxes; ++h) {
           if (row < tokens && tile.feature0 + 64 * h < out_features) {
             device::tma_store(&out_map, tile.feature0 + 64 * h, row, buffer + h * kOutBoxBytes);
           }
@@ -794,10 +812,11 @@ __global__ void __launch_bounds__(kThreads, kGradientBlocksPerSM)
 #endif
 }
 
-template <typename T, int B, bool kTransposed>
+template <typename T, int B, bool kTransposed, int kWidth>
 cudaError_t launch_lines(const DeviceLayout& layout, int64_t tokens, const void* in, const void* values,
                          const Epilogue& epilogue, void* out, const int32_t* order, cudaStream_t stream) {
-  using K = Chunking<B>;
+  using K = Chunking<B, kWidth>;
+  using L = LineConfig<kWidth>;
   const int64_t groups = kTransposed ? layout.num_col_groups : layout.num_row_groups;
   if (tokens == 0 || groups == 0) return cudaSuccess;
   constexpr bool bf16 = std::is_same_v<T, __nv_bfloat16>;
@@ -827,9 +846,9 @@ cudaError_t launch_lines(const DeviceLayout& layout, int64_t tokens, const void*
   const int64_t slots = kLineBlocksPerSM * device::multiprocessors();
   // With an order, the blocks line_tile_order dealt to (the same count: it reads the same slots).
   const int64_t blocks = order != nullptr ? std::min(tiles, slots) : persistent_blocks(tiles, groups, slots);
-  constexpr auto kernel = line_group_kernel<T, B, kTransposed>;
-  if (cudaError_t a = device::allow_shared_memory<kernel>(LineConfig::kShared); a != cudaSuccess) return a;
-  kernel<<<static_cast<unsigned>(blocks), kLineThreads, LineConfig::kShared, stream>>>(
+  constexpr auto kernel = line_group_kernel<T, B, kTransposed, kWidth>;
+  if (cudaError_t a = device::allow_shared_memory<kernel>(L::kShared); a != cudaSuccess) return a;
+  kernel<<<static_cast<unsigned>(blocks), L::kThreads, L::kShared, stream>>>(
       in_map, weight_map, low_rank_a_map, low_rank_b_map, out_map, layout, tokens, epilogue, order);
   return cudaGetLastError();
 }
@@ -919,14 +938,26 @@ cudaError_t launch_gradient(const DeviceLayout& layout, int64_t tokens, const vo
   return cudaLaunchKernelEx(&config, kernel, dy_map, x_map, layout, tokens, g.per_split, out);
 }
 
+// The line kernel of the layout's tile width for this direction (tile_schedule.h).
+template <typename T, int B, bool kTransposed>
+cudaError_t launch_lines_at_width(const DeviceLayout& layout, int64_t tokens, const void* in, const void* values,
+                                  const Epilogue& epilogue, void* out, const int32_t* order, cudaStream_t stream) {
+  const int64_t width = kTransposed ? layout.col_tile_features : layout.row_tile_features;
+  if constexpr (kWideTile % B == 0) {
+    if (width == kWideTile) return launch_lines<T, B, kTransposed, kWideTile>(layout, tokens, in, values, epilogue, out, order, stream);
+  }
+  if (width != kTile) return cudaErrorInvalidValue;
+  return launch_lines<T, B, kTransposed, kTile>(layout, tokens, in, values, epilogue, out, order, stream);
+}
+
 template <typename T>
 cudaError_t dispatch(int which, const DeviceLayout& layout, int64_t tokens, const void* a, const void* b,
                      const Epilogue& epilogue, void* out, float* workspace, const int32_t* order,
                      cudaStream_t stream) {
 #define PIXELFLY_BLOCK_CASE(BS)                                                                             \
   case BS:                                                                                                  \
-    if (which == 0) return launch_lines<T, BS, false>(layout, tokens, a, b, epilogue, out, order, stream);  \
-    if (which == 1) return launch_lines<T, BS, true>(layout, tokens, a, b, epilogue, out, order, stream);   \
+    if (which == 0) return launch_lines_at_width<T, BS, false>(layout, tokens, a, b, epilogue, out, order, stream); \
+    if (which == 1) return launch_lines_at_width<T, BS, true>(layout, tokens, a, b, epilogue, out, order, stream);  \
     return launch_gradient<T, BS>(layout, tokens, a, b, out, workspace, stream);
   switch (layout.block) {
     PIXELFLY_BLOCK_CASE(16)

@@ -78,6 +78,18 @@ __device__ __forceinline__ void named_barrier() {
   asm volatile("bar.sync %0, %1;\n" ::"n"(kId), "n"(kThreads) : "memory");
 }
 
+// Moves registers between the warpgroups of a block (setmaxnreg, sm_90a): every warp of a
+// warpgroup calls the same one; raising waits until other warpgroups have lowered theirs. The
+// kernel's register count at entry must be known to ptxas (launch bounds with a block count).
+template <int kRegisters>
+__device__ __forceinline__ void raise_registers() {
+  asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(kRegisters));
+}
+template <int kRegisters>
+__device__ __forceinline__ void lower_registers() {
+  asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(kRegisters));
+}
+
 // 16 bytes from global to shared memory without passing through registers (cp.async; with
 // `bytes` 0 nothing is read and zeros are written), and the wait for this thread's copies.
 __device__ __forceinline__ void copy16_async(uint32_t dst, const void* src, uint32_t bytes) {
