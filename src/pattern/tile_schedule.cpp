@@ -63,7 +63,8 @@ void group_columns(const BlockLayout& layout, int64_t span, std::vector<LineGrou
               [&transpose](int64_t e) { return transpose[e]; }, span, groups, index, blocks);
 }
 
-// The modelled time of one token tile of every group (kernel_line_tile_features), in narrow stages.
+// The modelled time of one token tile of every group (kernel_line_tile_features): each tile's
+// K stages plus two for its epilogue, times the tile's width.
 double modelled_line_time(const BlockLayout& layout, bool by_columns, int64_t tile_features) {
   std::vector<LineGroup> groups;
   std::vector<int64_t> index, blocks;
@@ -73,13 +74,11 @@ double modelled_line_time(const BlockLayout& layout, bool by_columns, int64_t ti
   } else {
     group_rows(layout, span, groups, index, blocks);
   }
-  const bool wide = tile_features == kKernelWideTileFeatures;
-  double time = 0.0;
+  int64_t stages = 0;
   for (const LineGroup& g : groups) {
-    const int64_t steps = std::max<int64_t>(1, (g.length * layout.block() + kKernelStepFeatures - 1) / kKernelStepFeatures);
-    time += static_cast<double>(steps) * (wide ? 1.2 : 1.0) + 2.0 * static_cast<double>(tile_features) / 128.0;
+    stages += std::max<int64_t>(1, (g.length * layout.block() + kKernelStepFeatures - 1) / kKernelStepFeatures) + 2;
   }
-  return time;
+  return static_cast<double>(stages * tile_features);
 }
 
 }  // namespace
@@ -89,7 +88,7 @@ int64_t kernel_line_tile_features(const BlockLayout& layout, bool by_columns) {
   if (kKernelWideTileFeatures % b != 0 || kKernelTileFeatures % b != 0) return kKernelTileFeatures;
   const double narrow = modelled_line_time(layout, by_columns, kKernelTileFeatures);
   const double wide = modelled_line_time(layout, by_columns, kKernelWideTileFeatures);
-  return wide < 0.9 * narrow ? kKernelWideTileFeatures : kKernelTileFeatures;
+  return wide < 0.95 * narrow ? kKernelWideTileFeatures : kKernelTileFeatures;
 }
 
 TileSchedule make_tile_schedule(const BlockLayout& layout) {

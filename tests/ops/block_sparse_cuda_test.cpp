@@ -64,6 +64,19 @@ BlockLayout empty_second_group_layout() {
   return BlockLayout::from_block_mask(256, 256, 32, mask);
 }
 
+// Block lines in runs of 192 features (the wide tiles' width) sharing their index lists, two runs
+// of blocks per line (runs r and r + 1), `lines` block rows and columns: groups of 128 features
+// straddle two runs and take the union of three, so both directions take wide tiles; with
+// `lines` not a multiple of the run, the last wide group is partial.
+BlockLayout shared_runs_layout(int64_t block, int64_t lines) {
+  const int64_t run = kKernelWideTileFeatures / block, runs = (lines + run - 1) / run;
+  std::vector<uint8_t> mask(lines * lines, 0);
+  for (int64_t r = 0; r < lines; ++r) {
+    for (int64_t c = 0; c < lines; ++c) mask[r * lines + c] = c / run == r / run || c / run == (r / run + 1) % runs;
+  }
+  return BlockLayout::from_block_mask(lines * block, lines * block, block, mask);
+}
+
 // Feature counts divisible by 8 take the tensor-core path for float16/bfloat16; the others
 // take the plain kernels.
 std::vector<Case> cases() {
@@ -79,11 +92,9 @@ std::vector<Case> cases() {
       {random_layout(500, 700, 64, 0.2, 3), 77},
       {flat_butterfly_layout({1024, 1024, 8, 2, 128}), 515},
       {random_layout(260, 130, 128, 0.5, 4), 1},
-      // Wide (192-feature) tiles: blocks 16 and 64 both ways; a last row group past the 520
-      // features.
-      {flat_butterfly_layout({1536, 384, 16, 2, 16}), 777},
-      {flat_butterfly_layout({768, 768, 4, 1, 64}), 515},
-      {random_layout(520, 264, 64, 0.4, 21), 333},
+      // Wide (192-feature) tiles at blocks 16 and 64, the last group partial.
+      {shared_runs_layout(16, 34), 777},
+      {shared_runs_layout(64, 11), 333},
   };
 }
 

@@ -70,12 +70,13 @@ TileSchedule make_tile_schedule(const BlockLayout& layout);
 
 // The width of the line tiles for the forward (by_columns false: groups of block rows) or the
 // grad_input kernel (true: block columns): kKernelWideTileFeatures where the block size divides
-// it and the wide tiles' modelled time is under 0.9 of the narrow ones', else
-// kKernelTileFeatures. The model per tile: its K stages, a wide stage costing 1.2 narrow ones (its
-// products take 1.5x as long, where a narrow stage is held by its bytes at about 1.25x its
-// products' time), and an epilogue of two narrow stages per 128 features (docs/perf.md,
-// version 21). Wide tiles win where groups of six block-32 lines share their unions and groups
-// of four do not: Mixer-B's and ViT-S's layouts, whose butterfly cells are 1.5 block columns wide.
+// it and the wide tiles' modelled time is under 0.95 of the narrow ones', else
+// kKernelTileFeatures. The model: every tile's K stages plus two for its epilogue, times its
+// width (a wide stage's products take 1.5x a narrow one's; measured, docs/perf.md version 21).
+// Wide tiles win where groups of four lines straddle two cells of the layout and groups of six
+// do not: the grad_input of Mixer-B fc1 and ViT-S and the forward of Mixer-B fc2, whose
+// butterfly cells are 1.5 block-32 lines wide (their unions 1.6x the blocks in narrow tiles,
+// 1.2x in wide ones).
 int64_t kernel_line_tile_features(const BlockLayout& layout, bool by_columns);
 
 }  // namespace pixelfly

@@ -82,8 +82,9 @@ constexpr int kLineBlocksPerSM = 1;
 // chain per stage took longer than the stage's products, docs/perf.md versions 17 and 18).
 // Wide tiles hold 96 accumulators per m64 set and thread, 192 in all, more than a block of 320
 // threads may give each: their producers are a whole warpgroup (three producing, one idle) that
-// hands registers to the consumers (setmaxnreg: 40 per producer thread, 232 per consumer), and
-// with 56 KB stages and a 48 KB output buffer the ring has three stages.
+// hands registers to the consumers (setmaxnreg: 56 per producer thread, 224 per consumer; the
+// consumers spill at 216, the producers at 40), and with 56 KB stages and a 48 KB output buffer
+// the ring has three stages.
 template <int kWidth>
 struct LineConfig {
   static_assert(kWidth == kTile || kWidth == kWideTile, "narrow or wide tiles");
@@ -247,13 +248,15 @@ __host__ __device__ constexpr int64_t line_tile_steps(int64_t length, int64_t bl
 }
 
 // A group's record in the schedule (tile_schedule.h): its first line, its lines, the offset and
-// length of its union index list, the offset of its lines' block lists.
+// length of its union index list, the offset of its lines' block lists. 32-bit, like the tile
+// numbers (the producer warps hold a record and two tile numbers ahead, in few registers).
 struct GroupRecord {
-  int64_t first_line = 0, lines = 0, union_offset = 0, length = 0, blocks_offset = 0;
+  int first_line = 0, lines = 0, union_offset = 0, length = 0, blocks_offset = 0;
 };
-__device__ __forceinline__ GroupRecord load_record(const int64_t* records, int64_t group) {
+__device__ __forceinline__ GroupRecord load_record(const int64_t* records, int group) {
   const int64_t* g = records + 5 * group;
-  return GroupRecord{g[0], g[1], g[2], g[3], g[4]};
+  return GroupRecord{static_cast<int>(g[0]), static_cast<int>(g[1]), static_cast<int>(g[2]), static_cast<int>(g[3]),
+                     static_cast<int>(g[4])};
 }
 
 template <int B>
@@ -275,23 +278,23 @@ struct LineTile {
 };
 
 template <int B, bool kTransposed, int kWidth>
-__device__ __forceinline__ LineTile<B> line_tile(const DeviceLayout& layout, const GroupRecord& g, int64_t tile,
-                                                 int64_t groups, int64_t rank, bool low_rank_first) {
+__device__ __forceinline__ LineTile<B> line_tile(const DeviceLayout& layout, const GroupRecord& g, int tile,
+                                                 int groups, int64_t rank, bool low_rank_first) {
   using K = Chunking<B, kWidth>;
   LineTile<B> t;
-  t.length = static_cast<int>(g.length);
+  t.length = g.length;
   t.length_k = t.length * B;
   t.union_index = (kTransposed ? layout.col_index : layout.row_index) + g.union_offset;
   t.line_blocks = (kTransposed ? layout.col_blocks : layout.row_blocks) + g.blocks_offset;
-  t.feature0 = static_cast<int>(g.first_line * B);
-  t.token0 = static_cast<int>((tile / groups) * kTokens);
+  t.feature0 = g.first_line * B;
+  t.token0 = tile / groups * kTokens;
   t.sparse_chunks = t.length_k / K::C;
   const int rank_chunks = static_cast<int>((rank + K::C - 1) / K::C);
   t.chunks = t.sparse_chunks + rank_chunks;
   t.steps = static_cast<int>(line_tile_steps(t.length, B, rank));
   t.low_rank_first = low_rank_first;
   t.first_chunks = low_rank_first ? rank_chunks : t.sparse_chunks;
-  const int line_end = static_cast<int>(g.lines * B);  // features of this group's lines inside the tile
+  const int line_end = g.lines * B;  // features of this group's lines inside the tile
   t.boxes_per_chunk = (line_end + K::C - 1) / K::C < K::kBoxes ? (line_end + K::C - 1) / K::C : K::kBoxes;
   return t;
 }
@@ -394,20 +397,23 @@ __global__ void __launch_bounds__(LineConfig<kWidth>::kThreads, kLineBlocksPerSM
     // of them at each tile's start cost the short tiles about a microsecond each): the tile
     // number two tiles ahead and the group record one tile ahead are read a tile before they are
     // used, each lane's index entries for a stage when this warp's stage before it is issued.
-    int64_t next_tile = mine.count > 1 ? mine[1] : 0, after_next_tile = mine.count > 2 ? mine[2] : 0;
-    GroupRecord next = mine.count > 1 ? load_record(records, next_tile % groups) : GroupRecord{};
-    LineTile<B> tile = line_tile<B, kTransposed, kWidth>(layout, load_record(records, mine[0] % groups), mine[0],
-                                                         groups, rank, low_rank_first);
+    const int line_groups = static_cast<int>(groups);
+    int next_tile = mine.count > 1 ? static_cast<int>(mine[1]) : 0;
+    int after_next_tile = mine.count > 2 ? static_cast<int>(mine[2]) : 0;
+    GroupRecord next = mine.count > 1 ? load_record(records, next_tile % line_groups) : GroupRecord{};
+    const int first_tile = static_cast<int>(mine[0]);
+    LineTile<B> tile = line_tile<B, kTransposed, kWidth>(layout, load_record(records, first_tile % line_groups),
+                                                         first_tile, line_groups, rank, low_rank_first);
     int64_t j = 0;  // the tile
     int step = 0;   // and its K step
     // Moves on by one step; false past the block's last.
     auto advance = [&] {
       if (++step < tile.steps) return true;
       if (++j == mine.count) return false;
-      tile = line_tile<B, kTransposed, kWidth>(layout, next, next_tile, groups, rank, low_rank_first);
+      tile = line_tile<B, kTransposed, kWidth>(layout, next, next_tile, line_groups, rank, low_rank_first);
       next_tile = after_next_tile;
-      if (j + 1 < mine.count) next = load_record(records, next_tile % groups);
-      if (j + 2 < mine.count) after_next_tile = mine[j + 2];
+      if (j + 1 < mine.count) next = load_record(records, next_tile % line_groups);
+      if (j + 2 < mine.count) after_next_tile = static_cast<int>(mine[j + 2]);
       step = 0;
       return true;
     };
