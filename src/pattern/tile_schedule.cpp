@@ -88,7 +88,7 @@ int64_t kernel_line_tile_features(const BlockLayout& layout, bool by_columns) {
   if (kKernelWideTileFeatures % b != 0 || kKernelTileFeatures % b != 0) return kKernelTileFeatures;
   const double narrow = modelled_line_time(layout, by_columns, kKernelTileFeatures);
   const double wide = modelled_line_time(layout, by_columns, kKernelWideTileFeatures);
-  return wide < 0.95 * narrow ? kKernelWideTileFeatures : kKernelTileFeatures;
+  return wide < 0.97 * narrow ? kKernelWideTileFeatures : kKernelTileFeatures;
 }
 
 TileSchedule make_tile_schedule(const BlockLayout& layout) {

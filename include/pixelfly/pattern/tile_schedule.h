@@ -70,12 +70,13 @@ TileSchedule make_tile_schedule(const BlockLayout& layout);
 
 // The width of the line tiles for the forward (by_columns false: groups of block rows) or the
 // grad_input kernel (true: block columns): kKernelWideTileFeatures where the block size divides
-// it and the wide tiles' modelled time is under 0.95 of the narrow ones', else
+// it and the wide tiles' modelled time is under 0.97 of the narrow ones', else
 // kKernelTileFeatures. The model: every tile's K stages plus two for its epilogue, times its
-// width (a wide stage's products take 1.5x a narrow one's; measured, docs/perf.md version 21).
-// Wide tiles win where groups of four lines straddle two cells of the layout and groups of six
-// do not: the grad_input of Mixer-B fc1 and ViT-S and the forward of Mixer-B fc2, whose
-// butterfly cells are 1.5 block-32 lines wide (their unions 1.6x the blocks in narrow tiles,
+// width (a wide stage's products take 1.5x a narrow one's). Against the measured times
+// (docs/perf.md, version 21) it is within 3-6 %, a little kind to the wide tiles where they
+// lose. Wide tiles win where groups of four lines straddle two cells of the layout and groups
+// of six do not: Mixer-B's and ViT-S's layouts, whose butterfly cells are 1.5 block-32 lines
+// wide (the grad_input of fc1 and the forward of fc2: unions 1.6x the blocks in narrow tiles,
 // 1.2x in wide ones).
 int64_t kernel_line_tile_features(const BlockLayout& layout, bool by_columns);
 
