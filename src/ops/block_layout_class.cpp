@@ -3,8 +3,6 @@
 
 #include <ATen/ATen.h>
 
-#include <algorithm>
-
 #include "pixelfly/pattern/flat_butterfly.h"
 #include "pixelfly/pattern/tile_schedule.h"
 
@@ -44,7 +42,6 @@ const DeviceIndex& LayoutHandle::device_index(const at::Device& device) const {
     }
     for (const GradientPiece& p : schedule.gradient_pieces) {
       pieces.insert(pieces.end(), {p.row_first, p.rows, p.column_offset, p.cols, p.block_offset});
-      index.widest_gradient_piece = std::max(index.widest_gradient_piece, p.cols);
     }
     index.row_groups = on_device(rows).view({-1, 5});
     index.row_index = on_device(schedule.row_index);

@@ -65,7 +65,6 @@ cuda::DeviceLayout device_layout(const char* op, const Layout& layout, const at:
     d.col_blocks = index.col_blocks.data_ptr<int64_t>();
     d.gradient_pieces = index.gradient_pieces.data_ptr<int64_t>();
     d.num_gradient_pieces = index.gradient_pieces.size(0);
-    d.widest_gradient_piece = index.widest_gradient_piece;
     d.gradient_columns = index.gradient_columns.data_ptr<int64_t>();
     d.gradient_blocks = index.gradient_blocks.data_ptr<int64_t>();
     d.row_tile_features = index.row_tile_features;

@@ -442,11 +442,10 @@ TEST(BlockSparseOpsCuda, LowRankGradProductsMatchFloat64Reference) {
 // The weight gradient over token counts that split its reduction over blocks. On an H200 (132
 // multiprocessors; 30 clusters of 4 blocks, 22 of 5 and 15 of 7 at once) the splits of each
 // piece run as one thread-block cluster, summed in shared memory and stored once, in the first,
-// second, fourth and fifth cases (9 pieces in 4 and 7 splits, 16 in 5, 24 in 4); the third (24
-// pieces in 5 splits: a second wave of clusters), the sixth (11 splits) and the last (13) add
-// into a float32 buffer and round it. The fifth and sixth layouts' pieces are at most 192
-// columns wide (the narrow kernel). The output's memory is poisoned first, so an element no
-// block stores fails.
+// second, fourth and fifth cases (9 pieces in 4 and 7 splits, 16 in 5, Mixer-B fc1's 24 in 4);
+// the third (24 pieces in 5 splits: a second wave of clusters), the sixth (11 splits, as Mixer-B
+// fc1 at 25 088 tokens) and the last (13) add into a float32 buffer and round it. The output's
+// memory is poisoned first, so an element no block stores fails.
 TEST(BlockSparseOpsCuda, GradWeightOverTokenSplitsMatchesFloat64Reference) {
   SKIP_WITHOUT_CUDA();
   torch::manual_seed(43);

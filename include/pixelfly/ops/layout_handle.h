@@ -32,7 +32,6 @@ struct DeviceIndex {
   at::Tensor col_groups, col_index, col_blocks;
   at::Tensor gradient_pieces, gradient_columns, gradient_blocks;
   int64_t row_tile_features = kKernelTileFeatures, col_tile_features = kKernelTileFeatures;
-  int64_t widest_gradient_piece = 0;  // the most block columns of any weight-gradient piece
 };
 
 class LayoutHandle : public torch::CustomClassHolder {

@@ -50,7 +50,6 @@ struct DeviceLayout {
   const int64_t* col_blocks = nullptr;
   const int64_t* gradient_pieces = nullptr;
   int64_t num_gradient_pieces = 0;
-  int64_t widest_gradient_piece = 0;  // the most block columns of any piece
   const int64_t* gradient_columns = nullptr;
   const int64_t* gradient_blocks = nullptr;
 };

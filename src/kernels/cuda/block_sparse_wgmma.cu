@@ -109,18 +109,14 @@ struct LineConfig {
   static constexpr size_t kShared = shared_bytes(kStages, kABytes + kBBytes, kExtraBytes);
   static_assert(kShared <= 227 * 1024, "more shared memory than a multiprocessor has");
 };
-// grad_weight: 128 x kWidth pieces (a 64-token stage: 16 KB of dY, kWidth x 128 bytes of X), long
-// K loops (tokens), one block per multiprocessor; a 4-stage ring at 256 columns, 5 stages at 192.
+// grad_weight: 128 x 256 pieces (a 64-token stage: 16 KB of dY, 32 KB of X), long K loops
+// (tokens), a 4-stage ring, one block per multiprocessor.
 static_assert(kGradientPieceFeatures == 2 * kTile, "schedule pieces must be two products wide");
+constexpr int kGradientStages = 4;
 constexpr int kGradientBlocksPerSM = 1;
 constexpr int kGradientABytes = kOperandBytes;
-template <int kWidth>
-struct GradientConfig {
-  static constexpr int kBBytes = kWidth * kStep * 2;
-  static constexpr int kStages = kWidth == kGradientPieceFeatures ? 4 : 5;
-  static constexpr size_t kShared = shared_bytes(kStages, kGradientABytes + kBBytes, 0);
-  static_assert(kShared <= 227 * 1024, "more shared memory than a multiprocessor has");
-};
+constexpr int kGradientBBytes = 2 * kOperandBytes;
+constexpr size_t kGradientShared = shared_bytes(kGradientStages, kGradientABytes + kGradientBBytes, 0);
 
 // How a block size B splits into TMA boxes: chunks of C = min(B, 64) elements along K (line
 // kernels) or along N (the weight gradient's X), swizzled at 2 C bytes, across an operand of kN
@@ -643,9 +639,7 @@ __global__ void __launch_bounds__(LineConfig<kWidth>::kThreads, kLineBlocksPerSM
 // ----- grad_weight ----------------------------------------------------------------------------
 // A piece is up to 128 rows of dY's features by up to 256 of X's (kGradientPieceFeatures), K
 // walks tokens. Both operands are [token][feature] tiles (M-/N-major); each consumer warpgroup
-// computes 64 rows by kWidth columns as an m64n128 product and a second one of kWidth - 128
-// columns: kWidth is 256, or 192 where no piece of the layout is wider (unions of five or six
-// block-32 lines: a quarter fewer products). The block accumulates one token
+// computes 64 rows by the 256 columns as two m64n128 products. The block accumulates one token
 // split (blockIdx.y). With out.cluster = 0 it adds the split into the float32 sums (vector
 // reductions; the caller zeroes them and, for the operator, rounds them afterwards). With
 // out.cluster = the split count, a piece's splits are one thread-block cluster whose blocks sum
@@ -658,28 +652,24 @@ struct GradientOut {
   void* values = nullptr;  // the storage type, nnz * b * b, stored (cluster > 0)
   int cluster = 0;         // the splits of a piece summed in one cluster; 0: reductions into sums
 };
+constexpr int kColumnGroups = 2 * 16;  // hj: the two products' 16 groups of 8 columns
 constexpr int kMaxGradientCluster = 8; // the portable cluster size
-constexpr int kNarrowGradientWidth = 192;  // pieces' columns of the narrow kernel
 // In a cluster, a block stages its accumulators (every column group of every consumer thread,
 // 16 bytes each) after the block table (kGradientTableBytes) at the start of the ring.
 constexpr int kGradientTableBytes = 1024;
-template <typename T, int B, int kWidth>
+static_assert(kGradientTableBytes + kColumnGroups * kConsumers * 16 <= kGradientStages * (kGradientABytes + kGradientBBytes),
+              "a block's staged accumulators must fit in the ring");
+template <typename T, int B>
 __global__ void __launch_bounds__(kThreads, kGradientBlocksPerSM)
     gradient_kernel(const __grid_constant__ CUtensorMap dy_map, const __grid_constant__ CUtensorMap x_map,
                     DeviceLayout layout, int64_t tokens, int64_t tokens_per_split, GradientOut out) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   using K = Chunking<B>;
-  static_assert(kWidth == kGradientPieceFeatures || (kWidth == kNarrowGradientWidth && B <= 64),
-                "pieces are 256 columns wide, or 192 of blocks that divide them");
-  constexpr int kColumnGroups = kWidth / 8;  // hj = 16 h + j: 8 columns of product h
-  using G = GradientConfig<kWidth>;
-  static_assert(kGradientTableBytes + kColumnGroups * kConsumers * 16 <= G::kStages * (kGradientABytes + G::kBBytes),
-                "a block's staged accumulators must fit in the ring");
   constexpr int kDyBoxBytes = 64 * kStep * 2;
   constexpr int kXBoxBytes = kStep * 2 * K::C;
   constexpr int kHalfBoxes = kTile / K::C;  // X boxes of one 128-column product
   extern __shared__ unsigned char smem_raw[];
-  const auto ring = make_ring<G::kStages, kGradientABytes, G::kBBytes>(smem_raw, 0);
+  const auto ring = make_ring<kGradientStages, kGradientABytes, kGradientBBytes>(smem_raw, 0);
 
   const int64_t* p = layout.gradient_pieces + 5 * static_cast<int64_t>(blockIdx.x);
   const int64_t row_begin = p[0], rows = p[1], cols = p[3];
@@ -718,9 +708,8 @@ __global__ void __launch_bounds__(kThreads, kGradientBlocksPerSM)
     return;
   }
 
-  // Columns past a narrower piece's multiply whatever their X boxes hold and are not stored:
-  // skipping them would be a branch around wgmma, which ptxas serialises. The second product's
-  // accumulators are d[1]'s first (kWidth - 128) / 2.
+  // Columns 128.. of a narrower piece multiply whatever their X boxes hold and are not stored:
+  // skipping them would be a branch around wgmma, which ptxas serialises.
   float d[2][64] = {};  // the first products overwrite them (consume)
   const uint32_t warpgroup_rows = static_cast<uint32_t>(warp / 4) * kDyBoxBytes;  // rows 64 * warpgroup
   consume<1>(
@@ -735,11 +724,7 @@ __global__ void __launch_bounds__(kThreads, kGradientBlocksPerSM)
           for (int h = 0; h < 2; ++h) {
             const uint64_t db =
                 descriptor(b + h * kHalfBoxes * kXBoxBytes + ks * 32 * K::C, kXBoxBytes, 16 * K::C, K::kLayout);
-            if (h == 0 || kWidth == 2 * kTile) {
-              mma_64x128x16<T, 1, 1>(d[h], da, db, step > 0 || ks > 0);
-            } else {
-              mma_64x64x16<T, 1, 1>(*reinterpret_cast<float(*)[32]>(d[1]), da, db, step > 0 || ks > 0);
-            }
+            mma_64x128x16<T, 1, 1>(d[h], da, db, step > 0 || ks > 0);
           }
         }
       });
@@ -769,7 +754,6 @@ __global__ void __launch_bounds__(kThreads, kGradientBlocksPerSM)
       for (int jb = 0; jb < 16 / kJPerBlock; ++jb)
 #pragma unroll
         for (int r = 0; r < 2; ++r) {
-          if (16 * h + jb * kJPerBlock >= kColumnGroups) continue;  // past the second product
           const int m = (warp / 4) * 64 + accumulator_row(warp, lane, r);
           const int n = h * kTile + accumulator_col(lane, jb * kJPerBlock);
           if (m >= m_end || n >= n_end) continue;
@@ -882,9 +866,9 @@ int gradient_clusters_at_once(int size) {
   static std::array<std::atomic<int>, kMaxGradientCluster + 1> known{};  // the count + 1; 0: not asked yet
   const int seen = known[size].load(std::memory_order_relaxed);
   if (seen > 0) return seen - 1;
-  constexpr auto kernel = gradient_kernel<__nv_bfloat16, 32, kGradientPieceFeatures>;
+  constexpr auto kernel = gradient_kernel<__nv_bfloat16, 32>;
   int clusters = 0;
-  if (device::allow_shared_memory<kernel>(GradientConfig<kGradientPieceFeatures>::kShared) == cudaSuccess) {
+  if (device::allow_shared_memory<kernel>(kGradientShared) == cudaSuccess) {
     cudaLaunchAttribute attribute{};
     attribute.id = cudaLaunchAttributeClusterDimension;
     attribute.val.clusterDim.x = 1;
@@ -893,7 +877,7 @@ int gradient_clusters_at_once(int size) {
     cudaLaunchConfig_t config{};
     config.gridDim = dim3(1, static_cast<unsigned>(size), 1);
     config.blockDim = dim3(kThreads);
-    config.dynamicSmemBytes = GradientConfig<kGradientPieceFeatures>::kShared;
+    config.dynamicSmemBytes = kGradientShared;
     config.attrs = &attribute;
     config.numAttrs = 1;
     if (cudaOccupancyMaxActiveClusters(&clusters, kernel, &config) != cudaSuccess) {
@@ -943,6 +927,8 @@ cudaError_t launch_gradient(const DeviceLayout& layout, int64_t tokens, const vo
   out.sums = sums;
   out.values = g.cluster > 0 ? values : nullptr;
   out.cluster = g.cluster;
+  constexpr auto kernel = gradient_kernel<T, B>;
+  if (cudaError_t a = device::allow_shared_memory<kernel>(kGradientShared); a != cudaSuccess) return a;
   cudaLaunchAttribute attribute{};
   attribute.id = cudaLaunchAttributeClusterDimension;
   attribute.val.clusterDim.x = 1;
@@ -951,24 +937,11 @@ cudaError_t launch_gradient(const DeviceLayout& layout, int64_t tokens, const vo
   cudaLaunchConfig_t config{};
   config.gridDim = dim3(static_cast<unsigned>(layout.num_gradient_pieces), static_cast<unsigned>(g.splits), 1);
   config.blockDim = dim3(kThreads);
+  config.dynamicSmemBytes = kGradientShared;
   config.stream = stream;
   config.attrs = &attribute;
   config.numAttrs = g.cluster > 1 ? 1 : 0;
-  auto launch = [&](auto kernel, size_t shared) {
-    if (cudaError_t a = device::allow_shared_memory<decltype(kernel)::value>(shared); a != cudaSuccess) return a;
-    config.dynamicSmemBytes = shared;
-    return cudaLaunchKernelEx(&config, decltype(kernel)::value, dy_map, x_map, layout, tokens, g.per_split, out);
-  };
-  if constexpr (B <= 64) {
-    if (layout.widest_gradient_piece * B <= kNarrowGradientWidth) {
-      return launch(std::integral_constant<decltype(&gradient_kernel<T, B, kNarrowGradientWidth>),
-                                           &gradient_kernel<T, B, kNarrowGradientWidth>>{},
-                    GradientConfig<kNarrowGradientWidth>::kShared);
-    }
-  }
-  return launch(std::integral_constant<decltype(&gradient_kernel<T, B, kGradientPieceFeatures>),
-                                       &gradient_kernel<T, B, kGradientPieceFeatures>>{},
-                GradientConfig<kGradientPieceFeatures>::kShared);
+  return cudaLaunchKernelEx(&config, kernel, dy_map, x_map, layout, tokens, g.per_split, out);
 }
 
 // The line kernel of the layout's tile width for this direction (tile_schedule.h).

@@ -1,6 +1,6 @@
 // Hopper warpgroup MMA (wgmma, sm_90a) building blocks shared by the block-sparse kernels and the
 // wgmma rate probe in bench/: shared-memory matrix descriptors, the fence / commit / wait of
-// asynchronous products, and the m64n128k16, m64n192k16 and m64n64k16 products with float32 accumulators.
+// asynchronous products, and the m64n128k16 and m64n192k16 products with float32 accumulators.
 #pragma once
 
 #include <cuda_bf16.h>
@@ -88,27 +88,6 @@ __device__ __forceinline__ void mma_64x128x16(float (&d)[64], uint64_t a, uint64
   mma_64xNx16<T, kTransA, kTransB>(d, a, b, accumulate);
 }
 #undef PIXELFLY_WGMMA_192
-#define PIXELFLY_WGMMA_64(TYPE)                                                                        \
-  "{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"                                                           \
-  "wgmma.mma_async.sync.aligned.m64n64k16.f32." TYPE "." TYPE " "                                      \
-  "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "                            \
-  "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, "                  \
-  "%32, %33, p, 1, 1, %35, %36;\n}\n"
-
-// d (64 x 64 per warpgroup) = A (64 x 16) . B (16 x 64) + d, as mma_64x128x16.
-template <typename T, int kTransA, int kTransB>
-__device__ __forceinline__ void mma_64x64x16(float (&d)[32], uint64_t a, uint64_t b, uint32_t accumulate = 1) {
-  if constexpr (std::is_same_v<T, __nv_bfloat16>) {
-    asm volatile(PIXELFLY_WGMMA_64("bf16")
-                 : PIXELFLY_D16(0), PIXELFLY_D16(16)
-                 : "l"(a), "l"(b), "r"(accumulate), "n"(kTransA), "n"(kTransB));
-  } else {
-    asm volatile(PIXELFLY_WGMMA_64("f16")
-                 : PIXELFLY_D16(0), PIXELFLY_D16(16)
-                 : "l"(a), "l"(b), "r"(accumulate), "n"(kTransA), "n"(kTransB));
-  }
-}
-#undef PIXELFLY_WGMMA_64
 #undef PIXELFLY_WGMMA_128
 #undef PIXELFLY_R16
 #undef PIXELFLY_D16
