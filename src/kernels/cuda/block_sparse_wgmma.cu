@@ -548,8 +548,8 @@ __global__ void __launch_bounds__(LineConfig<kWidth>::kThreads, kLineBlocksPerSM
 
     // Epilogue, one m64 set s at a time: scale by the last weight and add the bias, stage the
     // set's 64 x kWidth results as kOutBoxes 64 x 64 boxes in the 128-byte swizzled layout
-    // (features 64 h..), store them with TMA. The buffer holds one set per warpgroup (so that the ring
-    // keeps four stages): before writing it the storer waits until the stores of the set before
+    // (features 64 h..), store them with TMA. The buffer holds one set per warpgroup (so that the
+    // ring keeps its stages): before writing it the storer waits until the stores of the set before
     // have read it; the last set's stores run on while the next tile's products start.
     const uint32_t buffer = ring.extra + warpgroup * L::kOutBoxes * kOutBoxBytes;
     auto warpgroup_barrier = [&] {
@@ -950,7 +950,9 @@ cudaError_t launch_lines_at_width(const DeviceLayout& layout, int64_t tokens, co
                                   const Epilogue& epilogue, void* out, const int32_t* order, cudaStream_t stream) {
   const int64_t width = kTransposed ? layout.col_tile_features : layout.row_tile_features;
   if constexpr (kWideTile % B == 0) {
-    if (width == kWideTile) return launch_lines<T, B, kTransposed, kWideTile>(layout, tokens, in, values, epilogue, out, order, stream);
+    if (width == kWideTile) {
+      return launch_lines<T, B, kTransposed, kWideTile>(layout, tokens, in, values, epilogue, out, order, stream);
+    }
   }
   if (width != kTile) return cudaErrorInvalidValue;
   return launch_lines<T, B, kTransposed, kTile>(layout, tokens, in, values, epilogue, out, order, stream);
