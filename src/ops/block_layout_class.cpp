@@ -32,7 +32,7 @@ const DeviceIndex& LayoutHandle::device_index(const at::Device& device) const {
   index.block_row = on_device(block_row);
   index.flat_positions = on_device(flat);
   if (kKernelTileFeatures % layout_.block() == 0) {
-    const TileSchedule schedule = make_tile_schedule(layout_);
+    const TileSchedule& schedule = tile_schedule();
     std::vector<int64_t> rows, cols, pieces;
     for (const LineGroup& g : schedule.row_groups) {
       rows.insert(rows.end(), {g.first, g.count, g.index_offset, g.length, g.block_offset});
@@ -56,6 +56,11 @@ const DeviceIndex& LayoutHandle::device_index(const at::Device& device) const {
     index.col_tile_features = schedule.col_tile_features;
   }
   return index_by_device_.emplace(key, std::move(index)).first->second;
+}
+
+const TileSchedule& LayoutHandle::tile_schedule() const {
+  std::call_once(schedule_once_, [this] { schedule_ = make_tile_schedule(layout_); });
+  return schedule_;
 }
 
 at::Tensor LayoutHandle::cached_tensor(const std::string& key, const std::function<at::Tensor()>& build) const {

@@ -103,7 +103,7 @@ const int32_t* tile_order(const Layout& layout, const cuda::DeviceLayout& d, cud
     if (c10::cuda::currentStreamCaptureStatusMayInitCtx() != c10::cuda::CaptureStatus::None) {
       return at::Tensor();  // not kept: the next call outside a capture builds it
     }
-    const TileSchedule schedule = make_tile_schedule(layout->layout());
+    const TileSchedule& schedule = layout->tile_schedule();
     std::vector<int64_t> lengths;
     for (const LineGroup& g : transposed ? schedule.col_groups : schedule.row_groups) lengths.push_back(g.length);
     return at::tensor(cuda::line_tile_order(lengths, d.block, rank, tokens), at::kInt).to(device);

@@ -50,68 +50,63 @@ void check_tile_features(const BlockLayout& layout, const char* name, int64_t fe
   }
 }
 
-void group_rows(const BlockLayout& layout, int64_t span, std::vector<LineGroup>& groups, std::vector<int64_t>& index,
-                std::vector<int64_t>& blocks) {
-  group_lines(layout.block_rows(), layout.row_ptr(), layout.col_idx(), [](int64_t e) { return e; }, span, groups,
-              index, blocks);
-}
+// A direction's line groups of one tile width, with their index and block tables.
+struct Grouping {
+  std::vector<LineGroup> groups;
+  std::vector<int64_t> index, blocks;
+};
 
-void group_columns(const BlockLayout& layout, int64_t span, std::vector<LineGroup>& groups,
-                   std::vector<int64_t>& index, std::vector<int64_t>& blocks) {
-  const std::vector<int64_t>& transpose = layout.transpose_block();
-  group_lines(layout.block_cols(), layout.col_ptr(), layout.row_idx(),
-              [&transpose](int64_t e) { return transpose[e]; }, span, groups, index, blocks);
+Grouping group(const BlockLayout& layout, bool by_columns, int64_t tile_features) {
+  Grouping g;
+  const int64_t span = tile_features / layout.block();
+  if (by_columns) {
+    const std::vector<int64_t>& transpose = layout.transpose_block();
+    group_lines(layout.block_cols(), layout.col_ptr(), layout.row_idx(),
+                [&transpose](int64_t e) { return transpose[e]; }, span, g.groups, g.index, g.blocks);
+  } else {
+    group_lines(layout.block_rows(), layout.row_ptr(), layout.col_idx(), [](int64_t e) { return e; }, span, g.groups,
+                g.index, g.blocks);
+  }
+  return g;
 }
 
 // The modelled time of one token tile of every group (kernel_line_tile_features): each tile's
 // K stages plus two for its epilogue, times the tile's width.
-double modelled_line_time(const BlockLayout& layout, bool by_columns, int64_t tile_features) {
-  std::vector<LineGroup> groups;
-  std::vector<int64_t> index, blocks;
-  const int64_t span = tile_features / layout.block();
-  if (by_columns) {
-    group_columns(layout, span, groups, index, blocks);
-  } else {
-    group_rows(layout, span, groups, index, blocks);
-  }
+double modelled_line_time(const BlockLayout& layout, const Grouping& g, int64_t tile_features) {
   int64_t stages = 0;
-  for (const LineGroup& g : groups) {
-    stages += std::max<int64_t>(1, (g.length * layout.block() + kKernelStepFeatures - 1) / kKernelStepFeatures) + 2;
+  for (const LineGroup& line : g.groups) {
+    stages += std::max<int64_t>(1, (line.length * layout.block() + kKernelStepFeatures - 1) / kKernelStepFeatures) + 2;
   }
   return static_cast<double>(stages * tile_features);
 }
 
-}  // namespace
-
-int64_t kernel_line_tile_features(const BlockLayout& layout, bool by_columns) {
-  const int64_t b = layout.block();
-  if (kKernelWideTileFeatures % b != 0 || kKernelTileFeatures % b != 0) return kKernelTileFeatures;
-  const double narrow = modelled_line_time(layout, by_columns, kKernelTileFeatures);
-  const double wide = modelled_line_time(layout, by_columns, kKernelWideTileFeatures);
-  return wide < 0.97 * narrow ? kKernelWideTileFeatures : kKernelTileFeatures;
+bool wide_tiles_apply(const BlockLayout& layout) {
+  return kKernelWideTileFeatures % layout.block() == 0 && kKernelTileFeatures % layout.block() == 0;
 }
 
-TileSchedule make_tile_schedule(const BlockLayout& layout) {
-  return make_tile_schedule(layout, kernel_line_tile_features(layout, false), kernel_line_tile_features(layout, true));
+// Of a direction's narrow and wide groupings, the one kernel_line_tile_features picks.
+bool wide_wins(const BlockLayout& layout, const Grouping& narrow, const Grouping& wide) {
+  return modelled_line_time(layout, wide, kKernelWideTileFeatures) <
+         0.97 * modelled_line_time(layout, narrow, kKernelTileFeatures);
 }
 
-TileSchedule make_tile_schedule(const BlockLayout& layout, int64_t row_tile_features, int64_t col_tile_features) {
-  check_tile_features(layout, "row_tile_features", row_tile_features);
-  check_tile_features(layout, "col_tile_features", col_tile_features);
-  check_tile_features(layout, "the weight gradient's piece rows (kKernelTileFeatures)", kKernelTileFeatures);
-  const int64_t b = layout.block();
+// The schedule of line groupings already built; the weight gradient's pieces come from the rows'
+// narrow grouping.
+TileSchedule assemble(const BlockLayout& layout, int64_t row_tile_features, Grouping rows, int64_t col_tile_features,
+                      Grouping cols, const Grouping& narrow_rows) {
   TileSchedule s;
   s.row_tile_features = row_tile_features;
   s.col_tile_features = col_tile_features;
-  group_rows(layout, row_tile_features / b, s.row_groups, s.row_index, s.row_blocks);
-  group_columns(layout, col_tile_features / b, s.col_groups, s.col_index, s.col_blocks);
+  s.row_groups = std::move(rows.groups);
+  s.row_index = std::move(rows.index);
+  s.row_blocks = std::move(rows.blocks);
+  s.col_groups = std::move(cols.groups);
+  s.col_index = std::move(cols.index);
+  s.col_blocks = std::move(cols.blocks);
   // Weight gradient: row groups of kKernelTileFeatures, each group's union columns two tiles'
   // worth at a time.
-  const int64_t span = kKernelTileFeatures / b, piece_span = 2 * span;
-  std::vector<LineGroup> piece_rows;
-  std::vector<int64_t> piece_index, piece_blocks;
-  group_rows(layout, span, piece_rows, piece_index, piece_blocks);
-  for (const LineGroup& g : piece_rows) {
+  const int64_t piece_span = 2 * kKernelTileFeatures / layout.block();
+  for (const LineGroup& g : narrow_rows.groups) {
     for (int64_t k0 = 0; k0 < g.length; k0 += piece_span) {
       GradientPiece p;
       p.row_first = g.first;
@@ -119,16 +114,53 @@ TileSchedule make_tile_schedule(const BlockLayout& layout, int64_t row_tile_feat
       p.column_offset = static_cast<int64_t>(s.gradient_columns.size());
       p.cols = std::min(piece_span, g.length - k0);
       p.block_offset = static_cast<int64_t>(s.gradient_blocks.size());
-      s.gradient_columns.insert(s.gradient_columns.end(), piece_index.begin() + g.index_offset + k0,
-                                piece_index.begin() + g.index_offset + k0 + p.cols);
+      s.gradient_columns.insert(s.gradient_columns.end(), narrow_rows.index.begin() + g.index_offset + k0,
+                                narrow_rows.index.begin() + g.index_offset + k0 + p.cols);
       for (int64_t i = 0; i < g.count; ++i) {
-        const auto row = piece_blocks.begin() + g.block_offset + i * g.length + k0;
+        const auto row = narrow_rows.blocks.begin() + g.block_offset + i * g.length + k0;
         s.gradient_blocks.insert(s.gradient_blocks.end(), row, row + p.cols);
       }
       s.gradient_pieces.push_back(p);
     }
   }
   return s;
+}
+
+}  // namespace
+
+int64_t kernel_line_tile_features(const BlockLayout& layout, bool by_columns) {
+  if (!wide_tiles_apply(layout)) return kKernelTileFeatures;
+  return wide_wins(layout, group(layout, by_columns, kKernelTileFeatures), group(layout, by_columns, kKernelWideTileFeatures))
+             ? kKernelWideTileFeatures
+             : kKernelTileFeatures;
+}
+
+TileSchedule make_tile_schedule(const BlockLayout& layout) {
+  check_tile_features(layout, "the kernels' tile (kKernelTileFeatures)", kKernelTileFeatures);
+  Grouping narrow[2] = {group(layout, false, kKernelTileFeatures), group(layout, true, kKernelTileFeatures)};
+  Grouping chosen[2];
+  int64_t features[2] = {kKernelTileFeatures, kKernelTileFeatures};
+  for (const bool by_columns : {false, true}) {
+    Grouping wide;
+    if (wide_tiles_apply(layout)) wide = group(layout, by_columns, kKernelWideTileFeatures);
+    if (wide_tiles_apply(layout) && wide_wins(layout, narrow[by_columns], wide)) {
+      chosen[by_columns] = std::move(wide);
+      features[by_columns] = kKernelWideTileFeatures;
+    } else {
+      chosen[by_columns] = narrow[by_columns];
+    }
+  }
+  return assemble(layout, features[0], std::move(chosen[0]), features[1], std::move(chosen[1]), narrow[0]);
+}
+
+TileSchedule make_tile_schedule(const BlockLayout& layout, int64_t row_tile_features, int64_t col_tile_features) {
+  check_tile_features(layout, "row_tile_features", row_tile_features);
+  check_tile_features(layout, "col_tile_features", col_tile_features);
+  check_tile_features(layout, "the weight gradient's piece rows (kKernelTileFeatures)", kKernelTileFeatures);
+  Grouping rows = group(layout, false, row_tile_features);
+  const Grouping narrow_rows = row_tile_features == kKernelTileFeatures ? rows : group(layout, false, kKernelTileFeatures);
+  return assemble(layout, row_tile_features, std::move(rows), col_tile_features, group(layout, true, col_tile_features),
+                  narrow_rows);
 }
 
 }  // namespace pixelfly

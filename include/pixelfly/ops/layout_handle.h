@@ -44,6 +44,11 @@ class LayoutHandle : public torch::CustomClassHolder {
   // the handle (thread-safe).
   const DeviceIndex& device_index(const at::Device& device) const;
 
+  // The tensor-core kernels' tile schedule (pattern/tile_schedule.h) on the host: built on first
+  // use, once for every device (thread-safe). Throws std::invalid_argument where the block does
+  // not divide kKernelTileFeatures.
+  const TileSchedule& tile_schedule() const;
+
   // A tensor that operators derive from the layout and keep for the life of the handle, under
   // `key` (which names the device and everything the tensor depends on): `build` runs on first
   // use (thread-safe); an undefined tensor from it is returned but not kept, so a later call
@@ -62,6 +67,8 @@ class LayoutHandle : public torch::CustomClassHolder {
 
  private:
   BlockLayout layout_;
+  mutable std::once_flag schedule_once_;
+  mutable TileSchedule schedule_;
   mutable std::mutex cache_mutex_;
   mutable std::map<std::string, DeviceIndex> index_by_device_;
   mutable std::map<std::string, at::Tensor> tensor_by_key_;
