@@ -33,29 +33,38 @@ const DeviceIndex& LayoutHandle::device_index(const at::Device& device) const {
   index.flat_positions = on_device(flat);
   if (kKernelTileFeatures % layout_.block() == 0) {
     const TileSchedule& schedule = tile_schedule();
-    std::vector<int64_t> rows, cols, pieces;
-    for (const LineGroup& g : schedule.row_groups) {
-      rows.insert(rows.end(), {g.first, g.count, g.index_offset, g.length, g.block_offset});
-    }
-    for (const LineGroup& g : schedule.col_groups) {
-      cols.insert(cols.end(), {g.first, g.count, g.index_offset, g.length, g.block_offset});
-    }
+    auto grouping_on_device = [&](const LineGrouping& g) {
+      DeviceIndex::Grouping d;
+      if (g.tile_features == 0) return d;
+      std::vector<int64_t> records;
+      for (const LineGroup& l : g.groups) {
+        records.insert(records.end(), {l.first, l.count, l.index_offset, l.length, l.block_offset});
+      }
+      d.groups = on_device(records).view({-1, 5});
+      d.index = on_device(g.index);
+      d.blocks = on_device(g.blocks);
+      d.tile_features = g.tile_features;
+      return d;
+    };
+    index.rows = grouping_on_device(schedule.rows);
+    index.cols = grouping_on_device(schedule.cols);
+    index.wide_rows = grouping_on_device(schedule.wide_rows);
+    index.wide_cols = grouping_on_device(schedule.wide_cols);
+    std::vector<int64_t> pieces;
     for (const GradientPiece& p : schedule.gradient_pieces) {
       pieces.insert(pieces.end(), {p.row_first, p.rows, p.column_offset, p.cols, p.block_offset});
     }
-    index.row_groups = on_device(rows).view({-1, 5});
-    index.row_index = on_device(schedule.row_index);
-    index.row_blocks = on_device(schedule.row_blocks);
-    index.col_groups = on_device(cols).view({-1, 5});
-    index.col_index = on_device(schedule.col_index);
-    index.col_blocks = on_device(schedule.col_blocks);
     index.gradient_pieces = on_device(pieces).view({-1, 5});
     index.gradient_columns = on_device(schedule.gradient_columns);
     index.gradient_blocks = on_device(schedule.gradient_blocks);
-    index.row_tile_features = schedule.row_tile_features;
-    index.col_tile_features = schedule.col_tile_features;
   }
   return index_by_device_.emplace(key, std::move(index)).first->second;
+}
+
+const DeviceIndex::Grouping& DeviceIndex::line_grouping(const TileSchedule& schedule, bool by_columns,
+                                                        int64_t rank) const {
+  const bool wide = pixelfly::line_grouping(schedule, by_columns, rank).tile_features == kKernelWideTileFeatures;
+  return by_columns ? (wide ? wide_cols : cols) : (wide ? wide_rows : rows);
 }
 
 const TileSchedule& LayoutHandle::tile_schedule() const {

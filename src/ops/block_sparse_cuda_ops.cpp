@@ -36,7 +36,9 @@ cuda::ScalarKind scalar_kind(const char* op, const at::Tensor& t, const char* na
   }
 }
 
-cuda::DeviceLayout device_layout(const char* op, const Layout& layout, const at::Device& device) {
+// The layout's device index as the kernels take it, with the line groupings of a call whose
+// low-rank term has `rank` (0 for the plain operators; tile_schedule.h, line_grouping).
+cuda::DeviceLayout device_layout(const char* op, const Layout& layout, const at::Device& device, int64_t rank) {
   const BlockLayout& l = layout->layout();
   TORCH_CHECK(cuda::supports_block(l.block()), op, ": block ", l.block(),
               " is not supported on CUDA; use 16, 32, 64 or 128");
@@ -54,21 +56,24 @@ cuda::DeviceLayout device_layout(const char* op, const Layout& layout, const at:
   d.row_idx = index.row_idx.data_ptr<int64_t>();
   d.transpose_block = index.transpose_block.data_ptr<int64_t>();
   d.block_row = index.block_row.data_ptr<int64_t>();
-  if (index.row_groups.defined()) {
-    d.row_groups = index.row_groups.data_ptr<int64_t>();
-    d.num_row_groups = index.row_groups.size(0);
-    d.row_index = index.row_index.data_ptr<int64_t>();
-    d.row_blocks = index.row_blocks.data_ptr<int64_t>();
-    d.col_groups = index.col_groups.data_ptr<int64_t>();
-    d.num_col_groups = index.col_groups.size(0);
-    d.col_index = index.col_index.data_ptr<int64_t>();
-    d.col_blocks = index.col_blocks.data_ptr<int64_t>();
+  if (index.gradient_pieces.defined()) {
+    const TileSchedule& schedule = layout->tile_schedule();
+    const DeviceIndex::Grouping& rows = index.line_grouping(schedule, false, rank);
+    const DeviceIndex::Grouping& cols = index.line_grouping(schedule, true, rank);
+    d.row_groups = rows.groups.data_ptr<int64_t>();
+    d.num_row_groups = rows.groups.size(0);
+    d.row_index = rows.index.data_ptr<int64_t>();
+    d.row_blocks = rows.blocks.data_ptr<int64_t>();
+    d.row_tile_features = rows.tile_features;
+    d.col_groups = cols.groups.data_ptr<int64_t>();
+    d.num_col_groups = cols.groups.size(0);
+    d.col_index = cols.index.data_ptr<int64_t>();
+    d.col_blocks = cols.blocks.data_ptr<int64_t>();
+    d.col_tile_features = cols.tile_features;
     d.gradient_pieces = index.gradient_pieces.data_ptr<int64_t>();
     d.num_gradient_pieces = index.gradient_pieces.size(0);
     d.gradient_columns = index.gradient_columns.data_ptr<int64_t>();
     d.gradient_blocks = index.gradient_blocks.data_ptr<int64_t>();
-    d.row_tile_features = index.row_tile_features;
-    d.col_tile_features = index.col_tile_features;
   }
   return d;
 }
@@ -103,9 +108,10 @@ const int32_t* tile_order(const Layout& layout, const cuda::DeviceLayout& d, cud
     if (c10::cuda::currentStreamCaptureStatusMayInitCtx() != c10::cuda::CaptureStatus::None) {
       return at::Tensor();  // not kept: the next call outside a capture builds it
     }
-    const TileSchedule& schedule = layout->tile_schedule();
     std::vector<int64_t> lengths;
-    for (const LineGroup& g : transposed ? schedule.col_groups : schedule.row_groups) lengths.push_back(g.length);
+    for (const LineGroup& g : line_grouping(layout->tile_schedule(), transposed, rank).groups) {
+      lengths.push_back(g.length);
+    }
     return at::tensor(cuda::line_tile_order(lengths, d.block, rank, tokens), at::kInt).to(device);
   });
   return order.defined() ? order.data_ptr<int32_t>() : nullptr;
@@ -120,7 +126,7 @@ at::Tensor forward_cuda(const at::Tensor& x, const at::Tensor& values, const Lay
   const BlockLayout& l = check_forward_args(op, x, values, layout);
   const auto kind = scalar_kind(op, x, "x");
   const c10::cuda::CUDAGuard guard(x.device());
-  const cuda::DeviceLayout d = device_layout(op, layout, x.device());
+  const cuda::DeviceLayout d = device_layout(op, layout, x.device(), 0);
   const at::Tensor rows = device_rows(x);
   const at::Tensor v = device_contiguous(values);
   at::Tensor y = at::empty({rows.size(0), l.out_features()}, rows.options());
@@ -135,7 +141,7 @@ at::Tensor grad_input_cuda(const at::Tensor& grad_y, const at::Tensor& values, c
   const BlockLayout& l = check_grad_input_args(op, grad_y, values, layout);
   const auto kind = scalar_kind(op, grad_y, "grad_y");
   const c10::cuda::CUDAGuard guard(grad_y.device());
-  const cuda::DeviceLayout d = device_layout(op, layout, grad_y.device());
+  const cuda::DeviceLayout d = device_layout(op, layout, grad_y.device(), 0);
   const at::Tensor rows = device_rows(grad_y);
   const at::Tensor v = device_contiguous(values);
   at::Tensor dx = at::empty({rows.size(0), l.in_features()}, rows.options());
@@ -150,7 +156,7 @@ at::Tensor grad_weight_cuda(const at::Tensor& grad_y, const at::Tensor& x, const
   const BlockLayout& l = check_grad_weight_args(op, grad_y, x, layout);
   const auto kind = scalar_kind(op, x, "x");
   const c10::cuda::CUDAGuard guard(x.device());
-  const cuda::DeviceLayout d = device_layout(op, layout, x.device());
+  const cuda::DeviceLayout d = device_layout(op, layout, x.device(), 0);
   const at::Tensor dy_rows = device_rows(grad_y), x_rows = device_rows(x);
   at::Tensor grad = at::empty({l.nnz(), l.block(), l.block()}, x_rows.options());
   const int64_t workspace_elements = cuda::grad_weight_workspace_elements(d, kind);
@@ -213,8 +219,9 @@ at::Tensor mixed_linear_cuda(const at::Tensor& x, const at::Tensor& values, cons
   if (!fusable(l, x, values, low_rank_a)) return mixed_linear_composed(x, values, layout, scale, low_rank_a, low_rank_b, bias);
   const auto kind = scalar_kind(op, x, "x");
   const c10::cuda::CUDAGuard guard(x.device());
-  const cuda::DeviceLayout d = device_layout(op, layout, x.device());
-  if (!cuda::supports_epilogue(d, kind, kernel_rank(low_rank_a.size(-1)))) {  // not a Hopper device or build
+  const int64_t rank = kernel_rank(low_rank_a.size(-1));
+  const cuda::DeviceLayout d = device_layout(op, layout, x.device(), rank);
+  if (!cuda::supports_epilogue(d, kind, rank)) {  // not a Hopper device or build
     return mixed_linear_composed(x, values, layout, scale, low_rank_a, low_rank_b, bias);
   }
   const at::Tensor rows = device_rows(x), a = kernel_low_rank_a(low_rank_a);
@@ -245,8 +252,9 @@ at::Tensor mixed_linear_grad_input_cuda(const at::Tensor& grad_y, const at::Tens
   }
   const auto kind = scalar_kind(op, grad_y, "grad_y");
   const c10::cuda::CUDAGuard guard(grad_y.device());
-  const cuda::DeviceLayout d = device_layout(op, layout, grad_y.device());
-  if (!cuda::supports_epilogue(d, kind, kernel_rank(low_rank_a.size(-1)))) {  // not a Hopper device or build
+  const int64_t rank = kernel_rank(low_rank_a.size(-1));
+  const cuda::DeviceLayout d = device_layout(op, layout, grad_y.device(), rank);
+  if (!cuda::supports_epilogue(d, kind, rank)) {  // not a Hopper device or build
     return mixed_linear_grad_input_composed(grad_y, values, layout, scale, low_rank_a, low_rank_b_t);
   }
   const at::Tensor rows = device_rows(grad_y), a = kernel_low_rank_a(low_rank_a);
@@ -314,7 +322,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> pixelfly_
   if (!sixteen_bit || gamma.scalar_type() == at::kDouble || !cuda::supports_block(layout->block())) return composed();
   const auto kind = scalar_kind(op, x, "x");
   const c10::cuda::CUDAGuard guard(x.device());
-  const cuda::DeviceLayout d = device_layout(op, layout, x.device());
+  const cuda::DeviceLayout d = device_layout(op, layout, x.device(), 0);
   const int64_t sums = cuda::grad_weight_workspace_elements(d, kind);
   if (sums == 0) return composed();  // no tensor-core path: not Hopper, or an empty layout
   const cudaStream_t stream = at::cuda::getCurrentCUDAStream();

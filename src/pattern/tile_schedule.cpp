@@ -42,22 +42,10 @@ void group_lines(int64_t lines, const std::vector<int64_t>& ptr, const std::vect
   }
 }
 
-void check_tile_features(const BlockLayout& layout, const char* name, int64_t features) {
-  const int64_t b = layout.block();
-  if (features <= 0 || features % b != 0) {
-    throw std::invalid_argument(std::string(name) + " must be a positive multiple of the block size " +
-                                std::to_string(b) + ", got " + std::to_string(features));
-  }
-}
-
 // A direction's line groups of one tile width, with their index and block tables.
-struct Grouping {
-  std::vector<LineGroup> groups;
-  std::vector<int64_t> index, blocks;
-};
-
-Grouping group(const BlockLayout& layout, bool by_columns, int64_t tile_features) {
-  Grouping g;
+LineGrouping group(const BlockLayout& layout, bool by_columns, int64_t tile_features) {
+  LineGrouping g;
+  g.tile_features = tile_features;
   const int64_t span = tile_features / layout.block();
   if (by_columns) {
     const std::vector<int64_t>& transpose = layout.transpose_block();
@@ -70,43 +58,18 @@ Grouping group(const BlockLayout& layout, bool by_columns, int64_t tile_features
   return g;
 }
 
-// The modelled time of one token tile of every group (kernel_line_tile_features): each tile's
-// K stages plus two for its epilogue, times the tile's width.
-double modelled_line_time(const BlockLayout& layout, const Grouping& g, int64_t tile_features) {
-  int64_t stages = 0;
-  for (const LineGroup& line : g.groups) {
-    stages += std::max<int64_t>(1, (line.length * layout.block() + kKernelStepFeatures - 1) / kKernelStepFeatures) + 2;
-  }
-  return static_cast<double>(stages * tile_features);
+// The modelled time of one token tile of every group (line_grouping): each tile's K steps plus
+// two for its epilogue, times the tile's width.
+double modelled_line_time(const LineGrouping& g, int64_t block, int64_t rank) {
+  int64_t steps = 0;
+  for (const LineGroup& line : g.groups) steps += line_tile_steps(line.length, block, rank) + 2;
+  return static_cast<double>(steps * g.tile_features);
 }
 
-bool wide_tiles_apply(const BlockLayout& layout) {
-  return kKernelWideTileFeatures % layout.block() == 0 && kKernelTileFeatures % layout.block() == 0;
-}
-
-// Of a direction's narrow and wide groupings, the one kernel_line_tile_features picks.
-bool wide_wins(const BlockLayout& layout, const Grouping& narrow, const Grouping& wide) {
-  return modelled_line_time(layout, wide, kKernelWideTileFeatures) <
-         0.97 * modelled_line_time(layout, narrow, kKernelTileFeatures);
-}
-
-// The schedule of line groupings already built; the weight gradient's pieces come from the rows'
-// narrow grouping.
-TileSchedule assemble(const BlockLayout& layout, int64_t row_tile_features, Grouping rows, int64_t col_tile_features,
-                      Grouping cols, const Grouping& narrow_rows) {
-  TileSchedule s;
-  s.row_tile_features = row_tile_features;
-  s.col_tile_features = col_tile_features;
-  s.row_groups = std::move(rows.groups);
-  s.row_index = std::move(rows.index);
-  s.row_blocks = std::move(rows.blocks);
-  s.col_groups = std::move(cols.groups);
-  s.col_index = std::move(cols.index);
-  s.col_blocks = std::move(cols.blocks);
-  // Weight gradient: row groups of kKernelTileFeatures, each group's union columns two tiles'
-  // worth at a time.
-  const int64_t piece_span = 2 * kKernelTileFeatures / layout.block();
-  for (const LineGroup& g : narrow_rows.groups) {
+// Weight gradient: the rows' narrow groups, each group's union columns two tiles' worth at a time.
+void add_gradient_pieces(const LineGrouping& rows, TileSchedule& s) {
+  const int64_t piece_span = kGradientPieceFeatures / s.block;
+  for (const LineGroup& g : rows.groups) {
     for (int64_t k0 = 0; k0 < g.length; k0 += piece_span) {
       GradientPiece p;
       p.row_first = g.first;
@@ -114,53 +77,49 @@ TileSchedule assemble(const BlockLayout& layout, int64_t row_tile_features, Grou
       p.column_offset = static_cast<int64_t>(s.gradient_columns.size());
       p.cols = std::min(piece_span, g.length - k0);
       p.block_offset = static_cast<int64_t>(s.gradient_blocks.size());
-      s.gradient_columns.insert(s.gradient_columns.end(), narrow_rows.index.begin() + g.index_offset + k0,
-                                narrow_rows.index.begin() + g.index_offset + k0 + p.cols);
+      s.gradient_columns.insert(s.gradient_columns.end(), rows.index.begin() + g.index_offset + k0,
+                                rows.index.begin() + g.index_offset + k0 + p.cols);
       for (int64_t i = 0; i < g.count; ++i) {
-        const auto row = narrow_rows.blocks.begin() + g.block_offset + i * g.length + k0;
+        const auto row = rows.blocks.begin() + g.block_offset + i * g.length + k0;
         s.gradient_blocks.insert(s.gradient_blocks.end(), row, row + p.cols);
       }
       s.gradient_pieces.push_back(p);
     }
   }
-  return s;
 }
 
 }  // namespace
 
-int64_t kernel_line_tile_features(const BlockLayout& layout, bool by_columns) {
-  if (!wide_tiles_apply(layout)) return kKernelTileFeatures;
-  return wide_wins(layout, group(layout, by_columns, kKernelTileFeatures), group(layout, by_columns, kKernelWideTileFeatures))
-             ? kKernelWideTileFeatures
-             : kKernelTileFeatures;
-}
-
 TileSchedule make_tile_schedule(const BlockLayout& layout) {
-  check_tile_features(layout, "the kernels' tile (kKernelTileFeatures)", kKernelTileFeatures);
-  Grouping narrow[2] = {group(layout, false, kKernelTileFeatures), group(layout, true, kKernelTileFeatures)};
-  Grouping chosen[2];
-  int64_t features[2] = {kKernelTileFeatures, kKernelTileFeatures};
-  for (const bool by_columns : {false, true}) {
-    Grouping wide;
-    if (wide_tiles_apply(layout)) wide = group(layout, by_columns, kKernelWideTileFeatures);
-    if (wide_tiles_apply(layout) && wide_wins(layout, narrow[by_columns], wide)) {
-      chosen[by_columns] = std::move(wide);
-      features[by_columns] = kKernelWideTileFeatures;
-    } else {
-      chosen[by_columns] = narrow[by_columns];
-    }
+  const int64_t b = layout.block();
+  if (kKernelTileFeatures % b != 0) {
+    throw std::invalid_argument("tile schedule: the block size " + std::to_string(b) +
+                                " must divide the kernels' tile of " + std::to_string(kKernelTileFeatures) +
+                                " features");
   }
-  return assemble(layout, features[0], std::move(chosen[0]), features[1], std::move(chosen[1]), narrow[0]);
+  TileSchedule s;
+  s.block = b;
+  s.rows = group(layout, false, kKernelTileFeatures);
+  s.cols = group(layout, true, kKernelTileFeatures);
+  if (kKernelWideTileFeatures % b == 0) {
+    s.wide_rows = group(layout, false, kKernelWideTileFeatures);
+    s.wide_cols = group(layout, true, kKernelWideTileFeatures);
+  }
+  add_gradient_pieces(s.rows, s);
+  return s;
 }
 
-TileSchedule make_tile_schedule(const BlockLayout& layout, int64_t row_tile_features, int64_t col_tile_features) {
-  check_tile_features(layout, "row_tile_features", row_tile_features);
-  check_tile_features(layout, "col_tile_features", col_tile_features);
-  check_tile_features(layout, "the weight gradient's piece rows (kKernelTileFeatures)", kKernelTileFeatures);
-  Grouping rows = group(layout, false, row_tile_features);
-  const Grouping narrow_rows = row_tile_features == kKernelTileFeatures ? rows : group(layout, false, kKernelTileFeatures);
-  return assemble(layout, row_tile_features, std::move(rows), col_tile_features, group(layout, true, col_tile_features),
-                  narrow_rows);
+const LineGrouping& line_grouping(const TileSchedule& schedule, bool by_columns, int64_t rank) {
+  const LineGrouping& narrow = by_columns ? schedule.cols : schedule.rows;
+  const LineGrouping& wide = by_columns ? schedule.wide_cols : schedule.wide_rows;
+  if (wide.tile_features == 0) return narrow;
+  const bool wins = modelled_line_time(wide, schedule.block, rank) <
+                    0.97 * modelled_line_time(narrow, schedule.block, rank);
+  return wins ? wide : narrow;
+}
+
+int64_t kernel_line_tile_features(const BlockLayout& layout, bool by_columns, int64_t rank) {
+  return line_grouping(make_tile_schedule(layout), by_columns, rank).tile_features;
 }
 
 }  // namespace pixelfly

@@ -44,13 +44,33 @@ void expect_groups(const BlockLayout& l, const std::vector<LineGroup>& groups, c
   for (int s : seen) EXPECT_EQ(s, 1);
 }
 
-void expect_valid(const BlockLayout& l, int64_t row_tile_features, int64_t col_tile_features) {
-  const TileSchedule s = make_tile_schedule(l, row_tile_features, col_tile_features);
-  EXPECT_EQ(s.row_tile_features, row_tile_features);
-  EXPECT_EQ(s.col_tile_features, col_tile_features);
-  expect_groups(l, s.row_groups, s.row_index, s.row_blocks, l.block_rows(), row_tile_features / l.block(), true);
-  expect_groups(l, s.col_groups, s.col_index, s.col_blocks, l.block_cols(), col_tile_features / l.block(), false);
+// Both widths' groupings where the block divides them, and the weight-gradient pieces.
+void expect_valid(const BlockLayout& l) {
+  const TileSchedule s = make_tile_schedule(l);
+  EXPECT_EQ(s.block, l.block());
+  EXPECT_EQ(s.rows.tile_features, kKernelTileFeatures);
+  EXPECT_EQ(s.cols.tile_features, kKernelTileFeatures);
   const int64_t span = kKernelTileFeatures / l.block();
+  expect_groups(l, s.rows.groups, s.rows.index, s.rows.blocks, l.block_rows(), span, true);
+  expect_groups(l, s.cols.groups, s.cols.index, s.cols.blocks, l.block_cols(), span, false);
+  const bool wide = kKernelWideTileFeatures % l.block() == 0;
+  EXPECT_EQ(s.wide_rows.tile_features, wide ? kKernelWideTileFeatures : 0);
+  EXPECT_EQ(s.wide_cols.tile_features, wide ? kKernelWideTileFeatures : 0);
+  if (wide) {
+    const int64_t wide_span = kKernelWideTileFeatures / l.block();
+    expect_groups(l, s.wide_rows.groups, s.wide_rows.index, s.wide_rows.blocks, l.block_rows(), wide_span, true);
+    expect_groups(l, s.wide_cols.groups, s.wide_cols.index, s.wide_cols.blocks, l.block_cols(), wide_span, false);
+  } else {
+    EXPECT_TRUE(s.wide_rows.groups.empty() && s.wide_cols.groups.empty());
+  }
+  // line_grouping picks one of the schedule's own groupings.
+  for (const bool by_columns : {false, true}) {
+    for (const int64_t rank : {0, 32}) {
+      const LineGrouping& g = line_grouping(s, by_columns, rank);
+      EXPECT_TRUE(&g == (by_columns ? &s.cols : &s.rows) || &g == (by_columns ? &s.wide_cols : &s.wide_rows));
+      EXPECT_EQ(kernel_line_tile_features(l, by_columns, rank), g.tile_features);
+    }
+  }
   std::vector<int> seen(l.nnz(), 0);
   for (const GradientPiece& p : s.gradient_pieces) {
     EXPECT_LE(p.rows, span);
@@ -67,20 +87,25 @@ void expect_valid(const BlockLayout& l, int64_t row_tile_features, int64_t col_t
 }
 
 TEST(TileSchedule, CoversEveryLineAndBlockOnceWithTheKernelsTables) {
-  expect_valid(flat_butterfly_layout({3072, 768, 16, 2, 32}), 128, 128);
-  expect_valid(flat_butterfly_layout({3072, 768, 16, 2, 32}), 192, 192);
-  expect_valid(flat_butterfly_layout({256, 96, 8, 2, 16}), 128, 192);
-  expect_valid(flat_butterfly_layout({4096, 1024, 16, 2, 128}), 128, 128);
-  expect_valid(BlockLayout::from_block_mask(40, 24, 8, {1, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 1, 1}), 16, 24);
+  expect_valid(flat_butterfly_layout({3072, 768, 16, 2, 32}));
+  expect_valid(flat_butterfly_layout({256, 96, 8, 2, 16}));
+  expect_valid(flat_butterfly_layout({4096, 1024, 16, 2, 128}));
+  expect_valid(BlockLayout::from_block_mask(40, 24, 8, {1, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 1, 1}));
   std::mt19937_64 rng(3);
   for (int trial = 0; trial < 30; ++trial) {
     const int64_t block = int64_t{16} << (rng() % 4);
-    const BlockLayout l = random_layout(1 + rng() % 700, 1 + rng() % 700, block, 0.1 + 0.8 * (rng() % 100) / 100.0, trial);
-    expect_valid(l, 128, 128);
-    if (block <= 64) expect_valid(l, 192, 192);
-    const TileSchedule chosen = make_tile_schedule(l);
-    expect_valid(l, chosen.row_tile_features, chosen.col_tile_features);
+    expect_valid(random_layout(1 + rng() % 700, 1 + rng() % 700, block, 0.1 + 0.8 * (rng() % 100) / 100.0, trial));
   }
+}
+
+TEST(TileSchedule, LineTileStepsCountTheUnionThenTheLowRankChunks) {
+  EXPECT_EQ(line_tile_steps(5, 32, 0), 3);    // 160 features: three 64-deep steps, the last half full
+  EXPECT_EQ(line_tile_steps(5, 32, 32), 3);   // the rank-32 chunk fills it
+  EXPECT_EQ(line_tile_steps(6, 32, 32), 4);   // 192 + 32
+  EXPECT_EQ(line_tile_steps(2, 128, 32), 5);  // four 64-wide chunks of blocks, one of the rank
+  EXPECT_EQ(line_tile_steps(3, 16, 32), 2);   // 48 + 32
+  EXPECT_EQ(line_tile_steps(0, 32, 0), 1);    // empty lines still take one step
+  EXPECT_EQ(line_tile_steps(0, 32, 72), 2);
 }
 
 TEST(TileSchedule, WideTilesWhereGroupsOfFourLinesStraddleTwoCells) {
@@ -88,24 +113,33 @@ TEST(TileSchedule, WideTilesWhereGroupsOfFourLinesStraddleTwoCells) {
   // columns straddle two cells where six share one cell's rows. grad_input: Mixer-B fc1's narrow
   // tiles take 4 x 12 + 2 x 24 stages per token tile, its wide ones 4 x 12.
   for (const BlockLayout& l : {flat_butterfly_layout({3072, 768, 16, 2, 32}), flat_butterfly_layout({2304, 768, 16, 2, 32})}) {
-    EXPECT_EQ(kernel_line_tile_features(l, true), kKernelWideTileFeatures);
-    const TileSchedule s = make_tile_schedule(l);
-    EXPECT_EQ(s.col_tile_features, kKernelWideTileFeatures);
-    EXPECT_EQ(s.col_groups.size(), 4u);
+    for (const int64_t rank : {0, 32}) EXPECT_EQ(kernel_line_tile_features(l, true, rank), kKernelWideTileFeatures);
+    EXPECT_EQ(line_grouping(make_tile_schedule(l), true, 0).groups.size(), 4u);
   }
   // Their forwards: Mixer-B fc1's row groups lose nothing to the straddle that six rows would
-  // save (both model the same), ViT-S's a little (0.96).
-  EXPECT_EQ(kernel_line_tile_features(flat_butterfly_layout({3072, 768, 16, 2, 32}), false), kKernelTileFeatures);
-  EXPECT_EQ(kernel_line_tile_features(flat_butterfly_layout({2304, 768, 16, 2, 32}), false), kKernelWideTileFeatures);
-  // Mixer-B fc2, the transpose of fc1: wide row groups.
-  EXPECT_EQ(kernel_line_tile_features(flat_butterfly_layout({768, 3072, 16, 2, 32}), false), kKernelWideTileFeatures);
+  // save (both model the same) until a rank-32 chunk joins the K loop: six-row unions of five
+  // blocks keep it in their third stage, four-row ones take a fourth (0.94). ViT-S's gain a
+  // little without the low-rank term (0.96), none with it.
+  const BlockLayout mixer_fc1 = flat_butterfly_layout({3072, 768, 16, 2, 32});
+  const BlockLayout vit = flat_butterfly_layout({2304, 768, 16, 2, 32});
+  EXPECT_EQ(kernel_line_tile_features(mixer_fc1, false, 0), kKernelTileFeatures);
+  EXPECT_EQ(kernel_line_tile_features(mixer_fc1, false, 32), kKernelWideTileFeatures);
+  EXPECT_EQ(kernel_line_tile_features(vit, false, 0), kKernelWideTileFeatures);
+  EXPECT_EQ(kernel_line_tile_features(vit, false, 32), kKernelTileFeatures);
+  // Mixer-B fc2, the transpose of fc1: wide row groups, and wide column groups with the rank.
+  const BlockLayout mixer_fc2 = flat_butterfly_layout({768, 3072, 16, 2, 32});
+  EXPECT_EQ(kernel_line_tile_features(mixer_fc2, false, 0), kKernelWideTileFeatures);
+  EXPECT_EQ(kernel_line_tile_features(mixer_fc2, true, 0), kKernelTileFeatures);
+  EXPECT_EQ(kernel_line_tile_features(mixer_fc2, true, 32), kKernelWideTileFeatures);
   // Aligned cells (GPT-2-medium; 4096 x 4096 up to density 0.5, where the wide tiles' 1.5x
   // products per stage cost more than their fewer tiles save); block 128 does not divide the
   // wide tile.
   for (const BlockLayout& l : {flat_butterfly_layout({4096, 1024, 16, 2, 32}), flat_butterfly_layout({4096, 4096, 4, 1, 32}),
                                flat_butterfly_layout({4096, 4096, 4, 1, 64}), flat_butterfly_layout({3072, 768, 16, 2, 128})}) {
-    EXPECT_EQ(kernel_line_tile_features(l, false), kKernelTileFeatures);
-    EXPECT_EQ(kernel_line_tile_features(l, true), kKernelTileFeatures);
+    for (const int64_t rank : {0, 32}) {
+      EXPECT_EQ(kernel_line_tile_features(l, false, rank), kKernelTileFeatures);
+      EXPECT_EQ(kernel_line_tile_features(l, true, rank), kKernelTileFeatures);
+    }
   }
 }
 
@@ -113,13 +147,13 @@ TEST(TileSchedule, AlignedButterflyGroupsHaveNoEmptyPositions) {
   // 4096 x 1024 at n=16, b=32: cells are 256 x 64, so each 4-row group shares one list.
   const BlockLayout l = flat_butterfly_layout({4096, 1024, 16, 2, 32});
   const TileSchedule s = make_tile_schedule(l);
-  for (int64_t v : s.row_blocks) EXPECT_GE(v, 0);
-  EXPECT_EQ(s.row_groups.size(), 32u);
+  for (int64_t v : s.rows.blocks) EXPECT_GE(v, 0);
+  EXPECT_EQ(s.rows.groups.size(), 32u);
 }
 
-TEST(TileSchedule, RejectsATileThatIsNotWholeBlocks) {
-  EXPECT_THROW(make_tile_schedule(random_layout(64, 64, 32, 0.5, 1), 48, 128), std::invalid_argument);
-  EXPECT_THROW(make_tile_schedule(random_layout(64, 64, 32, 0.5, 1), 128, 0), std::invalid_argument);
+TEST(TileSchedule, RejectsABlockThatDoesNotDivideTheKernelsTile) {
+  EXPECT_THROW(make_tile_schedule(random_layout(96, 96, 48, 0.5, 1)), std::invalid_argument);
+  EXPECT_THROW(make_tile_schedule(random_layout(72, 72, 24, 0.5, 1)), std::invalid_argument);
 }
 
 }  // namespace

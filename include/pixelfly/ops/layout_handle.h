@@ -25,13 +25,18 @@ struct DeviceIndex {
   at::Tensor transpose_block;  // nnz, transpose order -> CSR block index
   at::Tensor block_row;        // nnz, CSR order -> block row
   at::Tensor flat_positions;   // nnz, block_row * block_cols + block_col
-  // The tile schedule of the tensor-core kernels (pattern/tile_schedule.h): groups and pieces
-  // as int64 rows of 5, with their tables; undefined when the block does not divide
-  // kKernelTileFeatures.
-  at::Tensor row_groups, row_index, row_blocks;
-  at::Tensor col_groups, col_index, col_blocks;
+  // The tile schedule of the tensor-core kernels (pattern/tile_schedule.h): each line grouping
+  // and the weight-gradient pieces as int64 rows of 5, with their tables; undefined when the
+  // block does not divide kKernelTileFeatures (and the wide groupings where it does not divide
+  // kKernelWideTileFeatures).
+  struct Grouping {
+    at::Tensor groups, index, blocks;
+    int64_t tile_features = 0;
+  };
+  Grouping rows, cols, wide_rows, wide_cols;
   at::Tensor gradient_pieces, gradient_columns, gradient_blocks;
-  int64_t row_tile_features = kKernelTileFeatures, col_tile_features = kKernelTileFeatures;
+  // The device copy of line_grouping(schedule, by_columns, rank).
+  const Grouping& line_grouping(const TileSchedule& schedule, bool by_columns, int64_t rank) const;
 };
 
 class LayoutHandle : public torch::CustomClassHolder {

@@ -1,6 +1,6 @@
 // Work lists for the tensor-core kernels, derived once from a BlockLayout. Each thread block
 // computes a tile of up to kKernelTileFeatures or kKernelWideTileFeatures features (chosen per
-// direction, kernel_line_tile_features below; weight-gradient pieces: kKernelTileFeatures x
+// direction and low-rank term, line_grouping below; weight-gradient pieces: kKernelTileFeatures x
 // kGradientPieceFeatures) as a dense GEMM:
 //   forward     a group of consecutive block rows; K walks the union of their column lists,
 //   grad_input  a group of consecutive block columns; K walks the union of their row lists,
@@ -13,6 +13,13 @@
 #include <vector>
 
 #include "pixelfly/pattern/block_layout.h"
+
+// line_tile_steps below is also what the CUDA kernels count their K steps with.
+#if defined(__CUDACC__)
+#define PIXELFLY_HOST_DEVICE __host__ __device__
+#else
+#define PIXELFLY_HOST_DEVICE
+#endif
 
 namespace pixelfly {
 
@@ -49,35 +56,55 @@ struct GradientPiece {
   int64_t block_offset = 0;
 };
 
+// A direction's line groups at one tile width, with their tables: group g's union index list is
+// index[g.index_offset ..], its lines' blocks blocks[g.block_offset ..] (LineGroup).
+struct LineGrouping {
+  int64_t tile_features = 0;  // 0: not built (the wide width where the block does not divide it)
+  std::vector<LineGroup> groups;
+  std::vector<int64_t> index, blocks;
+};
+
 struct TileSchedule {
-  int64_t row_tile_features = kKernelTileFeatures;  // features of a row group (forward tiles)
-  int64_t col_tile_features = kKernelTileFeatures;  // features of a column group (grad_input tiles)
-  std::vector<LineGroup> row_groups;  // covers every block row once, empty rows included
-  std::vector<int64_t> row_index, row_blocks;
-  std::vector<LineGroup> col_groups;  // covers every block column once, empty columns included
-  std::vector<int64_t> col_index, col_blocks;
+  int64_t block = 0;
+  // The forward's groups of block rows and grad_input's groups of block columns, each covering
+  // every line once (empty lines included), at kKernelTileFeatures and, where the block divides
+  // it, at kKernelWideTileFeatures; line_grouping picks the one a call runs.
+  LineGrouping rows, cols, wide_rows, wide_cols;
   std::vector<GradientPiece> gradient_pieces;  // covers every nonzero block once
   std::vector<int64_t> gradient_columns, gradient_blocks;
 };
 
-// Row groups hold at most row_tile_features / block rows, column groups col_tile_features /
-// block columns, weight-gradient pieces kKernelTileFeatures / block rows by twice as many
-// columns; each width must be a positive multiple of the block size, and so must
-// kKernelTileFeatures (throws std::invalid_argument otherwise).
-TileSchedule make_tile_schedule(const BlockLayout& layout, int64_t row_tile_features, int64_t col_tile_features);
-// With each direction's width from kernel_line_tile_features.
+// Row groups of kKernelTileFeatures / block rows (and kKernelWideTileFeatures / block), column
+// groups alike, weight-gradient pieces of kKernelTileFeatures / block rows by twice as many
+// columns. Throws std::invalid_argument where the block does not divide kKernelTileFeatures.
 TileSchedule make_tile_schedule(const BlockLayout& layout);
 
-// The width of the line tiles for the forward (by_columns false: groups of block rows) or the
-// grad_input kernel (true: block columns): kKernelWideTileFeatures where the block size divides
-// it and the wide tiles' modelled time is under 0.97 of the narrow ones', else
-// kKernelTileFeatures. The model: every tile's K stages plus two for its epilogue, times its
-// width (a wide stage's products take 1.5x a narrow one's). Against the measured times
-// (docs/perf.md, version 21) it is within 3-6 %, a little kind to the wide tiles where they
-// lose. Wide tiles win where groups of four lines straddle two cells of the layout and groups
-// of six do not: Mixer-B's and ViT-S's layouts, whose butterfly cells are 1.5 block-32 lines
-// wide (the grad_input of fc1 and the forward of fc2: unions 1.6x the blocks in narrow tiles,
-// 1.2x in wide ones).
-int64_t kernel_line_tile_features(const BlockLayout& layout, bool by_columns);
+// K steps (kKernelStepFeatures deep) of a line tile whose union has `length` blocks of `block`
+// features, with a low-rank term of `rank` as extra K chunks right after the union's (chunks of
+// min(block, kKernelStepFeatures) features: at blocks under 64 a rank-32 term fills a half-empty
+// last stage). A tile of empty lines without a low-rank term still takes one step.
+PIXELFLY_HOST_DEVICE constexpr int64_t line_tile_steps(int64_t length, int64_t block, int64_t rank) {
+  const int64_t chunk = block < kKernelStepFeatures ? block : kKernelStepFeatures;
+  const int64_t chunks = length * block / chunk + (rank + chunk - 1) / chunk;
+  const int64_t steps = (chunks * chunk + kKernelStepFeatures - 1) / kKernelStepFeatures;
+  return steps > 0 ? steps : 1;
+}
+
+// The grouping the forward (by_columns false: block rows) or grad_input (true: block columns)
+// kernel runs with a low-rank term of `rank` (0 for the plain operators): the wide one where it
+// was built and its modelled time is under 0.97 of the narrow one's, else the narrow one. The
+// model: every tile's K steps (line_tile_steps) plus two for its epilogue, times its width (a
+// wide stage's products take 1.5x a narrow one's). Against the measured times (docs/perf.md,
+// versions 21 and 22) it is within 3-6 %, a little unkind to the wide tiles where a rank-32 chunk
+// fills their last stage. Wide tiles win where groups of four lines straddle two cells of the
+// layout and groups of six do not: Mixer-B's and ViT-S's layouts, whose butterfly cells are 1.5
+// block-32 lines wide (the grad_input of fc1 and the forward of fc2: unions 1.6x the blocks in
+// narrow tiles, 1.2x in wide ones); and, with the layer's rank-32 term, Mixer-B fc1's forward
+// (fc2's grad_input), whose six-line unions of five blocks leave the rank chunk room in their
+// third stage where four-line unions of five take a fourth.
+const LineGrouping& line_grouping(const TileSchedule& schedule, bool by_columns, int64_t rank);
+
+// line_grouping's width for a layout (builds its schedule).
+int64_t kernel_line_tile_features(const BlockLayout& layout, bool by_columns, int64_t rank = 0);
 
 }  // namespace pixelfly

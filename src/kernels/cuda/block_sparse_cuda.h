@@ -36,8 +36,9 @@ struct DeviceLayout {
   const int64_t* block_row = nullptr;        // nnz, CSR order -> block row
   // The tile schedule (pattern/tile_schedule.h) flattened: 5 int64 per LineGroup (first, count,
   // index_offset, length, block_offset) and per GradientPiece (row_first, rows, column_offset,
-  // cols, block_offset), with their index and block tables, and the features of a row group's
-  // and of a column group's tiles (kKernelTileFeatures or kKernelWideTileFeatures).
+  // cols, block_offset), with their index and block tables. The row and column groupings are the
+  // ones line_grouping picks for the call's low-rank term, with their tiles' features
+  // (kKernelTileFeatures or kKernelWideTileFeatures).
   const int64_t* row_groups = nullptr;
   int64_t num_row_groups = 0;
   int64_t row_tile_features = kKernelTileFeatures;
@@ -75,9 +76,9 @@ struct Epilogue {
   const void* bias = nullptr;
 };
 
-// The order in which the tensor-core forward (group_lengths: the layout's row groups) or
-// grad_input (its column groups) kernel deals its tiles of `tokens` tokens, low-rank term of
-// `rank`, over the current device's thread blocks: offsets then tiles (launch_shape.h,
+// The order in which the tensor-core forward or grad_input kernel deals its tiles of `tokens`
+// tokens, low-rank term of `rank` (group_lengths: the union lengths of the groups line_grouping
+// picks for that rank), over the current device's thread blocks: offsets then tiles (launch_shape.h,
 // balanced_tile_order), largest tiles first to the least loaded block. Built on the host once
 // per layout, token count and rank; the caller copies it to the device and passes it to the
 // calls below as `order`, which may also be null (tiles dealt round-robin).

@@ -236,16 +236,9 @@ __device__ __forceinline__ BlockTiles block_tiles(const int32_t* order, int64_t 
 // accumulators are scaled by min / max weight (at most 1) before the second term's first chunk
 // and by the larger weight at the end, so no operand tile needs rescaling. Without a mix, the
 // block-sparse term goes first.
-// K steps (kStep deep) of a tile whose union has `length` blocks of `block` features, with a
-// low-rank term of `rank`; the host's tile order (line_tile_order) costs tiles by it.
-// A tile of empty lines without a low-rank term still takes one stage (of zeros): the consumers
-// learn of every tile through its first stage (TileInfo).
-__host__ __device__ constexpr int64_t line_tile_steps(int64_t length, int64_t block, int64_t rank) {
-  const int64_t chunk = block < kStep ? block : kStep;
-  const int64_t chunks = length * block / chunk + (rank + chunk - 1) / chunk;
-  const int64_t steps = (chunks * chunk + kStep - 1) / kStep;
-  return steps > 0 ? steps : 1;
-}
+// A tile's K steps are line_tile_steps (tile_schedule.h), by which the host's tile order
+// (line_tile_order) also costs tiles. A tile of empty lines without a low-rank term still takes
+// one stage (of zeros): the consumers learn of every tile through its first stage (TileInfo).
 
 // A group's record in the schedule (tile_schedule.h): its first line, its lines, the offset and
 // length of its union index list, the offset of its lines' block lists. 32-bit, like the tile
@@ -1032,7 +1025,7 @@ std::vector<int32_t> line_tile_order(const std::vector<int64_t>& group_lengths, 
   std::vector<int64_t> cost;
   cost.reserve(group_lengths.size());
   // A tile costs its K steps and about one more for its epilogue.
-  for (const int64_t length : group_lengths) cost.push_back(wgmma::line_tile_steps(length, block, rank) + 1);
+  for (const int64_t length : group_lengths) cost.push_back(line_tile_steps(length, block, rank) + 1);
   return balanced_tile_order(cost, (tokens + wgmma::kTokens - 1) / wgmma::kTokens,
                              wgmma::kLineBlocksPerSM * device::multiprocessors());
 }
