@@ -1,16 +1,18 @@
 // dy u and dy^T projected in one pass over dy (low_rank_gradients.h), on Hopper.
 //
 // dy is read in 128-token x 64-feature stages (TMA boxes, 128-byte swizzled) by a producer warp
-// into a four-deep ring; eight consumer warps share each stage, four per product, with mma.sync
+// into a four-deep ring, the block's rows of u once, before the first stage (they are the same
+// for every token tile); eight consumer warps share each stage, four per product, with mma.sync
 // (m16n8k16, float32 accumulators):
 //   dy^T proj    warps 0-3: 16 features x width each, K = the stage's 128 tokens (the token
 //                tile's projected rows are held in registers as B fragments); summed per thread
 //                in private shared-memory slots over the block's token tiles
-//   dy u         warps 4-7: 32 tokens x rank each, K = the stage's 64 features (u's 64 rows come
-//                with the stage); summed in registers over the block's features
+//   dy u         warps 4-7: 32 tokens x rank each, K = the stage's 64 features (u's 64 rows of
+//                that chunk); summed in registers over the block's features
 // Each dy element is loaded from shared memory once per product, and u's once per dy u warp.
 // The grid is splits x groups blocks: a block owns one range of features (a split, as many
-// 64-feature chunks as its slots fit in shared memory) and every groups-th token tile. So each
+// 64-feature chunks as its slots and rows of u fit in shared memory) and every groups-th token
+// tile. So each
 // element of dy is read from memory once; dy u's partial sums over the splits meet in a float32
 // buffer (16-byte vector reductions, then one small pass writes it in the storage type; with one
 // split the block writes it directly), and dy^T proj's partial sums over the groups are added
@@ -38,35 +40,35 @@ constexpr int kRoleWarps = 4;     // warps 0-3 compute dy^T proj, warps 4-7 dy u
 constexpr int kThreads = kWarps * 32 + 32;  // and the producer warp
 constexpr int kMaxWidth = 40;     // the projected tile's fragments are held in registers
 constexpr int kDyBytes = kTokens * kCols * 2;  // 16 KB, rows of 128 bytes
-constexpr int kColumnBoxBytes = 1024;          // u: 64 rows x 8 columns per box
+constexpr int kColumnBoxBytes = 1024;          // u: 64 rows x 8 columns per box (a chunk's rows: rank / 8 boxes)
 constexpr int kProjectedBoxBytes = 2048;       // projected: 128 rows x 8 columns per box
 constexpr int kAlign = 1024;                   // the 128-byte swizzle repeats every 1 KB
 constexpr int kSharedLimit = 227 * 1024;
-constexpr int kBarrierBytes = ((2 * kStages + 2) * 8 + 15) / 16 * 16;  // the slots after them 16-byte aligned
+constexpr int kBarrierBytes = ((2 * kStages + 3) * 8 + 15) / 16 * 16;  // the slots after them 16-byte aligned
 
 struct Plan {
   int rank_tiles = 0, chunks = 0, splits = 0, chunks_per_split = 0, token_tiles = 0, groups = 0;
   size_t shared = 0;
 };
 
-// Splits of at most as many 64-feature chunks as their dy^T proj slots fit in shared memory
-// beside the ring, the projected tile and the barriers, times groups of token tiles, one block
-// per multiprocessor (launch_shape.h chooses the split count).
+// Splits of at most as many 64-feature chunks as their dy^T proj slots and rows of u fit in shared
+// memory beside the ring, the projected tile and the barriers, times groups of token tiles, one
+// block per multiprocessor (launch_shape.h chooses the split count).
 Plan make_plan(int64_t tokens, int64_t out_features, int64_t rank, int64_t width, int multiprocessors) {
   Plan p;
   p.rank_tiles = static_cast<int>(rank / 8);
   const int width_tiles = static_cast<int>(width / 8);
-  const int stage_bytes = kDyBytes + p.rank_tiles * kColumnBoxBytes;
-  const int slot_bytes_per_chunk = kRoleWarps * 32 * width_tiles * 16;  // a float4 per thread and width tile
-  const int fixed = kAlign + kStages * stage_bytes + width_tiles * kProjectedBoxBytes + kBarrierBytes;
-  const int chunks_fit = std::max(1, (kSharedLimit - fixed) / slot_bytes_per_chunk);
+  // A float4 per thread and width tile, and the chunk's rows of u.
+  const int bytes_per_chunk = kRoleWarps * 32 * width_tiles * 16 + p.rank_tiles * kColumnBoxBytes;
+  const int fixed = kAlign + kStages * kDyBytes + width_tiles * kProjectedBoxBytes + kBarrierBytes;
+  const int chunks_fit = std::max(1, (kSharedLimit - fixed) / bytes_per_chunk);
   p.chunks = static_cast<int>((out_features + kCols - 1) / kCols);
   p.token_tiles = static_cast<int>((tokens + kTokens - 1) / kTokens);
   const LowRankGrid grid = low_rank_grid(p.chunks, chunks_fit, p.token_tiles, multiprocessors);
   p.splits = static_cast<int>(grid.splits);
   p.chunks_per_split = static_cast<int>(grid.chunks_per_split);
   p.groups = static_cast<int>(grid.groups);
-  p.shared = static_cast<size_t>(fixed) + static_cast<size_t>(p.chunks_per_split) * slot_bytes_per_chunk;
+  p.shared = static_cast<size_t>(fixed) + static_cast<size_t>(p.chunks_per_split) * bytes_per_chunk;
   return p;
 }
 
@@ -136,16 +138,18 @@ template <typename T, int kRankTiles, int kWidthTiles>
 __global__ void __launch_bounds__(kThreads, 1)
     low_rank_gradients_kernel(const __grid_constant__ CUtensorMap dy_map, const __grid_constant__ CUtensorMap u_map,
                               const __grid_constant__ CUtensorMap projected_map, Params p) {
-  constexpr int kStageBytes = kDyBytes + kRankTiles * kColumnBoxBytes;
+  constexpr int kChunkRowsBytes = kRankTiles * kColumnBoxBytes;  // a chunk's rows of u
   constexpr int kSteps = kTokens / 16;  // k16 steps of dy^T proj over a token tile
   constexpr int kKSteps = kCols / 16;   // k16 steps of dy u over a chunk
   extern __shared__ unsigned char shared_raw[];
   const uint32_t raw = smem_address(shared_raw);
   const uint32_t stages = raw + ((kAlign - (raw & (kAlign - 1))) & (kAlign - 1));
-  const uint32_t projected = stages + kStages * kStageBytes;
+  const uint32_t u_rows = stages + kStages * kDyBytes;  // chunk c's at u_rows + c * kChunkRowsBytes
+  const uint32_t projected = u_rows + p.chunks_per_split * kChunkRowsBytes;
   const uint32_t full = projected + kWidthTiles * kProjectedBoxBytes;
   const uint32_t empty = full + 8 * kStages;
   const uint32_t projected_full = empty + 8 * kStages, projected_empty = projected_full + 8;
+  const uint32_t u_full = projected_empty + 8;
   float4* const slots = reinterpret_cast<float4*>(shared_raw + (full + kBarrierBytes - raw));
   if (threadIdx.x == 0) {
     for (int s = 0; s < kStages; ++s) {
@@ -154,6 +158,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     }
     device::barrier_init(projected_full, 1);
     device::barrier_init(projected_empty, kRoleWarps);
+    device::barrier_init(u_full, 1);
     device::barrier_init_fence();
   }
   __syncthreads();
@@ -169,6 +174,14 @@ __global__ void __launch_bounds__(kThreads, 1)
 
   if (warp == kWarps) {  // producer
     if (lane != 0) return;
+    barrier_arrive_expect(u_full, chunk_count * kChunkRowsBytes);
+    for (int c = 0; c < chunk_count; ++c) {
+      const uint32_t rows = u_rows + c * kChunkRowsBytes;
+#pragma unroll
+      for (int j = 0; j < kRankTiles; ++j) {
+        tma_load(rows + j * kColumnBoxBytes, &u_map, j * 8, (chunk_first + c) * kCols, u_full);
+      }
+    }
     uint32_t step = 0, tile_step = 0;
     for (int tile = group; tile < p.token_tiles; tile += p.groups, ++tile_step) {
       const int token0 = tile * kTokens;
@@ -181,14 +194,9 @@ __global__ void __launch_bounds__(kThreads, 1)
       for (int c = 0; c < chunk_count; ++c, ++step) {
         const uint32_t s = step % kStages, phase = (step / kStages) & 1u;
         barrier_wait(empty + 8 * s, phase ^ 1u);
-        const uint32_t stage = stages + s * kStageBytes, bar = full + 8 * s;
-        const int feature0 = (chunk_first + c) * kCols;
-        barrier_arrive_expect(bar, kStageBytes);
-        tma_load(stage, &dy_map, feature0, token0, bar);
-#pragma unroll
-        for (int j = 0; j < kRankTiles; ++j) {
-          tma_load(stage + kDyBytes + j * kColumnBoxBytes, &u_map, j * 8, feature0, bar);
-        }
+        const uint32_t bar = full + 8 * s;
+        barrier_arrive_expect(bar, kDyBytes);
+        tma_load(stages + s * kDyBytes, &dy_map, (chunk_first + c) * kCols, token0, bar);
       }
     }
     return;
@@ -222,7 +230,7 @@ __global__ void __launch_bounds__(kThreads, 1)
       for (int c = 0; c < chunk_count; ++c, ++step) {
         const uint32_t s = step % kStages, phase = (step / kStages) & 1u;
         barrier_wait(full + 8 * s, phase);
-        const uint32_t dy = stages + s * kStageBytes;
+        const uint32_t dy = stages + s * kDyBytes;
         uint32_t a[kSteps][4];
 #pragma unroll
         for (int ks = 0; ks < kSteps; ++ks) load_matrices_x4_transposed(dy + ks * 2048 + a_offset, a[ks]);
@@ -287,13 +295,14 @@ __global__ void __launch_bounds__(kThreads, 1)
                                   b[kRankTiles - 1]);
     }
   };
+  if (chunk_count > 0) barrier_wait(u_full, 0);  // the block's rows of u, loaded once
   uint32_t step = 0;
   for (int tile = group; tile < p.token_tiles; tile += p.groups) {
     float dyu[2][kRankTiles][4] = {};
     for (int c = 0; c < chunk_count; ++c, ++step) {
       const uint32_t s = step % kStages, phase = (step / kStages) & 1u;
       barrier_wait(full + 8 * s, phase);
-      const uint32_t dy = stages + s * kStageBytes, u = dy + kDyBytes;
+      const uint32_t dy = stages + s * kDyBytes, u = u_rows + c * kChunkRowsBytes;
       uint32_t a[kKSteps][2][4], b[kKSteps][kRankTiles][2];
 #pragma unroll
       for (int kk = 0; kk < kKSteps; ++kk) {
