@@ -113,9 +113,8 @@ const LineGrouping& line_grouping(const TileSchedule& schedule, bool by_columns,
   const LineGrouping& narrow = by_columns ? schedule.cols : schedule.rows;
   const LineGrouping& wide = by_columns ? schedule.wide_cols : schedule.wide_rows;
   if (wide.tile_features == 0) return narrow;
-  const bool wins = modelled_line_time(wide, schedule.block, rank) <
-                    0.97 * modelled_line_time(narrow, schedule.block, rank);
-  return wins ? wide : narrow;
+  return modelled_line_time(wide, schedule.block, rank) <= modelled_line_time(narrow, schedule.block, rank) ? wide
+                                                                                                          : narrow;
 }
 
 int64_t kernel_line_tile_features(const BlockLayout& layout, bool by_columns, int64_t rank) {

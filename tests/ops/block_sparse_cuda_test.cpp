@@ -213,10 +213,13 @@ TEST(BlockSparseOpsCuda, FusedPixelflyLinearMatchesFloat64Reference) {
   torch::manual_seed(31);
   for (at::ScalarType dtype : {at::kBFloat16, at::kHalf}) {
     // rank 72: the low-rank K segment takes two pipeline stages, the second one partly filled;
-    // rank 31 (block 16, as the planner gives Mixer-B's fc2): the factors padded to rank 32.
+    // rank 31 (block 16, as the planner gives Mixer-B's fc2): the factors padded to rank 32;
+    // 384 x 384 at block 16: wide tiles without a low-rank term, narrow ones with rank 32
+    // (tile_schedule.h, line_grouping).
     for (const auto& [l, rank] : {std::pair{flat_butterfly_layout({3072, 768, 16, 2, 32}), int64_t{32}},
                                   std::pair{random_layout(520, 264, 64, 0.4, 21), int64_t{72}},
-                                  std::pair{flat_butterfly_layout({768, 3072, 16, 2, 16}), int64_t{31}}}) {
+                                  std::pair{flat_butterfly_layout({768, 3072, 16, 2, 16}), int64_t{31}},
+                                  std::pair{flat_butterfly_layout({384, 384, 16, 1, 16}), int64_t{32}}}) {
       for (const auto& [with_bias, mix_type] : {std::pair{true, dtype}, std::pair{false, at::kFloat}}) {
         const ops::Layout layout = ops::make_layout(l);
         const auto cuda = at::TensorOptions(at::kCUDA).dtype(dtype);
@@ -235,6 +238,12 @@ TEST(BlockSparseOpsCuda, FusedPixelflyLinearMatchesFloat64Reference) {
         const at::Tensor logit = at::full({}, with_bias ? 0.4 : -0.4, cuda.dtype(mix_type));
         const at::Tensor bias = at::randn({l.out_features()}, cuda);
         auto run = [&](const at::Device& device, at::ScalarType type) {
+          if (device.is_cuda()) {
+            // The plain operators first, on the same handle: the layer's calls then find the
+            // groupings and tile orders of rank 0 kept beside those of their own rank.
+            ops::block_sparse_linear(x.to(type), values.to(type), layout);
+            ops::block_sparse_linear_grad_input(g.to(type), values.to(type), layout);
+          }
           std::vector<at::Tensor> leaves;
           for (const at::Tensor& t : {x, values, u, v}) leaves.push_back(t.to(device, type).detach().requires_grad_());
           leaves.push_back(logit.to(device, device.is_cuda() ? mix_type : type).detach().requires_grad_());
@@ -255,7 +264,8 @@ TEST(BlockSparseOpsCuda, FusedPixelflyLinearMatchesFloat64Reference) {
         };
         const auto fast = run(at::kCUDA, dtype), reference = run(at::kCPU, at::kDouble);
         const char* names[] = {"y", "x", "values", "u", "v", "mix logit", "bias"};
-        const std::string where = std::string(" ") + c10::toString(dtype) + " b" + std::to_string(l.block()) +
+        const std::string where = std::string(" ") + c10::toString(dtype) + " " + std::to_string(l.out_features()) +
+                                  "x" + std::to_string(l.in_features()) + " b" + std::to_string(l.block()) +
                                   (with_bias ? " with bias" : " without bias") + (lead.size() == 2 ? ", 3-d x" : "");
         for (size_t i = 0; i < fast.size(); ++i) {
           if (i == 5) continue;

@@ -116,21 +116,23 @@ TEST(TileSchedule, WideTilesWhereGroupsOfFourLinesStraddleTwoCells) {
     for (const int64_t rank : {0, 32}) EXPECT_EQ(kernel_line_tile_features(l, true, rank), kKernelWideTileFeatures);
     EXPECT_EQ(line_grouping(make_tile_schedule(l), true, 0).groups.size(), 4u);
   }
-  // Their forwards: Mixer-B fc1's row groups lose nothing to the straddle that six rows would
-  // save (both model the same) until a rank-32 chunk joins the K loop: six-row unions of five
-  // blocks keep it in their third stage, four-row ones take a fourth (0.94). ViT-S's gain a
-  // little without the low-rank term (0.96), none with it.
-  const BlockLayout mixer_fc1 = flat_butterfly_layout({3072, 768, 16, 2, 32});
-  const BlockLayout vit = flat_butterfly_layout({2304, 768, 16, 2, 32});
-  EXPECT_EQ(kernel_line_tile_features(mixer_fc1, false, 0), kKernelTileFeatures);
-  EXPECT_EQ(kernel_line_tile_features(mixer_fc1, false, 32), kKernelWideTileFeatures);
-  EXPECT_EQ(kernel_line_tile_features(vit, false, 0), kKernelWideTileFeatures);
-  EXPECT_EQ(kernel_line_tile_features(vit, false, 32), kKernelTileFeatures);
-  // Mixer-B fc2, the transpose of fc1: wide row groups, and wide column groups with the rank.
-  const BlockLayout mixer_fc2 = flat_butterfly_layout({768, 3072, 16, 2, 32});
-  EXPECT_EQ(kernel_line_tile_features(mixer_fc2, false, 0), kKernelWideTileFeatures);
-  EXPECT_EQ(kernel_line_tile_features(mixer_fc2, true, 0), kKernelTileFeatures);
-  EXPECT_EQ(kernel_line_tile_features(mixer_fc2, true, 32), kKernelWideTileFeatures);
+  // Their forwards: Mixer-B fc1's row groups model level (wide, measured 0.97-0.99), and with a
+  // rank-32 chunk in the K loop 0.94 (six-row unions of five blocks keep it in their third stage,
+  // four-row ones take a fourth); ViT-S's 0.96 without the low-rank term, level with it.
+  for (const BlockLayout& l : {flat_butterfly_layout({3072, 768, 16, 2, 32}), flat_butterfly_layout({2304, 768, 16, 2, 32})}) {
+    for (const int64_t rank : {0, 32}) EXPECT_EQ(kernel_line_tile_features(l, false, rank), kKernelWideTileFeatures);
+  }
+  // Mixer-B fc2, the transpose of fc1: wide both ways.
+  for (const bool by_columns : {false, true}) {
+    EXPECT_EQ(kernel_line_tile_features(flat_butterfly_layout({768, 3072, 16, 2, 32}), by_columns), kKernelWideTileFeatures);
+  }
+  // The rank decides: at 384 x 384, n=16, b=16 the groups model level without a low-rank term,
+  // and a rank-32 term (two 16-wide chunks) takes a stage more in every wide tile, 1.125.
+  for (const bool by_columns : {false, true}) {
+    const BlockLayout l = flat_butterfly_layout({384, 384, 16, 1, 16});
+    EXPECT_EQ(kernel_line_tile_features(l, by_columns, 0), kKernelWideTileFeatures);
+    EXPECT_EQ(kernel_line_tile_features(l, by_columns, 32), kKernelTileFeatures);
+  }
   // Aligned cells (GPT-2-medium; 4096 x 4096 up to density 0.5, where the wide tiles' 1.5x
   // products per stage cost more than their fewer tiles save); block 128 does not divide the
   // wide tile.

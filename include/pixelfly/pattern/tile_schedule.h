@@ -92,16 +92,17 @@ PIXELFLY_HOST_DEVICE constexpr int64_t line_tile_steps(int64_t length, int64_t b
 
 // The grouping the forward (by_columns false: block rows) or grad_input (true: block columns)
 // kernel runs with a low-rank term of `rank` (0 for the plain operators): the wide one where it
-// was built and its modelled time is under 0.97 of the narrow one's, else the narrow one. The
-// model: every tile's K steps (line_tile_steps) plus two for its epilogue, times its width (a
-// wide stage's products take 1.5x a narrow one's). Against the measured times (docs/perf.md,
-// versions 21 and 22) it is within 3-6 %, a little unkind to the wide tiles where a rank-32 chunk
-// fills their last stage. Wide tiles win where groups of four lines straddle two cells of the
-// layout and groups of six do not: Mixer-B's and ViT-S's layouts, whose butterfly cells are 1.5
-// block-32 lines wide (the grad_input of fc1 and the forward of fc2: unions 1.6x the blocks in
-// narrow tiles, 1.2x in wide ones); and, with the layer's rank-32 term, Mixer-B fc1's forward
-// (fc2's grad_input), whose six-line unions of five blocks leave the rank chunk room in their
-// third stage where four-line unions of five take a fourth.
+// was built and its modelled time is at most the narrow one's, else the narrow one. The model:
+// every tile's K steps (line_tile_steps) plus two for its epilogue, times its width (a wide
+// stage's products take 1.5x a narrow one's). Measured (docs/perf.md, versions 21 and 22), the
+// wide tiles took 0.96-0.99 of the narrow ones' time in each of the five cases the model puts
+// level, 0.85-0.94 where it gives 0.94-0.96, 0.69-0.76 at 0.78-0.79, and 1.10-1.39 where it gives
+// 1.07-1.33 (aligned layouts: GPT-2-medium, 4096 x 4096, random). Wide tiles win where groups of
+// four lines straddle two cells of the layout and groups of six do not: Mixer-B's and ViT-S's
+// layouts, whose butterfly cells are 1.5 block-32 lines wide (the grad_input of fc1 and the
+// forward of fc2: unions 1.6x the blocks in narrow tiles, 1.2x in wide ones); with a rank-32
+// term also Mixer-B fc1's forward, whose six-line unions of five blocks leave the rank chunk room
+// in their third stage where four-line unions of five take a fourth (0.94).
 const LineGrouping& line_grouping(const TileSchedule& schedule, bool by_columns, int64_t rank);
 
 // line_grouping's width for a layout (builds its schedule).

@@ -1,9 +1,9 @@
 // dy u and dy^T projected in one pass over dy (low_rank_gradients.h), on Hopper.
 //
 // dy is read in 128-token x 64-feature stages (TMA boxes, 128-byte swizzled) by a producer warp
-// into a four-deep ring, the block's rows of u once, before the first stage (they are the same
-// for every token tile); eight consumer warps share each stage, four per product, with mma.sync
-// (m16n8k16, float32 accumulators):
+// into a four-deep ring, and each chunk's rows of u once, with the block's first token tile's
+// stage of that chunk, into a region where they stay for its later tiles; eight consumer warps
+// share each stage, four per product, with mma.sync (m16n8k16, float32 accumulators):
 //   dy^T proj    warps 0-3: 16 features x width each, K = the stage's 128 tokens (the token
 //                tile's projected rows are held in registers as B fragments); summed per thread
 //                in private shared-memory slots over the block's token tiles
@@ -12,11 +12,10 @@
 // Each dy element is loaded from shared memory once per product, and u's once per dy u warp.
 // The grid is splits x groups blocks: a block owns one range of features (a split, as many
 // 64-feature chunks as its slots and rows of u fit in shared memory) and every groups-th token
-// tile. So each
-// element of dy is read from memory once; dy u's partial sums over the splits meet in a float32
-// buffer (16-byte vector reductions, then one small pass writes it in the storage type; with one
-// split the block writes it directly), and dy^T proj's partial sums over the groups are added
-// into `product` once per block at the end. Rank and width are template parameters (width is rank,
+// tile. So each element of dy is read from memory once; dy u's partial sums over the splits meet
+// in a float32 buffer (16-byte vector reductions, then one small pass writes it in the storage
+// type; with one split the block writes it directly), and dy^T proj's partial sums over the
+// groups are added into `product` once per block at the end. Rank and width are template parameters (width is rank,
 // or rank + 8 with the ones column; at most 40, the B fragments held in registers), so the
 // products are straight-line code.
 #include "kernels/cuda/low_rank_gradients.h"
@@ -44,7 +43,7 @@ constexpr int kColumnBoxBytes = 1024;          // u: 64 rows x 8 columns per box
 constexpr int kProjectedBoxBytes = 2048;       // projected: 128 rows x 8 columns per box
 constexpr int kAlign = 1024;                   // the 128-byte swizzle repeats every 1 KB
 constexpr int kSharedLimit = 227 * 1024;
-constexpr int kBarrierBytes = ((2 * kStages + 3) * 8 + 15) / 16 * 16;  // the slots after them 16-byte aligned
+constexpr int kBarrierBytes = ((2 * kStages + 2) * 8 + 15) / 16 * 16;  // the slots after them 16-byte aligned
 
 struct Plan {
   int rank_tiles = 0, chunks = 0, splits = 0, chunks_per_split = 0, token_tiles = 0, groups = 0;
@@ -149,7 +148,6 @@ __global__ void __launch_bounds__(kThreads, 1)
   const uint32_t full = projected + kWidthTiles * kProjectedBoxBytes;
   const uint32_t empty = full + 8 * kStages;
   const uint32_t projected_full = empty + 8 * kStages, projected_empty = projected_full + 8;
-  const uint32_t u_full = projected_empty + 8;
   float4* const slots = reinterpret_cast<float4*>(shared_raw + (full + kBarrierBytes - raw));
   if (threadIdx.x == 0) {
     for (int s = 0; s < kStages; ++s) {
@@ -158,7 +156,6 @@ __global__ void __launch_bounds__(kThreads, 1)
     }
     device::barrier_init(projected_full, 1);
     device::barrier_init(projected_empty, kRoleWarps);
-    device::barrier_init(u_full, 1);
     device::barrier_init_fence();
   }
   __syncthreads();
@@ -174,14 +171,6 @@ __global__ void __launch_bounds__(kThreads, 1)
 
   if (warp == kWarps) {  // producer
     if (lane != 0) return;
-    barrier_arrive_expect(u_full, chunk_count * kChunkRowsBytes);
-    for (int c = 0; c < chunk_count; ++c) {
-      const uint32_t rows = u_rows + c * kChunkRowsBytes;
-#pragma unroll
-      for (int j = 0; j < kRankTiles; ++j) {
-        tma_load(rows + j * kColumnBoxBytes, &u_map, j * 8, (chunk_first + c) * kCols, u_full);
-      }
-    }
     uint32_t step = 0, tile_step = 0;
     for (int tile = group; tile < p.token_tiles; tile += p.groups, ++tile_step) {
       const int token0 = tile * kTokens;
@@ -195,8 +184,16 @@ __global__ void __launch_bounds__(kThreads, 1)
         const uint32_t s = step % kStages, phase = (step / kStages) & 1u;
         barrier_wait(empty + 8 * s, phase ^ 1u);
         const uint32_t bar = full + 8 * s;
-        barrier_arrive_expect(bar, kDyBytes);
-        tma_load(stages + s * kDyBytes, &dy_map, (chunk_first + c) * kCols, token0, bar);
+        const int feature0 = (chunk_first + c) * kCols;
+        const bool first_tile = tile_step == 0;  // the chunk's rows of u come with it
+        barrier_arrive_expect(bar, kDyBytes + (first_tile ? kChunkRowsBytes : 0));
+        tma_load(stages + s * kDyBytes, &dy_map, feature0, token0, bar);
+        if (first_tile) {
+#pragma unroll
+          for (int j = 0; j < kRankTiles; ++j) {
+            tma_load(u_rows + c * kChunkRowsBytes + j * kColumnBoxBytes, &u_map, j * 8, feature0, bar);
+          }
+        }
       }
     }
     return;
@@ -255,8 +252,10 @@ __global__ void __launch_bounds__(kThreads, 1)
         }
       }
     }
-    // This block's sums into `product`, four columns per reduction.
-    for (int c = 0; c < chunk_count; ++c) {
+    // This block's sums into `product`, four columns per reduction, starting at a chunk that
+    // differs from group to group (the blocks of a split finish together).
+    for (int i = 0; i < chunk_count; ++i) {
+      const int c = (i + group) % chunk_count;
 #pragma unroll
       for (int t = 0; t < kWidthTiles; ++t) {
         const float4 v = my_slots[c * kSlotStride + t * 32];
@@ -295,7 +294,6 @@ __global__ void __launch_bounds__(kThreads, 1)
                                   b[kRankTiles - 1]);
     }
   };
-  if (chunk_count > 0) barrier_wait(u_full, 0);  // the block's rows of u, loaded once
   uint32_t step = 0;
   for (int tile = group; tile < p.token_tiles; tile += p.groups) {
     float dyu[2][kRankTiles][4] = {};
