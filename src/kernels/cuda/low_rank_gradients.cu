@@ -15,9 +15,9 @@
 // tile. So each element of dy is read from memory once; dy u's partial sums over the splits meet
 // in a float32 buffer (16-byte vector reductions, then one small pass writes it in the storage
 // type; with one split the block writes it directly), and dy^T proj's partial sums over the
-// groups are added into `product` once per block at the end. Rank and width are template parameters (width is rank,
-// or rank + 8 with the ones column; at most 40, the B fragments held in registers), so the
-// products are straight-line code.
+// groups are added into `product` once per block, chunk by chunk as its last token tile passes
+// them. Rank and width are template parameters (width is rank, or rank + 8 with the ones column;
+// at most 40, the B fragments held in registers), so the products are straight-line code.
 #include "kernels/cuda/low_rank_gradients.h"
 
 #include "kernels/cuda/block_sparse_wgmma.cuh"
@@ -168,6 +168,9 @@ __global__ void __launch_bounds__(kThreads, 1)
   // The 128-byte swizzle XORs a dy row's 16-byte chunk index with row % 8; every row a lane
   // addresses below is lane % 8 plus a multiple of 8.
   const int swizzle = lane & 7;
+  // The block walks its chunks starting at one that differs from group to group, so that the
+  // blocks of a split, which run in step, add their sums into `product` at different places.
+  auto chunk_at = [&](int i) { return (i + group) % chunk_count; };
 
   if (warp == kWarps) {  // producer
     if (lane != 0) return;
@@ -180,7 +183,8 @@ __global__ void __launch_bounds__(kThreads, 1)
       for (int j = 0; j < kWidthTiles; ++j) {
         tma_load(projected + j * kProjectedBoxBytes, &projected_map, j * 8, token0, projected_full);
       }
-      for (int c = 0; c < chunk_count; ++c, ++step) {
+      for (int i = 0; i < chunk_count; ++i, ++step) {
+        const int c = chunk_at(i);
         const uint32_t s = step % kStages, phase = (step / kStages) & 1u;
         barrier_wait(empty + 8 * s, phase ^ 1u);
         const uint32_t bar = full + 8 * s;
@@ -202,17 +206,15 @@ __global__ void __launch_bounds__(kThreads, 1)
   if (warp < kRoleWarps) {
     // dy^T proj: features 16 warp .. 16 warp + 15 of each chunk, every width tile. The token
     // tile's projected rows are held as B fragments. Partial sums per chunk go to this thread's
-    // slots.
+    // slots, and on the block's last token tile from registers into `product`, four columns per
+    // reduction, while the ring runs on (the last stages' copies are still in flight).
     const uint32_t a_offset =
         ((lane & 7) + (lane >> 4) * 8) * 128 + (((warp * 2 + ((lane >> 3) & 1)) ^ swizzle) << 4);
     float4* const my_slots = slots + warp * kWidthTiles * 32 + lane;
     constexpr int kSlotStride = kRoleWarps * kWidthTiles * 32;  // float4s from one chunk's slots to the next
-    for (int c = 0; c < chunk_count; ++c) {
-#pragma unroll
-      for (int t = 0; t < kWidthTiles; ++t) my_slots[c * kSlotStride + t * 32] = make_float4(0.f, 0.f, 0.f, 0.f);
-    }
     uint32_t step = 0, tile_step = 0;
     for (int tile = group; tile < p.token_tiles; tile += p.groups, ++tile_step) {
+      const bool last_tile = tile + p.groups >= p.token_tiles;
       uint32_t proj[kSteps][kWidthTiles][2];
       barrier_wait(projected_full, tile_step & 1u);
 #pragma unroll
@@ -224,7 +226,8 @@ __global__ void __launch_bounds__(kThreads, 1)
       }
       __syncwarp();
       if (lane == 0) barrier_arrive(projected_empty);
-      for (int c = 0; c < chunk_count; ++c, ++step) {
+      for (int i = 0; i < chunk_count; ++i, ++step) {
+        const int c = chunk_at(i);
         const uint32_t s = step % kStages, phase = (step / kStages) & 1u;
         barrier_wait(full + 8 * s, phase);
         const uint32_t dy = stages + s * kDyBytes;
@@ -235,7 +238,9 @@ __global__ void __launch_bounds__(kThreads, 1)
         if (lane == 0) barrier_arrive(empty + 8 * s);
         float4 sums[kWidthTiles];
 #pragma unroll
-        for (int t = 0; t < kWidthTiles; ++t) sums[t] = my_slots[c * kSlotStride + t * 32];
+        for (int t = 0; t < kWidthTiles; ++t) {
+          sums[t] = tile_step == 0 ? make_float4(0.f, 0.f, 0.f, 0.f) : my_slots[c * kSlotStride + t * 32];
+        }
         float part[kWidthTiles][4] = {};
 #pragma unroll
         for (int ks = 0; ks < kSteps; ++ks) {
@@ -248,22 +253,16 @@ __global__ void __launch_bounds__(kThreads, 1)
           sums[t].y += part[t][1];
           sums[t].z += part[t][2];
           sums[t].w += part[t][3];
-          my_slots[c * kSlotStride + t * 32] = sums[t];
-        }
-      }
-    }
-    // This block's sums into `product`, four columns per reduction, starting at a chunk that
-    // differs from group to group (the blocks of a split finish together).
-    for (int i = 0; i < chunk_count; ++i) {
-      const int c = (i + group) % chunk_count;
-#pragma unroll
-      for (int t = 0; t < kWidthTiles; ++t) {
-        const float4 v = my_slots[c * kSlotStride + t * 32];
-        bool row8 = false;
-        const float4 four = quad_columns(v.x, v.y, v.z, v.w, q, row8);
-        const int feature = (chunk_first + c) * kCols + warp * 16 + g + (row8 ? 8 : 0);
-        if (feature < p.out_features) {
-          device::add4_global(p.product + feature * p.width + t * 8 + 2 * (q & ~1), four);
+          if (!last_tile) {
+            my_slots[c * kSlotStride + t * 32] = sums[t];
+            continue;
+          }
+          bool row8 = false;
+          const float4 four = quad_columns(sums[t].x, sums[t].y, sums[t].z, sums[t].w, q, row8);
+          const int feature = (chunk_first + c) * kCols + warp * 16 + g + (row8 ? 8 : 0);
+          if (feature < p.out_features) {
+            device::add4_global(p.product + feature * p.width + t * 8 + 2 * (q & ~1), four);
+          }
         }
       }
     }
@@ -297,7 +296,8 @@ __global__ void __launch_bounds__(kThreads, 1)
   uint32_t step = 0;
   for (int tile = group; tile < p.token_tiles; tile += p.groups) {
     float dyu[2][kRankTiles][4] = {};
-    for (int c = 0; c < chunk_count; ++c, ++step) {
+    for (int i = 0; i < chunk_count; ++i, ++step) {
+      const int c = chunk_at(i);
       const uint32_t s = step % kStages, phase = (step / kStages) & 1u;
       barrier_wait(full + 8 * s, phase);
       const uint32_t dy = stages + s * kDyBytes, u = u_rows + c * kChunkRowsBytes;
