@@ -236,7 +236,7 @@ at::Tensor mixed_linear_cuda(const at::Tensor& x, const at::Tensor& values, cons
   epilogue.bias = bias_c.defined() ? bias_c.data_ptr() : nullptr;
   at::Tensor y = at::empty({rows.size(0), l.out_features()}, rows.options());
   check_launch(op, cuda::forward_fused(d, kind, rows.size(0), rows.data_ptr(), v.data_ptr(), epilogue, y.data_ptr(),
-                                       tile_order(layout, d, kind, false, rows.size(0), epilogue.rank, x.device()),
+                                       tile_order(layout, d, kind, false, rows.size(0), rank, x.device()),
                                        at::cuda::getCurrentCUDAStream()));
   return y.view(sizes_with_last(x, l.out_features()));
 }
@@ -264,7 +264,7 @@ at::Tensor mixed_linear_grad_input_cuda(const at::Tensor& grad_y, const at::Tens
   at::Tensor dx = at::empty({rows.size(0), l.in_features()}, rows.options());
   check_launch(op, cuda::grad_input_fused(
                        d, kind, rows.size(0), rows.data_ptr(), v.data_ptr(), epilogue, dx.data_ptr(),
-                       tile_order(layout, d, kind, true, rows.size(0), epilogue.rank, grad_y.device()),
+                       tile_order(layout, d, kind, true, rows.size(0), rank, grad_y.device()),
                        at::cuda::getCurrentCUDAStream()));
   return dx.view(sizes_with_last(grad_y, l.in_features()));
 }

@@ -98,8 +98,8 @@ std::vector<Case> cases() {
   };
 }
 
-// The cases above run the wide tiles at every block size that has them, both ways (the choice is
-// the layout's, kernel_line_tile_features; checked here without a GPU).
+// The cases above run the wide tiles at every block size that has them, both ways, as the plain
+// operators choose them (rank 0, kernel_line_tile_features; checked here without a GPU).
 TEST(BlockSparseOpsCuda, CasesCoverWideTilesAtBlocks16To64) {
   for (const int64_t block : {16, 32, 64}) {
     for (const bool by_columns : {false, true}) {
@@ -395,7 +395,10 @@ TEST(BlockSparseOpsCuda, ParameterGradientsMatchFloat64Reference) {
 // the largest rank and width the kernel takes, a width without the ones column, token counts
 // that are multiples of nothing, a 3-d gradient, and a rank and a width the kernel does not take
 // (cuBLAS); projected contiguous for the first two shapes and a column slice of a wider buffer
-// (as the layer passes it) for the others. grad_projected's memory is poisoned first.
+// (as the layer passes it) for the others; and, last, token counts at which the kernel's blocks
+// take several token tiles each (u's rows kept from the first, the sums carried over the tiles in
+// shared memory, the last tile's reductions), with several splits and with one.
+// grad_projected's memory is poisoned first.
 TEST(BlockSparseOpsCuda, LowRankGradProductsMatchFloat64Reference) {
   SKIP_WITHOUT_CUDA();
   torch::manual_seed(43);
@@ -403,7 +406,8 @@ TEST(BlockSparseOpsCuda, LowRankGradProductsMatchFloat64Reference) {
     int64_t out, rank, width, tokens;
   };
   const Shape shapes[] = {{3072, 32, 40, 1001}, {520, 32, 40, 77}, {136, 40, 40, 300}, {200, 56, 64, 96},
-                          {4096, 16, 24, 2049}, {1000, 8, 8, 129},  {768, 20, 21, 333}, {264, 64, 72, 65}};
+                          {4096, 16, 24, 2049}, {1000, 8, 8, 129},  {768, 20, 21, 333}, {264, 64, 72, 65},
+                          {1000, 32, 40, 40000}, {200, 8, 16, 30001}, {64, 16, 24, 50000}};
   for (at::ScalarType dtype : {at::kBFloat16, at::kHalf}) {
     for (size_t i = 0; i < std::size(shapes); ++i) {
       const Shape& s = shapes[i];

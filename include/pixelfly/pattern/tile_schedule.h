@@ -109,3 +109,5 @@ const LineGrouping& line_grouping(const TileSchedule& schedule, bool by_columns,
 int64_t kernel_line_tile_features(const BlockLayout& layout, bool by_columns, int64_t rank = 0);
 
 }  // namespace pixelfly
+
+#undef PIXELFLY_HOST_DEVICE

@@ -937,7 +937,8 @@ cudaError_t launch_gradient(const DeviceLayout& layout, int64_t tokens, const vo
   return cudaLaunchKernelEx(&config, kernel, dy_map, x_map, layout, tokens, g.per_split, out);
 }
 
-// The line kernel of the layout's tile width for this direction (tile_schedule.h).
+// The line kernel of the tile width of the grouping the caller chose for this direction and
+// low-rank rank (DeviceLayout, tile_schedule.h: line_grouping).
 template <typename T, int B, bool kTransposed>
 cudaError_t launch_lines_at_width(const DeviceLayout& layout, int64_t tokens, const void* in, const void* values,
                                   const Epilogue& epilogue, void* out, const int32_t* order, cudaStream_t stream) {

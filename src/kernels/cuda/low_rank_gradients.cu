@@ -9,7 +9,8 @@
 //                in private shared-memory slots over the block's token tiles
 //   dy u         warps 4-7: 32 tokens x rank each, K = the stage's 64 features (u's 64 rows of
 //                that chunk); summed in registers over the block's features
-// Each dy element is loaded from shared memory once per product, and u's once per dy u warp.
+// Each dy element is loaded from shared memory once per product, and each chunk's rows of u once
+// per dy u warp and token tile.
 // The grid is splits x groups blocks: a block owns one range of features (a split, as many
 // 64-feature chunks as its slots and rows of u fit in shared memory) and every groups-th token
 // tile. So each element of dy is read from memory once; dy u's partial sums over the splits meet
