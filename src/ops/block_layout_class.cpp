@@ -3,6 +3,8 @@
 
 #include <ATen/ATen.h>
 
+#include <array>
+
 #include "pixelfly/pattern/flat_butterfly.h"
 #include "pixelfly/pattern/tile_schedule.h"
 
@@ -23,6 +25,15 @@ const DeviceIndex& LayoutHandle::device_index(const at::Device& device) const {
     }
   }
   auto on_device = [&device](const std::vector<int64_t>& v) { return at::tensor(v, at::kLong).to(device); };
+  // Schedule entries (line groups, weight-gradient pieces) as int64 rows of their five fields.
+  auto records_on_device = [&](const auto& entries, auto fields) {
+    std::vector<int64_t> records;
+    for (const auto& e : entries) {
+      const std::array<int64_t, 5> f = fields(e);
+      records.insert(records.end(), f.begin(), f.end());
+    }
+    return on_device(records).view({-1, 5});
+  };
   DeviceIndex index;
   index.row_ptr = on_device(layout_.row_ptr());
   index.col_idx = on_device(layout_.col_idx());
@@ -36,11 +47,9 @@ const DeviceIndex& LayoutHandle::device_index(const at::Device& device) const {
     auto grouping_on_device = [&](const LineGrouping& g) {
       DeviceIndex::Grouping d;
       if (g.tile_features == 0) return d;
-      std::vector<int64_t> records;
-      for (const LineGroup& l : g.groups) {
-        records.insert(records.end(), {l.first, l.count, l.index_offset, l.length, l.block_offset});
-      }
-      d.groups = on_device(records).view({-1, 5});
+      d.groups = records_on_device(g.groups, [](const LineGroup& l) {
+        return std::array<int64_t, 5>{l.first, l.count, l.index_offset, l.length, l.block_offset};
+      });
       d.index = on_device(g.index);
       d.blocks = on_device(g.blocks);
       d.tile_features = g.tile_features;
@@ -50,11 +59,9 @@ const DeviceIndex& LayoutHandle::device_index(const at::Device& device) const {
     index.cols = grouping_on_device(schedule.cols);
     index.wide_rows = grouping_on_device(schedule.wide_rows);
     index.wide_cols = grouping_on_device(schedule.wide_cols);
-    std::vector<int64_t> pieces;
-    for (const GradientPiece& p : schedule.gradient_pieces) {
-      pieces.insert(pieces.end(), {p.row_first, p.rows, p.column_offset, p.cols, p.block_offset});
-    }
-    index.gradient_pieces = on_device(pieces).view({-1, 5});
+    index.gradient_pieces = records_on_device(schedule.gradient_pieces, [](const GradientPiece& p) {
+      return std::array<int64_t, 5>{p.row_first, p.rows, p.column_offset, p.cols, p.block_offset};
+    });
     index.gradient_columns = on_device(schedule.gradient_columns);
     index.gradient_blocks = on_device(schedule.gradient_blocks);
   }

@@ -2,10 +2,10 @@
 //
 // Warp-specialised: a thread block has producer warps (two or three in forward and grad_input,
 // each filling its own share of the stages; one in grad_weight) and two consumer warpgroups and
-// computes 256-token x 128-feature or x 192-feature tiles (forward, grad_input; the width is the
-// layout's, tile_schedule.h) or 128 x 256 weight-gradient pieces, each warpgroup two
-// wgmma.m64n128k16 (m64n192k16) products per K slice (both operands in shared memory, float32
-// accumulators in registers). The producer fills a ring of 64-deep K stages with
+// computes 256-token x 128-feature or x 192-feature tiles (forward, grad_input; the width is
+// that of the grouping the caller chose, tile_schedule.h: line_grouping) or 128 x 256
+// weight-gradient pieces, each warpgroup two wgmma.m64n128k16 (m64n192k16) products per K slice
+// (both operands in shared memory, float32 accumulators in registers). The producer fills a ring of 64-deep K stages with
 // TMA box copies, each stage completing on an mbarrier by transaction count; the consumers
 // release a stage through a second mbarrier once its products are done, keeping one stage's
 // products in flight while they wait for the next. The producer reads the tiles' metadata (tile
