@@ -45,7 +45,6 @@ def read_write_bandwidth():
 
 TOKEN_TILE = 256  # tokens per forward / grad_input tile
 FEATURE_TILE = 128  # features per tile (a group of 128 / block lines)
-PIECE_COLUMNS = 256  # X features per weight-gradient piece
 
 
 def row_lists(layout):
@@ -75,7 +74,8 @@ def tiling_bytes(layout, tokens):
         return token_tiles * TOKEN_TILE * sum(unions(lists)) * b * 2 + token_tiles * weight + tokens * out_f * 2
 
     u_rows = unions(by_row)
-    piece_rows = sum(-(-u * b // PIECE_COLUMNS) * min(per, rows - g * per) for g, u in enumerate(u_rows))
+    piece_columns = layout.gradient_piece_features()  # X features per weight-gradient piece
+    piece_rows = sum(-(-u * b // piece_columns) * min(per, rows - g * per) for g, u in enumerate(u_rows))
     dw = tokens * b * 2 * (piece_rows + sum(u_rows)) + 2 * weight  # the result once, in float32
     return lines(by_row, layout.out_features()), lines(col_lists, layout.in_features()), dw
 

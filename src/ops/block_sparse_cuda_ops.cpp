@@ -72,6 +72,7 @@ cuda::DeviceLayout device_layout(const char* op, const Layout& layout, const at:
     d.col_tile_features = cols.tile_features;
     d.gradient_pieces = index.gradient_pieces.data_ptr<int64_t>();
     d.num_gradient_pieces = index.gradient_pieces.size(0);
+    d.gradient_piece_features = schedule.gradient_piece_features;
     d.gradient_columns = index.gradient_columns.data_ptr<int64_t>();
     d.gradient_blocks = index.gradient_blocks.data_ptr<int64_t>();
   }

@@ -66,9 +66,17 @@ double modelled_line_time(const LineGrouping& g, int64_t block, int64_t rank) {
   return static_cast<double>(steps * g.tile_features);
 }
 
-// Weight gradient: the rows' narrow groups, each group's union columns two tiles' worth at a time.
+// Columns the pieces of `features` wide multiply over all of the rows' groups.
+int64_t gradient_piece_columns(const LineGrouping& rows, int64_t block, int64_t features) {
+  const int64_t span = features / block;
+  int64_t pieces = 0;
+  for (const LineGroup& g : rows.groups) pieces += (g.length + span - 1) / span;
+  return pieces * features;
+}
+
+// Weight gradient: the rows' narrow groups, each group's union columns a piece's width at a time.
 void add_gradient_pieces(const LineGrouping& rows, TileSchedule& s) {
-  const int64_t piece_span = kGradientPieceFeatures / s.block;
+  const int64_t piece_span = s.gradient_piece_features / s.block;
   for (const LineGroup& g : rows.groups) {
     for (int64_t k0 = 0; k0 < g.length; k0 += piece_span) {
       GradientPiece p;
@@ -105,8 +113,17 @@ TileSchedule make_tile_schedule(const BlockLayout& layout) {
     s.wide_rows = group(layout, false, kKernelWideTileFeatures);
     s.wide_cols = group(layout, true, kKernelWideTileFeatures);
   }
+  s.gradient_piece_features = gradient_piece_features(s.rows, b);
   add_gradient_pieces(s.rows, s);
   return s;
+}
+
+int64_t gradient_piece_features(const LineGrouping& rows, int64_t block) {
+  if (kNarrowGradientPieceFeatures % block != 0) return kGradientPieceFeatures;
+  return gradient_piece_columns(rows, block, kNarrowGradientPieceFeatures) <
+                 gradient_piece_columns(rows, block, kGradientPieceFeatures)
+             ? kNarrowGradientPieceFeatures
+             : kGradientPieceFeatures;
 }
 
 const LineGrouping& line_grouping(const TileSchedule& schedule, bool by_columns, int64_t rank) {

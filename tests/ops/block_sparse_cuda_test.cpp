@@ -92,6 +92,9 @@ std::vector<Case> cases() {
       {random_layout(500, 700, 64, 0.2, 3), 77},
       {flat_butterfly_layout({1024, 1024, 8, 2, 128}), 515},
       {random_layout(260, 130, 128, 0.5, 4), 1},
+      // Weight-gradient pieces 256 features wide at block 64 (the random block-64 layouts above
+      // take 192).
+      {flat_butterfly_layout({512, 1024, 8, 2, 64}), 300},
       // Wide (192-feature) tiles at blocks 16 and 64, the last group partial.
       {shared_runs_layout(16, 34), 777},
       {shared_runs_layout(64, 11), 333},
@@ -111,6 +114,23 @@ TEST(BlockSparseOpsCuda, CasesCoverWideTilesAtBlocks16To64) {
       }
       EXPECT_TRUE(covered) << "block " << block << (by_columns ? " grad_input" : " forward");
     }
+  }
+}
+
+// ... and the weight-gradient pieces of both widths (tile_schedule.h, gradient_piece_features):
+// 192 features at blocks 16, 32 and 64, 256 at blocks 32, 64 and 128.
+TEST(BlockSparseOpsCuda, CasesCoverBothGradientPieceWidths) {
+  for (const auto& [block, features] :
+       {std::pair{int64_t{16}, kNarrowGradientPieceFeatures}, std::pair{int64_t{32}, kNarrowGradientPieceFeatures},
+        std::pair{int64_t{64}, kNarrowGradientPieceFeatures}, std::pair{int64_t{32}, kGradientPieceFeatures},
+        std::pair{int64_t{64}, kGradientPieceFeatures}, std::pair{int64_t{128}, kGradientPieceFeatures}}) {
+    bool covered = false;
+    for (const Case& c : cases()) {
+      covered = covered || (c.layout.block() == block && c.layout.out_features() % 8 == 0 &&
+                            c.layout.in_features() % 8 == 0 &&
+                            make_tile_schedule(c.layout).gradient_piece_features == features);
+    }
+    EXPECT_TRUE(covered) << "block " << block << ", pieces " << features << " wide";
   }
 }
 
@@ -456,10 +476,11 @@ TEST(BlockSparseOpsCuda, LowRankGradProductsMatchFloat64Reference) {
 // The weight gradient over token counts that split its reduction over blocks. On an H200 (132
 // multiprocessors; 30 clusters of 4 blocks, 22 of 5 and 15 of 7 at once) the splits of each
 // piece run as one thread-block cluster, summed in shared memory and stored once, in the first,
-// second, fourth and fifth cases (9 pieces in 4 and 7 splits, 16 in 5, Mixer-B fc1's 24 in 4);
-// the third (24 pieces in 5 splits: a second wave of clusters), the sixth (11 splits, as Mixer-B
-// fc1 at 25 088 tokens) and the last (13) add into a float32 buffer and round it. The output's
-// memory is poisoned first, so an element no block stores fails.
+// second, fourth and fifth cases (11 pieces 192 features wide in 4 and 7 splits, 16 of 256 in
+// 5, Mixer-B fc1's 24 of 192 in 4); the third (24 pieces of 256 in 5 splits: a second wave of
+// clusters), the sixth (11 splits, as Mixer-B fc1 at 25 088 tokens) and the last (6 pieces of 192
+// in 13) add into a float32 buffer and round it. The output's memory is poisoned first, so an
+// element no block stores fails.
 TEST(BlockSparseOpsCuda, GradWeightOverTokenSplitsMatchesFloat64Reference) {
   SKIP_WITHOUT_CUDA();
   torch::manual_seed(43);

@@ -67,10 +67,12 @@ void expect_valid(const BlockLayout& l) {
   if (!wide) {
     for (const bool by_columns : {false, true}) EXPECT_EQ(&line_grouping(s, by_columns, 32), by_columns ? &s.cols : &s.rows);
   }
+  EXPECT_EQ(s.gradient_piece_features, gradient_piece_features(s.rows, l.block()));
+  EXPECT_EQ(s.gradient_piece_features % l.block(), 0);
   std::vector<int> seen(l.nnz(), 0);
   for (const GradientPiece& p : s.gradient_pieces) {
     EXPECT_LE(p.rows, span);
-    EXPECT_LE(p.cols, 2 * span);
+    EXPECT_LE(p.cols, s.gradient_piece_features / l.block());
     for (int64_t i = 0; i < p.rows; ++i) {
       for (int64_t j = 0; j < p.cols; ++j) {
         const int64_t block = s.gradient_blocks[p.block_offset + i * p.cols + j];
@@ -92,6 +94,26 @@ TEST(TileSchedule, CoversEveryLineAndBlockOnceWithTheKernelsTables) {
     const int64_t block = int64_t{16} << (rng() % 4);
     expect_valid(random_layout(1 + rng() % 700, 1 + rng() % 700, block, 0.1 + 0.8 * (rng() % 100) / 100.0, trial));
   }
+}
+
+// The weight-gradient pieces are 192 features wide where that multiplies fewer columns in all:
+// row groups whose unions are five or six blocks of 32 (Mixer-B fc1, ViT-S, GPT-2-medium fc1)
+// fill one 192-wide piece and leave a 256-wide one a quarter or more empty; unions of eight or
+// sixteen (Mixer-B and GPT-2-medium fc2, 4096 x 4096 at n = 16) fill 256-wide pieces, which
+// 192-wide ones would cut into more pieces and columns; block 128 does not divide 192.
+TEST(TileSchedule, GradientPiecesOfTheWidthThatMultipliesFewerColumns) {
+  for (const BlockLayout& l : {flat_butterfly_layout({3072, 768, 16, 2, 32}), flat_butterfly_layout({2304, 768, 16, 2, 32}),
+                               flat_butterfly_layout({4096, 1024, 16, 2, 32})}) {
+    EXPECT_EQ(make_tile_schedule(l).gradient_piece_features, kNarrowGradientPieceFeatures);
+  }
+  for (const BlockLayout& l : {flat_butterfly_layout({768, 3072, 16, 2, 32}), flat_butterfly_layout({1024, 4096, 16, 2, 32}),
+                               flat_butterfly_layout({4096, 4096, 16, 1, 32}), flat_butterfly_layout({3072, 768, 16, 2, 128})}) {
+    EXPECT_EQ(make_tile_schedule(l).gradient_piece_features, kGradientPieceFeatures);
+  }
+  // Mixer-B fc1: 24 row groups, each one 192-wide piece (unions of five or six blocks) instead of
+  // one 256-wide piece.
+  const TileSchedule mixer = make_tile_schedule(flat_butterfly_layout({3072, 768, 16, 2, 32}));
+  EXPECT_EQ(mixer.gradient_pieces.size(), 24u);
 }
 
 TEST(TileSchedule, LineTileStepsCountTheUnionThenTheLowRankChunks) {

@@ -1,10 +1,10 @@
 // Work lists for the tensor-core kernels, derived once from a BlockLayout. Each thread block
 // computes a tile of up to kKernelTileFeatures or kKernelWideTileFeatures features (chosen per
 // direction and low-rank term, line_grouping below; weight-gradient pieces: kKernelTileFeatures x
-// kGradientPieceFeatures) as a dense GEMM:
+// kGradientPieceFeatures or kNarrowGradientPieceFeatures, chosen per layout) as a dense GEMM:
 //   forward     a group of consecutive block rows; K walks the union of their column lists,
 //   grad_input  a group of consecutive block columns; K walks the union of their row lists,
-//   grad_weight a row group and up to kGradientPieceFeatures of its union columns; K walks tokens.
+//   grad_weight a row group and up to a piece's width of its union columns; K walks tokens.
 // Where a line has no block at a position of the union, the kernel reads zeros (and writes
 // nothing), so layouts whose cells do not align with tiles still fill whole tiles.
 #pragma once
@@ -31,8 +31,12 @@ constexpr int64_t kKernelWideTileFeatures = 192;
 constexpr int64_t kKernelTileTokens = 256;
 constexpr int64_t kKernelStepFeatures = 64;
 // Columns of a weight-gradient piece: two tiles wide, so that a piece reads its rows of dY once
-// for twice the columns of X.
+// for twice the columns of X; or, where the block divides it, 192 (one m64n192 product per
+// warpgroup instead of two m64n128): a row group whose union is five or six blocks of 32 wide
+// (Mixer-B fc1, ViT-S, GPT-2-medium fc1) then fills its piece instead of leaving a quarter or
+// more of the products on columns it does not have.
 constexpr int64_t kGradientPieceFeatures = 2 * kKernelTileFeatures;
+constexpr int64_t kNarrowGradientPieceFeatures = 192;
 
 // Lines [first, first + count) computed together. Their union index list is
 // index[index_offset .. index_offset + length) (ascending), and blocks[block_offset + i * length + k]
@@ -70,14 +74,24 @@ struct TileSchedule {
   // every line once (empty lines included), at kKernelTileFeatures and, where the block divides
   // it, at kKernelWideTileFeatures; line_grouping picks the one a call runs.
   LineGrouping rows, cols, wide_rows, wide_cols;
-  std::vector<GradientPiece> gradient_pieces;  // covers every nonzero block once
+  // The weight-gradient pieces' width (gradient_piece_features below) and the pieces, which cover
+  // every nonzero block once.
+  int64_t gradient_piece_features = kGradientPieceFeatures;
+  std::vector<GradientPiece> gradient_pieces;
   std::vector<int64_t> gradient_columns, gradient_blocks;
 };
 
 // Row groups of kKernelTileFeatures / block rows (and kKernelWideTileFeatures / block), column
-// groups alike, weight-gradient pieces of kKernelTileFeatures / block rows by twice as many
-// columns. Throws std::invalid_argument where the block does not divide kKernelTileFeatures.
+// groups alike, weight-gradient pieces of kKernelTileFeatures / block rows by
+// gradient_piece_features(rows) / block columns. Throws std::invalid_argument where the block does
+// not divide kKernelTileFeatures.
 TileSchedule make_tile_schedule(const BlockLayout& layout);
+
+// The weight-gradient pieces' width for the narrow row groups `rows`: kNarrowGradientPieceFeatures
+// where the block divides it and the pieces then multiply fewer columns in all (the sum over the
+// groups of their pieces' widths; the products are most of the pass's time, docs/perf.md version
+// 23), else kGradientPieceFeatures.
+int64_t gradient_piece_features(const LineGrouping& rows, int64_t block);
 
 // K steps (kKernelStepFeatures deep) of a line tile whose union has `length` blocks of `block`
 // features, with a low-rank term of `rank` as extra K chunks right after the union's (chunks of

@@ -51,6 +51,7 @@ struct DeviceLayout {
   const int64_t* col_blocks = nullptr;
   const int64_t* gradient_pieces = nullptr;
   int64_t num_gradient_pieces = 0;
+  int64_t gradient_piece_features = kGradientPieceFeatures;  // or kNarrowGradientPieceFeatures
   const int64_t* gradient_columns = nullptr;
   const int64_t* gradient_blocks = nullptr;
 };

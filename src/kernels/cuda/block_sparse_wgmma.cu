@@ -3,9 +3,10 @@
 // Warp-specialised: a thread block has producer warps (two or three in forward and grad_input,
 // each filling its own share of the stages; one in grad_weight) and two consumer warpgroups and
 // computes 256-token x 128-feature or x 192-feature tiles (forward, grad_input; the width is
-// that of the grouping the caller chose, tile_schedule.h: line_grouping) or 128 x 256
-// weight-gradient pieces, each warpgroup two wgmma.m64n128k16 (m64n192k16) products per K slice
-// (both operands in shared memory, float32 accumulators in registers). The producer fills a ring of 64-deep K stages with
+// that of the grouping the caller chose, tile_schedule.h: line_grouping) or 128 x 256 (128 x 192)
+// weight-gradient pieces (the layout's schedule chooses), each warpgroup two wgmma.m64n128k16
+// (one m64n192k16) products per K slice (both operands in shared memory, float32 accumulators
+// in registers). The producer fills a ring of 64-deep K stages with
 // TMA box copies, each stage completing on an mbarrier by transaction count; the consumers
 // release a stage through a second mbarrier once its products are done, keeping one stage's
 // products in flight while they wait for the next. The producer reads the tiles' metadata (tile
@@ -109,14 +110,23 @@ struct LineConfig {
   static constexpr size_t kShared = shared_bytes(kStages, kABytes + kBBytes, kExtraBytes);
   static_assert(kShared <= 227 * 1024, "more shared memory than a multiprocessor has");
 };
-// grad_weight: 128 x 256 pieces (a 64-token stage: 16 KB of dY, 32 KB of X), long K loops
-// (tokens), a 4-stage ring, one block per multiprocessor.
-static_assert(kGradientPieceFeatures == 2 * kTile, "schedule pieces must be two products wide");
-constexpr int kGradientStages = 4;
+// grad_weight: 128 x kN pieces, kN the schedule's piece width (tile_schedule.h): 256, two
+// m64n128 products per warpgroup and K slice, or 192, one m64n192. A 64-token stage holds 16 KB
+// of dY and kN x 128 bytes of X; long K loops (tokens), a 4-stage ring, one block per
+// multiprocessor.
 constexpr int kGradientBlocksPerSM = 1;
 constexpr int kGradientABytes = kOperandBytes;
-constexpr int kGradientBBytes = 2 * kOperandBytes;
-constexpr size_t kGradientShared = shared_bytes(kGradientStages, kGradientABytes + kGradientBBytes, 0);
+template <int kN>
+struct GradientConfig {
+  static_assert(kN == kGradientPieceFeatures || kN == kNarrowGradientPieceFeatures, "a schedule's piece width");
+  static constexpr int kProducts = kN == 2 * kTile ? 2 : 1;
+  static constexpr int kProductWidth = kN / kProducts;     // 128 or 192 columns
+  static constexpr int kAccumulators = kProductWidth / 2;  // per consumer thread and product
+  static constexpr int kColumnGroups = kN / 8;             // hj: the products' groups of 8 columns
+  static constexpr int kBBytes = kN * kStep * 2;
+  static constexpr int kStages = 4;
+  static constexpr size_t kShared = shared_bytes(kStages, kGradientABytes + kBBytes, 0);
+};
 
 // How a block size B splits into TMA boxes: chunks of C = min(B, 64) elements along K (line
 // kernels) or along N (the weight gradient's X), swizzled at 2 C bytes, across an operand of kN
@@ -630,9 +640,9 @@ __global__ void __launch_bounds__(LineConfig<kWidth>::kThreads, kLineBlocksPerSM
 }
 
 // ----- grad_weight ----------------------------------------------------------------------------
-// A piece is up to 128 rows of dY's features by up to 256 of X's (kGradientPieceFeatures), K
+// A piece is up to 128 rows of dY's features by up to kN of X's (256 or 192, GradientConfig), K
 // walks tokens. Both operands are [token][feature] tiles (M-/N-major); each consumer warpgroup
-// computes 64 rows by the 256 columns as two m64n128 products. The block accumulates one token
+// computes 64 rows by the kN columns as two m64n128 products or one m64n192. The block accumulates one token
 // split (blockIdx.y). With out.cluster = 0 it adds the split into the float32 sums (vector
 // reductions; the caller zeroes them and, for the operator, rounds them afterwards). With
 // out.cluster = the split count, a piece's splits are one thread-block cluster whose blocks sum
@@ -645,24 +655,26 @@ struct GradientOut {
   void* values = nullptr;  // the storage type, nnz * b * b, stored (cluster > 0)
   int cluster = 0;         // the splits of a piece summed in one cluster; 0: reductions into sums
 };
-constexpr int kColumnGroups = 2 * 16;  // hj: the two products' 16 groups of 8 columns
 constexpr int kMaxGradientCluster = 8; // the portable cluster size
 // In a cluster, a block stages its accumulators (every column group of every consumer thread,
 // 16 bytes each) after the block table (kGradientTableBytes) at the start of the ring.
 constexpr int kGradientTableBytes = 1024;
-static_assert(kGradientTableBytes + kColumnGroups * kConsumers * 16 <= kGradientStages * (kGradientABytes + kGradientBBytes),
-              "a block's staged accumulators must fit in the ring");
-template <typename T, int B>
+template <typename T, int B, int kN>
 __global__ void __launch_bounds__(kThreads, kGradientBlocksPerSM)
     gradient_kernel(const __grid_constant__ CUtensorMap dy_map, const __grid_constant__ CUtensorMap x_map,
                     DeviceLayout layout, int64_t tokens, int64_t tokens_per_split, GradientOut out) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   using K = Chunking<B>;
+  using G = GradientConfig<kN>;
+  static_assert(kN % B == 0, "a piece holds whole blocks");
+  static_assert(kGradientTableBytes + G::kColumnGroups * kConsumers * 16 <= G::kStages * (kGradientABytes + G::kBBytes),
+                "a block's staged accumulators must fit in the ring");
   constexpr int kDyBoxBytes = 64 * kStep * 2;
   constexpr int kXBoxBytes = kStep * 2 * K::C;
-  constexpr int kHalfBoxes = kTile / K::C;  // X boxes of one 128-column product
+  constexpr int kProductBoxes = G::kProductWidth / K::C;  // X boxes of one product
+  constexpr int kProductGroups = G::kProductWidth / 8;    // a product's groups of 8 columns
   extern __shared__ unsigned char smem_raw[];
-  const auto ring = make_ring<kGradientStages, kGradientABytes, kGradientBBytes>(smem_raw, 0);
+  const auto ring = make_ring<G::kStages, kGradientABytes, G::kBBytes>(smem_raw, 0);
 
   const int64_t* p = layout.gradient_pieces + 5 * static_cast<int64_t>(blockIdx.x);
   const int64_t row_begin = p[0], rows = p[1], cols = p[3];
@@ -678,8 +690,8 @@ __global__ void __launch_bounds__(kThreads, kGradientBlocksPerSM)
     // From one stage to the next a lane's copy (dY boxes first, then X's) changes only in its
     // token and its ring slot: its map, box offset and column are worked out once, so each stage
     // is lane 0's byte count and one copy per lane. A piece has at most kTile dY rows (two 64-row
-    // boxes) and kGradientPieceFeatures X columns.
-    static_assert(kTile / 64 + kGradientPieceFeatures / K::C <= 32, "a piece's boxes must fit one per lane");
+    // boxes) and kN X columns.
+    static_assert(kTile / 64 + kN / K::C <= 32, "a piece's boxes must fit one per lane");
     const int dy_boxes = (m_end + 63) / 64, x_boxes = (n_end + K::C - 1) / K::C;
     const bool active = lane < dy_boxes + x_boxes, dy = lane < dy_boxes;
     const int n = (lane - dy_boxes) * K::C;  // the X box's first column within the piece
@@ -701,9 +713,9 @@ __global__ void __launch_bounds__(kThreads, kGradientBlocksPerSM)
     return;
   }
 
-  // Columns 128.. of a narrower piece multiply whatever their X boxes hold and are not stored:
+  // Columns past a narrower piece's end multiply whatever their X boxes hold and are not stored:
   // skipping them would be a branch around wgmma, which ptxas serialises.
-  float d[2][64] = {};  // the first products overwrite them (consume)
+  float d[G::kProducts][G::kAccumulators] = {};  // the first products overwrite them (consume)
   const uint32_t warpgroup_rows = static_cast<uint32_t>(warp / 4) * kDyBoxBytes;  // rows 64 * warpgroup
   consume<1>(
       d, ring, 0, static_cast<uint32_t>(steps),
@@ -714,22 +726,22 @@ __global__ void __launch_bounds__(kThreads, kGradientBlocksPerSM)
         for (int ks = 0; ks < kStep / 16; ++ks) {
           const uint64_t da = descriptor(a + ks * 2048, kDyBoxBytes, 1024, 1);
 #pragma unroll
-          for (int h = 0; h < 2; ++h) {
+          for (int h = 0; h < G::kProducts; ++h) {
             const uint64_t db =
-                descriptor(b + h * kHalfBoxes * kXBoxBytes + ks * 32 * K::C, kXBoxBytes, 16 * K::C, K::kLayout);
-            mma_64x128x16<T, 1, 1>(d[h], da, db, step > 0 || ks > 0);
+                descriptor(b + h * kProductBoxes * kXBoxBytes + ks * 32 * K::C, kXBoxBytes, 16 * K::C, K::kLayout);
+            mma_64xNx16<T, 1, 1>(d[h], da, db, step > 0 || ks > 0);
           }
         }
       });
   const int cluster = out.cluster;
   if (cluster == 0 && steps == 0) return;  // nothing to add
 
-  // The piece's block table (at most kTile / B x kGradientPieceFeatures / B entries) goes to
+  // The piece's block table (at most kTile / B x kN / B entries) goes to
   // shared memory first, read in parallel, one entry per thread: looked up from global memory
   // beside each write, its reads were a chain of dependent loads through the epilogue. It
   // takes the start of the ring, once both warpgroups' products (which read the ring) are done.
-  static_assert((kTile / B) * (kGradientPieceFeatures / B) * 4 <= kGradientTableBytes, "the table must fit its bytes");
-  static_assert((kTile / B) * (kGradientPieceFeatures / B) <= kConsumers, "one table entry per consumer thread");
+  static_assert((kTile / B) * (kN / B) * 4 <= kGradientTableBytes, "the table must fit its bytes");
+  static_assert((kTile / B) * (kN / B) <= kConsumers, "one table entry per consumer thread");
   const uint32_t table = ring.a;
   const int entries = static_cast<int>(rows * cols);
   device::named_barrier<1, kConsumers>();
@@ -737,18 +749,18 @@ __global__ void __launch_bounds__(kThreads, kGradientBlocksPerSM)
   if (cluster == 0) {
     device::named_barrier<1, kConsumers>();
     // A thread's accumulators come in pairs of neighbouring columns n, n + 1 (one vector
-    // reduction per pair), n = h * kTile + 8 j + 2 (lane % 4): the B / 8 values of j in one
+    // reduction per pair), n = h * (a product's width) + 8 j + 2 (lane % 4): the B / 8 values of j in one
     // column block share the block's lookup and its row's address, each pair 8 columns after the
     // last. n_end, a multiple of B, takes a whole column block or none of it.
     constexpr int kJPerBlock = B / 8;
 #pragma unroll
-    for (int h = 0; h < 2; ++h)
+    for (int h = 0; h < G::kProducts; ++h)
 #pragma unroll
-      for (int jb = 0; jb < 16 / kJPerBlock; ++jb)
+      for (int jb = 0; jb < kProductGroups / kJPerBlock; ++jb)
 #pragma unroll
         for (int r = 0; r < 2; ++r) {
           const int m = (warp / 4) * 64 + accumulator_row(warp, lane, r);
-          const int n = h * kTile + accumulator_col(lane, jb * kJPerBlock);
+          const int n = h * G::kProductWidth + accumulator_col(lane, jb * kJPerBlock);
           if (m >= m_end || n >= n_end) continue;
           const int block =
               static_cast<int>(device::load_shared(table + 4 * ((m / B) * static_cast<int>(cols) + n / B)));
@@ -763,16 +775,16 @@ __global__ void __launch_bounds__(kThreads, kGradientBlocksPerSM)
     return;
   }
 
-  // A cluster: each block stages its accumulators in its ring, column group hj = 16 h + j (8
-  // columns of one product, 4 values per thread) by thread; once every block of the cluster has,
+  // A cluster: each block stages its accumulators in its ring, column group hj = (a product's
+  // groups) h + j (8 columns of one product, 4 values per thread) by thread; once every block of the cluster has,
   // each block sums the groups it owns (hj % cluster = its rank) over the cluster, its own first,
   // then the others' in rank order, reading theirs in place, and stores them. Staged and written
   // in rolled loops: unrolled over the accumulators, this epilogue was twenty times longer than
   // the kernel's loop and cost more in instruction fetches than the reductions it saves.
   const uint32_t staged = ring.a + kGradientTableBytes;
 #pragma unroll
-  for (int hj = 0; hj < kColumnGroups; ++hj) {
-    const int h = hj / 16, j = hj % 16;
+  for (int hj = 0; hj < G::kColumnGroups; ++hj) {
+    const int h = hj / kProductGroups, j = hj % kProductGroups;
     device::store_shared_float4(staged + (hj * kConsumers + tid) * 16,
                                 make_float4(d[h][4 * j], d[h][4 * j + 1], d[h][4 * j + 2], d[h][4 * j + 3]));
   }
@@ -782,7 +794,7 @@ __global__ void __launch_bounds__(kThreads, kGradientBlocksPerSM)
     device::named_barrier<1, kConsumers>();
   }
   const int rank = cluster > 1 ? static_cast<int>(device::cluster_rank()) : 0;
-  for (int hj = rank; hj < kColumnGroups; hj += cluster) {
+  for (int hj = rank; hj < G::kColumnGroups; hj += cluster) {
     const uint32_t mine = staged + (hj * kConsumers + tid) * 16;
     float4 v = device::load_shared_float4(mine);
     for (int source = 0; source < cluster; ++source) {
@@ -790,7 +802,7 @@ __global__ void __launch_bounds__(kThreads, kGradientBlocksPerSM)
       const float4 w = device::load_cluster_float4(mine, source);
       v.x += w.x, v.y += w.y, v.z += w.z, v.w += w.w;
     }
-    const int n = (hj / 16) * kTile + accumulator_col(lane, hj % 16);
+    const int n = (hj / kProductGroups) * G::kProductWidth + accumulator_col(lane, hj % kProductGroups);
     for (int r = 0; r < 2; ++r) {
       const int m = (warp / 4) * 64 + accumulator_row(warp, lane, r);
       if (m >= m_end || n >= n_end) continue;
@@ -852,16 +864,19 @@ cudaError_t launch_lines(const DeviceLayout& layout, int64_t tokens, const void*
   return cudaGetLastError();
 }
 
-// Clusters of `size` weight-gradient blocks the current device runs at once (every instantiation
-// takes the same threads and shared memory, one block per multiprocessor; asked once per size).
+// Clusters of `size` weight-gradient blocks of pieces kN wide the current device runs at once
+// (the instantiations of one width take the same threads and shared memory, one block per
+// multiprocessor; asked once per width and size).
+template <int kN>
 int gradient_clusters_at_once(int size) {
   if (size == 1) return kGradientBlocksPerSM * device::multiprocessors();
   static std::array<std::atomic<int>, kMaxGradientCluster + 1> known{};  // the count + 1; 0: not asked yet
   const int seen = known[size].load(std::memory_order_relaxed);
   if (seen > 0) return seen - 1;
-  constexpr auto kernel = gradient_kernel<__nv_bfloat16, 32>;
+  constexpr auto kernel = gradient_kernel<__nv_bfloat16, 32, kN>;
+  constexpr size_t kShared = GradientConfig<kN>::kShared;
   int clusters = 0;
-  if (device::allow_shared_memory<kernel>(kGradientShared) == cudaSuccess) {
+  if (device::allow_shared_memory<kernel>(kShared) == cudaSuccess) {
     cudaLaunchAttribute attribute{};
     attribute.id = cudaLaunchAttributeClusterDimension;
     attribute.val.clusterDim.x = 1;
@@ -870,7 +885,7 @@ int gradient_clusters_at_once(int size) {
     cudaLaunchConfig_t config{};
     config.gridDim = dim3(1, static_cast<unsigned>(size), 1);
     config.blockDim = dim3(kThreads);
-    config.dynamicSmemBytes = kGradientShared;
+    config.dynamicSmemBytes = kShared;
     config.attrs = &attribute;
     config.numAttrs = 1;
     if (cudaOccupancyMaxActiveClusters(&clusters, kernel, &config) != cudaSuccess) {
@@ -888,24 +903,28 @@ struct GradientGrid {
   int64_t per_split = 0, splits = 0;
   int cluster = 0;
 };
-GradientGrid gradient_grid(int64_t pieces, int64_t tokens) {
+GradientGrid gradient_grid(const DeviceLayout& layout, int64_t tokens) {
   GradientGrid g;
+  const int64_t pieces = layout.num_gradient_pieces;
   if (tokens == 0 || pieces == 0) return g;
   const int64_t slots = kGradientBlocksPerSM * device::multiprocessors();
   g.per_split = gradient_split_tokens(tokens, pieces, kStep, slots);
   g.splits = (tokens + g.per_split - 1) / g.per_split;
-  if (g.splits <= kMaxGradientCluster &&
-      gradient_clusters_fit(pieces, g.splits, gradient_clusters_at_once(static_cast<int>(g.splits)), slots)) {
-    g.cluster = static_cast<int>(g.splits);
+  if (g.splits <= kMaxGradientCluster) {
+    const int size = static_cast<int>(g.splits);
+    const int at_once = layout.gradient_piece_features == kNarrowGradientPieceFeatures
+                            ? gradient_clusters_at_once<kNarrowGradientPieceFeatures>(size)
+                            : gradient_clusters_at_once<kGradientPieceFeatures>(size);
+    if (gradient_clusters_fit(pieces, g.splits, at_once, slots)) g.cluster = size;
   }
   return g;
 }
 
-template <typename T, int B>
-cudaError_t launch_gradient(const DeviceLayout& layout, int64_t tokens, const void* dy, const void* x, void* values,
-                            float* sums, cudaStream_t stream) {
+template <typename T, int B, int kN>
+cudaError_t launch_gradient_at_width(const DeviceLayout& layout, int64_t tokens, const void* dy, const void* x,
+                                     void* values, float* sums, cudaStream_t stream) {
   using K = Chunking<B>;
-  const GradientGrid g = gradient_grid(layout.num_gradient_pieces, tokens);
+  const GradientGrid g = gradient_grid(layout, tokens);
   if (g.splits == 0) return cudaSuccess;
   if (g.cluster == 0 && sums == nullptr) return cudaErrorInvalidValue;  // reductions need the sums
   constexpr bool bf16 = std::is_same_v<T, __nv_bfloat16>;
@@ -920,8 +939,9 @@ cudaError_t launch_gradient(const DeviceLayout& layout, int64_t tokens, const vo
   out.sums = sums;
   out.values = g.cluster > 0 ? values : nullptr;
   out.cluster = g.cluster;
-  constexpr auto kernel = gradient_kernel<T, B>;
-  if (cudaError_t a = device::allow_shared_memory<kernel>(kGradientShared); a != cudaSuccess) return a;
+  constexpr auto kernel = gradient_kernel<T, B, kN>;
+  constexpr size_t kShared = GradientConfig<kN>::kShared;
+  if (cudaError_t a = device::allow_shared_memory<kernel>(kShared); a != cudaSuccess) return a;
   cudaLaunchAttribute attribute{};
   attribute.id = cudaLaunchAttributeClusterDimension;
   attribute.val.clusterDim.x = 1;
@@ -930,11 +950,24 @@ cudaError_t launch_gradient(const DeviceLayout& layout, int64_t tokens, const vo
   cudaLaunchConfig_t config{};
   config.gridDim = dim3(static_cast<unsigned>(layout.num_gradient_pieces), static_cast<unsigned>(g.splits), 1);
   config.blockDim = dim3(kThreads);
-  config.dynamicSmemBytes = kGradientShared;
+  config.dynamicSmemBytes = kShared;
   config.stream = stream;
   config.attrs = &attribute;
   config.numAttrs = g.cluster > 1 ? 1 : 0;
   return cudaLaunchKernelEx(&config, kernel, dy_map, x_map, layout, tokens, g.per_split, out);
+}
+
+// The weight-gradient kernel of the layout's piece width (DeviceLayout, tile_schedule.h).
+template <typename T, int B>
+cudaError_t launch_gradient(const DeviceLayout& layout, int64_t tokens, const void* dy, const void* x, void* values,
+                            float* sums, cudaStream_t stream) {
+  if constexpr (kNarrowGradientPieceFeatures % B == 0) {
+    if (layout.gradient_piece_features == kNarrowGradientPieceFeatures) {
+      return launch_gradient_at_width<T, B, kNarrowGradientPieceFeatures>(layout, tokens, dy, x, values, sums, stream);
+    }
+  }
+  if (layout.gradient_piece_features != kGradientPieceFeatures) return cudaErrorInvalidValue;
+  return launch_gradient_at_width<T, B, kGradientPieceFeatures>(layout, tokens, dy, x, values, sums, stream);
 }
 
 // The line kernel of the tile width of the grouping the caller chose for this direction and
@@ -1009,7 +1042,7 @@ cudaError_t grad_input(const DeviceLayout& layout, ScalarKind kind, int64_t toke
 }
 
 bool grad_weight_stored_once(const DeviceLayout& layout, int64_t tokens) {
-  return gradient_grid(layout.num_gradient_pieces, tokens).cluster > 0;
+  return gradient_grid(layout, tokens).cluster > 0;
 }
 
 cudaError_t grad_weight(const DeviceLayout& layout, ScalarKind kind, int64_t tokens, const void* dy, const void* x,
