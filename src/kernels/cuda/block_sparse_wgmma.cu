@@ -642,8 +642,8 @@ __global__ void __launch_bounds__(LineConfig<kWidth>::kThreads, kLineBlocksPerSM
 // ----- grad_weight ----------------------------------------------------------------------------
 // A piece is up to 128 rows of dY's features by up to kN of X's (256 or 192, GradientConfig), K
 // walks tokens. Both operands are [token][feature] tiles (M-/N-major); each consumer warpgroup
-// computes 64 rows by the kN columns as two m64n128 products or one m64n192. The block accumulates one token
-// split (blockIdx.y). With out.cluster = 0 it adds the split into the float32 sums (vector
+// computes 64 rows by the kN columns as two m64n128 products or one m64n192. The block
+// accumulates one token split (blockIdx.y). With out.cluster = 0 it adds the split into the float32 sums (vector
 // reductions; the caller zeroes them and, for the operator, rounds them afterwards). With
 // out.cluster = the split count, a piece's splits are one thread-block cluster whose blocks sum
 // each other's accumulators through distributed shared memory and store each result once, in the
@@ -749,9 +749,9 @@ __global__ void __launch_bounds__(kThreads, kGradientBlocksPerSM)
   if (cluster == 0) {
     device::named_barrier<1, kConsumers>();
     // A thread's accumulators come in pairs of neighbouring columns n, n + 1 (one vector
-    // reduction per pair), n = h * (a product's width) + 8 j + 2 (lane % 4): the B / 8 values of j in one
-    // column block share the block's lookup and its row's address, each pair 8 columns after the
-    // last. n_end, a multiple of B, takes a whole column block or none of it.
+    // reduction per pair), n = h * (a product's width) + 8 j + 2 (lane % 4): the B / 8 values of
+    // j in one column block share the block's lookup and its row's address, each pair 8 columns
+    // after the last. n_end, a multiple of B, takes a whole column block or none of it.
     constexpr int kJPerBlock = B / 8;
 #pragma unroll
     for (int h = 0; h < G::kProducts; ++h)
@@ -776,11 +776,12 @@ __global__ void __launch_bounds__(kThreads, kGradientBlocksPerSM)
   }
 
   // A cluster: each block stages its accumulators in its ring, column group hj = (a product's
-  // groups) h + j (8 columns of one product, 4 values per thread) by thread; once every block of the cluster has,
-  // each block sums the groups it owns (hj % cluster = its rank) over the cluster, its own first,
-  // then the others' in rank order, reading theirs in place, and stores them. Staged and written
-  // in rolled loops: unrolled over the accumulators, this epilogue was twenty times longer than
-  // the kernel's loop and cost more in instruction fetches than the reductions it saves.
+  // groups) h + j (8 columns of one product, 4 values per thread) by thread; once every block of
+  // the cluster has, each block sums the groups it owns (hj % cluster = its rank) over the
+  // cluster, its own first, then the others' in rank order, reading theirs in place, and stores
+  // them. Staged and written in rolled loops: unrolled over the accumulators, this epilogue was
+  // twenty times longer than the kernel's loop and cost more in instruction fetches than the
+  // reductions it saves.
   const uint32_t staged = ring.a + kGradientTableBytes;
 #pragma unroll
   for (int hj = 0; hj < G::kColumnGroups; ++hj) {
