@@ -61,7 +61,13 @@ TORCH_LIBRARY(pixelfly, m) {
       .def("col_idx", &LayoutHandle::col_idx)
       // The CUDA weight-gradient kernel's piece width for this layout (tile_schedule.h).
       .def("gradient_piece_features",
-           [](const c10::intrusive_ptr<LayoutHandle>& self) { return self->tile_schedule().gradient_piece_features; })
+           [](const c10::intrusive_ptr<LayoutHandle>& self) {
+             try {
+               return self->tile_schedule().gradient_piece_features;
+             } catch (const std::invalid_argument& e) {
+               TORCH_CHECK(false, "BlockLayout.gradient_piece_features: ", e.what());
+             }
+           })
       .def("to_text", &LayoutHandle::to_text);
 
   m.def("block_sparse_linear(Tensor x, Tensor values, __torch__.torch.classes.pixelfly.BlockLayout layout) -> Tensor");

@@ -34,6 +34,16 @@ for r in range(16):
     for i in range(rp[r], rp[r + 1]):
         torch.testing.assert_close(values.grad[i], full[r * 16:(r + 1) * 16, ci[i] * 16:(ci[i] + 1) * 16])
 
+# The CUDA weight-gradient pieces' width (tile_schedule.h): 192 features where the row groups'
+# unions are five or six blocks of 32 (Mixer-B fc1), 256 where they are eight (Mixer-B fc2).
+assert BlockLayout.flat_butterfly(3072, 768, 16, 2, 32).gradient_piece_features() == 192
+assert BlockLayout.flat_butterfly(768, 3072, 16, 2, 32).gradient_piece_features() == 256
+try:
+    BlockLayout.flat_butterfly(192, 192, 4, 1, 48).gradient_piece_features()
+    raise AssertionError("a block that does not divide the kernels' tile must be rejected")
+except RuntimeError as e:
+    assert "gradient_piece_features" in str(e) and "block size 48" in str(e), str(e)
+
 mask = torch.zeros(4, 6, dtype=torch.bool)
 mask[0, 1] = mask[3, 5] = True
 custom = BlockLayout.from_block_mask(64, 96, 16, mask)
