@@ -75,6 +75,8 @@ cuda::DeviceLayout device_layout(const char* op, const Layout& layout, const at:
     d.gradient_piece_features = schedule.gradient_piece_features;
     d.gradient_columns = index.gradient_columns.data_ptr<int64_t>();
     d.gradient_blocks = index.gradient_blocks.data_ptr<int64_t>();
+    d.gradient_column_owner = index.gradient_column_owner.data_ptr<int64_t>();
+    d.gradient_columns_cover_inputs = schedule.gradient_columns_cover_inputs;
   }
   return d;
 }
@@ -308,8 +310,10 @@ std::tuple<at::Tensor, at::Tensor> low_rank_grad_products_cuda(const at::Tensor&
 }
 
 // One pass over the blocks' float32 sums, the low-rank products and the bias after the
-// weight-gradient kernel and one thin cuBLAS product (parameter_gradients.h): the mix's
-// products, its gradient and the dtype conversions launch nothing else.
+// weight-gradient kernel (parameter_gradients.h): the mix's products, its gradient and the dtype
+// conversions launch nothing else. v's gradient x^T (dy u) rides in the weight-gradient kernel's
+// pass over x where it can (cuda::can_fold_into_grad_weight: the token splits add into float32
+// sums, a rank up to 32), else it is one thin cuBLAS product.
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> pixelfly_linear_grad_params_cuda(
     const at::Tensor& grad_y, const at::Tensor& x, const at::Tensor& values, const Layout& layout, const at::Tensor& u,
     const at::Tensor& gamma, const at::Tensor& product, const at::Tensor& grad_projected, bool bias) {
@@ -327,12 +331,26 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> pixelfly_
   const int64_t sums = cuda::grad_weight_workspace_elements(d, kind);
   if (sums == 0) return composed();  // no tensor-core path: not Hopper, or an empty layout
   const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
-  at::Tensor scratch = at::empty({sums + cuda::parameter_gradients_scratch_elements()}, x.options().dtype(at::kFloat));
-  check_launch(op, cudaMemsetAsync(scratch.data_ptr(), 0, scratch.nbytes(), stream));
   const at::Tensor dy_rows = device_rows(grad_y), x_rows = device_rows(x);
-  check_launch(op, cuda::accumulate_grad_weight(d, kind, x_rows.size(0), dy_rows.data_ptr(), x_rows.data_ptr(),
-                                                scratch.data_ptr<float>(), stream));
-  at::Tensor grad_v = at::mm(x_rows.t(), row_view(grad_projected)).contiguous();
+  const int64_t tokens = x_rows.size(0), in = layout->in_features();
+  const at::Tensor dy_u = device_pitched_rows(grad_projected);
+  const bool fold = cuda::can_fold_into_grad_weight(d, kind, tokens, r);
+  // The blocks' sums, then v's (with the fold; float32, in x r), then the finishing pass's scratch:
+  // one buffer, one memset.
+  const int64_t v_sums = fold ? in * r : 0;
+  at::Tensor scratch =
+      at::empty({sums + v_sums + cuda::parameter_gradients_scratch_elements()}, x.options().dtype(at::kFloat));
+  check_launch(op, cudaMemsetAsync(scratch.data_ptr(), 0, scratch.nbytes(), stream));
+  cuda::GradientFold folded;
+  if (fold) {
+    folded.a = dy_u.data_ptr();
+    folded.a_pitch = dy_u.stride(0);
+    folded.rank = r;
+    folded.v_sums = scratch.data_ptr<float>() + sums;
+  }
+  check_launch(op, cuda::accumulate_grad_weight(d, kind, tokens, dy_rows.data_ptr(), x_rows.data_ptr(),
+                                                scratch.data_ptr<float>(), fold ? &folded : nullptr, stream));
+  at::Tensor grad_v = fold ? at::empty({in, r}, x.options()) : at::mm(x_rows.t(), dy_u).contiguous();
   at::Tensor values_c = values.contiguous();
   if (reinterpret_cast<uintptr_t>(values_c.data_ptr()) % 8 != 0) values_c = values_c.clone();  // read four at a time
   const at::Tensor u_c = u.contiguous(), product_c = product.contiguous();
@@ -355,9 +373,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> pixelfly_
   p.grad_u = grad_u.data_ptr();
   p.grad_bias = bias ? grad_bias.data_ptr() : nullptr;
   p.v_elements = grad_v.numel();
+  p.v_sums = fold ? folded.v_sums : nullptr;
   p.grad_v = grad_v.data_ptr();
   p.grad_mix = grad_gamma.data_ptr();
-  check_launch(op, cuda::finish_parameter_gradients(p, scratch.data_ptr<float>() + sums, stream));
+  check_launch(op, cuda::finish_parameter_gradients(p, scratch.data_ptr<float>() + sums + v_sums, stream));
   return {grad_values, grad_u, grad_v, grad_gamma, grad_bias};
 }
 

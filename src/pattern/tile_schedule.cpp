@@ -115,6 +115,13 @@ TileSchedule make_tile_schedule(const BlockLayout& layout) {
   }
   s.gradient_piece_features = gradient_piece_features(s.rows, b);
   add_gradient_pieces(s.rows, s);
+  std::vector<bool> owned(static_cast<size_t>(layout.block_cols()), false);
+  s.gradient_column_owner.reserve(s.gradient_columns.size());
+  for (const int64_t column : s.gradient_columns) {
+    s.gradient_column_owner.push_back(owned[column] ? 0 : 1);
+    owned[column] = true;
+  }
+  s.gradient_columns_cover_inputs = std::find(owned.begin(), owned.end(), false) == owned.end();
   return s;
 }
 

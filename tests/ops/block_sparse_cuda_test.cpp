@@ -351,23 +351,39 @@ TEST(BlockSparseOpsCuda, AutocastWithFloat32ParametersMatchesFloat64Reference) {
   }
 }
 
-// pixelfly_linear_grad_params called directly on CUDA (weight-gradient kernel, one cuBLAS
-// product, the finishing kernel) against the float64 composed version, with every output's
-// memory poisoned first: both 16-bit dtypes, the mix in the activations' dtype or float32, with
-// and without the bias column, a rank that is not a multiple of 8.
+// pixelfly_linear_grad_params called directly on CUDA (weight-gradient kernel, with v's product
+// in its pass or as one cuBLAS product, the finishing kernel) against the float64 composed
+// version, with every output's memory poisoned first: both 16-bit dtypes, the mix in the
+// activations' dtype or float32, with and without the bias column, a rank that is not a
+// multiple of 8.
 TEST(BlockSparseOpsCuda, ParameterGradientsMatchFloat64Reference) {
   SKIP_WITHOUT_CUDA();
   torch::manual_seed(41);
+  // Token counts per dtype. On an H200: at 333 tokens the weight gradient is one split, stored
+  // straight. At 1500 its float32 sums come out of reductions in five splits for the first
+  // layout (24 pieces 256 wide) and the third (24 of 192), out of clusters for the second (5
+  // pieces); at 5000 the fourth's 16 splits add into them. Where they do and the rank is a
+  // multiple of 8 up to 32, v's gradient x^T (dy u) rides in the weight gradient's pass (the
+  // first layout in float16, the third and fourth in bfloat16: pieces 256 and 192 wide, ranks
+  // 32, 16 and 24, the fourth's inputs ending inside a block column); elsewhere it is a cuBLAS
+  // product (rank 20, clusters, one split).
+  struct ParameterCase {
+    BlockLayout layout;
+    int64_t rank, bf16_tokens, f16_tokens;
+  };
+  const ParameterCase cases[] = {{flat_butterfly_layout({768, 3072, 16, 2, 32}), 32, 333, 1500},
+                        {random_layout(520, 264, 64, 0.4, 22), 20, 333, 1500},
+                        {flat_butterfly_layout({3072, 768, 16, 2, 32}), 16, 1500, 333},
+                        {random_layout(520, 264, 32, 0.4, 23), 24, 5000, 333}};
   for (at::ScalarType dtype : {at::kBFloat16, at::kHalf}) {
-    for (const auto& [l, rank] : {std::pair{flat_butterfly_layout({768, 3072, 16, 2, 32}), int64_t{32}},
-                                  std::pair{random_layout(520, 264, 64, 0.4, 22), int64_t{20}}}) {
+    for (const ParameterCase& c : cases) {
+      const BlockLayout& l = c.layout;
+      const int64_t rank = c.rank;
       for (const auto& [bias, mix_type] : {std::pair{true, dtype}, std::pair{false, at::kFloat}, std::pair{true, at::kFloat}}) {
         const ops::Layout layout = ops::make_layout(l);
         const auto cuda = at::TensorOptions(at::kCUDA).dtype(dtype);
-        // float16 over enough tokens that the weight gradient splits them in five: its float32
-        // sums then come out of reductions (the first layout's 24 pieces) or out of clusters
-        // (the second's 5); bfloat16's 333 tokens are one split, stored straight.
-        const int64_t tokens = dtype == at::kHalf ? 1500 : 333, width = bias ? (rank + 8) / 8 * 8 : rank;
+        const int64_t tokens = dtype == at::kHalf ? c.f16_tokens : c.bf16_tokens;
+        const int64_t width = bias ? (rank + 8) / 8 * 8 : rank;
         const at::Tensor x = at::randn({tokens, l.in_features()}, cuda), dy = at::randn({tokens, l.out_features()}, cuda);
         const at::Tensor values = at::randn({l.nnz(), l.block(), l.block()}, cuda) * 0.1;
         const at::Tensor u = at::randn({l.out_features(), rank}, cuda) * 0.1, v = at::randn({l.in_features(), rank}, cuda) * 0.1;
@@ -385,11 +401,14 @@ TEST(BlockSparseOpsCuda, ParameterGradientsMatchFloat64Reference) {
                                          std::get<4>(out)};
         };
         for (const auto& [numel, type] : {std::pair{values.numel(), dtype}, std::pair{u.numel(), dtype},
-                                          std::pair{l.out_features(), dtype}, std::pair{int64_t{1}, mix_type}}) {
+                                          std::pair{v.numel(), dtype}, std::pair{l.out_features(), dtype},
+                                          std::pair{int64_t{1}, mix_type}}) {
           poison_next_allocation(numel, type);
         }
         const auto fast = run(at::kCUDA, dtype, mix_type), reference = run(at::kCPU, at::kDouble, at::kDouble);
-        const std::string where = std::string(" ") + c10::toString(dtype) + " b" + std::to_string(l.block()) +
+        const std::string where = std::string(" ") + c10::toString(dtype) + " " + std::to_string(l.out_features()) +
+                                  "x" + std::to_string(l.in_features()) + " b" + std::to_string(l.block()) + " rank " +
+                                  std::to_string(rank) + ", " + std::to_string(tokens) + " tokens" +
                                   (bias ? " with bias" : " without bias") + ", mix " + c10::toString(mix_type);
         const char* names[] = {"values", "u", "v", "gamma", "bias"};
         for (size_t i : {0, 1, 2}) EXPECT_LE(relative_error(fast[i], reference[i]), 1e-2) << names[i] << where;

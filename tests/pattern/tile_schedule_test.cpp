@@ -82,6 +82,22 @@ void expect_valid(const BlockLayout& l) {
     }
   }
   for (int c : seen) EXPECT_EQ(c, 1);
+  // Each block column that holds a block has exactly one owner piece, the first that holds it.
+  ASSERT_EQ(s.gradient_column_owner.size(), s.gradient_columns.size());
+  std::vector<int> owners(l.block_cols(), 0), holders(l.block_cols(), 0);
+  for (size_t i = 0; i < s.gradient_columns.size(); ++i) {
+    const int64_t column = s.gradient_columns[i];
+    EXPECT_EQ(s.gradient_column_owner[i], holders[column] == 0 ? 1 : 0) << "column " << column;
+    owners[column] += static_cast<int>(s.gradient_column_owner[i]);
+    ++holders[column];
+  }
+  bool covered = true;
+  for (int64_t c = 0; c < l.block_cols(); ++c) {
+    const bool has_blocks = l.col_ptr()[c + 1] > l.col_ptr()[c];
+    EXPECT_EQ(owners[c], has_blocks ? 1 : 0) << "column " << c;
+    covered = covered && has_blocks;
+  }
+  EXPECT_EQ(s.gradient_columns_cover_inputs, covered);
 }
 
 TEST(TileSchedule, CoversEveryLineAndBlockOnceWithTheKernelsTables) {
@@ -89,6 +105,11 @@ TEST(TileSchedule, CoversEveryLineAndBlockOnceWithTheKernelsTables) {
   expect_valid(flat_butterfly_layout({256, 96, 8, 2, 16}));
   expect_valid(flat_butterfly_layout({4096, 1024, 16, 2, 128}));
   expect_valid(BlockLayout::from_block_mask(40, 24, 8, {1, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 1, 1}));
+  // A block column without blocks has no owner piece: the pieces do not cover every input.
+  const BlockLayout gap = BlockLayout::from_block_mask(32, 32, 16, {1, 0, 1, 0});
+  expect_valid(gap);
+  EXPECT_FALSE(make_tile_schedule(gap).gradient_columns_cover_inputs);
+  EXPECT_TRUE(make_tile_schedule(flat_butterfly_layout({3072, 768, 16, 2, 32})).gradient_columns_cover_inputs);
   std::mt19937_64 rng(3);
   for (int trial = 0; trial < 30; ++trial) {
     const int64_t block = int64_t{16} << (rng() % 4);

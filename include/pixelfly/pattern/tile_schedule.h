@@ -79,6 +79,12 @@ struct TileSchedule {
   int64_t gradient_piece_features = kGradientPieceFeatures;
   std::vector<GradientPiece> gradient_pieces;
   std::vector<int64_t> gradient_columns, gradient_blocks;
+  // Beside gradient_columns, 1 where the piece is the first to hold that block column (its
+  // owner), else 0; and whether every block column has an owner (no column without blocks). A
+  // product over every input feature, such as PixelflyLinear's x^T (dy u), can ride along in
+  // the pieces' pass, each column's share computed by its owner.
+  std::vector<int64_t> gradient_column_owner;
+  bool gradient_columns_cover_inputs = false;
 };
 
 // Row groups of kKernelTileFeatures / block rows (and kKernelWideTileFeatures / block), column

@@ -232,11 +232,12 @@ cudaError_t grad_weight(const DeviceLayout& layout, ScalarKind kind, int64_t tok
     const int64_t elements = layout.nnz * layout.block * layout.block;
     if (elements == 0) return cudaSuccess;
     if (wgmma::grad_weight_stored_once(layout, tokens)) {
-      return wgmma::grad_weight(layout, kind, tokens, dy, x, grad_values, nullptr, stream);
+      return wgmma::grad_weight(layout, kind, tokens, dy, x, grad_values, nullptr, nullptr, stream);
     }
     if (workspace == nullptr) return cudaErrorInvalidValue;
     if (cudaError_t e = cudaMemsetAsync(workspace, 0, sizeof(float) * elements, stream); e != cudaSuccess) return e;
-    if (cudaError_t e = wgmma::grad_weight(layout, kind, tokens, dy, x, nullptr, workspace, stream); e != cudaSuccess) {
+    if (cudaError_t e = wgmma::grad_weight(layout, kind, tokens, dy, x, nullptr, workspace, nullptr, stream);
+        e != cudaSuccess) {
       return e;
     }
     return round_to_storage(kind, workspace, grad_values, elements, stream);
@@ -267,10 +268,20 @@ int64_t grad_weight_workspace_elements(const DeviceLayout& layout, ScalarKind ki
   return tensor_cores_apply(layout, kind) ? layout.nnz * layout.block * layout.block : 0;
 }
 
+bool can_fold_into_grad_weight(const DeviceLayout& layout, ScalarKind kind, int64_t tokens, int64_t rank) {
+  return tensor_cores_apply(layout, kind) && rank > 0 && rank % 8 == 0 && rank <= kMaxGradientFoldRank &&
+         layout.gradient_columns_cover_inputs && layout.gradient_column_owner != nullptr && tokens > 0 &&
+         !wgmma::grad_weight_stored_once(layout, tokens);
+}
+
 cudaError_t accumulate_grad_weight(const DeviceLayout& layout, ScalarKind kind, int64_t tokens, const void* dy,
-                                   const void* x, float* sums, cudaStream_t stream) {
+                                   const void* x, float* sums, const GradientFold* fold, cudaStream_t stream) {
   if (grad_weight_workspace_elements(layout, kind) == 0 || sums == nullptr) return cudaErrorInvalidValue;
-  return wgmma::grad_weight(layout, kind, tokens, dy, x, nullptr, sums, stream);
+  if (fold != nullptr && (!can_fold_into_grad_weight(layout, kind, tokens, fold->rank) || fold->a == nullptr ||
+                          fold->v_sums == nullptr || fold->a_pitch < fold->rank || fold->a_pitch % 8 != 0)) {
+    return cudaErrorInvalidValue;
+  }
+  return wgmma::grad_weight(layout, kind, tokens, dy, x, nullptr, sums, fold, stream);
 }
 
 }  // namespace pixelfly::kernels::cuda

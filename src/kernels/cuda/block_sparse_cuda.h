@@ -54,6 +54,8 @@ struct DeviceLayout {
   int64_t gradient_piece_features = kGradientPieceFeatures;  // or kNarrowGradientPieceFeatures
   const int64_t* gradient_columns = nullptr;
   const int64_t* gradient_blocks = nullptr;
+  const int64_t* gradient_column_owner = nullptr;  // beside gradient_columns: 1 at a column's owner piece
+  bool gradient_columns_cover_inputs = false;      // every block column has an owner
 };
 
 bool supports_block(int64_t block);
@@ -108,12 +110,29 @@ cudaError_t grad_input(const DeviceLayout& layout, ScalarKind kind, int64_t toke
 cudaError_t grad_weight(const DeviceLayout& layout, ScalarKind kind, int64_t tokens, const void* dy,
                         const void* x, void* grad_values, float* workspace, cudaStream_t stream);
 int64_t grad_weight_workspace_elements(const DeviceLayout& layout, ScalarKind kind);
+// A product over every input feature that rides along in accumulate_grad_weight's pass over x:
+// v_sums (in_features x rank, float32, zeroed by the caller) += x^T a, a (tokens x rank, the
+// storage type, rows `a_pitch` elements apart). PixelflyLinear's v gradient before its mix
+// weight, a = dy u.
+struct GradientFold {
+  const void* a = nullptr;
+  int64_t a_pitch = 0;
+  int64_t rank = 0;
+  float* v_sums = nullptr;
+};
+// Whether accumulate_grad_weight takes a GradientFold of `rank` for this layout, dtype and token
+// count: tensor cores, a rank that is a multiple of 8 and at most kMaxGradientFoldRank, every
+// block column in some piece (owners for every input feature), and token splits that add into
+// the sums (the cluster exchange has no room for the fold's accumulators).
+constexpr int64_t kMaxGradientFoldRank = 32;
+bool can_fold_into_grad_weight(const DeviceLayout& layout, ScalarKind kind, int64_t tokens, int64_t rank);
 // The tensor-core part of grad_weight alone: dy^T . x on the nonzero blocks into `sums`
 // (float32, grad_weight_workspace_elements() of them, zeroed by the caller: the token splits are
-// stored once or added into them), left unrounded for a later pass. cudaErrorInvalidValue where
+// stored once or added into them), left unrounded for a later pass, and with `fold` (non-null
+// only where can_fold_into_grad_weight) its product in the same pass. cudaErrorInvalidValue where
 // that count is 0 (no tensor-core path).
 cudaError_t accumulate_grad_weight(const DeviceLayout& layout, ScalarKind kind, int64_t tokens, const void* dy,
-                                   const void* x, float* sums, cudaStream_t stream);
+                                   const void* x, float* sums, const GradientFold* fold, cudaStream_t stream);
 // out (`elements` of float16 or bfloat16, `kind`) = in (float32) rounded to nearest, one pass:
 // the last step of the kernels that sum in float32 across thread blocks.
 cudaError_t round_to_storage(ScalarKind kind, const float* in, void* out, int64_t elements, cudaStream_t stream);

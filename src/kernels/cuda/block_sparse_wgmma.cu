@@ -53,10 +53,8 @@ constexpr int kWideTile = 192;  // features of a wide line tile
 static_assert(kTile == kKernelTileFeatures && kWideTile == kKernelWideTileFeatures,
               "the schedule must be built for this kernel's tiles");
 constexpr int kConsumers = 256;              // two warpgroups
-constexpr int kThreads = kConsumers + 32;    // and the producer warp (grad_weight)
 constexpr int kProducerWarp = kConsumers / 32;  // the first producer warp
 constexpr int kStep = 64;                    // K elements per stage
-constexpr int kOperandBytes = kTile * kStep * 2;  // a 128-row operand's stage: 16 KB
 constexpr int kAlign = 1024;  // the 128-byte swizzle pattern repeats every 1 KB
 constexpr int kOutBox = 64;   // output tiles go out as 64 x 64 boxes, 128-byte swizzled
 constexpr int kOutBoxBytes = kOutBox * kOutBox * 2;
@@ -113,19 +111,35 @@ struct LineConfig {
 // grad_weight: 128 x kN pieces, kN the schedule's piece width (tile_schedule.h): 256, two
 // m64n128 products per warpgroup and K slice, or 192, one m64n192. A 64-token stage holds 16 KB
 // of dY and kN x 128 bytes of X; long K loops (tokens), a 4-stage ring, one block per
-// multiprocessor.
+// multiprocessor. With a fold (GradientFold: x^T a, a of at most kMaxGradientFoldRank columns),
+// the stage also holds a's 64 x 32 box (4 KB, after dY's rows), and each warpgroup multiplies two
+// 64-feature sets of the piece's X columns (sets w and w + 2 of warpgroup w; at kN = 192 the
+// second set of warpgroup 1 repeats set 2 and is not stored) by it, m64n32 products: 32 more
+// accumulators per consumer thread, more than a block of 288 threads may give each at kN = 256
+// (168 registers: ptxas spilled), so a fold's producer is a whole warpgroup (one warp producing)
+// that hands registers to the consumers (setmaxnreg, 56 / 224, as the wide line tiles do).
 constexpr int kGradientBlocksPerSM = 1;
-constexpr int kGradientABytes = kOperandBytes;
-template <int kN>
+constexpr int kFoldRankColumns = 32;  // a's columns in a stage (zeros past the rank)
+static_assert(kFoldRankColumns == kMaxGradientFoldRank, "the fold's box holds the largest rank");
+constexpr int kFoldBoxBytes = kStep * kFoldRankColumns * 2;
+template <int kN, bool kFold>
 struct GradientConfig {
   static_assert(kN == kGradientPieceFeatures || kN == kNarrowGradientPieceFeatures, "a schedule's piece width");
   static constexpr int kProducts = kN == 2 * kTile ? 2 : 1;
   static constexpr int kProductWidth = kN / kProducts;     // 128 or 192 columns
   static constexpr int kAccumulators = kProductWidth / 2;  // per consumer thread and product
   static constexpr int kColumnGroups = kN / 8;             // hj: the products' groups of 8 columns
+  static constexpr int kDyBytes = kTile * kStep * 2;
+  static constexpr int kABytes = kDyBytes + (kFold ? kFoldBoxBytes : 0);
   static constexpr int kBBytes = kN * kStep * 2;
+  static constexpr int kFoldSets = kN / 64;                // the fold's 64-feature sets of X
+  static constexpr int kFoldProducts = (kFoldSets + 1) / 2;  // per warpgroup
+  static constexpr int kThreads = kConsumers + (kFold ? 128 : 32);
+  static constexpr int kProducerRegisters = 56, kConsumerRegisters = 224;  // with a fold
+  static_assert(kConsumerRegisters * kConsumers + kProducerRegisters * 128 <= 65536, "the register file");
   static constexpr int kStages = 4;
-  static constexpr size_t kShared = shared_bytes(kStages, kGradientABytes + kBBytes, 0);
+  static constexpr size_t kShared = shared_bytes(kStages, kABytes + kBBytes, 0);
+  static_assert(kShared <= 227 * 1024, "more shared memory than a multiprocessor has");
 };
 
 // How a block size B splits into TMA boxes: chunks of C = min(B, 64) elements along K (line
@@ -648,33 +662,39 @@ __global__ void __launch_bounds__(LineConfig<kWidth>::kThreads, kLineBlocksPerSM
 // out.cluster = the split count, a piece's splits are one thread-block cluster whose blocks sum
 // each other's accumulators through distributed shared memory and store each result once, in the
 // storage type or in float32: no zeroing, no reductions in global memory, no rounding pass, and
-// the same sums in the same order on every run. Maps: dy_map (tokens x out, boxes 64 x 64, 128-byte
-// swizzle), x_map (tokens x in, boxes 64 x C).
+// the same sums in the same order on every run. With kFold (reductions only), x^T a as well: each
+// piece's products for all its columns, added into v_sums for the columns it owns
+// (gradient_column_owner), so that every input feature's row is added once per token split.
+// Maps: dy_map (tokens x out, boxes 64 x 64, 128-byte swizzle), x_map (tokens x in, boxes 64 x
+// C), a_map (kFold: tokens x rank, boxes 64 x 32, 64-byte swizzle, zeros past the rank).
 struct GradientOut {
   float* sums = nullptr;   // float32, nnz * b * b: added into (cluster 0) or stored (values null)
   void* values = nullptr;  // the storage type, nnz * b * b, stored (cluster > 0)
   int cluster = 0;         // the splits of a piece summed in one cluster; 0: reductions into sums
+  float* v_sums = nullptr;  // kFold: float32, in_features x rank, added into
+  int rank = 0;             // kFold: a's columns, a multiple of 8 up to kFoldRankColumns
 };
 constexpr int kMaxGradientCluster = 8; // the portable cluster size
 // In a cluster, a block stages its accumulators (every column group of every consumer thread,
 // 16 bytes each) after the block table (kGradientTableBytes) at the start of the ring.
 constexpr int kGradientTableBytes = 1024;
-template <typename T, int B, int kN>
-__global__ void __launch_bounds__(kThreads, kGradientBlocksPerSM)
+template <typename T, int B, int kN, bool kFold>
+__global__ void __launch_bounds__(GradientConfig<kN, kFold>::kThreads, kGradientBlocksPerSM)
     gradient_kernel(const __grid_constant__ CUtensorMap dy_map, const __grid_constant__ CUtensorMap x_map,
-                    DeviceLayout layout, int64_t tokens, int64_t tokens_per_split, GradientOut out) {
+                    const __grid_constant__ CUtensorMap a_map, DeviceLayout layout, int64_t tokens,
+                    int64_t tokens_per_split, GradientOut out) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   using K = Chunking<B>;
-  using G = GradientConfig<kN>;
+  using G = GradientConfig<kN, kFold>;
   static_assert(kN % B == 0, "a piece holds whole blocks");
-  static_assert(kGradientTableBytes + G::kColumnGroups * kConsumers * 16 <= G::kStages * (kGradientABytes + G::kBBytes),
+  static_assert(kGradientTableBytes + G::kColumnGroups * kConsumers * 16 <= G::kStages * (G::kABytes + G::kBBytes),
                 "a block's staged accumulators must fit in the ring");
   constexpr int kDyBoxBytes = 64 * kStep * 2;
   constexpr int kXBoxBytes = kStep * 2 * K::C;
   constexpr int kProductBoxes = G::kProductWidth / K::C;  // X boxes of one product
   constexpr int kProductGroups = G::kProductWidth / 8;    // a product's groups of 8 columns
   extern __shared__ unsigned char smem_raw[];
-  const auto ring = make_ring<G::kStages, kGradientABytes, G::kBBytes>(smem_raw, 0);
+  const auto ring = make_ring<G::kStages, G::kABytes, G::kBBytes>(smem_raw, 0);
 
   const int64_t* p = layout.gradient_pieces + 5 * static_cast<int64_t>(blockIdx.x);
   const int64_t row_begin = p[0], rows = p[1], cols = p[3];
@@ -686,24 +706,32 @@ __global__ void __launch_bounds__(kThreads, kGradientBlocksPerSM)
   const int m_end = static_cast<int>(rows * B), n_end = static_cast<int>(cols * B);
   const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
 
-  if (warp == kProducerWarp) {
+  if (warp >= kProducerWarp) {
+    if constexpr (kFold) {
+      device::lower_registers<G::kProducerRegisters>();
+      if (warp > kProducerWarp) return;  // a fold runs no cluster: the other producer warps have nothing to do
+    }
     // From one stage to the next a lane's copy (dY boxes first, then X's) changes only in its
     // token and its ring slot: its map, box offset and column are worked out once, so each stage
     // is lane 0's byte count and one copy per lane. A piece has at most kTile dY rows (two 64-row
     // boxes) and kN X columns.
-    static_assert(kTile / 64 + kN / K::C <= 32, "a piece's boxes must fit one per lane");
-    const int dy_boxes = (m_end + 63) / 64, x_boxes = (n_end + K::C - 1) / K::C;
-    const bool active = lane < dy_boxes + x_boxes, dy = lane < dy_boxes;
+    // With a fold, the last active lane copies a's box, after dY's rows in the A stage.
+    static_assert(kTile / 64 + kN / K::C + 1 <= 32, "a piece's boxes must fit one per lane");
+    const int dy_boxes = (m_end + 63) / 64, x_boxes = (n_end + K::C - 1) / K::C, boxes = dy_boxes + x_boxes;
+    const bool active = lane < boxes + (kFold ? 1 : 0), dy = lane < dy_boxes, fold = kFold && lane == boxes;
     const int n = (lane - dy_boxes) * K::C;  // the X box's first column within the piece
-    const int col = !active ? 0 : dy ? static_cast<int>(row_begin * B) + 64 * lane : static_cast<int>(columns[n / B] * B) + n % B;
-    const void* map = dy ? static_cast<const void*>(&dy_map) : &x_map;
-    const uint32_t offset = dy ? lane * kDyBoxBytes : (lane - dy_boxes) * kXBoxBytes;
+    const int col = !active || fold ? 0
+                    : dy            ? static_cast<int>(row_begin * B) + 64 * lane
+                                    : static_cast<int>(columns[n / B] * B) + n % B;
+    const void* map = dy ? static_cast<const void*>(&dy_map) : fold ? &a_map : &x_map;
+    const uint32_t offset = dy ? lane * kDyBoxBytes : fold ? G::kDyBytes : (lane - dy_boxes) * kXBoxBytes;
+    const uint32_t bytes = dy_boxes * kDyBoxBytes + x_boxes * kXBoxBytes + (kFold ? kFoldBoxBytes : 0);
     produce(ring, 0, static_cast<uint32_t>(steps), [&](uint32_t i) {
       const uint32_t bar = ring.full_bar(i);
-      if (lane == 0) barrier_arrive_expect(bar, dy_boxes * kDyBoxBytes + x_boxes * kXBoxBytes);
+      if (lane == 0) barrier_arrive_expect(bar, bytes);
       __syncwarp();
       const int token = static_cast<int>(token_begin + i * kStep);
-      if (active) tma_load((dy ? ring.a_stage(i) : ring.b_stage(i)) + offset, map, col, token, bar);
+      if (active) tma_load((dy || fold ? ring.a_stage(i) : ring.b_stage(i)) + offset, map, col, token, bar);
     });
     if (out.cluster > 1) {  // the consumers' two cluster barriers count every thread
       __syncwarp();
@@ -713,10 +741,15 @@ __global__ void __launch_bounds__(kThreads, kGradientBlocksPerSM)
     return;
   }
 
+  if constexpr (kFold) device::raise_registers<G::kConsumerRegisters>();
   // Columns past a narrower piece's end multiply whatever their X boxes hold and are not stored:
   // skipping them would be a branch around wgmma, which ptxas serialises.
   float d[G::kProducts][G::kAccumulators] = {};  // the first products overwrite them (consume)
-  const uint32_t warpgroup_rows = static_cast<uint32_t>(warp / 4) * kDyBoxBytes;  // rows 64 * warpgroup
+  // The fold's products, X's feature set fold_set(j) by a's 32 columns (kFold only).
+  float e[kFold ? G::kFoldProducts : 1][16] = {};
+  const int warpgroup = warp / 4;
+  auto fold_set = [&](int j) { return min(warpgroup + 2 * j, G::kFoldSets - 1); };
+  const uint32_t warpgroup_rows = static_cast<uint32_t>(warpgroup) * kDyBoxBytes;  // rows 64 * warpgroup
   consume<1>(
       d, ring, 0, static_cast<uint32_t>(steps),
       [&](uint32_t step, uint32_t i) {
@@ -731,9 +764,24 @@ __global__ void __launch_bounds__(kThreads, kGradientBlocksPerSM)
                 descriptor(b + h * kProductBoxes * kXBoxBytes + ks * 32 * K::C, kXBoxBytes, 16 * K::C, K::kLayout);
             mma_64xNx16<T, 1, 1>(d[h], da, db, step > 0 || ks > 0);
           }
+          if constexpr (kFold) {
+            // A: X's 64 features of the set (M-major, as X is N-major above); B: a's rows of the
+            // 16 tokens (N-major, 64-byte swizzle: the stride steps 8 rows of 64 bytes).
+            const uint64_t db = descriptor(ring.a_stage(i) + G::kDyBytes + ks * 16 * 64, kFoldBoxBytes, 512, 2);
+#pragma unroll
+            for (int j = 0; j < G::kFoldProducts; ++j) {
+              const uint64_t da = descriptor(b + fold_set(j) * (64 / K::C) * kXBoxBytes + ks * 32 * K::C, kXBoxBytes,
+                                             16 * K::C, K::kLayout);
+              mma_64xNx16<T, 1, 1>(e[j], da, db, step > 0 || ks > 0);
+            }
+          }
         }
       });
-  const int cluster = out.cluster;
+  if constexpr (kFold) {
+#pragma unroll
+    for (int j = 0; j < G::kFoldProducts; ++j) fence_accumulators(e[j]);
+  }
+  const int cluster = kFold ? 0 : out.cluster;
   if (cluster == 0 && steps == 0) return;  // nothing to add
 
   // The piece's block table (at most kTile / B x kN / B entries) goes to
@@ -772,6 +820,29 @@ __global__ void __launch_bounds__(kThreads, kGradientBlocksPerSM)
             device::add2_global(row + 8 * jj, d[h][4 * j + 2 * r], d[h][4 * j + 2 * r + 1]);
           }
         }
+    if constexpr (kFold) {
+      // Feature m of the piece (row of the fold's product), rank column 8 q + 2 (lane % 4) and
+      // the next: added where this piece owns m's column block and m is inside the input.
+#pragma unroll
+      for (int j = 0; j < G::kFoldProducts; ++j) {
+        if (warpgroup + 2 * j >= G::kFoldSets) continue;  // a repeated set
+#pragma unroll
+        for (int r = 0; r < 2; ++r) {
+          const int m = (warpgroup + 2 * j) * 64 + accumulator_row(warp, lane, r);
+          if (m >= n_end) continue;
+          const int64_t p_column = p[2] + m / B;
+          if (layout.gradient_column_owner[p_column] == 0) continue;
+          const int64_t feature = layout.gradient_columns[p_column] * B + m % B;
+          if (feature >= layout.in_features) continue;
+          float* const row = out.v_sums + feature * out.rank;
+#pragma unroll
+          for (int q = 0; q < 4; ++q) {
+            const int column = accumulator_col(lane, q);
+            if (column < out.rank) device::add2_global(row + column, e[j][4 * q + 2 * r], e[j][4 * q + 2 * r + 1]);
+          }
+        }
+      }
+    }
     return;
   }
 
@@ -874,8 +945,8 @@ int gradient_clusters_at_once(int size) {
   static std::array<std::atomic<int>, kMaxGradientCluster + 1> known{};  // the count + 1; 0: not asked yet
   const int seen = known[size].load(std::memory_order_relaxed);
   if (seen > 0) return seen - 1;
-  constexpr auto kernel = gradient_kernel<__nv_bfloat16, 32, kN>;
-  constexpr size_t kShared = GradientConfig<kN>::kShared;
+  constexpr auto kernel = gradient_kernel<__nv_bfloat16, 32, kN, false>;
+  constexpr size_t kShared = GradientConfig<kN, false>::kShared;
   int clusters = 0;
   if (device::allow_shared_memory<kernel>(kShared) == cudaSuccess) {
     cudaLaunchAttribute attribute{};
@@ -885,7 +956,7 @@ int gradient_clusters_at_once(int size) {
     attribute.val.clusterDim.z = 1;
     cudaLaunchConfig_t config{};
     config.gridDim = dim3(1, static_cast<unsigned>(size), 1);
-    config.blockDim = dim3(kThreads);
+    config.blockDim = dim3(GradientConfig<kN, false>::kThreads);
     config.dynamicSmemBytes = kShared;
     config.attrs = &attribute;
     config.numAttrs = 1;
@@ -921,28 +992,12 @@ GradientGrid gradient_grid(const DeviceLayout& layout, int64_t tokens) {
   return g;
 }
 
-template <typename T, int B, int kN>
-cudaError_t launch_gradient_at_width(const DeviceLayout& layout, int64_t tokens, const void* dy, const void* x,
-                                     void* values, float* sums, cudaStream_t stream) {
-  using K = Chunking<B>;
-  const GradientGrid g = gradient_grid(layout, tokens);
-  if (g.splits == 0) return cudaSuccess;
-  if (g.cluster == 0 && sums == nullptr) return cudaErrorInvalidValue;  // reductions need the sums
-  constexpr bool bf16 = std::is_same_v<T, __nv_bfloat16>;
-  CUtensorMap dy_map{}, x_map{};
-  cudaError_t e =
-      encode_tensor_map(&dy_map, dy, bf16, tokens, layout.out_features, layout.out_features, kStep, 64, 128);
-  if (e == cudaSuccess) {
-    e = encode_tensor_map(&x_map, x, bf16, tokens, layout.in_features, layout.in_features, kStep, K::C, K::kSwizzle);
-  }
-  if (e != cudaSuccess) return e;
-  GradientOut out;
-  out.sums = sums;
-  out.values = g.cluster > 0 ? values : nullptr;
-  out.cluster = g.cluster;
-  constexpr auto kernel = gradient_kernel<T, B, kN>;
-  constexpr size_t kShared = GradientConfig<kN>::kShared;
-  if (cudaError_t a = device::allow_shared_memory<kernel>(kShared); a != cudaSuccess) return a;
+// One weight-gradient kernel over the grid g, its splits as clusters where g says.
+template <auto kKernel>
+cudaError_t launch_gradient_kernel(const GradientGrid& g, int threads, size_t shared, const CUtensorMap& dy_map,
+                                   const CUtensorMap& x_map, const CUtensorMap& a_map, const DeviceLayout& layout,
+                                   int64_t tokens, const GradientOut& out, cudaStream_t stream) {
+  if (cudaError_t a = device::allow_shared_memory<kKernel>(shared); a != cudaSuccess) return a;
   cudaLaunchAttribute attribute{};
   attribute.id = cudaLaunchAttributeClusterDimension;
   attribute.val.clusterDim.x = 1;
@@ -950,25 +1005,64 @@ cudaError_t launch_gradient_at_width(const DeviceLayout& layout, int64_t tokens,
   attribute.val.clusterDim.z = 1;
   cudaLaunchConfig_t config{};
   config.gridDim = dim3(static_cast<unsigned>(layout.num_gradient_pieces), static_cast<unsigned>(g.splits), 1);
-  config.blockDim = dim3(kThreads);
-  config.dynamicSmemBytes = kShared;
+  config.blockDim = dim3(threads);
+  config.dynamicSmemBytes = shared;
   config.stream = stream;
   config.attrs = &attribute;
   config.numAttrs = g.cluster > 1 ? 1 : 0;
-  return cudaLaunchKernelEx(&config, kernel, dy_map, x_map, layout, tokens, g.per_split, out);
+  return cudaLaunchKernelEx(&config, kKernel, dy_map, x_map, a_map, layout, tokens, g.per_split, out);
+}
+
+template <typename T, int B, int kN>
+cudaError_t launch_gradient_at_width(const DeviceLayout& layout, int64_t tokens, const void* dy, const void* x,
+                                     void* values, float* sums, const GradientFold* fold, cudaStream_t stream) {
+  using K = Chunking<B>;
+  const GradientGrid g = gradient_grid(layout, tokens);
+  if (g.splits == 0) return cudaSuccess;
+  if (g.cluster == 0 && sums == nullptr) return cudaErrorInvalidValue;  // reductions need the sums
+  if (fold != nullptr && g.cluster != 0) return cudaErrorInvalidValue;  // the fold adds into its sums
+  constexpr bool bf16 = std::is_same_v<T, __nv_bfloat16>;
+  CUtensorMap dy_map{}, x_map{}, a_map{};
+  cudaError_t e =
+      encode_tensor_map(&dy_map, dy, bf16, tokens, layout.out_features, layout.out_features, kStep, 64, 128);
+  if (e == cudaSuccess) {
+    e = encode_tensor_map(&x_map, x, bf16, tokens, layout.in_features, layout.in_features, kStep, K::C, K::kSwizzle);
+  }
+  if (e == cudaSuccess && fold != nullptr) {
+    e = encode_tensor_map(&a_map, fold->a, bf16, tokens, fold->rank, fold->a_pitch, kStep, kFoldRankColumns,
+                          2 * kFoldRankColumns);
+  }
+  if (e != cudaSuccess) return e;
+  GradientOut out;
+  out.sums = sums;
+  out.values = g.cluster > 0 ? values : nullptr;
+  out.cluster = g.cluster;
+  if (fold != nullptr) {
+    out.v_sums = fold->v_sums;
+    out.rank = static_cast<int>(fold->rank);
+  }
+  if (fold != nullptr) {
+    using G = GradientConfig<kN, true>;
+    return launch_gradient_kernel<gradient_kernel<T, B, kN, true>>(g, G::kThreads, G::kShared, dy_map, x_map, a_map,
+                                                                   layout, tokens, out, stream);
+  }
+  using G = GradientConfig<kN, false>;
+  return launch_gradient_kernel<gradient_kernel<T, B, kN, false>>(g, G::kThreads, G::kShared, dy_map, x_map, a_map,
+                                                                  layout, tokens, out, stream);
 }
 
 // The weight-gradient kernel of the layout's piece width (DeviceLayout, tile_schedule.h).
 template <typename T, int B>
 cudaError_t launch_gradient(const DeviceLayout& layout, int64_t tokens, const void* dy, const void* x, void* values,
-                            float* sums, cudaStream_t stream) {
+                            float* sums, const GradientFold* fold, cudaStream_t stream) {
   if constexpr (kNarrowGradientPieceFeatures % B == 0) {
     if (layout.gradient_piece_features == kNarrowGradientPieceFeatures) {
-      return launch_gradient_at_width<T, B, kNarrowGradientPieceFeatures>(layout, tokens, dy, x, values, sums, stream);
+      return launch_gradient_at_width<T, B, kNarrowGradientPieceFeatures>(layout, tokens, dy, x, values, sums, fold,
+                                                                          stream);
     }
   }
   if (layout.gradient_piece_features != kGradientPieceFeatures) return cudaErrorInvalidValue;
-  return launch_gradient_at_width<T, B, kGradientPieceFeatures>(layout, tokens, dy, x, values, sums, stream);
+  return launch_gradient_at_width<T, B, kGradientPieceFeatures>(layout, tokens, dy, x, values, sums, fold, stream);
 }
 
 // The line kernel of the tile width of the grouping the caller chose for this direction and
@@ -988,13 +1082,13 @@ cudaError_t launch_lines_at_width(const DeviceLayout& layout, int64_t tokens, co
 
 template <typename T>
 cudaError_t dispatch(int which, const DeviceLayout& layout, int64_t tokens, const void* a, const void* b,
-                     const Epilogue& epilogue, void* out, float* workspace, const int32_t* order,
-                     cudaStream_t stream) {
+                     const Epilogue& epilogue, void* out, float* workspace, const GradientFold* fold,
+                     const int32_t* order, cudaStream_t stream) {
 #define PIXELFLY_BLOCK_CASE(BS)                                                                             \
   case BS:                                                                                                  \
     if (which == 0) return launch_lines_at_width<T, BS, false>(layout, tokens, a, b, epilogue, out, order, stream); \
     if (which == 1) return launch_lines_at_width<T, BS, true>(layout, tokens, a, b, epilogue, out, order, stream);  \
-    return launch_gradient<T, BS>(layout, tokens, a, b, out, workspace, stream);
+    return launch_gradient<T, BS>(layout, tokens, a, b, out, workspace, fold, stream);
   switch (layout.block) {
     PIXELFLY_BLOCK_CASE(16)
     PIXELFLY_BLOCK_CASE(32)
@@ -1006,12 +1100,12 @@ cudaError_t dispatch(int which, const DeviceLayout& layout, int64_t tokens, cons
 }
 
 cudaError_t dispatch_kind(int which, const DeviceLayout& layout, ScalarKind kind, int64_t tokens, const void* a,
-                          const void* b, const Epilogue& epilogue, void* out, float* workspace, const int32_t* order,
-                          cudaStream_t stream) {
+                          const void* b, const Epilogue& epilogue, void* out, float* workspace,
+                          const GradientFold* fold, const int32_t* order, cudaStream_t stream) {
   if (kind == ScalarKind::BFloat16) {
-    return dispatch<__nv_bfloat16>(which, layout, tokens, a, b, epilogue, out, workspace, order, stream);
+    return dispatch<__nv_bfloat16>(which, layout, tokens, a, b, epilogue, out, workspace, fold, order, stream);
   }
-  return dispatch<__half>(which, layout, tokens, a, b, epilogue, out, workspace, order, stream);
+  return dispatch<__half>(which, layout, tokens, a, b, epilogue, out, workspace, fold, order, stream);
 }
 
 }  // namespace
@@ -1033,13 +1127,13 @@ bool available() {
 
 cudaError_t forward(const DeviceLayout& layout, ScalarKind kind, int64_t tokens, const void* x, const void* values,
                     const Epilogue& epilogue, void* y, const int32_t* order, cudaStream_t stream) {
-  return dispatch_kind(0, layout, kind, tokens, x, values, epilogue, y, nullptr, order, stream);
+  return dispatch_kind(0, layout, kind, tokens, x, values, epilogue, y, nullptr, nullptr, order, stream);
 }
 
 cudaError_t grad_input(const DeviceLayout& layout, ScalarKind kind, int64_t tokens, const void* dy,
                        const void* values, const Epilogue& epilogue, void* dx, const int32_t* order,
                        cudaStream_t stream) {
-  return dispatch_kind(1, layout, kind, tokens, dy, values, epilogue, dx, nullptr, order, stream);
+  return dispatch_kind(1, layout, kind, tokens, dy, values, epilogue, dx, nullptr, nullptr, order, stream);
 }
 
 bool grad_weight_stored_once(const DeviceLayout& layout, int64_t tokens) {
@@ -1047,8 +1141,8 @@ bool grad_weight_stored_once(const DeviceLayout& layout, int64_t tokens) {
 }
 
 cudaError_t grad_weight(const DeviceLayout& layout, ScalarKind kind, int64_t tokens, const void* dy, const void* x,
-                        void* values, float* sums, cudaStream_t stream) {
-  return dispatch_kind(2, layout, kind, tokens, dy, x, Epilogue{}, values, sums, nullptr, stream);
+                        void* values, float* sums, const GradientFold* fold, cudaStream_t stream) {
+  return dispatch_kind(2, layout, kind, tokens, dy, x, Epilogue{}, values, sums, fold, nullptr, stream);
 }
 
 }  // namespace pixelfly::kernels::cuda::wgmma

@@ -20,9 +20,10 @@ cudaError_t grad_input(const DeviceLayout& layout, ScalarKind kind, int64_t toke
 // dY^T . X on the nonzero blocks (nnz * b * b), the token reduction split over thread blocks.
 // When grad_weight_stored_once() (each piece's splits fit one thread-block cluster, summed in
 // its shared memory), the result is stored once: into `values` (the storage type) when it is not
-// null, else into `sums` (float32). Otherwise each split adds into `sums`, zeroed by the caller.
+// null, else into `sums` (float32). Otherwise each split adds into `sums`, zeroed by the caller,
+// and, with `fold` (not null only where the splits add into `sums`), its product into its sums.
 bool grad_weight_stored_once(const DeviceLayout& layout, int64_t tokens);
 cudaError_t grad_weight(const DeviceLayout& layout, ScalarKind kind, int64_t tokens, const void* dy, const void* x,
-                        void* values, float* sums, cudaStream_t stream);
+                        void* values, float* sums, const GradientFold* fold, cudaStream_t stream);
 
 }  // namespace pixelfly::kernels::cuda::wgmma

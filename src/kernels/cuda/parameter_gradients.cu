@@ -78,7 +78,9 @@ __global__ void __launch_bounds__(kThreads) finish_kernel(ParameterGradients p, 
     grad_u[i] = from_float<T>(low_rank * sum);
     dot -= sum * to_float(u[i]);
   }
-  for (int64_t i = first; i < p.v_elements; i += stride) grad_v[i] = from_float<T>(low_rank * to_float(grad_v[i]));
+  for (int64_t i = first; i < p.v_elements; i += stride) {
+    grad_v[i] = from_float<T>(low_rank * (p.v_sums != nullptr ? p.v_sums[i] : to_float(grad_v[i])));
+  }
   if (grad_bias != nullptr) {
     for (int64_t i = first; i < p.out_features; i += stride) {
       grad_bias[i] = from_float<T>(p.product[i * p.product_pitch + p.rank]);
