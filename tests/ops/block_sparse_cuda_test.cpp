@@ -372,9 +372,9 @@ TEST(BlockSparseOpsCuda, ParameterGradientsMatchFloat64Reference) {
     int64_t rank, bf16_tokens, f16_tokens;
   };
   const ParameterCase cases[] = {{flat_butterfly_layout({768, 3072, 16, 2, 32}), 32, 333, 1500},
-                        {random_layout(520, 264, 64, 0.4, 22), 20, 333, 1500},
-                        {flat_butterfly_layout({3072, 768, 16, 2, 32}), 16, 1500, 333},
-                        {random_layout(520, 264, 32, 0.4, 23), 24, 5000, 333}};
+                                 {random_layout(520, 264, 64, 0.4, 22), 20, 333, 1500},
+                                 {flat_butterfly_layout({3072, 768, 16, 2, 32}), 16, 1500, 333},
+                                 {random_layout(520, 264, 32, 0.4, 23), 24, 5000, 333}};
   for (at::ScalarType dtype : {at::kBFloat16, at::kHalf}) {
     for (const ParameterCase& c : cases) {
       const BlockLayout& l = c.layout;

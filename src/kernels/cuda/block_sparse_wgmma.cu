@@ -1040,8 +1040,6 @@ cudaError_t launch_gradient_at_width(const DeviceLayout& layout, int64_t tokens,
   if (fold != nullptr) {
     out.v_sums = fold->v_sums;
     out.rank = static_cast<int>(fold->rank);
-  }
-  if (fold != nullptr) {
     using G = GradientConfig<kN, true>;
     return launch_gradient_kernel<gradient_kernel<T, B, kN, true>>(g, G::kThreads, G::kShared, dy_map, x_map, a_map,
                                                                    layout, tokens, out, stream);
