@@ -1,7 +1,8 @@
 // Hopper (sm_90a) block-sparse kernels on warpgroup MMA (see block_sparse_wgmma.cuh).
 //
 // Warp-specialised: a thread block has producer warps (two or three in forward and grad_input,
-// each filling its own share of the stages; one in grad_weight) and two consumer warpgroups and
+// each filling its own share of the stages; one in grad_weight, in a warpgroup of its own with the
+// layer's fold of x^T (dy u), GradientConfig) and two consumer warpgroups and
 // computes 256-token x 128-feature or x 192-feature tiles (forward, grad_input; the width is
 // that of the grouping the caller chose, tile_schedule.h: line_grouping) or 128 x 256 (128 x 192)
 // weight-gradient pieces (the layout's schedule chooses), each warpgroup two wgmma.m64n128k16
