@@ -3,7 +3,14 @@ against dense cuBLAS (torch.matmul) and PyTorch's own block-sparse matmul (BSR, 
 in the same process on the same GPU, bf16. Loads the operators from libpixelfly.so, so it also
 shows them being called from Python.
 
-    python3 bench/cuda_block_sparse_bench.py build/libpixelfly.so [--quick]
+    python3 bench/cuda_block_sparse_bench.py build/libpixelfly.so [--quick] [--timer flushed]
+
+GPU time per call in steady state (bench/gpu_timers.py: steady_time, calls back to back on
+rotating copies of their inputs in a CUDA graph), or with --timer flushed each call after L2 is
+cleared (triton's do_bench, the timer of versions up to 24, which also charges a call for
+writing back the clearing's dirty lines and, where a call's host time exceeds the clearing's,
+for the GPU's wait on the host). Every operation of a run has the same timer but the copy, which
+is always flushed (1 GiB: the write-back is under 3 % of its bytes; docs/perf.md, version 25).
 
 Roofline efficiency = max(density * FLOPs / dense_rate, bytes / copy_bandwidth) / our_time,
 where dense_rate is cuBLAS's measured rate at that shape and copy_bandwidth a measured
@@ -15,24 +22,27 @@ weight blocks, every result is written once."""
 import sys
 
 import torch
-import triton.testing as tt
 from torch.sparse._triton_ops import bsr_dense_mm
+
+from gpu_timers import flushed_time, steady_from_argv, time_call
 
 torch.ops.load_library(sys.argv[1])
 quick = "--quick" in sys.argv
+steady = steady_from_argv(sys.argv)
 BlockLayout = torch.classes.pixelfly.BlockLayout
 ops = torch.ops.pixelfly
 DT = torch.bfloat16
 
 
-def bench(fn):
-    return tt.do_bench(fn, warmup=25 if quick else 100, rep=100 if quick else 400, return_mode="median") * 1e-3
+def bench(call, inputs):
+    """Seconds per call of call(*inputs) by this run's timer."""
+    return time_call(call, inputs, steady, quick)
 
 
 def copy_bandwidth():
     a = torch.randn(1 << 28, device="cuda", dtype=torch.float32)  # 1 GiB
     b = torch.empty_like(a)
-    return 2 * a.numel() * 4 / bench(lambda: b.copy_(a))
+    return 2 * a.numel() * 4 / flushed_time(lambda: b.copy_(a), quick)
 
 
 def read_write_bandwidth():
@@ -40,7 +50,8 @@ def read_write_bandwidth():
     takes the copy's mix of both, and the forward and grad_input outputs of many tokens are
     mostly writes."""
     a = torch.randn(1 << 28, device="cuda", dtype=torch.float32)
-    return a.numel() * 4 / bench(lambda: a.sum()), a.numel() * 4 / bench(lambda: a.fill_(1.0))
+    return (a.numel() * 4 / flushed_time(lambda: a.sum(), quick),
+            a.numel() * 4 / flushed_time(lambda: a.fill_(1.0), quick))
 
 
 TOKEN_TILE = 256  # tokens per forward / grad_input tile
@@ -120,16 +131,25 @@ def run(name, out_f, in_f, tokens, layout, bw):
     errs = (rel(ops.block_sparse_linear(x, values, layout), x.float() @ w.float().t()),
             rel(ops.block_sparse_linear_grad_input(dy, values, layout), dy.float() @ w.float()),
             rel(ops.block_sparse_linear_grad_weight(dy, x, layout), blocks_of(dy.float().t() @ x.float(), layout)))
-    t_dense = {"Y": bench(lambda: x @ wd.t()), "dX": bench(lambda: dy @ wd), "dW": bench(lambda: dy.t() @ x)}
-    t_ours = {"Y": bench(lambda: ops.block_sparse_linear(x, values, layout)),
-              "dX": bench(lambda: ops.block_sparse_linear_grad_input(dy, values, layout)),
-              "dW": bench(lambda: ops.block_sparse_linear_grad_weight(dy, x, layout))}
-    t_bsr = float("nan")
+    t_dense = {"Y": bench(lambda a, b: a @ b.t(), (x, wd)), "dX": bench(lambda a, b: a @ b, (dy, wd)),
+               "dW": bench(lambda a, b: a.t() @ b, (dy, x))}
+    t_ours = {"Y": bench(lambda a, v: ops.block_sparse_linear(a, v, layout), (x, values)),
+              "dX": bench(lambda a, v: ops.block_sparse_linear_grad_input(a, v, layout), (dy, values)),
+              "dW": bench(lambda a, b: ops.block_sparse_linear_grad_weight(a, b, layout), (dy, x))}
+    # torch BSR's Y, and ours beside it by the same timer: the run's, or the flushed one where BSR
+    # cannot be captured in a CUDA graph (steady).
+    t_bsr, t_y_bsr = float("nan"), t_ours["Y"]
     try:
         wb = w.to_sparse_bsr((layout.block(), layout.block()))
         xt = x.t().contiguous()
         bsr_dense_mm(wb, xt)
-        t_bsr = bench(lambda: bsr_dense_mm(wb, xt))
+        try:
+            t_bsr = bench(lambda a: bsr_dense_mm(wb, a), (xt,))
+        except RuntimeError as e:
+            print(f"  torch BSR not timed in a graph on {name} ({str(e)[:60]}); both flushed", file=sys.stderr)
+            torch.cuda.synchronize()
+            t_bsr = flushed_time(lambda: bsr_dense_mm(wb, xt), quick)
+            t_y_bsr = flushed_time(lambda: ops.block_sparse_linear(x, values, layout), quick)
     except Exception as e:  # noqa: BLE001 - report and continue
         print(f"  torch BSR failed on {name}: {str(e)[:80]}", file=sys.stderr)
     rows = []
@@ -137,15 +157,16 @@ def run(name, out_f, in_f, tokens, layout, bw):
         dense_rate = flops / t_dense[op]
         floor = max(rho * flops / dense_rate, nbytes / bw)
         rows.append((op, t_dense[op], t_ours[op], floor / t_ours[op], l2_bytes / t_ours[op]))
-    return rho, rows, t_bsr, errs
+    return rho, rows, t_bsr / t_y_bsr, t_bsr, errs
 
 
 def main():
     torch.manual_seed(0)
     bw = copy_bandwidth()
     read_bw, write_bw = read_write_bandwidth()
-    print(f"{torch.cuda.get_device_name()}  torch {torch.__version__}  copy bandwidth {bw / 1e12:.2f} TB/s "
-          f"(read alone {read_bw / 1e12:.2f}, written alone {write_bw / 1e12:.2f})  bf16", flush=True)
+    print(f"{torch.cuda.get_device_name()}  torch {torch.__version__}  {'steady' if steady else 'flushed'} timer  "
+          f"copy bandwidth {bw / 1e12:.2f} TB/s (read alone {read_bw / 1e12:.2f}, written alone {write_bw / 1e12:.2f})  "
+          f"bf16", flush=True)
     shapes = [("Mixer-B fc1", 3072, 768, 25088), ("Mixer-B fc2", 768, 3072, 25088),
               ("GPT2-M fc1", 4096, 1024, 8192), ("GPT2-M fc2", 1024, 4096, 8192), ("ViT-S 2304x768", 2304, 768, 25088)]
     configs = [(s, BlockLayout.flat_butterfly(s[1], s[2], 16, 2, 32), "fly n16 k2 b32") for s in shapes]
@@ -161,9 +182,9 @@ def main():
               f"{'roofline':>8s} {'L2 TB/s':>7s} {'bsr ms':>8s} {'vs bsr':>7s} {'rel err':>8s}")
     lines = [header]
     for (name, out_f, in_f, tokens), layout, label in configs:
-        rho, rows, t_bsr, errs = run(name, out_f, in_f, tokens, layout, bw)
+        rho, rows, vs_bsr, t_bsr, errs = run(name, out_f, in_f, tokens, layout, bw)
         for (op, td, to, eff, l2_rate), err in zip(rows, errs):
-            bsr = f"{t_bsr * 1e3:8.3f} {t_bsr / to:6.2f}x" if op == "Y" and t_bsr == t_bsr else f"{'-':>8s} {'-':>7s}"
+            bsr = f"{t_bsr * 1e3:8.3f} {vs_bsr:6.2f}x" if op == "Y" and t_bsr == t_bsr else f"{'-':>8s} {'-':>7s}"
             line = (f"{name:16s} {label:18s} {rho:5.3f} {op:>3s} {td * 1e3:9.3f} {to * 1e3:9.3f} {td / to:7.2f}x "
                     f"{eff:8.2f} {l2_rate / 1e12:7.2f} {bsr} {err:8.1e}")
             print(line, flush=True)

@@ -3,34 +3,40 @@ low-rank factors, dy u and dy^T [x v | 1 ...], as pixelfly's one-pass kernel
 (pixelfly::low_rank_grad_products) against the two cuBLAS products it replaces (torch.mm, the
 same process and GPU), bf16, at the paper's MLP shapes with the released rank 32 and a bias.
 
-    python3 bench/low_rank_grad_products_bench.py build/libpixelfly.so
+    python3 bench/low_rank_grad_products_bench.py build/libpixelfly.so [--timer flushed]
 
-"floor" is the bytes the pass must move (dy read once, u, [x v | 1], the outputs) over a
-measured device-to-device copy rate (bytes read + written); "roofline" is floor / our time."""
+GPU time per call in steady state (bench/gpu_timers.py), or with --timer flushed after triton's
+L2 clearing as up to version 24; the copy rate always flushed. "floor" is the bytes the pass must
+move (dy read once, u, [x v | 1], the outputs) over a measured device-to-device copy rate (bytes
+read + written); "roofline" is floor / our time."""
 import sys
 
 import torch
-import triton.testing as tt
+
+from gpu_timers import flushed_time, steady_from_argv, time_call
 
 torch.ops.load_library(sys.argv[1])
 ops = torch.ops.pixelfly
 DT = torch.bfloat16
+steady = steady_from_argv(sys.argv)
 torch.manual_seed(0)
 
 
-def bench(fn):
-    return tt.do_bench(fn, warmup=100, rep=400, return_mode="median") * 1e-3
+def bench(call, inputs):
+    """Seconds per call of call(*inputs) by this run's timer."""
+    return time_call(call, inputs, steady)
 
 
 def copy_bandwidth():
     a = torch.randn(1 << 28, device="cuda", dtype=torch.float32)  # 1 GiB
     b = torch.empty_like(a)
-    return 2 * a.numel() * 4 / bench(lambda: b.copy_(a))
+    return 2 * a.numel() * 4 / flushed_time(lambda: b.copy_(a))
 
 
 def main():
     bandwidth = copy_bandwidth()
-    print(f"device {torch.cuda.get_device_name()}, copy bandwidth {bandwidth / 1e12:.2f} TB/s")
+    print(f"device {torch.cuda.get_device_name()}, {'steady' if steady else 'flushed'} timer, "
+          f"copy bandwidth {bandwidth / 1e12:.2f} TB/s")
     rank, width = 32, 40
     header = f"{'shape':<14}{'tokens':>7}{'out':>6}{'cuBLAS us':>11}{'ours us':>9}{'speed-up':>10}{'floor us':>10}{'roofline':>10}"
     rows = [header]
@@ -46,8 +52,8 @@ def main():
         errors = [((a.float() - b).norm() / b.norm()).item()
                   for a, b in ((grad_projected, reference_u), (product, reference_p))]
         assert max(errors) < 1e-2, f"{name}: relative errors {errors}"
-        cublas = bench(lambda: (torch.mm(dy, u), torch.mm(dy.t(), projected)))
-        ours = bench(lambda: ops.low_rank_grad_products(dy, u, projected))
+        cublas = bench(lambda a, b, c: (torch.mm(a, b), torch.mm(a.t(), c)), (dy, u, projected))
+        ours = bench(lambda a, b, c: ops.low_rank_grad_products(a, b, c), (dy, u, projected))
         moved = 2 * (tokens * out + out * rank + tokens * width + tokens * rank) + 4 * out * width
         floor = moved / bandwidth
         rows.append(f"{name:<14}{tokens:>7}{out:>6}{cublas * 1e6:>11.1f}{ours * 1e6:>9.1f}{cublas / ours:>9.2f}x"
