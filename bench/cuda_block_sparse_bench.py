@@ -24,7 +24,7 @@ import sys
 import torch
 from torch.sparse._triton_ops import bsr_dense_mm
 
-from gpu_timers import flushed_time, steady_from_argv, time_call
+from gpu_timers import copy_bandwidth, flushed_time, steady_from_argv, time_call
 
 torch.ops.load_library(sys.argv[1])
 quick = "--quick" in sys.argv
@@ -37,12 +37,6 @@ DT = torch.bfloat16
 def bench(call, inputs):
     """Seconds per call of call(*inputs) by this run's timer."""
     return time_call(call, inputs, steady, quick)
-
-
-def copy_bandwidth():
-    a = torch.randn(1 << 28, device="cuda", dtype=torch.float32)  # 1 GiB
-    b = torch.empty_like(a)
-    return 2 * a.numel() * 4 / flushed_time(lambda: b.copy_(a), quick)
 
 
 def read_write_bandwidth():
@@ -162,7 +156,7 @@ def run(name, out_f, in_f, tokens, layout, bw):
 
 def main():
     torch.manual_seed(0)
-    bw = copy_bandwidth()
+    bw = copy_bandwidth(quick)
     read_bw, write_bw = read_write_bandwidth()
     print(f"{torch.cuda.get_device_name()}  torch {torch.__version__}  {'steady' if steady else 'flushed'} timer  "
           f"copy bandwidth {bw / 1e12:.2f} TB/s (read alone {read_bw / 1e12:.2f}, written alone {write_bw / 1e12:.2f})  "

@@ -72,6 +72,14 @@ def time_call(call, inputs, steady, quick=False):
     return steady_time([lambda c=c: call(*c) for c in copies])
 
 
+def copy_bandwidth(quick=False):
+    """Bytes read + written per second by a 1 GiB device-to-device copy, flushed (the roofline's
+    copy rate in either timer; see above)."""
+    a = torch.randn(1 << 28, device="cuda", dtype=torch.float32)
+    b = torch.empty_like(a)
+    return 2 * a.numel() * 4 / flushed_time(lambda: b.copy_(a), quick)
+
+
 def flushed_time(call, quick=False):
     """Median seconds of one call after L2 is cleared by zeroing 256 MB (triton's do_bench)."""
     return tt.do_bench(call, warmup=25 if quick else 100, rep=100 if quick else 400, return_mode="median") * 1e-3

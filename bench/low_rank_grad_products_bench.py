@@ -13,7 +13,7 @@ import sys
 
 import torch
 
-from gpu_timers import flushed_time, steady_from_argv, time_call
+from gpu_timers import copy_bandwidth, steady_from_argv, time_call
 
 torch.ops.load_library(sys.argv[1])
 ops = torch.ops.pixelfly
@@ -25,12 +25,6 @@ torch.manual_seed(0)
 def bench(call, inputs):
     """Seconds per call of call(*inputs) by this run's timer."""
     return time_call(call, inputs, steady)
-
-
-def copy_bandwidth():
-    a = torch.randn(1 << 28, device="cuda", dtype=torch.float32)  # 1 GiB
-    b = torch.empty_like(a)
-    return 2 * a.numel() * 4 / flushed_time(lambda: b.copy_(a))
 
 
 def main():
