@@ -8,6 +8,22 @@ if(CMAKE_CUDA_COMPILER)
     set(CMAKE_CUDA_ARCHITECTURES 90a)
   endif()
   enable_language(CUDA)
+  # CMake puts the CUDA toolchain's implicit link directories on the C++ link of every target
+  # with CUDA objects. Where nvcc's host compiler lives in another GCC installation than the C++
+  # compiler (an image with CUDAHOSTCXX=/opt/gcc/bin/g++ beside /usr/bin/g++), those directories
+  # come first and the driver's own -lstdc++ finds that installation's static libstdc++.a:
+  # libpixelfly.so then carries a second C++ runtime, and a process that already has the shared
+  # one (python3 with torch) crashes the first time the library formats a number into an error
+  # message. The CUDA objects need only the toolkit's libraries; the C++ runtime is the C++
+  # compiler's (test: Build.LibraryHasNoPrivateCxxRuntime).
+  set(pixelfly_cuda_link_directories)
+  foreach(dir IN LISTS CMAKE_CUDA_IMPLICIT_LINK_DIRECTORIES)
+    cmake_path(IS_PREFIX CMAKE_CUDA_COMPILER_TOOLKIT_ROOT "${dir}" NORMALIZE in_toolkit)
+    if(in_toolkit OR dir IN_LIST CMAKE_CXX_IMPLICIT_LINK_DIRECTORIES)
+      list(APPEND pixelfly_cuda_link_directories "${dir}")
+    endif()
+  endforeach()
+  set(CMAKE_CUDA_IMPLICIT_LINK_DIRECTORIES ${pixelfly_cuda_link_directories})
   set(CMAKE_CUDA_STANDARD 17)
   set(CMAKE_CUDA_STANDARD_REQUIRED ON)
   set(PIXELFLY_HAVE_CUDA ON)
