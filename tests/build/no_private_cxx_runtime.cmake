@@ -14,9 +14,9 @@ foreach(symbol _ZNSt6locale7classicEv _ZNSt6locale2id11_S_refcountE _ZNSt8ios_ba
   if(found)
     message(FATAL_ERROR "${LIBRARY} defines ${symbol}: it carries its own copy of libstdc++ "
                         "(a static libstdc++.a was linked in), where the shared libstdc++.so of the "
-                        "C++ compiler was expected. The link line is in the build's "
-                        "CMakeFiles/pixelfly.dir/link.txt or `ninja -t commands`; look for a -L "
-                        "directory of another GCC installation ahead of the compiler's own.")
+                        "C++ compiler was expected. Print the link line (`ninja -t commands libpixelfly.so` "
+                        "in a Ninja build, CMakeFiles/pixelfly.dir/link.txt with Makefiles) and look "
+                        "for a -L directory of another GCC installation ahead of the compiler's own.")
   endif()
 endforeach()
 message(STATUS "${LIBRARY}: no private C++ runtime")
