@@ -11,6 +11,10 @@
 // the u gradient's product dy^T [x v | 1 ...] also sums dy over the tokens. The gradient of g
 // needs no extra pass:
 //   sum(dy * x W^T) = <dy^T x, W> on the blocks,  sum(dy * (x v) u^T) = <dy^T (x v), u>.
+// A backward that records its own graph (create_graph: a gradient penalty, a Hessian-vector
+// product) composes the same formulas from differentiable operators on the parameters as given
+// (the block-sparse operators are differentiable to any order, block_sparse_autograd.cpp): the
+// fused kernels' results and the forward's cast copies carry no graph.
 #include "ops/pixelfly_linear_autograd.h"
 
 #include <ATen/ATen.h>
@@ -60,7 +64,8 @@ class PixelflyLinearFunction : public torch::autograd::Function<PixelflyLinearFu
     const at::Tensor projected =
         (has_bias ? thin_matmul_then_ones(x_rows, v, width) : thin_matmul(x_rows, v)).reshape(sizes_with_last(x, width));
     at::Tensor y = mixed_linear(x, values, layout, gamma, projected.narrow(-1, 0, r), u, bias);
-    ctx->save_for_backward({x, values, u, v_rows, gamma, projected});
+    // The parameters as given too, for a backward that records its graph (no copies: references).
+    ctx->save_for_backward({x, values, u, v_rows, gamma, projected, values_in, u_in, v_in});
     ctx->saved_data["layout"] = layout;
     ctx->saved_data["has_bias"] = has_bias;
     ctx->saved_data["rank"] = rank;
@@ -80,10 +85,16 @@ class PixelflyLinearFunction : public torch::autograd::Function<PixelflyLinearFu
     const bool has_bias = ctx->saved_data["has_bias"].toBool();
     const int64_t rank = ctx->saved_data["rank"].toInt();
     const auto dtypes = ctx->saved_data["dtypes"].toIntVector();
-    const at::Tensor dy = grad_outputs[0].contiguous();
-
     // needs_input_grad counts the tensor arguments given: x 0, values 1, u 2, v 3, gamma 4, bias 5.
     auto needed = [&](size_t i) { return (i < 5 || has_bias) && ctx->needs_input_grad(i); };
+    // A parameter's gradient when asked for, in the parameter's dtype.
+    auto gradient = [&](size_t i, const at::Tensor& grad) {
+      return needed(i) ? grad.to(static_cast<at::ScalarType>(dtypes[i])) : at::Tensor();
+    };
+    if (at::GradMode::is_enabled()) {
+      return differentiable_backward(grad_outputs[0], x, saved[6], layout, saved[7], saved[8], gamma, needed, gradient);
+    }
+    const at::Tensor dy = grad_outputs[0].contiguous();
     const bool parameters = needed(1) || needed(2) || needed(3) || needed(4) || needed(5);
     // dy u (..., r), and with the parameters' gradients dy^T [x v | 1 ...] from the same pass.
     at::Tensor dy_u, product;
@@ -98,13 +109,37 @@ class PixelflyLinearFunction : public torch::autograd::Function<PixelflyLinearFu
       std::tie(grad_values, grad_u, grad_v, grad_gamma, grad_bias) =
           pixelfly_linear_grad_params(dy, x, values, layout, u, gamma, product, dy_u, has_bias);
     }
-    // A parameter's gradient when asked for, in the parameter's dtype (u's and v's without their
-    // padding columns).
-    auto gradient = [&](size_t i, at::Tensor grad) {
-      if (!needed(i)) return at::Tensor();
-      if (i == 2 || i == 3) grad = grad.narrow(1, 0, rank);
-      return grad.to(static_cast<at::ScalarType>(dtypes[i]));
-    };
+    // u's and v's gradients without their padding columns.
+    auto unpadded = [&](const at::Tensor& grad) { return grad.defined() ? grad.narrow(1, 0, rank) : grad; };
+    return {grad_x, gradient(1, grad_values), at::Tensor(), gradient(2, unpadded(grad_u)),
+            gradient(3, unpadded(grad_v)), gradient(4, grad_gamma), gradient(5, grad_bias)};
+  }
+
+ private:
+  // The gradients as differentiable operators of dy, x and the parameters as given (values_in,
+  // u_in, v_in in their own dtypes, cast to x's here), for a backward that records its graph.
+  template <typename Needed, typename Gradient>
+  static variable_list differentiable_backward(const at::Tensor& dy, const at::Tensor& x, const at::Tensor& values_in,
+                                               const Layout& layout, const at::Tensor& u_in, const at::Tensor& v_in,
+                                               const at::Tensor& gamma, const Needed& needed,
+                                               const Gradient& gradient) {
+    const at::ScalarType dtype = x.scalar_type();
+    const at::ScalarType sums = dtype == at::kDouble ? at::kDouble : at::kFloat;  // grad_gamma's sums
+    const at::Tensor values = values_in.to(dtype), u = u_in.to(dtype), v = v_in.to(dtype);
+    const at::Tensor dy_rows = row_view(dy), x_rows = row_view(x), low = 1 - gamma;
+    const at::Tensor dy_u = dy_rows.matmul(u);  // (tokens, r)
+    at::Tensor grad_x, grad_values, grad_u, grad_v, grad_gamma, grad_bias;
+    if (needed(0)) {
+      grad_x = gamma * block_sparse_linear_grad_input(dy, values, layout) +
+               low * dy_u.matmul(v.t()).reshape(x.sizes());
+    }
+    const at::Tensor dw = needed(1) || needed(4) ? block_sparse_linear_grad_weight(dy, x, layout) : at::Tensor();
+    const at::Tensor dy_xv = needed(2) || needed(4) ? dy_rows.t().matmul(x_rows.matmul(v)) : at::Tensor();  // (out, r)
+    if (needed(1)) grad_values = gamma * dw;
+    if (needed(2)) grad_u = low * dy_xv;
+    if (needed(3)) grad_v = low * x_rows.t().matmul(dy_u);
+    if (needed(4)) grad_gamma = (dw.to(sums) * values.to(sums)).sum() - (dy_xv.to(sums) * u.to(sums)).sum();
+    if (needed(5)) grad_bias = dy_rows.sum(0);
     return {grad_x, gradient(1, grad_values), at::Tensor(), gradient(2, grad_u), gradient(3, grad_v),
             gradient(4, grad_gamma), gradient(5, grad_bias)};
   }

@@ -222,6 +222,42 @@ TEST(BlockSparseOpsCuda, AutogradOnCudaMatchesCpu) {
   EXPECT_LE(relative_error(gv_cuda, gv_cpu), 1e-5);
 }
 
+// Gradients of gradients (a backward with create_graph, as a gradient penalty or a
+// Hessian-vector product takes them) on CUDA against float64 on the CPU: s = sum(r * dL/dx) for
+// L = sum(c * y * y), y the layer with every parameter, and s's gradients with respect to x and
+// every parameter. The forward runs the fused kernels, the recorded backward the block-sparse
+// operators (differentiable to any order) and matmuls; the CPU's second-order gradients are
+// checked against finite differences by tests/python/ops_from_python_test.py.
+TEST(BlockSparseOpsCuda, SecondOrderGradientsMatchFloat64Reference) {
+  SKIP_WITHOUT_CUDA();
+  torch::manual_seed(6);
+  const BlockLayout l = flat_butterfly_layout({256, 128, 4, 1, 32});
+  const ops::Layout layout = ops::make_layout(l);
+  const int64_t tokens = 77, rank = 8;
+  const at::Tensor x = at::randn({tokens, 128}), values = at::randn({l.nnz(), 32, 32}) * 0.2,
+                   u = at::randn({256, rank}) * 0.2, v = at::randn({128, rank}) * 0.2, gamma = at::scalar_tensor(0.3),
+                   bias = at::randn({256}), c = at::randn({tokens, 256}), r = at::randn({tokens, 128});
+  auto second = [&](at::ScalarType dtype, const at::Device& device) {
+    auto leaf = [&](const at::Tensor& t) { return t.to(device, dtype).detach().requires_grad_(); };
+    const at::Tensor xd = leaf(x), wd = leaf(values), ud = leaf(u), vd = leaf(v), gd = leaf(gamma), bd = leaf(bias);
+    const at::Tensor y = ops::pixelfly_linear(xd, wd, layout, ud, vd, gd, bd);
+    const at::Tensor gx =
+        torch::autograd::grad({(c.to(device, dtype) * y * y).sum()}, {xd}, {}, /*retain_graph=*/true,
+                              /*create_graph=*/true)[0];
+    auto grads = torch::autograd::grad({(gx * r.to(device, dtype)).sum()}, {xd, wd, ud, vd, gd, bd});
+    for (at::Tensor& g : grads) g = g.to(at::kCPU, at::kDouble);
+    return grads;
+  };
+  const auto reference = second(at::kDouble, at::kCPU);
+  const char* names[] = {"x", "values", "u", "v", "gamma", "bias"};
+  for (const auto& [dtype, tolerance] : {std::pair{at::kFloat, 1e-4}, std::pair{at::kBFloat16, 3e-2}}) {
+    const auto cuda = second(dtype, at::kCUDA);
+    for (size_t i = 0; i < cuda.size(); ++i) {
+      EXPECT_LE(relative_error(cuda[i], reference[i]), tolerance) << names[i] << " " << c10::toString(dtype);
+    }
+  }
+}
+
 // The fused layer (tensor-core kernels with the low-rank term, mix and bias folded in, the
 // parameter gradients' finishing kernel) against float64 on the CPU: output and every gradient,
 // bf16 and fp16, with and without bias, the mix logit in the activations' dtype or in float32

@@ -1,8 +1,10 @@
 """The operators and the BlockLayout class from Python: load libpixelfly.so, run forward and
-backward through torch.ops.pixelfly, and compare with dense float64 matmul."""
+backward through torch.ops.pixelfly, and compare with dense float64 matmul; gradients of
+gradients against finite differences."""
 import sys
 
 import torch
+from torch.autograd import gradcheck, gradgradcheck
 
 torch.ops.load_library(sys.argv[1])
 BlockLayout = torch.classes.pixelfly.BlockLayout
@@ -54,4 +56,20 @@ try:
     raise AssertionError("a wrong input width must be rejected")
 except RuntimeError as e:
     assert "x must have last dimension in_features = 96" in str(e), str(e)
+# Gradients of gradients (create_graph: gradient penalties, Hessian-vector products): every
+# operator with its derivatives, against finite differences in float64.
+small = BlockLayout.flat_butterfly(64, 32, 4, 1, 16)
+grad = dict(dtype=torch.float64, requires_grad=True)
+w = torch.randn(small.nnz(), 16, 16, **grad)
+xs, gys = torch.randn(2, 3, 32, **grad), torch.randn(2, 3, 64, **grad)
+P = torch.ops.pixelfly
+assert gradgradcheck(lambda x, w: P.block_sparse_linear(x, w, small), (xs, w))
+assert gradgradcheck(lambda g, w: P.block_sparse_linear_grad_input(g, w, small), (gys, w))
+assert gradgradcheck(lambda g, x: P.block_sparse_linear_grad_weight(g, x, small), (gys, xs))
+u, v = torch.randn(64, 3, **grad), torch.randn(32, 3, **grad)
+gamma, bias = torch.tensor(0.3, **grad), torch.randn(64, **grad)
+layer = (xs, w, u, v, gamma, bias)
+assert gradcheck(lambda x, w, u, v, g, b: P.pixelfly_linear(x, w, small, u, v, g, b), layer)
+assert gradgradcheck(lambda x, w, u, v, g, b: P.pixelfly_linear(x, w, small, u, v, g, b), layer)
+assert gradgradcheck(lambda x, w, u, v, g: P.pixelfly_linear(x, w, small, u, v, g, None), layer[:5])
 print("python ops test passed")

@@ -8,9 +8,11 @@
 //
 // The operators are registered with LibTorch's dispatcher (namespace `pixelfly`), so the same
 // op serves C++, autograd and Python (torch.ops.load_library("libpixelfly.so")):
-//   pixelfly::block_sparse_linear(x, values, layout)              y  = x W^T   (differentiable)
+//   pixelfly::block_sparse_linear(x, values, layout)              y  = x W^T
 //   pixelfly::block_sparse_linear_grad_input(grad_y, values, layout)  dx = dy W
 //   pixelfly::block_sparse_linear_grad_weight(grad_y, x, layout)      dW = dy^T x on the blocks
+// All three are differentiable to any order (each one's derivatives are the others), so a
+// backward with create_graph gives correct gradients of gradients.
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -19,7 +21,7 @@
 
 namespace pixelfly::ops {
 
-// y (..., out) = x (..., in) . W^T. Differentiable in x and values.
+// y (..., out) = x (..., in) . W^T. Differentiable in x and values, to any order.
 at::Tensor block_sparse_linear(const at::Tensor& x, const at::Tensor& values, const Layout& layout);
 
 // dx (..., in) = grad_y (..., out) . W.

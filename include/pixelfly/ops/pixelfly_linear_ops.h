@@ -1,7 +1,7 @@
 // The Pixelfly layer as operators: the block-sparse product, its low-rank partner and the
 // mix in one pass over the activations where the GPU kernels allow it.
 //
-//   pixelfly::pixelfly_linear(x, values, layout, u, v, gamma, bias?)          differentiable
+//   pixelfly::pixelfly_linear(x, values, layout, u, v, gamma, bias?)          differentiable (any order)
 //       y = gamma * x W^T + (1 - gamma) * (x v) u^T + bias
 //   pixelfly::mixed_linear(x, values, layout, scale, a, b, bias?)
 //       y = scale * x W^T + (1 - scale) * a b^T + bias    a: (..., r), b: (out, r)
