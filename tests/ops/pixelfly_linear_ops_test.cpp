@@ -182,5 +182,26 @@ TEST(PixelflyLinearOp, RejectsMismatchedLowRankArguments) {
             std::string::npos);
 }
 
+// The building blocks have no derivatives: where autograd records, an input that needs a
+// gradient stops them with a message naming the argument (rather than gradients silently
+// missing); without gradients, or under no_grad, they run.
+TEST(PixelflyLinearOp, BuildingBlocksRejectInputsThatNeedGradients) {
+  const BlockLayout l = random_layout(64, 48, 16, 0.5, 4);
+  const ops::Layout layout = ops::make_layout(l);
+  const at::Tensor x = at::randn({9, 48}), values = at::randn({l.nnz(), 16, 16}).requires_grad_();
+  const at::Tensor a = at::randn({9, 8}), b = at::randn({64, 8});
+  EXPECT_NE(error_of([&] { ops::mixed_linear(x, values, layout, at::ones({}), a, b, c10::nullopt); })
+                .find("pixelfly::mixed_linear: argument 'values' requires grad, but this operator has no derivatives"),
+            std::string::npos);
+  EXPECT_NE(error_of([&] { ops::low_rank_grad_products(at::randn({9, 64}).requires_grad_(), b, a); })
+                .find("pixelfly::low_rank_grad_products: argument 'grad_y' requires grad"),
+            std::string::npos);
+  EXPECT_EQ(ops::mixed_linear(x, values.detach(), layout, at::ones({}), a, b, c10::nullopt).sizes(),
+            (std::vector<int64_t>{9, 64}));
+  torch::NoGradGuard no_grad;
+  EXPECT_EQ(ops::mixed_linear(x, values, layout, at::ones({}), a, b, c10::nullopt).sizes(),
+            (std::vector<int64_t>{9, 64}));
+}
+
 }  // namespace
 }  // namespace pixelfly

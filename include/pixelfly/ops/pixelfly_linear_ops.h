@@ -20,6 +20,8 @@
 //       blocks), grad_u = (1 - gamma) product[:, :r], grad_v = (1 - gamma) x^T grad_projected,
 //       grad_gamma = <dW, W> - <product[:, :r], u>, grad_bias = product[:, r] (the sum of grad_y
 //       over the tokens; undefined without bias).
+// Only pixelfly_linear is differentiable; the other four are its building blocks, without
+// derivatives: where autograd records, an input that needs a gradient stops them with a message.
 // gamma and scale are 0-d tensors (kept on the device: no host synchronisation). W, values and
 // layout are as in block_sparse_ops.h; u: (out, r), v: (in, r), bias: (out).
 // On CUDA with float16/bfloat16, feature counts multiples of 8 and blocks 16-128 on Hopper, the
