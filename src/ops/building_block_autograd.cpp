@@ -8,8 +8,6 @@
 #include <c10/core/GradMode.h>
 #include <torch/library.h>
 
-#include <string>
-
 namespace pixelfly::ops {
 namespace {
 

@@ -127,7 +127,7 @@ class PixelflyLinearFunction : public torch::autograd::Function<PixelflyLinearFu
     const at::ScalarType sums = dtype == at::kDouble ? at::kDouble : at::kFloat;  // grad_gamma's sums
     const at::Tensor values = values_in.to(dtype), u = u_in.to(dtype), v = v_in.to(dtype);
     const at::Tensor dy_rows = row_view(dy), x_rows = row_view(x), low = 1 - gamma;
-    const at::Tensor dy_u = dy_rows.matmul(u);  // (tokens, r)
+    const at::Tensor dy_u = needed(0) || needed(3) ? dy_rows.matmul(u) : at::Tensor();  // (tokens, r)
     at::Tensor grad_x, grad_values, grad_u, grad_v, grad_gamma, grad_bias;
     if (needed(0)) {
       grad_x = gamma * block_sparse_linear_grad_input(dy, values, layout) +
