@@ -98,6 +98,10 @@ std::vector<Case> cases() {
       // Wide (192-feature) tiles at blocks 16 and 64, the last group partial.
       {shared_runs_layout(16, 34), 777},
       {shared_runs_layout(64, 11), 333},
+      // Several tiles per thread block whose K loops are longer than the ring (narrow tiles at
+      // block 128, wide at 64): a block's walk carries its stages' records from tile to tile.
+      {flat_butterfly_layout({1024, 1024, 8, 2, 128}), 9000},
+      {shared_runs_layout(64, 11), 9001},
   };
 }
 
