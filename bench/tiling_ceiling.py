@@ -135,15 +135,15 @@ def main():
             return floor / max(floor, useful_ms * products, nbytes / rate * 1e3)
 
         b, nnz = layout.block(), layout.nnz()
+        out_features = in_f if op == "dX" else out_f
         if op == "dW":
             ours_products, _ = piece_tiling(lines_of(layout, op), b, nnz, tokens, FEATURE_TILE // b,
                                             layout.gradient_piece_features())
         else:
-            ours_products, _ = line_tiling(lines_of(layout, op), b, nnz, tokens, out_f if op == "Y" else in_f,
-                                           FEATURE_TILE // b, TOKEN_TILE)
-        # The kernels' own bytes are the table's (its L2 TB/s x our time).
-        ours_ceiling = floor / max(floor, useful_ms * ours_products, l2_measured * ours_ms / (rate / 1e12))
-        out_features = out_f if op != "dX" else in_f
+            ours_products, _ = line_tiling(lines_of(layout, op), b, nnz, tokens, out_features, FEATURE_TILE // b,
+                                           TOKEN_TILE)
+        # The kernels' own bytes are the table's: its L2 TB/s times our time.
+        ours_ceiling = ceiling(ours_products, l2_measured * 1e12 * ours_ms * 1e-3)
         tile, products, nbytes = max(candidates(layout, op, tokens, out_features), key=lambda c: ceiling(c[1], c[2]))
         print(f"{name_and_layout[0]:16s} {name_and_layout[1]:16s} {op:3s} {roofline:8.2f} | {'':16s} "
               f"{ours_products:8.2f} {l2_measured:5.2f} {ours_ceiling:7.2f} | {'':19s} {tile:>8s} {products:8.2f} "
