@@ -22,14 +22,14 @@ For each row:
   that rate with any kernel that keeps its results in registers and streams both operands.
 
 ceiling = the row's roofline floor (roofline x our time) / max(the floor, the tiling's products
-at cuBLAS's rate, the tiling's bytes at TB_PER_S). Random layouts are drawn as the benchmark draws them (its
-seed, block 32, 64 and 128 in that order)."""
+at cuBLAS's rate, the tiling's bytes at TB_PER_S). Random layouts are drawn as the benchmark draws them
+(cuda_block_sparse_bench.random_layouts)."""
 import re
 import sys
 
 import torch
 
-from cuda_block_sparse_bench import FEATURE_TILE, TOKEN_TILE, row_lists
+from cuda_block_sparse_bench import FEATURE_TILE, TOKEN_TILE, random_layouts, row_lists
 
 torch.ops.load_library(sys.argv[1])
 BlockLayout = torch.classes.pixelfly.BlockLayout
@@ -39,13 +39,6 @@ ACCUMULATORS = 49152  # float32 results of one tile: 2 warpgroups x 128 threads 
 TOKEN_TILES = (64, 128, 256, 512, 1024)  # multiples of the tensor cores' m64
 MAX_FEATURES = 256  # a line tile's width (the widest wgmma product)
 MAX_COLUMNS = 512  # a weight-gradient piece's columns (two products of 256)
-
-
-def random_layouts():
-    """The benchmark's random layouts (4096 x 4096, density 0.25), drawn from its seed in its order."""
-    torch.manual_seed(0)
-    return {b: BlockLayout.from_block_mask(4096, 4096, b, torch.rand(4096 // b, 4096 // b) < 0.25)
-            for b in (32, 64, 128)}
 
 
 def lines_of(layout, op):
@@ -109,7 +102,8 @@ def main():
     table = [row for row in table if re.split(r"\s{2,}", row.strip())[0] in SHAPES]
     best_rate = max(float(row.split()[-4]) for row in table)
     rate = (float(sys.argv[3]) if len(sys.argv) > 3 else best_rate) * 1e12
-    randoms = random_layouts()
+    torch.manual_seed(0)  # as the benchmark seeds it before drawing its random layouts
+    randoms = random_layouts((32, 64, 128))
     print(f"rate between L2 and the multiprocessors for the ceilings: {rate / 1e12:.2f} TB/s "
           f"(the table's best: {best_rate:.2f})")
     print(f"{'shape':16s} {'layout':16s} {'op':3s} {'roofline':>8s} | kernels' tiling: {'products':>8s} "
@@ -118,11 +112,11 @@ def main():
         name_and_layout = re.split(r"\s{2,}", row.strip())
         out_f, in_f, tokens = SHAPES[name_and_layout[0]]
         fly = re.match(r"fly n(\d+) k(\d+) b(\d+)", name_and_layout[1])
-        rand = re.match(r"random 0.25 b(\d+)", name_and_layout[1])
+        rand = re.match(r"random ([0-9.]+) b(\d+)", name_and_layout[1])
         if fly:
             layout = BlockLayout.flat_butterfly(out_f, in_f, int(fly[1]), int(fly[2]), int(fly[3]))
         elif rand and out_f == in_f == 4096:
-            layout = randoms[int(rand[1])]
+            layout = randoms[(int(rand[2]), float(rand[1]))]
         else:
             continue
         f = row.split()
