@@ -10,11 +10,11 @@ tile's other results) and its own write; those bytes pass between L2 and the mul
 some rate, TB_PER_S (default: the table's best, the highest `L2 TB/s` any of its rows reached).
 For each row:
 
-- the kernels' tiling as the benchmark models it (forward / grad_input: 256 tokens by groups of
-  128 / b lines over their union of blocks, where Mixer-B's and ViT-S's kernels run 192-wide
-  tiles; weight gradient: pieces of 128 / b block rows over their union of columns, as the
-  kernels): the products it multiplies over the useful ones, the rate at which the measured
-  kernel moved its bytes, and its ceiling;
+- the kernels' tiling as the benchmark's `L2 TB/s` column models it (forward / grad_input: 256
+  tokens by groups of 128 / b lines over their union of blocks, although Mixer-B's and ViT-S's
+  kernels run 192-wide tiles; weight gradient: pieces of 128 / b block rows over their union of
+  columns, as the kernels): the products it multiplies over the useful ones, the rate at which
+  the measured kernel moved its bytes, and its ceiling;
 - the best register tile: of the tiles whose float32 results fit two consumer warpgroups'
   registers (tokens x features, or a weight-gradient piece's rows x columns, at most 49 152:
   192 per thread, what the wide tiles hold), the one with the highest ceiling, its shape and
@@ -22,8 +22,8 @@ For each row:
   that rate with any kernel that keeps its results in registers and streams both operands.
 
 ceiling = the row's roofline floor (roofline x our time) / max(the floor, the tiling's products
-at cuBLAS's rate, the tiling's bytes at TB_PER_S). Random layouts are drawn as the benchmark draws them
-(cuda_block_sparse_bench.random_layouts)."""
+at cuBLAS's rate, the tiling's bytes at TB_PER_S). Random layouts are drawn as the benchmark
+draws them (cuda_block_sparse_bench.random_layouts)."""
 import re
 import sys
 
