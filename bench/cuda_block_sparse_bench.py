@@ -17,14 +17,16 @@ where dense_rate is cuBLAS's measured rate at that shape and copy_bandwidth a me
 device-to-device copy (bytes read + written).
 
 "L2 TB/s" is the rate at which the kernels move the bytes their tiling needs between L2 and the
-multiprocessors: every tile reads its activation rows over its group's union of blocks and its
-weight blocks, every result is written once."""
+multiprocessors (bench/tiling_model.py, kernel_tiling): every tile reads its activation rows over
+its group's union of blocks and its weight blocks, every result is written once. Tables before
+2026-12-01 counted every line tile 128 features wide, also where the kernels run 192."""
 import sys
 
 import torch
 from torch.sparse._triton_ops import bsr_dense_mm
 
 from gpu_timers import copy_bandwidth, flushed_time, steady_from_argv, time_call
+from tiling_model import kernel_tiling, row_lists
 
 torch.ops.load_library(sys.argv[1])
 quick = "--quick" in sys.argv
@@ -46,43 +48,6 @@ def read_write_bandwidth():
     a = torch.randn(1 << 28, device="cuda", dtype=torch.float32)
     return (a.numel() * 4 / flushed_time(lambda: a.sum(), quick),
             a.numel() * 4 / flushed_time(lambda: a.fill_(1.0), quick))
-
-
-TOKEN_TILE = 256  # tokens per forward / grad_input tile
-FEATURE_TILE = 128  # features per tile (a group of 128 / block lines)
-
-
-def row_lists(layout):
-    """The block columns of each block row, CSR order."""
-    rp, ci = layout.row_ptr().tolist(), layout.col_idx().tolist()
-    return [ci[rp[r]:rp[r + 1]] for r in range(len(rp) - 1)]
-
-
-def tiling_bytes(layout, tokens):
-    """Bytes between L2 and the multiprocessors for Y, dX and dW, as the kernels tile them."""
-    b = layout.block()
-    rows = -(-layout.out_features() // b)
-    cols = -(-layout.in_features() // b)
-    by_row = row_lists(layout)
-    col_lists = [[] for _ in range(cols)]
-    for r, lst in enumerate(by_row):
-        for c in lst:
-            col_lists[c].append(r)
-    per = FEATURE_TILE // b
-    token_tiles = -(-tokens // TOKEN_TILE)
-    weight = layout.nnz() * b * b * 2
-
-    def unions(lists):
-        return [len(set().union(*lists[g:g + per])) for g in range(0, len(lists), per)]
-
-    def lines(lists, out_f):  # activation rows over each group's union, weights once per token tile, output once
-        return token_tiles * TOKEN_TILE * sum(unions(lists)) * b * 2 + token_tiles * weight + tokens * out_f * 2
-
-    u_rows = unions(by_row)
-    piece_columns = layout.gradient_piece_features()  # X features per weight-gradient piece
-    piece_rows = sum(-(-u * b // piece_columns) * min(per, rows - g * per) for g, u in enumerate(u_rows))
-    dw = tokens * b * 2 * (piece_rows + sum(u_rows)) + 2 * weight  # the result once, in float32
-    return lines(by_row, layout.out_features()), lines(col_lists, layout.in_features()), dw
 
 
 def dense_mask(layout):
@@ -147,7 +112,8 @@ def run(name, out_f, in_f, tokens, layout, bw):
     except Exception as e:  # noqa: BLE001 - report and continue
         print(f"  torch BSR failed on {name}: {str(e)[:80]}", file=sys.stderr)
     rows = []
-    for op, nbytes, l2_bytes in zip(("Y", "dX", "dW"), (bytes_y, bytes_y, bytes_dw), tiling_bytes(layout, tokens)):
+    for op, nbytes in zip(("Y", "dX", "dW"), (bytes_y, bytes_y, bytes_dw)):
+        l2_bytes = kernel_tiling(layout, op, tokens)[1]
         dense_rate = flops / t_dense[op]
         floor = max(rho * flops / dense_rate, nbytes / bw)
         rows.append((op, t_dense[op], t_ours[op], floor / t_ours[op], l2_bytes / t_ours[op]))

@@ -5,6 +5,8 @@
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <torch/library.h>
 
+#include "pixelfly/pattern/tile_schedule.h"
+
 namespace pixelfly::ops {
 namespace {
 
@@ -66,6 +68,16 @@ TORCH_LIBRARY(pixelfly, m) {
                return self->tile_schedule().gradient_piece_features;
              } catch (const std::invalid_argument& e) {
                TORCH_CHECK(false, "BlockLayout.gradient_piece_features: ", e.what());
+             }
+           })
+      // The CUDA forward (by_columns false) or grad_input (true) kernel's tile width for this
+      // layout with a low-rank term of `rank` (0: the plain operators; tile_schedule.h, line_grouping).
+      .def("line_tile_features",
+           [](const c10::intrusive_ptr<LayoutHandle>& self, bool by_columns, int64_t rank) {
+             try {
+               return pixelfly::line_grouping(self->tile_schedule(), by_columns, rank).tile_features;
+             } catch (const std::invalid_argument& e) {
+               TORCH_CHECK(false, "BlockLayout.line_tile_features: ", e.what());
              }
            })
       .def("to_text", &LayoutHandle::to_text);

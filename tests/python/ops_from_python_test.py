@@ -45,6 +45,21 @@ try:
     raise AssertionError("a block that does not divide the kernels' tile must be rejected")
 except RuntimeError as e:
     assert "gradient_piece_features" in str(e) and "block size 48" in str(e), str(e)
+# The line kernels' tile width (tile_schedule.h): 192 features both ways where four block-32 lines
+# straddle two butterfly cells (Mixer-B fc1), 128 where the cells align (GPT-2-medium fc1) and at
+# block 128; with a rank-32 term the width can change (384 x 384 at block 16: wide without, narrow
+# with).
+assert BlockLayout.flat_butterfly(3072, 768, 16, 2, 32).line_tile_features(False, 0) == 192
+assert BlockLayout.flat_butterfly(3072, 768, 16, 2, 32).line_tile_features(True, 0) == 192
+assert BlockLayout.flat_butterfly(4096, 1024, 16, 2, 32).line_tile_features(False, 0) == 128
+assert BlockLayout.flat_butterfly(4096, 4096, 4, 1, 128).line_tile_features(True, 0) == 128
+assert BlockLayout.flat_butterfly(384, 384, 16, 1, 16).line_tile_features(False, 0) == 192
+assert BlockLayout.flat_butterfly(384, 384, 16, 1, 16).line_tile_features(False, 32) == 128
+try:
+    BlockLayout.flat_butterfly(192, 192, 4, 1, 48).line_tile_features(False, 0)
+    raise AssertionError("a block that does not divide the kernels' tile must be rejected")
+except RuntimeError as e:
+    assert "line_tile_features" in str(e) and "block size 48" in str(e), str(e)
 
 mask = torch.zeros(4, 6, dtype=torch.bool)
 mask[0, 1] = mask[3, 5] = True
