@@ -120,6 +120,10 @@ def run(name, out_f, in_f, tokens, layout, bw):
     return rho, rows, t_bsr / t_y_bsr, t_bsr, errs
 
 
+# (name, out features, in features, tokens): the paper's MLP shapes, then the square layer.
+SHAPES = [("Mixer-B fc1", 3072, 768, 25088), ("Mixer-B fc2", 768, 3072, 25088), ("GPT2-M fc1", 4096, 1024, 8192),
+          ("GPT2-M fc2", 1024, 4096, 8192), ("ViT-S 2304x768", 2304, 768, 25088)]
+SQUARE = ("4096x4096", 4096, 4096, 8192)
 RANDOM_DENSITIES = (0.1, 0.25, 0.5)
 
 
@@ -145,12 +149,10 @@ def main():
     print(f"{torch.cuda.get_device_name()}  torch {torch.__version__}  {'steady' if steady else 'flushed'} timer  "
           f"copy bandwidth {bw / 1e12:.2f} TB/s (read alone {read_bw / 1e12:.2f}, written alone {write_bw / 1e12:.2f})  "
           f"bf16", flush=True)
-    shapes = [("Mixer-B fc1", 3072, 768, 25088), ("Mixer-B fc2", 768, 3072, 25088),
-              ("GPT2-M fc1", 4096, 1024, 8192), ("GPT2-M fc2", 1024, 4096, 8192), ("ViT-S 2304x768", 2304, 768, 25088)]
-    configs = [(s, BlockLayout.flat_butterfly(s[1], s[2], 16, 2, 32), "fly n16 k2 b32") for s in shapes]
+    configs = [(s, BlockLayout.flat_butterfly(s[1], s[2], 16, 2, 32), "fly n16 k2 b32") for s in SHAPES]
     # Block 16, which the planner picks for Mixer-B's and GPT-2's fc2 at density 0.25.
-    configs.append((shapes[1], BlockLayout.flat_butterfly(shapes[1][1], shapes[1][2], 16, 2, 16), "fly n16 k2 b16"))
-    square = ("4096x4096", 4096, 4096, 8192)
+    configs.append((SHAPES[1], BlockLayout.flat_butterfly(SHAPES[1][1], SHAPES[1][2], 16, 2, 16), "fly n16 k2 b16"))
+    square = SQUARE
     for b in (32, 64, 128) if not quick else (32,):
         for n, k in ((16, 1), (8, 1), (4, 1)):
             configs.append((square, BlockLayout.flat_butterfly(4096, 4096, n, k, b), f"fly n{n} k{k} b{b}"))

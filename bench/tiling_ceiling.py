@@ -27,12 +27,11 @@ import sys
 
 import torch
 
-from cuda_block_sparse_bench import random_layouts
+from cuda_block_sparse_bench import SHAPES as BENCH_SHAPES, SQUARE, random_layouts
 from tiling_model import kernel_tiling, line_tiling, lines_of, piece_tiling
 
 BlockLayout = torch.classes.pixelfly.BlockLayout  # the benchmark module loaded the library
-SHAPES = {"Mixer-B fc1": (3072, 768, 25088), "Mixer-B fc2": (768, 3072, 25088), "GPT2-M fc1": (4096, 1024, 8192),
-          "GPT2-M fc2": (1024, 4096, 8192), "ViT-S 2304x768": (2304, 768, 25088), "4096x4096": (4096, 4096, 8192)}
+SHAPES = {name: (out_f, in_f, tokens) for name, out_f, in_f, tokens in BENCH_SHAPES + [SQUARE]}
 ACCUMULATORS = 49152  # float32 results of one tile: 2 warpgroups x 128 threads x 192 registers
 TOKEN_TILES = (64, 128, 256, 512, 1024)  # multiples of the tensor cores' m64
 MAX_FEATURES = 256  # a line tile's width (the widest wgmma product)

@@ -12,6 +12,16 @@ namespace {
 
 using LinearSignature = at::Tensor(const at::Tensor&, const at::Tensor&, const Layout&);
 
+// The layout's CUDA kernel schedule for a BlockLayout method that reads it, an error naming the
+// method where the layout has none (a block the kernels' tiles do not take).
+const TileSchedule& schedule_for(const LayoutHandle& layout, const char* method) {
+  try {
+    return layout.tile_schedule();
+  } catch (const std::invalid_argument& e) {
+    TORCH_CHECK(false, "BlockLayout.", method, ": ", e.what());
+  }
+}
+
 c10::TypedOperatorHandle<LinearSignature> find_op(const char* name) {
   return c10::Dispatcher::singleton().findSchemaOrThrow(name, "").typed<LinearSignature>();
 }
@@ -64,21 +74,14 @@ TORCH_LIBRARY(pixelfly, m) {
       // The CUDA weight-gradient kernel's piece width for this layout (tile_schedule.h).
       .def("gradient_piece_features",
            [](const c10::intrusive_ptr<LayoutHandle>& self) {
-             try {
-               return self->tile_schedule().gradient_piece_features;
-             } catch (const std::invalid_argument& e) {
-               TORCH_CHECK(false, "BlockLayout.gradient_piece_features: ", e.what());
-             }
+             return pixelfly::ops::schedule_for(*self, "gradient_piece_features").gradient_piece_features;
            })
       // The CUDA forward (by_columns false) or grad_input (true) kernel's tile width for this
       // layout with a low-rank term of `rank` (0: the plain operators; tile_schedule.h, line_grouping).
       .def("line_tile_features",
            [](const c10::intrusive_ptr<LayoutHandle>& self, bool by_columns, int64_t rank) {
-             try {
-               return pixelfly::line_grouping(self->tile_schedule(), by_columns, rank).tile_features;
-             } catch (const std::invalid_argument& e) {
-               TORCH_CHECK(false, "BlockLayout.line_tile_features: ", e.what());
-             }
+             return pixelfly::line_grouping(pixelfly::ops::schedule_for(*self, "line_tile_features"), by_columns, rank)
+                 .tile_features;
            })
       .def("to_text", &LayoutHandle::to_text);
 
