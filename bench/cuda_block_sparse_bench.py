@@ -16,6 +16,15 @@ Roofline efficiency = max(density * FLOPs / dense_rate, bytes / copy_bandwidth) 
 where dense_rate is cuBLAS's measured rate at that shape and copy_bandwidth a measured
 device-to-device copy (bytes read + written).
 
+"cmpct ms" is cuBLAS on the compact dense problem with the same useful products and the same
+output: Y = X' W'^T with X' tokens x K and W' out x K, K the weight's nonzeros per output feature
+(nnz * b * b / out, rounded up to a multiple of 8); dX the same with K = nonzeros per input
+feature; dW = dY^T X' (out x K over the tokens, as many results as the blocks hold). It is what
+the best dense library does with the products the sparse operator cannot avoid, on a problem with
+the same output and no more input bytes (the sparse operator reads all of its activations,
+the packed one K columns of them): "vs cmpct" is its time over ours (above 1: faster than cuBLAS
+on the packed problem).
+
 "L2 TB/s" is the rate at which the kernels move the bytes their tiling needs between L2 and the
 multiprocessors (bench/tiling_model.py, kernel_tiling): every tile reads its activation rows over
 its group's union of blocks and its weight blocks, every result is written once. Tables before
@@ -74,6 +83,13 @@ def rel(a, b):
     return ((a.float() - b.float()).norm() / b.float().norm()).item()
 
 
+def compact_depth(nonzeros, features):
+    """K of a compact dense problem: `nonzeros` weights over `features` outputs, rounded up to a
+    multiple of 8 (cuBLAS's bf16 alignment)."""
+    per_feature = -(-nonzeros // features)
+    return (per_feature + 7) // 8 * 8
+
+
 def run(name, out_f, in_f, tokens, layout, bw):
     mask = dense_mask(layout).cuda()
     w = torch.randn(out_f, in_f, device="cuda", dtype=DT) * mask
@@ -92,6 +108,13 @@ def run(name, out_f, in_f, tokens, layout, bw):
             rel(ops.block_sparse_linear_grad_weight(dy, x, layout), blocks_of(dy.float().t() @ x.float(), layout)))
     t_dense = {"Y": bench(lambda a, b: a @ b.t(), (x, wd)), "dX": bench(lambda a, b: a @ b, (dy, wd)),
                "dW": bench(lambda a, b: a.t() @ b, (dy, x))}
+    # The compact dense problems (module docstring): the same useful products, packed.
+    k_y = compact_depth(nnz_el, out_f)
+    k_dx = compact_depth(nnz_el, in_f)
+    x_c, w_y = torch.randn(tokens, k_y, device="cuda", dtype=DT), torch.randn(out_f, k_y, device="cuda", dtype=DT)
+    dy_c, w_dx = torch.randn(tokens, k_dx, device="cuda", dtype=DT), torch.randn(k_dx, in_f, device="cuda", dtype=DT)
+    t_compact = {"Y": bench(lambda a, b: a @ b.t(), (x_c, w_y)), "dX": bench(lambda a, b: a @ b, (dy_c, w_dx)),
+                 "dW": bench(lambda a, b: a.t() @ b, (dy, x_c))}
     t_ours = {"Y": bench(lambda a, v: ops.block_sparse_linear(a, v, layout), (x, values)),
               "dX": bench(lambda a, v: ops.block_sparse_linear_grad_input(a, v, layout), (dy, values)),
               "dW": bench(lambda a, b: ops.block_sparse_linear_grad_weight(a, b, layout), (dy, x))}
@@ -116,7 +139,7 @@ def run(name, out_f, in_f, tokens, layout, bw):
         l2_bytes = kernel_tiling(layout, op, tokens)[1]
         dense_rate = flops / t_dense[op]
         floor = max(rho * flops / dense_rate, nbytes / bw)
-        rows.append((op, t_dense[op], t_ours[op], floor / t_ours[op], l2_bytes / t_ours[op]))
+        rows.append((op, t_dense[op], t_ours[op], floor / t_ours[op], l2_bytes / t_ours[op], t_compact[op]))
     return rho, rows, t_bsr / t_y_bsr, t_bsr, errs
 
 
@@ -159,14 +182,15 @@ def main():
         for density in RANDOM_DENSITIES if not quick else (0.25,):
             configs.append((square, randoms[(b, density)], f"random {density:g} b{b}"))
     header = (f"{'shape':16s} {'layout':18s} {'dens':>5s} {'op':>3s} {'dense ms':>9s} {'ours ms':>9s} {'speedup':>8s} "
-              f"{'roofline':>8s} {'L2 TB/s':>7s} {'bsr ms':>8s} {'vs bsr':>7s} {'rel err':>8s}")
+              f"{'roofline':>8s} {'L2 TB/s':>7s} {'bsr ms':>8s} {'vs bsr':>7s} {'rel err':>8s} {'cmpct ms':>9s} "
+              f"{'vs cmpct':>8s}")
     lines = [header]
     for (name, out_f, in_f, tokens), layout, label in configs:
         rho, rows, vs_bsr, t_bsr, errs = run(name, out_f, in_f, tokens, layout, bw)
-        for (op, td, to, eff, l2_rate), err in zip(rows, errs):
+        for (op, td, to, eff, l2_rate, tc), err in zip(rows, errs):
             bsr = f"{t_bsr * 1e3:8.3f} {vs_bsr:6.2f}x" if op == "Y" and t_bsr == t_bsr else f"{'-':>8s} {'-':>7s}"
             line = (f"{name:16s} {label:18s} {rho:5.3f} {op:>3s} {td * 1e3:9.3f} {to * 1e3:9.3f} {td / to:7.2f}x "
-                    f"{eff:8.2f} {l2_rate / 1e12:7.2f} {bsr} {err:8.1e}")
+                    f"{eff:8.2f} {l2_rate / 1e12:7.2f} {bsr} {err:8.1e} {tc * 1e3:9.3f} {tc / to:7.2f}x")
             print(line, flush=True)
             lines.append(line)
     print("\n" + "\n".join(lines))

@@ -75,7 +75,8 @@ def main():
         else:
             continue
         f = row.split()
-        density, op, dense_ms, ours_ms, roofline = float(f[-10]), f[-9], float(f[-8]), float(f[-7]), float(f[-5])
+        r = max(i for i, field in enumerate(f) if re.fullmatch(r"[0-9.]+e[-+][0-9]+", field))  # rel err
+        density, op, dense_ms, ours_ms, roofline = float(f[r - 9]), f[r - 8], float(f[r - 7]), float(f[r - 6]), float(f[r - 4])
         rows.append((name_and_layout[0], name_and_layout[1], op, roofline, roofline * ours_ms, density * dense_ms,
                      layout, tokens, ours_ms))
     # The rate at which each kernel moved its tiling's bytes; the best of them unless one is given.

@@ -83,15 +83,16 @@ if [ $ops = 1 ]; then
     echo "round $round: ${names[*]}"
     tables=()
     for b in "${names[@]}"; do
-      sed -n '/^shape /,$p' "$out/ops-$b-$round.log" | grep -E ' [0-9.]+e[-+][0-9]+$' >"$work/table-$b"
+      sed -n '/^shape /,$p' "$out/ops-$b-$round.log" | grep -E ' [0-9.]+e[-+][0-9]+( |$)' >"$work/table-$b"
       tables+=("$work/table-$b")
     done
     paste -d'|' "${tables[@]}" |
       awk -F'|' -v builds=${#names[@]} 'BEGIN { printf "%-16s %-18s %3s %8s", "shape", "layout", "op", "base ms";
                             for (i = 2; i <= builds; i++) printf " %8s %6s", "ms", "x"; printf " %8s %7s\n", "roofline", "L2 TB/s" }
-                 { split($1, a, "  +"); n = split($1, x, " +"); printf "%-16s %-18s %3s %8s", a[1], a[2], x[n - 8], x[n - 6];
-                   for (i = 2; i <= NF; i++) { split($i, y, " +"); printf " %8s %5.2fx", y[n - 6], x[n - 6] / y[n - 6] }
-                   split($2, y, " +"); printf " %8s %7s\n", y[n - 4], y[n - 3] }'
+                 function relerr(f, k,   j) { for (j = k; j > 0; j--) if (f[j] ~ /^[0-9.]+e[-+][0-9]+$/) return j }
+                 { split($1, a, "  +"); r = relerr(x, split($1, x, " +")); printf "%-16s %-18s %3s %8s", a[1], a[2], x[r - 8], x[r - 6];
+                   for (i = 2; i <= NF; i++) { s = relerr(y, split($i, y, " +")); printf " %8s %5.2fx", y[s - 6], x[r - 6] / y[s - 6] }
+                   s = relerr(y, split($2, y, " +")); printf " %8s %7s\n", y[s - 4], y[s - 3] }'
   done
   exit 0
 fi
