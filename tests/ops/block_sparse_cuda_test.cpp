@@ -402,7 +402,7 @@ TEST(BlockSparseOpsCuda, ParameterGradientsMatchFloat64Reference) {
   // Token counts per dtype. On an H200: at 333 tokens the weight gradient is one split, stored
   // straight. At 1500 its float32 sums come out of reductions in five splits for the first
   // layout (24 pieces 256 wide) and the third (24 of 192), out of clusters for the second (6
-  // pieces); at 5000 the fourth's 16 splits (6 pieces 256 wide) add into them. Where they do and
+  // pieces); at 5000 the fourth's 14 splits (6 pieces 256 wide) add into them. Where they do and
   // the rank is a multiple of 8 up to 32, v's gradient x^T (dy u) rides in the weight gradient's
   // pass (the first layout in float16, the third and fourth in bfloat16: pieces 256, 192 and 256
   // wide, ranks 32, 16 and 24, the fourth's inputs ending inside a block column); elsewhere it is

@@ -1,7 +1,7 @@
 // The tensor-core kernels' grid shapes (kernels/cuda/launch_shape.h): weight-gradient token
-// splits that fill the last wave, the splits run as one cluster only where that costs no wave,
-// persistent block counts coprime to the groups, the persistent
-// kernels' balanced tile order, and the low-rank gradient products' feature splits.
+// splits that weigh the last wave's fill against each block's fixed cost, the splits run as one
+// cluster only where that costs no wave, persistent block counts coprime to the groups, the
+// persistent kernels' balanced tile order, and the low-rank gradient products' feature splits.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -31,12 +31,19 @@ double last_wave_filled(int64_t tokens, int64_t pieces, int64_t per_split, int64
   return static_cast<double>(blocks) / static_cast<double>(waves * slots);
 }
 
-TEST(LaunchShape, MixerWeightGradientFillsTwoWholeWaves) {
-  // Mixer-B fc1: 48 pieces, 25 088 tokens. Six splits left 24 blocks in a second wave; eleven
-  // fill two waves exactly.
-  const int64_t per_split = gradient_split_tokens(25088, 48, 64, kH200Slots);
-  EXPECT_EQ(per_split, 2304);
-  EXPECT_DOUBLE_EQ(last_wave_filled(25088, 48, per_split, kH200Slots), 1.0);
+TEST(LaunchShape, MixerWeightGradientTakesOneWaveOfLongerSplits) {
+  constexpr int64_t kSlots = 132;  // one block per multiprocessor, as the weight-gradient kernel
+  // Mixer-B fc1: 24 pieces, 25 088 tokens. Eleven splits would fill two waves exactly, but each
+  // block's fixed cost makes five splits in one wave (120 of 132 slots) the faster grid.
+  const int64_t per_split = gradient_split_tokens(25088, 24, 64, kSlots);
+  EXPECT_EQ(per_split, 5056);
+  EXPECT_EQ((25088 + per_split - 1) / per_split, 5);
+  EXPECT_DOUBLE_EQ(last_wave_filled(25088, 24, per_split, kSlots), 120.0 / 132.0);
+  // GPT-2-medium fc1 at 8192 tokens (32 pieces) keeps four splits in one wave.
+  EXPECT_EQ(gradient_split_tokens(8192, 32, 64, kSlots), 2048);
+  // Few pieces over many tokens still split widely enough to fill the device.
+  const int64_t few = gradient_split_tokens(25088, 2, 64, kSlots);
+  EXPECT_EQ(2 * ((25088 + few - 1) / few), kSlots);
 }
 
 TEST(LaunchShape, TokenSplitsAreWholeStepsCoverEveryTokenAndFillWaves) {
@@ -100,7 +107,9 @@ int64_t busiest_cost(const std::vector<int32_t>& order, const std::vector<int64_
       if (t < 0 || t >= tiles) return -1;
       ++seen[t];
       cost += group_cost[t % groups];
-      if (j > order[b]) EXPECT_LT(order[blocks + j], t) << "block " << b << " is not in ascending order";
+      if (j > order[b]) {
+        EXPECT_LT(order[blocks + j], t) << "block " << b << " is not in ascending order";
+      }
     }
     busiest = std::max(busiest, cost);
   }

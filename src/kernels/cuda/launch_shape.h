@@ -13,24 +13,32 @@
 
 namespace pixelfly::kernels::cuda {
 
-// Tokens per split of the weight gradient's token reduction over `pieces` tiles: the number of
-// splits (at most four waves' worth, each split at least 256 tokens) that leaves the fewest
-// idle slots in the last wave, the fewest splits among equals; each split a whole number of
-// `step`s long.
+// Tokens per split of the weight gradient's token reduction over `pieces` tiles: of the split
+// counts up to four waves' worth (each split at least 256 tokens), the one whose blocks do the
+// most work per slot and unit of time, filled / waves x tokens per split / (tokens per split +
+// kSplitOverheadTokens), a block's fixed cost (its ring's fill and drain, its float32 reductions
+// or cluster exchange) counted as that many tokens of its stream; each split a whole number of
+// `step`s long. Measured (docs/perf.md, version 29): Mixer-B fc1's 24 pieces at 25 088 tokens,
+// in eleven splits (two full waves) 0.069 ms, in five (one wave, 120 of 132 slots) 0.062, which
+// puts the fixed cost at about a thousand tokens.
+constexpr int64_t kSplitOverheadTokens = 1024;
 inline int64_t gradient_split_tokens(int64_t tokens, int64_t pieces, int64_t step, int64_t slots) {
   const int64_t max_splits = tokens / 256 > 1 ? tokens / 256 : 1;
   const int64_t wave_limit = 4 * slots / pieces > 1 ? 4 * slots / pieces : 1;
-  int64_t best = 1;
-  double best_filled = 0.0;
+  int64_t best = 0;
+  double best_score = -1.0;
   for (int64_t splits = 1; splits <= (max_splits < wave_limit ? max_splits : wave_limit); ++splits) {
-    const int64_t blocks = pieces * splits, waves = (blocks + slots - 1) / slots;
+    const int64_t per_split = ((tokens + splits - 1) / splits + step - 1) / step * step;
+    const int64_t blocks = pieces * ((tokens + per_split - 1) / per_split), waves = (blocks + slots - 1) / slots;
     const double filled = static_cast<double>(blocks) / static_cast<double>(waves * slots);
-    if (filled > best_filled + 1e-9) {
-      best = splits;
-      best_filled = filled;
+    const double score =
+        filled * static_cast<double>(per_split) / static_cast<double>(per_split + kSplitOverheadTokens);
+    if (score > best_score + 1e-9) {
+      best = per_split;
+      best_score = score;
     }
   }
-  return ((tokens + best - 1) / best + step - 1) / step * step;
+  return best;
 }
 
 // Whether the weight gradient runs each of `pieces` pieces' `splits` blocks as one thread-block
