@@ -527,19 +527,14 @@ TEST(BlockSparseOpsCuda, LowRankGradProductsMatchFloat64Reference) {
 }
 
 #if defined(PIXELFLY_TORCH_HAS_CUDA)
-// More tiles than an H200 runs blocks (Mixer-B fc2's layout: 6 groups, two of them twice as long,
-// by 23 and 24 token tiles), so that blocks take several tiles each: in the tile order built on
-// a token count's first call (eager, then inside a CUDA graph), and round-robin where that first
-// call is captured into the graph (the order cannot be copied to the device during a capture).
-// Forward and grad_input, captured outputs poisoned before the replay.
 // The weight gradient over token counts that split its reduction over blocks. On an H200 (132
 // multiprocessors; 30 clusters of 4 blocks, 22 of 5 and 15 of 7 at once) the splits of each
 // piece run as one thread-block cluster, summed in shared memory and stored once, in the first,
 // second, fourth and fifth cases (11 pieces 192 features wide in 4 and 7 splits, 16 of 256 in
 // 5, Mixer-B fc1's 24 of 192 in 4); the third (24 pieces of 256 in 5 splits: a second wave of
-// clusters), the sixth (11 splits, as Mixer-B fc1 at 25 088 tokens) and the last (6 pieces of 192
-// in 13) add into a float32 buffer and round it. The output's memory is poisoned first, so an
-// element no block stores fails.
+// clusters), the sixth (24 pieces of 192 in 5 splits, a second wave of clusters, as Mixer-B fc1
+// at 25 088 tokens) and the last (6 pieces of 192 in 13) add into a float32 buffer and round it.
+// The output's memory is poisoned first, so an element no block stores fails.
 TEST(BlockSparseOpsCuda, GradWeightOverTokenSplitsMatchesFloat64Reference) {
   SKIP_WITHOUT_CUDA();
   torch::manual_seed(43);
@@ -570,6 +565,11 @@ TEST(BlockSparseOpsCuda, GradWeightOverTokenSplitsMatchesFloat64Reference) {
   }
 }
 
+// More tiles than an H200 runs blocks (Mixer-B fc2's layout: 6 groups, two of them twice as long,
+// by 23 and 24 token tiles), so that blocks take several tiles each: in the tile order built on
+// a token count's first call (eager, then inside a CUDA graph), and round-robin where that first
+// call is captured into the graph (the order cannot be copied to the device during a capture).
+// Forward and grad_input, captured outputs poisoned before the replay.
 TEST(BlockSparseOpsCuda, ManyTilesPerBlockEagerAndUnderGraphCapture) {
   SKIP_WITHOUT_CUDA();
   torch::manual_seed(41);
