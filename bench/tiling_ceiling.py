@@ -20,7 +20,10 @@ some rate, TB_PER_S (default: the best rate any of the table's rows reached). Fo
   that rate with any kernel that keeps its results in registers and streams both operands.
 
 ceiling = the row's roofline floor (roofline x our time) / max(the floor, the tiling's products
-at cuBLAS's rate, the tiling's bytes at TB_PER_S). Random layouts are drawn as the benchmark
+at cuBLAS's rate, the tiling's bytes at TB_PER_S). Where the table has cuBLAS's time on the
+packed dense problem (`cmpct ms`: the same useful products and output, no more input bytes), the
+last column is the roofline efficiency cuBLAS reaches there (roofline / `vs cmpct`): a row where it
+is under 0.8 is one where the best dense library does not reach 0.8 on that work either. Random layouts are drawn as the benchmark
 draws them (cuda_block_sparse_bench.random_layouts)."""
 import re
 import sys
@@ -60,7 +63,8 @@ def main():
     table = lines[next(i for i, l in enumerate(lines) if l.startswith("shape ")) + 1:]
     torch.manual_seed(0)  # as the benchmark seeds it before drawing its random layouts
     randoms = random_layouts((32, 64, 128))
-    rows = []  # (shape, layout label, op, roofline, floor ms, useful products ms, layout, tokens, our ms)
+    rows = []  # (shape, layout label, op, roofline, floor ms, useful products ms, layout, tokens, our ms,
+    #           cuBLAS's roofline on the packed problem or None)
     for row in table:
         name_and_layout = re.split(r"\s{2,}", row.strip())
         if len(name_and_layout) < 2 or name_and_layout[0] not in SHAPES:
@@ -77,28 +81,31 @@ def main():
         f = row.split()
         r = max(i for i, field in enumerate(f) if re.fullmatch(r"[0-9.]+e[-+][0-9]+", field))  # rel err
         density, op, dense_ms, ours_ms, roofline = float(f[r - 9]), f[r - 8], float(f[r - 7]), float(f[r - 6]), float(f[r - 4])
+        packed = roofline / float(f[r + 2].rstrip("x")) if len(f) > r + 2 else None  # cuBLAS's roofline, packed
         rows.append((name_and_layout[0], name_and_layout[1], op, roofline, roofline * ours_ms, density * dense_ms,
-                     layout, tokens, ours_ms))
+                     layout, tokens, ours_ms, packed))
     # The rate at which each kernel moved its tiling's bytes; the best of them unless one is given.
-    kernels = [kernel_tiling(layout, op, tokens) for _, _, op, _, _, _, layout, tokens, _ in rows]
+    kernels = [kernel_tiling(layout, op, tokens) for _, _, op, _, _, _, layout, tokens, _, _ in rows]
     moved = [nbytes / (r[8] * 1e-3) for (_, nbytes), r in zip(kernels, rows)]
     best_rate = max(moved)
     rate = float(sys.argv[3]) * 1e12 if len(sys.argv) > 3 else best_rate
     print(f"rate between L2 and the multiprocessors for the ceilings: {rate / 1e12:.2f} TB/s "
           f"(the table's best: {best_rate / 1e12:.2f})")
     print(f"{'shape':16s} {'layout':16s} {'op':3s} {'roofline':>8s} | kernels' tiling: {'products':>8s} "
-          f"{'TB/s':>5s} {'ceiling':>7s} | best register tile: {'tile':>8s} {'products':>8s} {'ceiling':>7s}")
-    for (shape, label, op, roofline, floor, useful_ms, layout, tokens, _), (ours_products, ours_bytes), rate_moved \
-            in zip(rows, kernels, moved):
+          f"{'TB/s':>5s} {'ceiling':>7s} | best register tile: {'tile':>8s} {'products':>8s} {'ceiling':>7s} | "
+          f"cuBLAS packed: {'roofline':>8s}")
+    for (shape, label, op, roofline, floor, useful_ms, layout, tokens, _, packed), (ours_products, ours_bytes), \
+            rate_moved in zip(rows, kernels, moved):
 
         def ceiling(products, nbytes):
             return floor / max(floor, useful_ms * products, nbytes / rate * 1e3)
 
         out_features = layout.in_features() if op == "dX" else layout.out_features()
         tile, products, nbytes = max(candidates(layout, op, tokens, out_features), key=lambda c: ceiling(c[1], c[2]))
+        packed_text = f"{packed:8.2f}" if packed is not None else f"{'-':>8s}"
         print(f"{shape:16s} {label:16s} {op:3s} {roofline:8.2f} | {'':16s} {ours_products:8.2f} "
               f"{rate_moved / 1e12:5.2f} {ceiling(ours_products, ours_bytes):7.2f} | {'':19s} {tile:>8s} "
-              f"{products:8.2f} {ceiling(products, nbytes):7.2f}")
+              f"{products:8.2f} {ceiling(products, nbytes):7.2f} | {'':14s} {packed_text}")
 
 
 if __name__ == "__main__":
