@@ -20,11 +20,13 @@ some rate, TB_PER_S (default: the best rate any of the table's rows reached). Fo
   that rate with any kernel that keeps its results in registers and streams both operands.
 
 ceiling = the row's roofline floor (roofline x our time) / max(the floor, the tiling's products
-at cuBLAS's rate, the tiling's bytes at TB_PER_S). Where the table has cuBLAS's time on the
-packed dense problem (`cmpct ms`: the same useful products and output, no more input bytes), the
-last column is the roofline efficiency cuBLAS reaches there (roofline / `vs cmpct`): a row where it
-is under 0.8 is one where the best dense library does not reach 0.8 on that work either. Random layouts are drawn as the benchmark
-draws them (cuda_block_sparse_bench.random_layouts)."""
+at cuBLAS's rate, the tiling's bytes at TB_PER_S). Random layouts are drawn as the benchmark
+draws them (cuda_block_sparse_bench.random_layouts).
+
+Where the table has cuBLAS's time on the benchmark's compact (packed) dense problem (`cmpct ms`:
+the same useful products and output, no more input bytes), the last column is the roofline
+efficiency cuBLAS reaches there (roofline / `vs cmpct`): a row where it is under 0.8 is one where
+the best dense library does not reach 0.8 on that work either."""
 import re
 import sys
 
