@@ -601,6 +601,52 @@ TEST(BlockSparseOpsCuda, ManyTilesPerBlockEagerAndUnderGraphCapture) {
   EXPECT_LT(relative_error(dx_new, ops::block_sparse_linear_grad_input(dy_new.to(at::kCPU, at::kDouble), values64, layout)),
             1e-2);
 }
+
+// The layer's backward runs its dx pass and its parameters' pass on two streams (side_stream.h):
+// a CUDA graph that captures a whole forward + backward takes the fork and the join, and its
+// replay gives what the eager step gave.
+TEST(BlockSparseOpsCuda, FusedPixelflyLinearStepUnderGraphCaptureMatchesEager) {
+  SKIP_WITHOUT_CUDA();
+  torch::manual_seed(43);
+  const BlockLayout l = flat_butterfly_layout({1024, 4096, 16, 2, 32});
+  const ops::Layout layout = ops::make_layout(l);
+  const auto cuda = at::TensorOptions(at::kCUDA).dtype(at::kBFloat16);
+  const at::Tensor x = at::randn({777, l.in_features()}, cuda), g = at::randn({777, l.out_features()}, cuda);
+  std::vector<at::Tensor> leaves;
+  for (const at::Tensor& t : {at::randn({l.nnz(), 32, 32}, cuda) * 0.1, at::randn({l.out_features(), 32}, cuda) * 0.1,
+                              at::randn({l.in_features(), 32}, cuda) * 0.1, at::full({}, 0.3, cuda),
+                              at::randn({l.out_features()}, cuda)}) {
+    leaves.push_back(t.detach().requires_grad_());
+  }
+  const at::Tensor x_leaf = x.detach().requires_grad_();
+  auto step = [&] {
+    const at::Tensor y = ops::pixelfly_linear(x_leaf, leaves[0], layout, leaves[1], leaves[2], at::sigmoid(leaves[3]),
+                                              leaves[4]);
+    std::vector<at::Tensor> all = {x_leaf};
+    all.insert(all.end(), leaves.begin(), leaves.end());
+    std::vector<at::Tensor> out = torch::autograd::grad({(y * g).sum()}, all);
+    out.insert(out.begin(), y.detach());
+    return out;
+  };
+  const std::vector<at::Tensor> eager = step();
+  at::cuda::CUDAGraph graph;
+  std::vector<at::Tensor> replayed;
+  {
+    const c10::cuda::CUDAStreamGuard on_side_stream(c10::cuda::getStreamFromPool());
+    step();  // warm-up on the capturing stream
+    graph.capture_begin();
+    replayed = step();
+    graph.capture_end();
+  }
+  for (at::Tensor& t : replayed) t.fill_(NAN);
+  graph.replay();
+  torch::cuda::synchronize();
+  const char* names[] = {"y", "x", "values", "u", "v", "mix logit", "bias"};
+  ASSERT_EQ(replayed.size(), eager.size());
+  for (size_t i = 0; i < eager.size(); ++i) {
+    EXPECT_LT(relative_error(replayed[i].to(at::kDouble), eager[i].to(at::kDouble)), 1e-2) << names[i];
+  }
+}
 #endif
 
 TEST(BlockSparseOpsCuda, RejectsUnsupportedBlockAndDtype) {
