@@ -111,8 +111,8 @@ class PixelflyLinearFunction : public torch::autograd::Function<PixelflyLinearFu
           pixelfly_linear_grad_params(dy, x, values, layout, u, gamma, product, dy_u, has_bias);
     };
     if (needed(0) && parameters) {
-      // The two passes share no result: side by side each fills the other's last wave (GPT-2
-      // medium's layers 1.02-1.04x faster per backward, docs/perf.md version 30).
+      // The two passes share no result: side by side each fills the other's last wave (the
+      // layer's step 1.03-1.05x faster at the paper's MLP shapes, docs/perf.md version 30).
       run_beside(dy.device(), grad_params, grad_input, {&grad_values, &grad_u, &grad_v, &grad_gamma, &grad_bias});
     } else if (needed(0)) {
       grad_input();
