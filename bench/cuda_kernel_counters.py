@@ -31,7 +31,7 @@ for name, out_f, in_f, tokens, layout in shapes:
 
 dy = torch.randn(25088, 3072, device="cuda", dtype=DT)
 u = torch.randn(3072, 32, device="cuda", dtype=DT)
-projected = torch.randn(25088, 40, device="cuda", dtype=DT)
-ops.low_rank_grad_products(dy, u, projected)
+projected = torch.randn(25088, 32, device="cuda", dtype=DT)
+ops.low_rank_grad_products(dy, u, projected, True)
 torch.cuda.synchronize()
 print("launched: Mixer-B fc1 low-rank gradient products", flush=True)

@@ -272,17 +272,19 @@ at::Tensor mixed_linear_grad_input_cuda(const at::Tensor& grad_y, const at::Tens
   return dx.view(sizes_with_last(grad_y, l.in_features()));
 }
 
-// dy u and dy^T projected in one pass over dy (low_rank_gradients.h) where the kernel runs these
-// shapes; otherwise two cuBLAS products.
+// dy u and dy^T [projected | 1] in one pass over dy (low_rank_gradients.h) where the kernel runs
+// these shapes (projected as wide as u; the ones made in the kernel's registers, eight columns of
+// which the result keeps one); otherwise cuBLAS products.
 std::tuple<at::Tensor, at::Tensor> low_rank_grad_products_cuda(const at::Tensor& grad_y, const at::Tensor& u,
-                                                               const at::Tensor& projected) {
+                                                               const at::Tensor& projected, bool ones_column) {
   constexpr const char* op = "pixelfly::low_rank_grad_products";
   check_low_rank_grad_product_args(op, grad_y, u, projected);
   const auto kind = scalar_kind(op, grad_y, "grad_y");
-  const int64_t out = grad_y.size(-1), rank = u.size(1), width = projected.size(-1);
+  const int64_t out = grad_y.size(-1), rank = u.size(1), width = rank + (ones_column ? 8 : 0);
   const c10::cuda::CUDAGuard guard(grad_y.device());
-  if (row_view(grad_y).size(0) == 0 || !cuda::supports_low_rank_gradients(kind, out, rank, width)) {
-    return low_rank_grad_products_composed(grad_y, u, projected);
+  if (row_view(grad_y).size(0) == 0 || projected.size(-1) != rank ||
+      !cuda::supports_low_rank_gradients(kind, out, rank, width)) {
+    return low_rank_grad_products_composed(grad_y, u, projected, ones_column);
   }
   const at::Tensor dy = device_rows(grad_y), u_c = device_contiguous(u), p_rows = device_pitched_rows(projected);
   const int64_t tokens = dy.size(0);
@@ -306,7 +308,8 @@ std::tuple<at::Tensor, at::Tensor> low_rank_grad_products_cuda(const at::Tensor&
   p.grad_projected = grad_projected.data_ptr();
   p.product = buffer.data_ptr<float>();
   check_launch(op, cuda::low_rank_gradients(p, p.product + out * width, stream));
-  return {grad_projected.view(sizes_with_last(grad_y, rank)), buffer.narrow(0, 0, out * width).view({out, width})};
+  const at::Tensor product = buffer.narrow(0, 0, out * width).view({out, width});
+  return {grad_projected.view(sizes_with_last(grad_y, rank)), product.narrow(1, 0, rank + (ones_column ? 1 : 0))};
 }
 
 // One pass over the blocks' float32 sums, the low-rank products and the bias after the
@@ -353,7 +356,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> pixelfly_
   at::Tensor grad_v = fold ? at::empty({in, r}, x.options()) : at::mm(x_rows.t(), dy_u).contiguous();
   at::Tensor values_c = values.contiguous();
   if (reinterpret_cast<uintptr_t>(values_c.data_ptr()) % 8 != 0) values_c = values_c.clone();  // read four at a time
-  const at::Tensor u_c = u.contiguous(), product_c = product.contiguous();
+  // product may be a column slice of a wider buffer (low_rank_grad_products' ones columns).
+  const bool product_rows = product.stride(1) == 1 && product.stride(0) >= product.size(1);
+  const at::Tensor u_c = u.contiguous(), product_c = product_rows ? product : product.contiguous();
   at::Tensor grad_values = at::empty_like(values_c), grad_u = at::empty_like(u_c);
   at::Tensor grad_gamma = at::empty({}, gamma.options()), grad_bias;
   if (bias) grad_bias = at::empty({layout->out_features()}, x.options());
@@ -368,7 +373,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> pixelfly_
   p.out_features = layout->out_features();
   p.rank = r;
   p.product = product_c.data_ptr<float>();
-  p.product_pitch = product_c.size(1);
+  p.product_pitch = product_c.stride(0);
   p.u = u_c.data_ptr();
   p.grad_u = grad_u.data_ptr();
   p.grad_bias = bias ? grad_bias.data_ptr() : nullptr;

@@ -1,15 +1,15 @@
 // Autograd for pixelfly::pixelfly_linear, y = g x W^T + (1 - g) (x v) u^T + bias, written so
 // that the activations are read as few times as possible and the step makes few launches: the
 // forward is x v and one mixed_linear pass; the backward is low_rank_grad_products (dy u and
-// dy^T [x v | 1 ...] in one pass over dy), then side by side (side_stream.h) one
+// dy^T [x v | 1] in one pass over dy), then side by side (side_stream.h) one
 // mixed_linear_grad_input pass for dx and pixelfly_linear_grad_params for every parameter. The
 // parameters are brought to the activations' dtype inside (under autocast they arrive as
 // float32), each by one copy that also lays it out for the kernels: on CUDA a rank that is not a
 // multiple of 8 gets zero columns in u and v, which add nothing but give every product 16-byte
 // rows (cuBLAS's fast kernels and the fused kernels' TMA copies need them), and v is kept
-// transposed, (r, in), as the dx pass reads it. With a bias, the forward keeps x v beside a
-// column of ones, [x v | 1 ...], so that the u gradient's product dy^T [x v | 1 ...] also sums dy
-// over the tokens. The gradient of g needs no extra pass:
+// transposed, (r, in), as the dx pass reads it. With a bias, the u gradient's product takes a
+// column of ones after x v, dy^T [x v | 1], and so also sums dy over the tokens (on the GPU the
+// ones live in the kernel's registers, not in memory). The gradient of g needs no extra pass:
 //   sum(dy * x W^T) = <dy^T x, W> on the blocks,  sum(dy * (x v) u^T) = <dy^T (x v), u>.
 // A backward that records its own graph (create_graph: a gradient penalty, a Hessian-vector
 // product) composes the same formulas from differentiable operators on the parameters as given
@@ -58,13 +58,9 @@ class PixelflyLinearFunction : public torch::autograd::Function<PixelflyLinearFu
     // u (out, r) and v as rows, (r, in), as the kernels read them.
     const at::Tensor values = values_in.to(dtype), u = operand(u_in, dtype, 1, r), v_rows = operand(v_in.t(), dtype, 0, r);
     const c10::optional<at::Tensor> bias = has_bias ? c10::optional<at::Tensor>(bias_in->to(dtype)) : c10::nullopt;
-    // (..., r) = x v; with a bias (..., w) = [x v | 1 ...], w = r + 1 rounded up to a multiple
-    // of 8 (16-byte rows for the tensor-core products).
-    const int64_t width = has_bias ? (r + 8) / 8 * 8 : r;
     const at::Tensor x_rows = row_view(x), v = v_rows.t();
-    const at::Tensor projected =
-        (has_bias ? thin_matmul_then_ones(x_rows, v, width) : thin_matmul(x_rows, v)).reshape(sizes_with_last(x, width));
-    at::Tensor y = mixed_linear(x, values, layout, gamma, projected.narrow(-1, 0, r), u, bias);
+    const at::Tensor projected = thin_matmul_sector_rows(x_rows, v).reshape(sizes_with_last(x, r));  // x v
+    at::Tensor y = mixed_linear(x, values, layout, gamma, projected, u, bias);
     // The parameters as given too, for a backward that records its graph (no copies: references).
     ctx->save_for_backward({x, values, u, v_rows, gamma, projected, values_in, u_in, v_in});
     ctx->saved_data["layout"] = layout;
@@ -97,10 +93,10 @@ class PixelflyLinearFunction : public torch::autograd::Function<PixelflyLinearFu
     }
     const at::Tensor dy = grad_outputs[0].contiguous();
     const bool parameters = needed(1) || needed(2) || needed(3) || needed(4) || needed(5);
-    // dy u (..., r), and with the parameters' gradients dy^T [x v | 1 ...] from the same pass.
+    // dy u (..., r), and with the parameters' gradients dy^T [x v | 1] from the same pass.
     at::Tensor dy_u, product;
     if (parameters) {
-      std::tie(dy_u, product) = low_rank_grad_products(dy, u, projected);
+      std::tie(dy_u, product) = low_rank_grad_products(dy, u, projected, has_bias);
     } else {
       dy_u = thin_matmul(row_view(dy), u).reshape(sizes_with_last(dy, u.size(1)));
     }

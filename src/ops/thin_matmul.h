@@ -14,22 +14,16 @@ inline at::Tensor thin_matmul(const at::Tensor& a, const at::Tensor& b) {
   return at::mm(a, b);
 }
 
-// [a b | 1 ... 1]: the product (M, N) in the first N columns of (M, width) and ones in the
-// others, one pass each. On the GPU the rows are 32 bytes apart times a whole number (the result
-// is a column slice of a wider buffer): the tensor-core kernels read the product's rows through
-// TMA, and rows that straddle 32-byte sectors cost them extra sectors (Mixer-B fc1's forward
-// 3.5 us more at 80-byte rows than at 64, docs/perf.md).
-inline at::Tensor thin_matmul_then_ones(const at::Tensor& a, const at::Tensor& b, int64_t width) {
-  const int64_t sector_elements = 32 / static_cast<int64_t>(a.element_size());
-  const int64_t pitch = a.device().is_cpu() ? width : (width + sector_elements - 1) / sector_elements * sector_elements;
-  at::Tensor out = at::empty({a.size(0), pitch}, a.options()).narrow(1, 0, width);
-  at::Tensor product = out.narrow(1, 0, b.size(1));
-  if (a.device().is_cpu()) {
-    product.copy_(thin_matmul(a, b));
-  } else {
-    at::mm_out(product, a, b);  // cuBLAS writes the strided columns in place
-  }
-  out.narrow(1, b.size(1), width - b.size(1)).fill_(1);
+// a b, on the GPU with rows 32 bytes apart times a whole number (where N elements are not, a
+// column slice of a wider buffer): the tensor-core kernels read the product's rows through TMA,
+// and rows that straddle 32-byte sectors cost them extra sectors (Mixer-B fc1's forward 3.5 us
+// more at 80-byte rows than at 64, docs/perf.md).
+inline at::Tensor thin_matmul_sector_rows(const at::Tensor& a, const at::Tensor& b) {
+  const int64_t sector_elements = 32 / static_cast<int64_t>(a.element_size()), n = b.size(1);
+  if (a.device().is_cpu() || n % sector_elements == 0) return thin_matmul(a, b);
+  const int64_t pitch = (n + sector_elements - 1) / sector_elements * sector_elements;
+  at::Tensor out = at::empty({a.size(0), pitch}, a.options()).narrow(1, 0, n);
+  at::mm_out(out, a, b);  // cuBLAS writes the strided columns in place
   return out;
 }
 

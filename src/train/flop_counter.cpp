@@ -55,8 +55,9 @@ double operator_flops(const at::RecordFunction& fn) {
   if (is("pixelfly::mixed_linear_grad_input")) {  // grad_y, values, layout, scale, a (..., r), b_t (r, in)
     return 2.0 * tokens() * numel(in[1]) + 2.0 * numel(in[4]) * static_cast<double>(size(in[5], 1));
   }
-  if (is("pixelfly::low_rank_grad_products")) {  // grad_y (..., out), u (out, r), projected (..., w)
-    return 2.0 * tokens() * size(in[0], -1) * (size(in[1], 1) + size(in[2], -1));
+  if (is("pixelfly::low_rank_grad_products")) {  // grad_y (..., out), u (out, r), projected (..., w), ones_column
+    // The ones column counts as one more column of projected.
+    return 2.0 * tokens() * size(in[0], -1) * (size(in[1], 1) + size(in[2], -1) + (in[3].toBool() ? 1 : 0));
   }
   if (is("pixelfly::pixelfly_linear_grad_params")) {
     // grad_y (..., out), x (..., in), values, layout, u, gamma, product (out, w),

@@ -394,8 +394,9 @@ TEST(BlockSparseOpsCuda, AutocastWithFloat32ParametersMatchesFloat64Reference) {
 // pixelfly_linear_grad_params called directly on CUDA (weight-gradient kernel, with v's product
 // in its pass or as one cuBLAS product, the finishing kernel) against the float64 composed
 // version, with every output's memory poisoned first: both 16-bit dtypes, the mix in the
-// activations' dtype or float32, with and without the bias column, a rank that is not a
-// multiple of 8.
+// activations' dtype or float32, with and without the bias column (with it, the product a column
+// slice of a wider buffer, as low_rank_grad_products returns it), a rank that is not a multiple
+// of 8.
 TEST(BlockSparseOpsCuda, ParameterGradientsMatchFloat64Reference) {
   SKIP_WITHOUT_CUDA();
   torch::manual_seed(41);
@@ -431,7 +432,8 @@ TEST(BlockSparseOpsCuda, ParameterGradientsMatchFloat64Reference) {
         at::Tensor projected = x.matmul(v);
         if (bias) projected = at::cat({projected, at::ones({tokens, width - rank}, cuda)}, 1);
         const at::Tensor grad_projected = dy.matmul(u);
-        const at::Tensor product = dy.to(at::kFloat).t().matmul(projected.to(at::kFloat));
+        const at::Tensor full_product = dy.to(at::kFloat).t().matmul(projected.to(at::kFloat));
+        const at::Tensor product = bias ? full_product.narrow(1, 0, rank + 1) : full_product;
         auto run = [&](const at::Device& device, at::ScalarType type, at::ScalarType gamma_type) {
           auto to = [&](const at::Tensor& t) { return t.to(device, type); };
           const auto out = ops::pixelfly_linear_grad_params(
@@ -471,22 +473,24 @@ TEST(BlockSparseOpsCuda, ParameterGradientsMatchFloat64Reference) {
 // low_rank_grad_products on CUDA against float64: both 16-bit dtypes; feature counts that are
 // and are not multiples of the kernel's 64-feature chunks; one split of the features (the block
 // writes dy u itself) and several (partial sums meet in float32, then a small pass rounds them);
-// the largest rank and width the kernel takes, a width without the ones column, token counts
-// that are multiples of nothing, a 3-d gradient, and a rank and a width the kernel does not take
-// (cuBLAS); projected contiguous for the first two shapes and a column slice of a wider buffer
-// (as the layer passes it) for the others; and, last, token counts at which the kernel's blocks
-// take several token tiles each (u's rows kept from the first, the sums carried over the tiles in
-// shared memory, the last tile's reductions), with several splits and with one.
-// grad_projected's memory is poisoned first.
+// with the ones column (made in the kernel's registers) and without; the largest rank the kernel
+// takes with and without it, token counts that are multiples of nothing, a 3-d gradient, ranks
+// the kernel does not take and a projected wider than u (cuBLAS); projected contiguous for the
+// first two shapes and a column slice of a wider buffer (as the layer's may be) for the others;
+// and, last, token counts at which the kernel's blocks take several token tiles each (u's rows
+// kept from the first, the sums carried over the tiles in shared memory, the last tile's
+// reductions), with several splits and with one. grad_projected's memory is poisoned first.
 TEST(BlockSparseOpsCuda, LowRankGradProductsMatchFloat64Reference) {
   SKIP_WITHOUT_CUDA();
   torch::manual_seed(43);
   struct Shape {
-    int64_t out, rank, width, tokens;
+    int64_t out, rank, width, tokens;  // width: projected's
+    bool ones;
   };
-  const Shape shapes[] = {{3072, 32, 40, 1001}, {520, 32, 40, 77}, {136, 40, 40, 300}, {200, 56, 64, 96},
-                          {4096, 16, 24, 2049}, {1000, 8, 8, 129},  {768, 20, 21, 333}, {264, 64, 72, 65},
-                          {1000, 32, 40, 40000}, {200, 8, 16, 30001}, {64, 16, 24, 50000}};
+  const Shape shapes[] = {{3072, 32, 32, 1001, true},  {520, 32, 32, 77, true},    {136, 40, 40, 300, false},
+                          {200, 56, 56, 96, true},     {4096, 16, 16, 2049, true}, {1000, 8, 8, 129, false},
+                          {768, 20, 20, 333, true},    {264, 64, 64, 65, true},    {136, 32, 40, 300, true},
+                          {1000, 32, 32, 40000, true}, {200, 8, 8, 30001, true},   {64, 16, 16, 50000, true}};
   for (at::ScalarType dtype : {at::kBFloat16, at::kHalf}) {
     for (size_t i = 0; i < std::size(shapes); ++i) {
       const Shape& s = shapes[i];
@@ -500,27 +504,25 @@ TEST(BlockSparseOpsCuda, LowRankGradProductsMatchFloat64Reference) {
       };
       const at::Tensor dy = at::randn(rows(s.out), cuda), u = at::randn({s.out, s.rank}, cuda) * 0.1;
       const int64_t pitch = i < 2 ? s.width : (s.width + 16) / 16 * 16;
-      at::Tensor projected = at::randn(rows(pitch), cuda).narrow(-1, 0, s.width);
-      if (s.width > s.rank) projected.narrow(-1, s.rank, 1).fill_(1);
+      const at::Tensor projected = at::randn(rows(pitch), cuda).narrow(-1, 0, s.width);
       poison_next_allocation(s.tokens * s.rank, dtype);
-      const auto [grad_projected, product] = ops::low_rank_grad_products(dy, u, projected);
+      const auto [grad_projected, product] = ops::low_rank_grad_products(dy, u, projected, s.ones);
       const std::string where = std::string(" ") + c10::toString(dtype) + " out " + std::to_string(s.out) + " rank " +
                                 std::to_string(s.rank) + " width " + std::to_string(s.width) + " tokens " +
-                                std::to_string(s.tokens) + " pitch " + std::to_string(pitch);
+                                std::to_string(s.tokens) + " pitch " + std::to_string(pitch) +
+                                (s.ones ? " ones" : "");
       ASSERT_EQ(grad_projected.sizes(), at::IntArrayRef(rows(s.rank))) << where;
       ASSERT_EQ(grad_projected.scalar_type(), dtype) << where;
-      ASSERT_EQ(product.sizes(), (at::IntArrayRef{s.out, s.width})) << where;
+      ASSERT_EQ(product.sizes(), (at::IntArrayRef{s.out, s.width + (s.ones ? 1 : 0)})) << where;
       ASSERT_EQ(product.scalar_type(), at::kFloat) << where;
       const at::Tensor dy64 = dy.to(at::kCPU, at::kDouble).reshape({s.tokens, s.out});
       const at::Tensor p64 = projected.to(at::kCPU, at::kDouble).reshape({s.tokens, s.width});
       EXPECT_LE(relative_error(grad_projected.reshape({s.tokens, s.rank}), dy64.matmul(u.to(at::kCPU, at::kDouble))),
                 1e-2)
           << "grad_projected" << where;
-      EXPECT_LE(relative_error(product, dy64.t().matmul(p64)), 1e-2) << "product" << where;
-      if (s.width > s.rank) {  // the ones column: the bias gradient, sum of dy over the tokens
-        // The kernel's float32 sums; cuBLAS (rank 20, widths over 40) rounds its product to 16 bits.
-        const double tolerance = s.rank % 8 == 0 && s.width <= 40 ? 1e-3 : 1e-2;
-        EXPECT_LE(relative_error(product.select(1, s.rank), dy64.sum(0)), tolerance) << "ones column" << where;
+      EXPECT_LE(relative_error(product.narrow(1, 0, s.width), dy64.t().matmul(p64)), 1e-2) << "product" << where;
+      if (s.ones) {  // the ones column: the bias gradient, sum of dy over the tokens, in float32
+        EXPECT_LE(relative_error(product.select(1, s.width), dy64.sum(0)), 1e-3) << "ones column" << where;
       }
     }
   }

@@ -80,22 +80,29 @@ TEST(PixelflyLinearOp, MixedOperatorsComputeTheirFormulas) {
             1e-12);
 }
 
-// [x v | 1 ...] as the layer's forward keeps it: with a bias, ones after the r columns of x v.
-at::Tensor projected_with_ones(const at::Tensor& x, const at::Tensor& v, int64_t width) {
-  return at::cat({x.matmul(v), at::ones({x.size(0), width - v.size(1)}, x.options())}, 1);
+// dy^T [x v | 1] as low_rank_grad_products returns it with the ones column (the bias gradient
+// last), or dy^T x v.
+at::Tensor low_rank_product(const at::Tensor& dy, const at::Tensor& x, const at::Tensor& v, bool ones_column) {
+  const at::Tensor product = dy.t().matmul(x.matmul(v));
+  return ones_column ? at::cat({product, dy.sum(0).unsqueeze(1)}, 1) : product;
 }
 
 TEST(PixelflyLinearOp, LowRankGradProductsComputeTheirFormulas) {
   const at::Tensor x = at::randn({2, 9, 48}, at::kDouble), dy = at::randn({2, 9, 64}, at::kDouble);
   const at::Tensor u = at::randn({64, 5}, at::kDouble), v = at::randn({48, 5}, at::kDouble);
-  const at::Tensor projected = projected_with_ones(x.reshape({18, 48}), v, 8).reshape({2, 9, 8});
-  const auto [grad_projected, product] = ops::low_rank_grad_products(dy, u, projected);
-  EXPECT_EQ(grad_projected.sizes(), (at::IntArrayRef{2, 9, 5}));
-  EXPECT_LE(relative_error(grad_projected, dy.matmul(u)), 1e-12);
-  EXPECT_EQ(product.scalar_type(), at::kDouble);
-  EXPECT_LE(relative_error(product, dy.reshape({18, 64}).t().matmul(projected.reshape({18, 8}))), 1e-12);
+  const at::Tensor projected = x.matmul(v);
+  for (bool ones_column : {false, true}) {
+    const auto [grad_projected, product] = ops::low_rank_grad_products(dy, u, projected, ones_column);
+    EXPECT_EQ(grad_projected.sizes(), (at::IntArrayRef{2, 9, 5}));
+    EXPECT_LE(relative_error(grad_projected, dy.matmul(u)), 1e-12);
+    EXPECT_EQ(product.scalar_type(), at::kDouble);
+    EXPECT_EQ(product.sizes(), (at::IntArrayRef{64, ones_column ? 6 : 5}));
+    EXPECT_LE(relative_error(product, low_rank_product(dy.reshape({18, 64}), x.reshape({18, 48}), v, ones_column)),
+              1e-12);
+  }
   // 16-bit activations: the product comes back in float32.
-  const auto half = ops::low_rank_grad_products(dy.to(at::kBFloat16), u.to(at::kBFloat16), projected.to(at::kBFloat16));
+  const auto half =
+      ops::low_rank_grad_products(dy.to(at::kBFloat16), u.to(at::kBFloat16), projected.to(at::kBFloat16), true);
   EXPECT_EQ(std::get<0>(half).scalar_type(), at::kBFloat16);
   EXPECT_EQ(std::get<1>(half).scalar_type(), at::kFloat);
   EXPECT_NE(error_of([&] { ops::low_rank_grad_products(dy, u.t(), projected); })
@@ -117,7 +124,7 @@ TEST(PixelflyLinearOp, ParameterGradientsComputeTheirFormulas) {
   const at::Tensor gamma = at::full({}, 0.7, at::kDouble);
   const at::Tensor dw = ops::block_sparse_linear_grad_weight(dy, x, layout), du = dy.t().matmul(x.matmul(v));
   for (bool bias : {true, false}) {
-    const at::Tensor product = dy.t().matmul(bias ? projected_with_ones(x, v, 8) : x.matmul(v));
+    const at::Tensor product = low_rank_product(dy, x, v, bias);
     const auto [grad_values, grad_u, grad_v, grad_gamma, grad_bias] =
         ops::pixelfly_linear_grad_params(dy, x, values, layout, u, gamma, product, dy.matmul(u), bias);
     EXPECT_LE(relative_error(grad_values, 0.7 * dw), 1e-12);

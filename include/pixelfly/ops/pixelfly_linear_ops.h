@@ -7,12 +7,14 @@
 //       y = scale * x W^T + (1 - scale) * a b^T + bias    a: (..., r), b: (out, r)
 //   pixelfly::mixed_linear_grad_input(grad_y, values, layout, scale, a, b_t)
 //       dx = scale * grad_y W + (1 - scale) * a b_t       a: (..., r), b_t: (r, in)
-//   pixelfly::low_rank_grad_products(grad_y, u, projected) -> (grad_projected, product)
+//   pixelfly::low_rank_grad_products(grad_y, u, projected, ones_column=false)
+//       -> (grad_projected, product)
 //       grad_projected = grad_y u (..., r) in grad_y's dtype, and product = grad_y^T projected
-//       (out, w) in float32 (float64 for float64): the two products of pixelfly_linear's
-//       backward that read all of grad_y, one pass over it on Hopper. projected (..., w) holds
-//       x v in its first r columns and, with bias, ones in column r (w >= r + 1), so that
-//       product holds u's raw gradient and, in column r, the bias gradient.
+//       (out, w) in float32 (float64 for float64), with ones_column grad_y^T [projected | 1]
+//       (out, w + 1), its last column grad_y's sum over the tokens: the two products of
+//       pixelfly_linear's backward that read all of grad_y, one pass over it on Hopper.
+//       pixelfly_linear passes projected = x v (w = r), so that product holds u's raw gradient
+//       and, with a bias, the bias gradient in column r.
 //   pixelfly::pixelfly_linear_grad_params(grad_y, x, values, layout, u, gamma, product,
 //                                         grad_projected, bias)
 //       -> (grad_values, grad_u, grad_v, grad_gamma, grad_bias): pixelfly_linear's parameter
@@ -50,7 +52,7 @@ at::Tensor mixed_linear_grad_input(const at::Tensor& grad_y, const at::Tensor& v
                                    const at::Tensor& low_rank_b_t);
 
 std::tuple<at::Tensor, at::Tensor> low_rank_grad_products(const at::Tensor& grad_y, const at::Tensor& u,
-                                                          const at::Tensor& projected);
+                                                          const at::Tensor& projected, bool ones_column = false);
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> pixelfly_linear_grad_params(
     const at::Tensor& grad_y, const at::Tensor& x, const at::Tensor& values, const Layout& layout, const at::Tensor& u,
@@ -65,7 +67,7 @@ at::Tensor mixed_linear_grad_input_composed(const at::Tensor& grad_y, const at::
                                             const at::Tensor& scale, const at::Tensor& low_rank_a,
                                             const at::Tensor& low_rank_b_t);
 std::tuple<at::Tensor, at::Tensor> low_rank_grad_products_composed(const at::Tensor& grad_y, const at::Tensor& u,
-                                                                   const at::Tensor& projected);
+                                                                   const at::Tensor& projected, bool ones_column);
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> pixelfly_linear_grad_params_composed(
     const at::Tensor& grad_y, const at::Tensor& x, const at::Tensor& values, const Layout& layout, const at::Tensor& u,
     const at::Tensor& gamma, const at::Tensor& product, const at::Tensor& grad_projected, bool bias);

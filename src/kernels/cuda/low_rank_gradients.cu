@@ -5,8 +5,9 @@
 // stage of that chunk, into a region where they stay for its later tiles; eight consumer warps
 // share each stage, four per product, with mma.sync (m16n8k16, float32 accumulators):
 //   dy^T proj    warps 0-3: 16 features x width each, K = the stage's 128 tokens (the token
-//                tile's projected rows are held in registers as B fragments); summed per thread
-//                in private shared-memory slots over the block's token tiles
+//                tile's projected rows are held in registers as B fragments, and with the ones
+//                columns a fragment of ones made in registers); summed per thread in private
+//                shared-memory slots over the block's token tiles
 //   dy u         warps 4-7: 32 tokens x rank each, K = the stage's 64 features (u's 64 rows of
 //                that chunk); summed in registers over the block's features
 // Each dy element is loaded from shared memory once per product, and each chunk's rows of u once
@@ -17,8 +18,9 @@
 // in a float32 buffer (16-byte vector reductions, then one small pass writes it in the storage
 // type; with one split the block writes it directly), and dy^T proj's partial sums over the
 // groups are added into `product` once per block, chunk by chunk as its last token tile passes
-// them. Rank and width are template parameters (width is rank, or rank + 8 with the ones column;
-// at most 40, the B fragments held in registers), so the products are straight-line code.
+// them. Rank and width are template parameters (width is rank, or rank + 8 with eight columns of
+// ones after projected's, whose products are dy's sums over the tokens; at most 40, the B
+// fragments held in registers), so the products are straight-line code.
 #include "kernels/cuda/low_rank_gradients.h"
 
 #include "kernels/cuda/block_sparse_wgmma.cuh"
@@ -60,7 +62,7 @@ Plan make_plan(int64_t tokens, int64_t out_features, int64_t rank, int64_t width
   const int width_tiles = static_cast<int>(width / 8);
   // A float4 per thread and width tile, and the chunk's rows of u.
   const int bytes_per_chunk = kRoleWarps * 32 * width_tiles * 16 + p.rank_tiles * kColumnBoxBytes;
-  const int fixed = kAlign + kStages * kDyBytes + width_tiles * kProjectedBoxBytes + kBarrierBytes;
+  const int fixed = kAlign + kStages * kDyBytes + p.rank_tiles * kProjectedBoxBytes + kBarrierBytes;
   const int chunks_fit = std::max(1, (kSharedLimit - fixed) / bytes_per_chunk);
   p.chunks = static_cast<int>((out_features + kCols - 1) / kCols);
   p.token_tiles = static_cast<int>((tokens + kTokens - 1) / kTokens);
@@ -141,12 +143,14 @@ __global__ void __launch_bounds__(kThreads, 1)
   constexpr int kChunkRowsBytes = kRankTiles * kColumnBoxBytes;  // a chunk's rows of u
   constexpr int kSteps = kTokens / 16;  // k16 steps of dy^T proj over a token tile
   constexpr int kKSteps = kCols / 16;   // k16 steps of dy u over a chunk
+  static_assert(kWidthTiles == kRankTiles || kWidthTiles == kRankTiles + 1, "width is rank or rank + 8");
+  const uint32_t ones = device::pack2<T>(1.f, 1.f);  // two 16-bit ones: a register of a B fragment of ones
   extern __shared__ unsigned char shared_raw[];
   const uint32_t raw = smem_address(shared_raw);
   const uint32_t stages = raw + ((kAlign - (raw & (kAlign - 1))) & (kAlign - 1));
   const uint32_t u_rows = stages + kStages * kDyBytes;  // chunk c's at u_rows + c * kChunkRowsBytes
   const uint32_t projected = u_rows + p.chunks_per_split * kChunkRowsBytes;
-  const uint32_t full = projected + kWidthTiles * kProjectedBoxBytes;
+  const uint32_t full = projected + kRankTiles * kProjectedBoxBytes;
   const uint32_t empty = full + 8 * kStages;
   const uint32_t projected_full = empty + 8 * kStages, projected_empty = projected_full + 8;
   float4* const slots = reinterpret_cast<float4*>(shared_raw + (full + kBarrierBytes - raw));
@@ -179,9 +183,9 @@ __global__ void __launch_bounds__(kThreads, 1)
     for (int tile = group; tile < p.token_tiles; tile += p.groups, ++tile_step) {
       const int token0 = tile * kTokens;
       barrier_wait(projected_empty, (tile_step & 1u) ^ 1u);
-      barrier_arrive_expect(projected_full, kWidthTiles * kProjectedBoxBytes);
+      barrier_arrive_expect(projected_full, kRankTiles * kProjectedBoxBytes);
 #pragma unroll
-      for (int j = 0; j < kWidthTiles; ++j) {
+      for (int j = 0; j < kRankTiles; ++j) {
         tma_load(projected + j * kProjectedBoxBytes, &projected_map, j * 8, token0, projected_full);
       }
       for (int i = 0; i < chunk_count; ++i, ++step) {
@@ -206,7 +210,8 @@ __global__ void __launch_bounds__(kThreads, 1)
 
   if (warp < kRoleWarps) {
     // dy^T proj: features 16 warp .. 16 warp + 15 of each chunk, every width tile. The token
-    // tile's projected rows are held as B fragments. Partial sums per chunk go to this thread's
+    // tile's projected rows are held as B fragments, the ones columns' as constants (rows past
+    // the last token multiply dy's rows of zeros). Partial sums per chunk go to this thread's
     // slots, and on the block's last token tile from registers into `product`, four columns per
     // reduction, while the ring runs on (the last stages' copies are still in flight).
     const uint32_t a_offset =
@@ -221,9 +226,10 @@ __global__ void __launch_bounds__(kThreads, 1)
 #pragma unroll
       for (int ks = 0; ks < kSteps; ++ks) {
 #pragma unroll
-        for (int t = 0; t < kWidthTiles; ++t) {
+        for (int t = 0; t < kRankTiles; ++t) {
           load_matrices_x2_transposed(projected + t * kProjectedBoxBytes + ks * 256 + (lane & 15) * 16, proj[ks][t]);
         }
+        if constexpr (kWidthTiles > kRankTiles) proj[ks][kRankTiles][0] = proj[ks][kRankTiles][1] = ones;
       }
       __syncwarp();
       if (lane == 0) barrier_arrive(projected_empty);
@@ -386,7 +392,7 @@ cudaError_t launch(const LowRankGradients& a, const Plan& plan, float* scratch, 
     return e;
   }
   if (cudaError_t e =
-          encode_tensor_map(&projected_map, a.projected, bf16, a.tokens, a.width, a.projected_pitch, kTokens, 8, 0);
+          encode_tensor_map(&projected_map, a.projected, bf16, a.tokens, a.rank, a.projected_pitch, kTokens, 8, 0);
       e != cudaSuccess) {
     return e;
   }
@@ -433,7 +439,7 @@ int64_t low_rank_gradients_scratch_elements(int64_t tokens, int64_t out_features
 
 cudaError_t low_rank_gradients(const LowRankGradients& a, float* scratch, cudaStream_t stream) {
   if (!supports_low_rank_gradients(a.kind, a.out_features, a.rank, a.width) || a.tokens <= 0 ||
-      a.projected_pitch < a.width || a.projected_pitch % 8 != 0 || a.product == nullptr ||
+      a.projected_pitch < a.rank || a.projected_pitch % 8 != 0 || a.product == nullptr ||
       a.grad_projected == nullptr) {
     return cudaErrorInvalidValue;
   }

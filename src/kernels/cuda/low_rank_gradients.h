@@ -1,12 +1,14 @@
 // The two products of PixelflyLinear's backward that read the whole output gradient dy against
 // the low-rank factors, computed in one pass over dy on Hopper:
-//   grad_projected  = dy u              tokens x rank, the storage type (dx's low-rank term, and
-//                                       the input of v's gradient x^T (dy u))
-//   product        += dy^T projected    out x width, float32 (u's gradient and, with a column of
-//                                       ones in projected, the bias gradient)
+//   grad_projected  = dy u                  tokens x rank, the storage type (dx's low-rank term,
+//                                           and the input of v's gradient x^T (dy u))
+//   product        += dy^T [projected | 1]  out x width, float32 (u's gradient; with width =
+//                                           rank + 8, eight columns of dy's sums over the tokens
+//                                           after it: the bias gradient)
 // Row-major matrices of one 16-bit type: dy (tokens x out) and u (out x rank) contiguous,
-// projected (tokens x width) with `projected_pitch` elements from one row to the next (a multiple
-// of 8, at least width). Plain parameter struct, no LibTorch types.
+// projected (tokens x rank) with `projected_pitch` elements from one row to the next (a multiple
+// of 8, at least rank); the ones are made in registers, not read. Plain parameter struct, no
+// LibTorch types.
 #pragma once
 
 #include <cuda_runtime.h>
