@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "kernels/cuda/block_sparse_cuda.h"
+#include "kernels/cuda/launch_shape.h"
 #include "kernels/cuda/low_rank_gradients.h"
 #include "kernels/cuda/parameter_gradients.h"
 #include "ops/input_checks.h"
@@ -96,14 +97,29 @@ at::Tensor device_pitched_rows(const at::Tensor& t) {
   return pitched ? aligned(rows) : device_rows(t);
 }
 
+// The union lengths of the groups the forward (grad_input: transposed) kernel runs for `rank`.
+std::vector<int64_t> union_lengths(const Layout& layout, bool transposed, int64_t rank) {
+  std::vector<int64_t> lengths;
+  for (const LineGroup& g : line_grouping(layout->tile_schedule(), transposed, rank).groups) lengths.push_back(g.length);
+  return lengths;
+}
+
+// Whether the fused kernels take the low-rank term of `rank` beside their ring of stages for
+// this layout and direction (cuda::Epilogue::low_rank_beside, cuda::low_rank_beside_pays).
+bool low_rank_beside(const Layout& layout, bool transposed, int64_t rank) {
+  return layout->block() == cuda::kLowRankBesideBlock && rank > 0 && rank <= cuda::kLowRankBesideBlock &&
+         cuda::low_rank_beside_pays(union_lengths(layout, transposed, rank), layout->block(), rank);
+}
+
 // The tensor-core forward (grad_input: transposed) kernel's tile order for `tokens` tokens and
-// low-rank `rank` (cuda::line_tile_order), built once per layout, device, direction, token count
-// and rank and kept with the layout (4 bytes a tile); a captured CUDA graph uses the order built
-// by an eager call before it. Null where the tensor-core kernels do not run, and when first
-// needed while the stream is being captured, where the host-to-device copy cannot run: the
-// kernel then deals its tiles round-robin.
+// low-rank `rank`, its ring carrying the low-rank chunks unless `beside` (cuda::line_tile_order),
+// built once per layout, device, direction, token count and rank and kept with the layout (4
+// bytes a tile); a captured CUDA graph uses the order built by an eager call before it. Null
+// where the tensor-core kernels do not run, and when first needed while the stream is being
+// captured, where the host-to-device copy cannot run: the kernel then deals its tiles
+// round-robin.
 const int32_t* tile_order(const Layout& layout, const cuda::DeviceLayout& d, cuda::ScalarKind kind, bool transposed,
-                          int64_t tokens, int64_t rank, const at::Device& device) {
+                          int64_t tokens, int64_t rank, bool beside, const at::Device& device) {
   if (!cuda::supports_epilogue(d, kind, rank) || tokens == 0) return nullptr;
   const std::string key = device.str() + (transposed ? "/grad_input" : "/forward") + "-order/tokens " +
                           std::to_string(tokens) + "/rank " + std::to_string(rank);
@@ -111,11 +127,8 @@ const int32_t* tile_order(const Layout& layout, const cuda::DeviceLayout& d, cud
     if (c10::cuda::currentStreamCaptureStatusMayInitCtx() != c10::cuda::CaptureStatus::None) {
       return at::Tensor();  // not kept: the next call outside a capture builds it
     }
-    std::vector<int64_t> lengths;
-    for (const LineGroup& g : line_grouping(layout->tile_schedule(), transposed, rank).groups) {
-      lengths.push_back(g.length);
-    }
-    return at::tensor(cuda::line_tile_order(lengths, d.block, rank, tokens), at::kInt).to(device);
+    const std::vector<int64_t> lengths = union_lengths(layout, transposed, rank);
+    return at::tensor(cuda::line_tile_order(lengths, d.block, beside ? 0 : rank, tokens), at::kInt).to(device);
   });
   return order.defined() ? order.data_ptr<int32_t>() : nullptr;
 }
@@ -134,7 +147,7 @@ at::Tensor forward_cuda(const at::Tensor& x, const at::Tensor& values, const Lay
   const at::Tensor v = device_contiguous(values);
   at::Tensor y = at::empty({rows.size(0), l.out_features()}, rows.options());
   check_launch(op, cuda::forward(d, kind, rows.size(0), rows.data_ptr(), v.data_ptr(), y.data_ptr(),
-                                 tile_order(layout, d, kind, false, rows.size(0), 0, x.device()),
+                                 tile_order(layout, d, kind, false, rows.size(0), 0, false, x.device()),
                                  at::cuda::getCurrentCUDAStream()));
   return y.view(sizes_with_last(x, l.out_features()));
 }
@@ -149,7 +162,7 @@ at::Tensor grad_input_cuda(const at::Tensor& grad_y, const at::Tensor& values, c
   const at::Tensor v = device_contiguous(values);
   at::Tensor dx = at::empty({rows.size(0), l.in_features()}, rows.options());
   check_launch(op, cuda::grad_input(d, kind, rows.size(0), rows.data_ptr(), v.data_ptr(), dx.data_ptr(),
-                                    tile_order(layout, d, kind, true, rows.size(0), 0, grad_y.device()),
+                                    tile_order(layout, d, kind, true, rows.size(0), 0, false, grad_y.device()),
                                     at::cuda::getCurrentCUDAStream()));
   return dx.view(sizes_with_last(grad_y, l.in_features()));
 }
@@ -237,10 +250,12 @@ at::Tensor mixed_linear_cuda(const at::Tensor& x, const at::Tensor& values, cons
   }
   cuda::Epilogue epilogue = mixed_epilogue(op, s, a, b);
   epilogue.bias = bias_c.defined() ? bias_c.data_ptr() : nullptr;
+  epilogue.low_rank_beside = low_rank_beside(layout, false, rank);
   at::Tensor y = at::empty({rows.size(0), l.out_features()}, rows.options());
-  check_launch(op, cuda::forward_fused(d, kind, rows.size(0), rows.data_ptr(), v.data_ptr(), epilogue, y.data_ptr(),
-                                       tile_order(layout, d, kind, false, rows.size(0), rank, x.device()),
-                                       at::cuda::getCurrentCUDAStream()));
+  check_launch(op, cuda::forward_fused(
+                       d, kind, rows.size(0), rows.data_ptr(), v.data_ptr(), epilogue, y.data_ptr(),
+                       tile_order(layout, d, kind, false, rows.size(0), rank, epilogue.low_rank_beside, x.device()),
+                       at::cuda::getCurrentCUDAStream()));
   return y.view(sizes_with_last(x, l.out_features()));
 }
 
@@ -263,11 +278,13 @@ at::Tensor mixed_linear_grad_input_cuda(const at::Tensor& grad_y, const at::Tens
   const at::Tensor rows = device_rows(grad_y), a = kernel_low_rank_a(low_rank_a);
   const at::Tensor b = device_contiguous(pad_rank(low_rank_b_t, 0)), v = device_contiguous(values);
   const at::Tensor s = kernel_scale(scale);
-  const cuda::Epilogue epilogue = mixed_epilogue(op, s, a, b);
+  cuda::Epilogue epilogue = mixed_epilogue(op, s, a, b);
+  epilogue.low_rank_beside = low_rank_beside(layout, true, rank);
   at::Tensor dx = at::empty({rows.size(0), l.in_features()}, rows.options());
   check_launch(op, cuda::grad_input_fused(
                        d, kind, rows.size(0), rows.data_ptr(), v.data_ptr(), epilogue, dx.data_ptr(),
-                       tile_order(layout, d, kind, true, rows.size(0), rank, grad_y.device()),
+                       tile_order(layout, d, kind, true, rows.size(0), rank, epilogue.low_rank_beside,
+                                  grad_y.device()),
                        at::cuda::getCurrentCUDAStream()));
   return dx.view(sizes_with_last(grad_y, l.in_features()));
 }

@@ -275,17 +275,26 @@ TEST(BlockSparseOpsCuda, FusedPixelflyLinearMatchesFloat64Reference) {
     // rank 72: the low-rank K segment takes two pipeline stages, the second one partly filled;
     // rank 31 (block 16, as the planner gives Mixer-B's fc2): the factors padded to rank 32;
     // 384 x 384 at block 16: wide tiles without a low-rank term, narrow ones with rank 32
-    // (tile_schedule.h, line_grouping).
+    // (tile_schedule.h, line_grouping); GPT-2-medium's fc1 and fc2 at block 32: the low-rank term
+    // beside the ring in the forward of the first and the grad_input of the second
+    // (launch_shape.h, low_rank_beside_pays), at ranks 32 and 24 (zero columns past it).
     for (const auto& [l, rank] : {std::pair{flat_butterfly_layout({3072, 768, 16, 2, 32}), int64_t{32}},
                                   std::pair{random_layout(520, 264, 64, 0.4, 21), int64_t{72}},
                                   std::pair{flat_butterfly_layout({768, 3072, 16, 2, 16}), int64_t{31}},
-                                  std::pair{flat_butterfly_layout({384, 384, 16, 1, 16}), int64_t{32}}}) {
+                                  std::pair{flat_butterfly_layout({384, 384, 16, 1, 16}), int64_t{32}},
+                                  std::pair{flat_butterfly_layout({4096, 1024, 16, 2, 32}), int64_t{32}},
+                                  std::pair{flat_butterfly_layout({1024, 4096, 16, 2, 32}), int64_t{24}}}) {
       for (const auto& [with_bias, mix_type] : {std::pair{true, dtype}, std::pair{false, at::kFloat}}) {
         const ops::Layout layout = ops::make_layout(l);
         const auto cuda = at::TensorOptions(at::kCUDA).dtype(dtype);
-        // 333 tokens, as (9, 37, features) for the block-16 layout: the layer's [x v | 1] buffer is
-        // then a pitched view of a 3-d product.
-        const std::vector<int64_t> lead = l.block() == 16 ? std::vector<int64_t>{9, 37} : std::vector<int64_t>{333};
+        // 333 tokens, as (9, 37, features) for the block-16 layouts: the layer's x v buffer is
+        // then a view of a 3-d product; 2600 for GPT-2-medium's, so that the blocks of the
+        // persistent grid take two or three tiles each (the low-rank operands beside the ring
+        // copied into the output buffer once the tile before's stores have read it).
+        const bool gpt2 = l.out_features() == 4096 || l.in_features() == 4096;
+        const std::vector<int64_t> lead = l.block() == 16 ? std::vector<int64_t>{9, 37}
+                                          : gpt2          ? std::vector<int64_t>{2600}
+                                                          : std::vector<int64_t>{333};
         auto rows = [&](int64_t features) {
           std::vector<int64_t> sizes = lead;
           sizes.push_back(features);

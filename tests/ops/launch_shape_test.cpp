@@ -1,7 +1,8 @@
 // The tensor-core kernels' grid shapes (kernels/cuda/launch_shape.h): weight-gradient token
 // splits that weigh the last wave's fill against each block's fixed cost, the splits run as one
 // cluster only where that costs no wave, persistent block counts coprime to the groups, the
-// persistent kernels' balanced tile order, and the low-rank gradient products' feature splits.
+// persistent kernels' balanced tile order, the low-rank gradient products' feature splits, and
+// where the line kernels take the low-rank term beside their ring of K stages.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -11,6 +12,8 @@
 #include <vector>
 
 #include "kernels/cuda/launch_shape.h"
+#include "pixelfly/pattern/flat_butterfly.h"
+#include "pixelfly/pattern/tile_schedule.h"
 
 namespace pixelfly {
 namespace {
@@ -18,6 +21,7 @@ namespace {
 using kernels::cuda::balanced_tile_order;
 using kernels::cuda::gradient_clusters_fit;
 using kernels::cuda::gradient_split_tokens;
+using kernels::cuda::low_rank_beside_pays;
 using kernels::cuda::low_rank_grid;
 using kernels::cuda::LowRankGrid;
 using kernels::cuda::persistent_blocks;
@@ -208,6 +212,31 @@ TEST(LaunchShape, LowRankGridsCoverEveryChunkWithinTheSlots) {
     EXPECT_EQ(g.splits, 1);
     EXPECT_EQ(g.groups, 1);
   }
+}
+
+// The rank chunk goes beside the ring where most unions have an even number of blocks of 32 (it
+// would take a K step of its own there), only at block 32 and for ranks up to 32.
+TEST(LaunchShape, LowRankTermGoesBesideTheRingWhereItWouldTakeAStepOfItsOwn) {
+  EXPECT_TRUE(low_rank_beside_pays({6, 6, 6, 6}, 32, 32));
+  EXPECT_TRUE(low_rank_beside_pays({6, 6, 5}, 32, 8));
+  EXPECT_FALSE(low_rank_beside_pays({5, 5, 6}, 32, 32));  // odd unions leave it half a stage
+  EXPECT_FALSE(low_rank_beside_pays({6, 5}, 32, 32));     // not more than half
+  EXPECT_FALSE(low_rank_beside_pays({6, 6}, 64, 32));
+  EXPECT_FALSE(low_rank_beside_pays({6, 6}, 32, 40));
+  EXPECT_FALSE(low_rank_beside_pays({6, 6}, 32, 0));
+  EXPECT_FALSE(low_rank_beside_pays({}, 32, 32));
+  // The paper's layers at n16 k2 b32, rank 32, with the groupings the kernels run: GPT-2-medium's
+  // fc1 forward and fc2 grad_input take it beside (the two whose rank chunk cost a stage),
+  // Mixer-B's fc1 forward keeps it in the ring (its six-line unions of five blocks leave it room).
+  auto beside = [](int64_t out, int64_t in, bool by_columns) {
+    const TileSchedule s = make_tile_schedule(flat_butterfly_layout({out, in, 16, 2, 32}));
+    std::vector<int64_t> lengths;
+    for (const LineGroup& g : line_grouping(s, by_columns, 32).groups) lengths.push_back(g.length);
+    return low_rank_beside_pays(lengths, 32, 32);
+  };
+  EXPECT_TRUE(beside(4096, 1024, false));
+  EXPECT_TRUE(beside(1024, 4096, true));
+  EXPECT_FALSE(beside(3072, 768, false));
 }
 
 }  // namespace

@@ -77,15 +77,19 @@ struct Epilogue {
   const void* low_rank_b = nullptr;
   int64_t rank = 0;
   const void* bias = nullptr;
+  // The low-rank term multiplied beside the K loop's ring of stages rather than as its last
+  // chunks (where launch_shape.h's low_rank_beside_pays says; block 32 and rank 1..32 only).
+  bool low_rank_beside = false;
 };
 
 // The order in which the tensor-core forward or grad_input kernel deals its tiles of `tokens`
-// tokens, low-rank term of `rank` (group_lengths: the union lengths of the groups line_grouping
-// picks for that rank), over the current device's thread blocks: offsets then tiles (launch_shape.h,
+// tokens over the current device's thread blocks (group_lengths: the union lengths of the groups
+// line_grouping picks for the call's rank; ring_rank: the low-rank columns its ring of stages
+// carries, the rank or 0 with the term beside it): offsets then tiles (launch_shape.h,
 // balanced_tile_order), largest tiles first to the least loaded block. Built on the host once
 // per layout, token count and rank; the caller copies it to the device and passes it to the
 // calls below as `order`, which may also be null (tiles dealt round-robin).
-std::vector<int32_t> line_tile_order(const std::vector<int64_t>& group_lengths, int64_t block, int64_t rank,
+std::vector<int32_t> line_tile_order(const std::vector<int64_t>& group_lengths, int64_t block, int64_t ring_rank,
                                      int64_t tokens);
 
 // True when the fused kernels run this layout, dtype and rank (the tensor-core conditions above,

@@ -104,8 +104,10 @@ struct LineConfig {
   static constexpr int kInfoBytes = 32;                            // a stage's tile record (TileInfo)
   static constexpr int kInfoOffset = kOutBytes + 2 * kBiasBytes;
   static constexpr int kMixOffset = kInfoOffset + kStages * kInfoBytes;
-  // Beside the ring: the output buffer, the bias buffers, the stages' tile records, the mix.
-  static constexpr int kExtraBytes = kMixOffset + 16;
+  static constexpr int kLowRankBarrierOffset = kMixOffset + 16;  // LowRankBeside: a barrier per warpgroup
+  // Beside the ring: the output buffer, the bias buffers, the stages' tile records, the mix, the
+  // barriers of the low-rank operands.
+  static constexpr int kExtraBytes = kLowRankBarrierOffset + 16;
   static constexpr size_t kShared = shared_bytes(kStages, kABytes + kBBytes, kExtraBytes);
   static_assert(kShared <= 227 * 1024, "more shared memory than a multiprocessor has");
 };
@@ -212,16 +214,21 @@ __device__ __forceinline__ void produce(const Ring& ring, uint32_t first, uint32
 // accumulators before them and commits them in kGroups groups, the last commit left to this
 // loop (so that it may wait for the products in flight and rescale the accumulators between two
 // of its products), and releases the previous stage once its products are done. Returns with
-// every product complete and every stage released.
-template <int kGroups, int kProducts, int kAccumulators, typename Ring, typename Issue>
+// every product complete and every stage released. after_first() runs once the first step's
+// products are issued, outside any group of products.
+struct NoHook {
+  __device__ void operator()() const {}
+};
+template <int kGroups, int kProducts, int kAccumulators, typename Ring, typename Issue, typename Hook = NoHook>
 __device__ __forceinline__ void consume(float (&d)[kProducts][kAccumulators], const Ring& ring, uint32_t first,
-                                        uint32_t steps, Issue&& issue) {
+                                        uint32_t steps, Issue&& issue, Hook&& after_first = Hook{}) {
   for (uint32_t i = first; i < first + steps; ++i) {
     barrier_wait(ring.full_bar(i), ring.phase(i));
     issue(i - first, i);
     wgmma_commit();
     wgmma_wait<kGroups>();  // the previous stage's products are done
     if (i > first) barrier_arrive(ring.empty_bar(i - 1));
+    if (i == first) after_first();
   }
   wgmma_wait<0>();
 #pragma unroll
@@ -261,6 +268,15 @@ __device__ __forceinline__ BlockTiles block_tiles(const int32_t* order, int64_t 
 // accumulators are scaled by min / max weight (at most 1) before the second term's first chunk
 // and by the larger weight at the end, so no operand tile needs rescaling. Without a mix, the
 // block-sparse term goes first.
+// LowRankBeside (block 32, rank at most 32; the caller chooses it where most unions have an even
+// number of blocks, so that the rank chunk would take a stage of its own, +27 % at GPT-2-medium's
+// fc1 forward, docs/perf.md version 31): the ring carries the union's chunks only, and the low-rank
+// term's operands (the warpgroup's 128 rows of a, 8 KB, and the tile's rows of b) go into the
+// warpgroup's half of the output buffer, copied by its storer once the stores of the tile before
+// have read it (after the tile's first step) and multiplied after the ring's last step. The
+// block-sparse term is then always first: the accumulators are scaled by g / (1 - g) before the
+// low-rank products (1 - g at least 2^-24, so g = 1 adds 2^-24 of the low-rank term) and by 1 - g
+// at the end.
 // A tile's K steps are line_tile_steps (tile_schedule.h), by which the host's tile order
 // (line_tile_order) also costs tiles. A tile of empty lines without a low-rank term still takes
 // one stage (of zeros): the consumers learn of every tile through its first stage (TileInfo).
@@ -376,9 +392,9 @@ __device__ __forceinline__ TileInfo load_tile_info(uint32_t slot) {
 }
 
 // Maps: in_map (tokens x in, boxes kTokens x C), weight_map (values as nnz * B rows of B, boxes
-// C x C), low_rank_a_map (tokens x rank, kTokens x C), low_rank_b_map (forward: out x rank,
-// grad_input: rank x out; C x C), out_map (tokens x out, 64 x 64).
-template <typename T, int B, bool kTransposed, int kWidth>
+// C x C), low_rank_a_map (tokens x rank, kTokens x C; kBeside: kTokens / 2 x C), low_rank_b_map
+// (forward: out x rank, grad_input: rank x out; C x C), out_map (tokens x out, 64 x 64).
+template <typename T, int B, bool kTransposed, int kWidth, bool kBeside>
 __global__ void __launch_bounds__(LineConfig<kWidth>::kThreads, kLineBlocksPerSM)
     line_group_kernel(const __grid_constant__ CUtensorMap in_map, const __grid_constant__ CUtensorMap weight_map,
                       const __grid_constant__ CUtensorMap low_rank_a_map,
@@ -387,18 +403,29 @@ __global__ void __launch_bounds__(LineConfig<kWidth>::kThreads, kLineBlocksPerSM
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   using K = Chunking<B, kWidth>;
   using L = LineConfig<kWidth>;
+  static_assert(!kBeside || B == kLowRankBesideBlock, "the low-rank operands beside the ring: one 32-deep chunk");
   extern __shared__ unsigned char smem_raw[];
   constexpr int kAChunkBytes = kTokens * 2 * K::C;  // one K chunk of the activations
   const auto ring = make_ring<L::kStages, L::kABytes, L::kBBytes>(smem_raw, L::kExtraBytes);
+  const uint32_t low_rank_barriers = ring.extra + L::kLowRankBarrierOffset;
+  if constexpr (kBeside) {
+    if (threadIdx.x == 0) {
+      device::barrier_init(low_rank_barriers, 1);
+      device::barrier_init(low_rank_barriers + 8, 1);
+      device::barrier_init_fence();
+    }
+    __syncthreads();
+  }
   const int64_t groups = kTransposed ? layout.num_col_groups : layout.num_row_groups;
   const int64_t tiles = groups * ((tokens + kTokens - 1) / kTokens);
   const int64_t in_features = kTransposed ? layout.out_features : layout.in_features;
   const int64_t out_features = kTransposed ? layout.in_features : layout.out_features;
   const int64_t rank = epilogue.rank;
+  const int64_t ring_rank = kBeside ? 0 : rank;  // the low-rank chunks the ring carries
   const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
   // The mix g (1 without one), read where it is used rather than kept beside the accumulators.
   auto mix = [&] { return epilogue.mix != nullptr ? device::load_scalar(epilogue.mix, epilogue.mix_kind) : 1.f; };
-  const bool low_rank_first = epilogue.mix != nullptr && mix() > 0.5f;
+  const bool low_rank_first = !kBeside && epilogue.mix != nullptr && mix() > 0.5f;
   const BlockTiles mine = block_tiles(order, tiles);
 
   const uint32_t info = ring.extra + L::kInfoOffset, mix_slot = ring.extra + L::kMixOffset;
@@ -421,14 +448,14 @@ __global__ void __launch_bounds__(LineConfig<kWidth>::kThreads, kLineBlocksPerSM
     GroupRecord next = mine.count > 1 ? load_record(records, next_tile % line_groups) : GroupRecord{};
     const int first_tile = static_cast<int>(mine[0]);
     LineTile<B> tile = line_tile<B, kTransposed, kWidth>(layout, load_record(records, first_tile % line_groups),
-                                                         first_tile, line_groups, rank, low_rank_first);
+                                                         first_tile, line_groups, ring_rank, low_rank_first);
     int64_t j = 0;  // the tile
     int step = 0;   // and its K step
     // Moves on by one step; false past the block's last.
     auto advance = [&] {
       if (++step < tile.steps) return true;
       if (++j == mine.count) return false;
-      tile = line_tile<B, kTransposed, kWidth>(layout, next, next_tile, line_groups, rank, low_rank_first);
+      tile = line_tile<B, kTransposed, kWidth>(layout, next, next_tile, line_groups, ring_rank, low_rank_first);
       next_tile = after_next_tile;
       if (j + 1 < mine.count) next = load_record(records, next_tile % line_groups);
       if (j + 2 < mine.count) after_next_tile = static_cast<int>(mine[j + 2]);
@@ -515,6 +542,14 @@ __global__ void __launch_bounds__(LineConfig<kWidth>::kThreads, kLineBlocksPerSM
   constexpr int kWarpgroupRows = kTokens / 2;
   const uint32_t warpgroup_rows = static_cast<uint32_t>(warpgroup) * kWarpgroupRows * 2 * K::C;
   const bool storer = tid % 128 == 0;  // issues its warpgroup's TMA stores
+  // kBeside: the warpgroup's half of the output buffer holds its rows of a (8 KB), then b's rows
+  // of the tile (C x C boxes, as a ring stage holds a weight chunk).
+  constexpr int kLowRankABytes = kWarpgroupRows * 2 * K::C;
+  static_assert(!kBeside || kLowRankABytes + K::kBoxes * K::kBoxBytes <= L::kOutBytes / 2,
+                "the low-rank operands fit the warpgroup's half of the output buffer");
+  const uint32_t low_rank_a = ring.extra + warpgroup * L::kOutBoxes * kOutBoxBytes;
+  const uint32_t low_rank_b = low_rank_a + kLowRankABytes, low_rank_bar = low_rank_barriers + 8 * warpgroup;
+  auto beside_low_weight = [&] { return fmaxf(1.f - stored_mix(), 0x1p-24f); };
   uint32_t first = 0;
   for (int64_t j = 0; j < mine.count; ++j) {
     barrier_wait(ring.full_bar(first), ring.phase(first));  // the tile's first stage, with its record
@@ -528,6 +563,26 @@ __global__ void __launch_bounds__(LineConfig<kWidth>::kThreads, kLineBlocksPerSM
       const bool inside = feature < out_features;
       device::copy16_async(bias_buffer + 16 * (tid % 128), bias + (inside ? feature : 0), inside ? 16u : 0u);
     }
+    // kBeside: the storer copies the tile's low-rank operands into the buffer once the last
+    // tile's stores have read it, while the first step's products run.
+    auto copy_low_rank = [&] {
+      if constexpr (kBeside) {
+        if (storer) {
+          device::tma_store_wait_read();
+          barrier_arrive_expect(low_rank_bar, kLowRankABytes + K::kBoxes * K::kBoxBytes);
+          tma_load(low_rank_a, &low_rank_a_map, 0, tile.token0 + kWarpgroupRows * warpgroup, low_rank_bar);
+#pragma unroll
+          for (int n = 0; n < K::kBoxes; ++n) {
+            const uint32_t dst = low_rank_b + n * K::kBoxBytes;
+            if constexpr (kTransposed) {
+              tma_load(dst, &low_rank_b_map, tile.feature0 + n * K::C, 0, low_rank_bar);
+            } else {
+              tma_load(dst, &low_rank_b_map, 0, tile.feature0 + n * K::C, low_rank_bar);
+            }
+          }
+        }
+      }
+    };
     consume<K::kPerStage>(
         d, ring, first, tile.steps,
         [&](uint32_t step, uint32_t i) {
@@ -558,11 +613,33 @@ __global__ void __launch_bounds__(LineConfig<kWidth>::kThreads, kLineBlocksPerSM
             }
             if (c + 1 < K::kPerStage) wgmma_commit();
           }
-        });
+        },
+        copy_low_rank);
     first += tile.steps;
+    if constexpr (kBeside) {  // the low-rank term's products, from the buffer
+      barrier_wait(low_rank_bar, static_cast<uint32_t>(j) & 1u);
+      if (epilogue.mix != nullptr) scale_accumulators(stored_mix() / beside_low_weight());
+      wgmma_fence();
+#pragma unroll
+      for (int ks = 0; ks < K::C / 16; ++ks) {
+        const uint64_t db = kTransposed ? descriptor(low_rank_b + ks * 32 * K::C, K::kBoxBytes, 16 * K::C, K::kLayout)
+                                        : descriptor(low_rank_b + ks * 32, 16, 16 * K::C, K::kLayout);
+#pragma unroll
+        for (int s = 0; s < kSets; ++s) {
+          const uint64_t da = descriptor(low_rank_a + s * 64 * 2 * K::C + ks * 32, 16, 16 * K::C, K::kLayout);
+          mma_64xNx16<T, 0, kTransposed ? 1 : 0>(d[s], da, db, 1);
+        }
+      }
+      wgmma_commit();
+      wgmma_wait<0>();
+#pragma unroll
+      for (int s = 0; s < kSets; ++s) fence_accumulators(d[s]);
+    }
     // The weight of the term that came last (1 without a mix), applied as the results are packed.
-    const float last_weight =
-        epilogue.mix == nullptr ? 1.f : tile.chunks == tile.first_chunks ? first_weight() : second_weight();
+    const float last_weight = epilogue.mix == nullptr ? 1.f
+                              : kBeside                ? beside_low_weight()
+                              : tile.chunks == tile.first_chunks ? first_weight()
+                                                                 : second_weight();
 
     // Epilogue, one m64 set s at a time: scale by the last weight and add the bias, stage the
     // set's 64 x kWidth results as kOutBoxes 64 x 64 boxes in the 128-byte swizzled layout
@@ -896,7 +973,7 @@ __global__ void __launch_bounds__(GradientConfig<kN, kFold>::kThreads, kGradient
 #endif
 }
 
-template <typename T, int B, bool kTransposed, int kWidth>
+template <typename T, int B, bool kTransposed, int kWidth, bool kBeside>
 cudaError_t launch_lines(const DeviceLayout& layout, int64_t tokens, const void* in, const void* values,
                          const Epilogue& epilogue, void* out, const int32_t* order, cudaStream_t stream) {
   using K = Chunking<B, kWidth>;
@@ -913,8 +990,8 @@ cudaError_t launch_lines(const DeviceLayout& layout, int64_t tokens, const void*
     e = encode_tensor_map(&weight_map, values, bf16, layout.nnz * B, B, B, K::C, K::C, K::kSwizzle);
   }
   if (e == cudaSuccess && rank > 0) {
-    e = encode_tensor_map(&low_rank_a_map, epilogue.low_rank_a, bf16, tokens, rank, epilogue.low_rank_a_pitch, kTokens,
-                          K::C, K::kSwizzle);
+    e = encode_tensor_map(&low_rank_a_map, epilogue.low_rank_a, bf16, tokens, rank, epilogue.low_rank_a_pitch,
+                          kBeside ? kTokens / 2 : kTokens, K::C, K::kSwizzle);
     if (e == cudaSuccess) {
       e = kTransposed ? encode_tensor_map(&low_rank_b_map, epilogue.low_rank_b, bf16, rank, out_features, out_features,
                                           K::C, K::C, K::kSwizzle)
@@ -930,7 +1007,7 @@ cudaError_t launch_lines(const DeviceLayout& layout, int64_t tokens, const void*
   const int64_t slots = kLineBlocksPerSM * device::multiprocessors();
   // With an order, the blocks line_tile_order dealt to (the same count: it reads the same slots).
   const int64_t blocks = order != nullptr ? std::min(tiles, slots) : persistent_blocks(tiles, groups, slots);
-  constexpr auto kernel = line_group_kernel<T, B, kTransposed, kWidth>;
+  constexpr auto kernel = line_group_kernel<T, B, kTransposed, kWidth, kBeside>;
   if (cudaError_t a = device::allow_shared_memory<kernel>(L::kShared); a != cudaSuccess) return a;
   kernel<<<static_cast<unsigned>(blocks), L::kThreads, L::kShared, stream>>>(
       in_map, weight_map, low_rank_a_map, low_rank_b_map, out_map, layout, tokens, epilogue, order);
@@ -1065,18 +1142,34 @@ cudaError_t launch_gradient(const DeviceLayout& layout, int64_t tokens, const vo
 }
 
 // The line kernel of the tile width of the grouping the caller chose for this direction and
-// low-rank rank (DeviceLayout, tile_schedule.h: line_grouping).
+// low-rank rank (DeviceLayout, tile_schedule.h: line_grouping), with the low-rank term in the
+// ring or beside it as the caller chose (Epilogue::low_rank_beside).
+template <typename T, int B, bool kTransposed, int kWidth>
+cudaError_t launch_lines_with_low_rank(const DeviceLayout& layout, int64_t tokens, const void* in, const void* values,
+                                       const Epilogue& epilogue, void* out, const int32_t* order,
+                                       cudaStream_t stream) {
+  if (!epilogue.low_rank_beside) {
+    return launch_lines<T, B, kTransposed, kWidth, false>(layout, tokens, in, values, epilogue, out, order, stream);
+  }
+  if constexpr (B == kLowRankBesideBlock) {
+    if (epilogue.rank > 0 && epilogue.rank <= kLowRankBesideBlock) {
+      return launch_lines<T, B, kTransposed, kWidth, true>(layout, tokens, in, values, epilogue, out, order, stream);
+    }
+  }
+  return cudaErrorInvalidValue;
+}
 template <typename T, int B, bool kTransposed>
 cudaError_t launch_lines_at_width(const DeviceLayout& layout, int64_t tokens, const void* in, const void* values,
                                   const Epilogue& epilogue, void* out, const int32_t* order, cudaStream_t stream) {
   const int64_t width = kTransposed ? layout.col_tile_features : layout.row_tile_features;
   if constexpr (kWideTile % B == 0) {
     if (width == kWideTile) {
-      return launch_lines<T, B, kTransposed, kWideTile>(layout, tokens, in, values, epilogue, out, order, stream);
+      return launch_lines_with_low_rank<T, B, kTransposed, kWideTile>(layout, tokens, in, values, epilogue, out, order,
+                                                                      stream);
     }
   }
   if (width != kTile) return cudaErrorInvalidValue;
-  return launch_lines<T, B, kTransposed, kTile>(layout, tokens, in, values, epilogue, out, order, stream);
+  return launch_lines_with_low_rank<T, B, kTransposed, kTile>(layout, tokens, in, values, epilogue, out, order, stream);
 }
 
 template <typename T>
@@ -1148,12 +1241,12 @@ cudaError_t grad_weight(const DeviceLayout& layout, ScalarKind kind, int64_t tok
 
 namespace pixelfly::kernels::cuda {
 
-std::vector<int32_t> line_tile_order(const std::vector<int64_t>& group_lengths, int64_t block, int64_t rank,
+std::vector<int32_t> line_tile_order(const std::vector<int64_t>& group_lengths, int64_t block, int64_t ring_rank,
                                      int64_t tokens) {
   std::vector<int64_t> cost;
   cost.reserve(group_lengths.size());
   // A tile costs its K steps and about one more for its epilogue.
-  for (const int64_t length : group_lengths) cost.push_back(line_tile_steps(length, block, rank) + 1);
+  for (const int64_t length : group_lengths) cost.push_back(line_tile_steps(length, block, ring_rank) + 1);
   return balanced_tile_order(cost, (tokens + wgmma::kTokens - 1) / wgmma::kTokens,
                              wgmma::kLineBlocksPerSM * device::multiprocessors());
 }

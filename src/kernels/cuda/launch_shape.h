@@ -1,7 +1,7 @@
-// How the tensor-core kernels and the low-rank gradient products shape their grids, as plain
-// functions of the problem and of `slots`, the number of thread blocks the device runs at once
-// (blocks per multiprocessor x multiprocessors), so that the choices are tested on machines
-// without a GPU.
+// How the tensor-core kernels and the low-rank gradient products shape their grids and K loops,
+// as plain functions of the problem and of `slots`, the number of thread blocks the device runs
+// at once (blocks per multiprocessor x multiprocessors), so that the choices are tested on
+// machines without a GPU.
 #pragma once
 
 #include <algorithm>
@@ -11,7 +11,25 @@
 #include <utility>
 #include <vector>
 
+#include "pixelfly/pattern/tile_schedule.h"
+
 namespace pixelfly::kernels::cuda {
+
+// Whether the line kernels take a low-rank term of `rank` beside their ring of K stages
+// (Epilogue::low_rank_beside) for tiles of groups of these union lengths: block 32, a rank of at
+// most 32 (one 32-deep chunk), and more than half of the groups' tiles taking a K step of their
+// own for that chunk in the ring (unions of an even number of blocks fill their stages), which
+// costs about as much as a step of the union (GPT-2-medium's fc1 forward 34.1 -> 43.4 us with the
+// rank-32 chunk in the ring, docs/perf.md version 31).
+constexpr int64_t kLowRankBesideBlock = 32;
+inline bool low_rank_beside_pays(const std::vector<int64_t>& group_lengths, int64_t block, int64_t rank) {
+  if (block != kLowRankBesideBlock || rank <= 0 || rank > kLowRankBesideBlock) return false;
+  size_t own_step = 0;
+  for (const int64_t length : group_lengths) {
+    own_step += line_tile_steps(length, block, rank) > line_tile_steps(length, block, 0) ? 1 : 0;
+  }
+  return 2 * own_step > group_lengths.size();
+}
 
 // Tokens per split of the weight gradient's token reduction over `pieces` tiles: of the split
 // counts up to four waves' worth (each split at least 256 tokens), the one whose blocks do the
