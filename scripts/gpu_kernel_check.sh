@@ -36,8 +36,8 @@ if [ "${SANITIZERS:-1}" != 0 ]; then
   timeout 150 compute-sanitizer --tool memcheck --error-exitcode 1 $build/tests/ops_tests \
     --gtest_filter='BlockSparseOpsCuda.*' >"$work/memcheck.log" 2>&1
   echo "memcheck rc=$? $(tail -1 "$work/memcheck.log")"
-  timeout 120 compute-sanitizer --tool racecheck --error-exitcode 1 $build/tests/ops_tests \
-    --gtest_filter='BlockSparseOpsCuda.AutogradOnCudaMatchesCpu:BlockSparseOpsCuda.FusedPixelflyLinearMatchesFloat64Reference:BlockSparseOpsCuda.LowRankGradProductsMatchFloat64Reference' \
+  timeout 300 compute-sanitizer --tool racecheck --error-exitcode 1 $build/tests/ops_tests \
+    --gtest_filter='BlockSparseOpsCuda.AutogradOnCudaMatchesCpu:BlockSparseOpsCuda.FusedPixelflyLinearMatchesFloat64Reference:BlockSparseOpsCuda.LowRankGradProductsMatchFloat64Reference:BlockSparseOpsCuda.MixedOperatorsWithTheLowRankTermInAndBesideTheRing' \
     >"$work/racecheck.log" 2>&1
   echo "racecheck rc=$? $(tail -1 "$work/racecheck.log")"
   grep -m12 -A6 "Race reported\|Error: Race\|hazard" "$work/racecheck.log" | head -40

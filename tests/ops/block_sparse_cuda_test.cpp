@@ -288,13 +288,8 @@ TEST(BlockSparseOpsCuda, FusedPixelflyLinearMatchesFloat64Reference) {
         const ops::Layout layout = ops::make_layout(l);
         const auto cuda = at::TensorOptions(at::kCUDA).dtype(dtype);
         // 333 tokens, as (9, 37, features) for the block-16 layouts: the layer's x v buffer is
-        // then a view of a 3-d product; 2600 for GPT-2-medium's, so that the blocks of the
-        // persistent grid take two or three tiles each (the low-rank operands beside the ring
-        // copied into the output buffer once the tile before's stores have read it).
-        const bool gpt2 = l.out_features() == 4096 || l.in_features() == 4096;
-        const std::vector<int64_t> lead = l.block() == 16 ? std::vector<int64_t>{9, 37}
-                                          : gpt2          ? std::vector<int64_t>{2600}
-                                                          : std::vector<int64_t>{333};
+        // then a view of a 3-d product.
+        const std::vector<int64_t> lead = l.block() == 16 ? std::vector<int64_t>{9, 37} : std::vector<int64_t>{333};
         auto rows = [&](int64_t features) {
           std::vector<int64_t> sizes = lead;
           sizes.push_back(features);
@@ -533,6 +528,45 @@ TEST(BlockSparseOpsCuda, LowRankGradProductsMatchFloat64Reference) {
       if (s.ones) {  // the ones column: the bias gradient, sum of dy over the tokens, in float32
         EXPECT_LE(relative_error(product.select(1, s.width), dy64.sum(0)), 1e-3) << "ones column" << where;
       }
+    }
+  }
+}
+
+// The fused operators with the low-rank term in the ring and beside it (launch_shape.h,
+// low_rank_beside_pays: GPT-2-medium's fc1 forward and fc2 grad_input at block 32 take it beside,
+// Mixer-B's fc1 forward keeps it in the ring) against their float64 formulas, bf16, at 1300 tokens
+// (some blocks of the persistent grid take two tiles: the low-rank operands copied into the output
+// buffer after the tile before's stores), with mixes 0.7, 0 and 1 (the accumulators rescaled by
+// g / (1 - g) with 1 - g clamped at 2^-24, so g = 1 adds 2^-24 of the low-rank term). Outputs
+// poisoned first. Small enough for racecheck (scripts/gpu_kernel_check.sh).
+TEST(BlockSparseOpsCuda, MixedOperatorsWithTheLowRankTermInAndBesideTheRing) {
+  SKIP_WITHOUT_CUDA();
+  torch::manual_seed(47);
+  const int64_t tokens = 1300, rank = 32;
+  const auto cuda = at::TensorOptions(at::kCUDA).dtype(at::kBFloat16);
+  for (const FlatButterflyParams& p : {FlatButterflyParams{4096, 1024, 16, 2, 32},
+                                       FlatButterflyParams{1024, 4096, 16, 2, 32},
+                                       FlatButterflyParams{3072, 768, 16, 2, 32}}) {
+    const BlockLayout l = flat_butterfly_layout(p);
+    const ops::Layout layout = ops::make_layout(l);
+    const at::Tensor x = at::randn({tokens, l.in_features()}, cuda), dy = at::randn({tokens, l.out_features()}, cuda);
+    const at::Tensor values = at::randn({l.nnz(), 32, 32}, cuda) * 0.1, bias = at::randn({l.out_features()}, cuda);
+    const at::Tensor a = at::randn({tokens, rank}, cuda), u = at::randn({l.out_features(), rank}, cuda) * 0.1;
+    const at::Tensor v_t = at::randn({rank, l.in_features()}, cuda) * 0.1;
+    auto f64 = [](const at::Tensor& t) { return t.to(at::kCPU, at::kDouble); };
+    const at::Tensor sparse_y = ops::block_sparse_linear(f64(x), f64(values), layout);
+    const at::Tensor sparse_dx = ops::block_sparse_linear_grad_input(f64(dy), f64(values), layout);
+    for (const double mix : {0.7, 0.0, 1.0}) {
+      const at::Tensor scale = at::full({}, mix, cuda);
+      const double g = scale.item<double>();  // as rounded to bf16
+      const std::string where = " " + std::to_string(l.out_features()) + "x" + std::to_string(l.in_features()) +
+                                " mix " + std::to_string(g);
+      poison_next_allocation(tokens * l.out_features(), at::kBFloat16);
+      const at::Tensor y = ops::mixed_linear(x, values, layout, scale, a, u, bias);
+      EXPECT_LE(relative_error(y, g * sparse_y + (1 - g) * f64(a).matmul(f64(u).t()) + f64(bias)), 1e-2) << "y" << where;
+      poison_next_allocation(tokens * l.in_features(), at::kBFloat16);
+      const at::Tensor dx = ops::mixed_linear_grad_input(dy, values, layout, scale, a, v_t);
+      EXPECT_LE(relative_error(dx, g * sparse_dx + (1 - g) * f64(a).matmul(f64(v_t))), 1e-2) << "dx" << where;
     }
   }
 }
