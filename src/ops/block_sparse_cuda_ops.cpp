@@ -107,8 +107,7 @@ std::vector<int64_t> union_lengths(const Layout& layout, bool transposed, int64_
 // Whether the fused kernels take the low-rank term of `rank` beside their ring of stages for
 // this layout and direction (cuda::Epilogue::low_rank_beside, cuda::low_rank_beside_pays).
 bool low_rank_beside(const Layout& layout, bool transposed, int64_t rank) {
-  return layout->block() == cuda::kLowRankBesideBlock && rank > 0 && rank <= cuda::kLowRankBesideBlock &&
-         cuda::low_rank_beside_pays(union_lengths(layout, transposed, rank), layout->block(), rank);
+  return cuda::low_rank_beside_pays(union_lengths(layout, transposed, rank), layout->block(), rank);
 }
 
 // The tensor-core forward (grad_input: transposed) kernel's tile order for `tokens` tokens and
