@@ -275,10 +275,14 @@ at::Tensor mixed_linear_grad_input_cuda(const at::Tensor& grad_y, const at::Tens
     return mixed_linear_grad_input_composed(grad_y, values, layout, scale, low_rank_a, low_rank_b_t);
   }
   const at::Tensor rows = device_rows(grad_y), a = kernel_low_rank_a(low_rank_a);
-  const at::Tensor b = device_contiguous(pad_rank(low_rank_b_t, 0)), v = device_contiguous(values);
-  const at::Tensor s = kernel_scale(scale);
+  // b as (rank, in) rows for the ring; beside it as (in, rank) rows, read in place when
+  // low_rank_b_t is the transposed view of such a matrix (PixelflyLinear's v).
+  const bool beside = low_rank_beside(layout, true, rank);
+  const at::Tensor b = beside ? device_contiguous(pad_rank(low_rank_b_t.t(), 1))
+                              : device_contiguous(pad_rank(low_rank_b_t, 0));
+  const at::Tensor v = device_contiguous(values), s = kernel_scale(scale);
   cuda::Epilogue epilogue = mixed_epilogue(op, s, a, b);
-  epilogue.low_rank_beside = low_rank_beside(layout, true, rank);
+  epilogue.low_rank_beside = beside;
   at::Tensor dx = at::empty({rows.size(0), l.in_features()}, rows.options());
   check_launch(op, cuda::grad_input_fused(
                        d, kind, rows.size(0), rows.data_ptr(), v.data_ptr(), epilogue, dx.data_ptr(),

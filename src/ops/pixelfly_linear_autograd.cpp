@@ -6,8 +6,9 @@
 // parameters are brought to the activations' dtype inside (under autocast they arrive as
 // float32), each by one copy that also lays it out for the kernels: on CUDA a rank that is not a
 // multiple of 8 gets zero columns in u and v, which add nothing but give every product 16-byte
-// rows (cuBLAS's fast kernels and the fused kernels' TMA copies need them), and v is kept
-// transposed, (r, in), as the dx pass reads it. With a bias, the u gradient's product takes a
+// rows (cuBLAS's fast kernels and the fused kernels' TMA copies need them); the dx pass takes v as
+// the transposed view v^T (read in place where its low-rank term runs beside the ring of stages,
+// copied to (r, in) rows where it runs in the ring). With a bias, the u gradient's product takes a
 // column of ones after x v, dy^T [x v | 1], and so also sums dy over the tokens (on the GPU the
 // ones live in the kernel's registers, not in memory). The gradient of g needs no extra pass:
 //   sum(dy * x W^T) = <dy^T x, W> on the blocks,  sum(dy * (x v) u^T) = <dy^T (x v), u>.
@@ -35,7 +36,7 @@ using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
 // t in `dtype`, contiguous, with zeros appended along `dim` up to `size`: one copy, and one fill
-// when zeros are added. `t` may be a transposed view.
+// when zeros are added.
 at::Tensor operand(const at::Tensor& t, at::ScalarType dtype, int64_t dim, int64_t size) {
   if (size == t.size(dim)) return t.to(dtype, /*non_blocking=*/false, /*copy=*/false, at::MemoryFormat::Contiguous);
   std::vector<int64_t> sizes = t.sizes().vec();
@@ -55,14 +56,14 @@ class PixelflyLinearFunction : public torch::autograd::Function<PixelflyLinearFu
     const at::ScalarType dtype = x.scalar_type();
     const int64_t rank = v_in.size(1);
     const int64_t r = x.is_cuda() ? (rank + 7) / 8 * 8 : rank;
-    // u (out, r) and v as rows, (r, in), as the kernels read them.
-    const at::Tensor values = values_in.to(dtype), u = operand(u_in, dtype, 1, r), v_rows = operand(v_in.t(), dtype, 0, r);
+    // u (out, r) and v (in, r), each row of whole 16-byte units.
+    const at::Tensor values = values_in.to(dtype), u = operand(u_in, dtype, 1, r), v = operand(v_in, dtype, 1, r);
     const c10::optional<at::Tensor> bias = has_bias ? c10::optional<at::Tensor>(bias_in->to(dtype)) : c10::nullopt;
-    const at::Tensor x_rows = row_view(x), v = v_rows.t();
+    const at::Tensor x_rows = row_view(x);
     const at::Tensor projected = thin_matmul_sector_rows(x_rows, v).reshape(sizes_with_last(x, r));  // x v
     at::Tensor y = mixed_linear(x, values, layout, gamma, projected, u, bias);
     // The parameters as given too, for a backward that records its graph (no copies: references).
-    ctx->save_for_backward({x, values, u, v_rows, gamma, projected, values_in, u_in, v_in});
+    ctx->save_for_backward({x, values, u, v, gamma, projected, values_in, u_in, v_in});
     ctx->saved_data["layout"] = layout;
     ctx->saved_data["has_bias"] = has_bias;
     ctx->saved_data["rank"] = rank;
@@ -76,7 +77,7 @@ class PixelflyLinearFunction : public torch::autograd::Function<PixelflyLinearFu
 
   static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
     const auto saved = ctx->get_saved_variables();
-    const at::Tensor &x = saved[0], &values = saved[1], &u = saved[2], &v_rows = saved[3], &gamma = saved[4],
+    const at::Tensor &x = saved[0], &values = saved[1], &u = saved[2], &v = saved[3], &gamma = saved[4],
                      &projected = saved[5];
     const Layout layout = ctx->saved_data["layout"].toCustomClass<LayoutHandle>();
     const bool has_bias = ctx->saved_data["has_bias"].toBool();
@@ -101,7 +102,7 @@ class PixelflyLinearFunction : public torch::autograd::Function<PixelflyLinearFu
       dy_u = thin_matmul(row_view(dy), u).reshape(sizes_with_last(dy, u.size(1)));
     }
     at::Tensor grad_x, grad_values, grad_u, grad_v, grad_gamma, grad_bias;
-    auto grad_input = [&] { grad_x = mixed_linear_grad_input(dy, values, layout, gamma, dy_u, v_rows); };
+    auto grad_input = [&] { grad_x = mixed_linear_grad_input(dy, values, layout, gamma, dy_u, v.t()); };
     auto grad_params = [&] {
       std::tie(grad_values, grad_u, grad_v, grad_gamma, grad_bias) =
           pixelfly_linear_grad_params(dy, x, values, layout, u, gamma, product, dy_u, has_bias);

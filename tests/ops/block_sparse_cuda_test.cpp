@@ -537,8 +537,10 @@ TEST(BlockSparseOpsCuda, LowRankGradProductsMatchFloat64Reference) {
 // Mixer-B's fc1 forward keeps it in the ring) against their float64 formulas, bf16, at 1300 tokens
 // (some blocks of the persistent grid take two tiles: the low-rank operands copied into the output
 // buffer after the tile before's stores), with mixes 0.7, 0 and 1 (the accumulators rescaled by
-// g / (1 - g) with 1 - g clamped at 2^-24, so g = 1 adds 2^-24 of the low-rank term). Outputs
-// poisoned first. Small enough for racecheck (scripts/gpu_kernel_check.sh).
+// g / (1 - g) with 1 - g clamped at 2^-24, so g = 1 adds 2^-24 of the low-rank term), and
+// grad_input's b both as (r, in) rows and as the transposed view of (in, r) rows (read in place
+// beside the ring). Outputs poisoned first. Small enough for racecheck
+// (scripts/gpu_kernel_check.sh).
 TEST(BlockSparseOpsCuda, MixedOperatorsWithTheLowRankTermInAndBesideTheRing) {
   SKIP_WITHOUT_CUDA();
   torch::manual_seed(47);
@@ -552,7 +554,7 @@ TEST(BlockSparseOpsCuda, MixedOperatorsWithTheLowRankTermInAndBesideTheRing) {
     const at::Tensor x = at::randn({tokens, l.in_features()}, cuda), dy = at::randn({tokens, l.out_features()}, cuda);
     const at::Tensor values = at::randn({l.nnz(), 32, 32}, cuda) * 0.1, bias = at::randn({l.out_features()}, cuda);
     const at::Tensor a = at::randn({tokens, rank}, cuda), u = at::randn({l.out_features(), rank}, cuda) * 0.1;
-    const at::Tensor v_t = at::randn({rank, l.in_features()}, cuda) * 0.1;
+    const at::Tensor v = at::randn({l.in_features(), rank}, cuda) * 0.1, v_t = v.t().contiguous();
     auto f64 = [](const at::Tensor& t) { return t.to(at::kCPU, at::kDouble); };
     const at::Tensor sparse_y = ops::block_sparse_linear(f64(x), f64(values), layout);
     const at::Tensor sparse_dx = ops::block_sparse_linear_grad_input(f64(dy), f64(values), layout);
@@ -564,9 +566,12 @@ TEST(BlockSparseOpsCuda, MixedOperatorsWithTheLowRankTermInAndBesideTheRing) {
       poison_next_allocation(tokens * l.out_features(), at::kBFloat16);
       const at::Tensor y = ops::mixed_linear(x, values, layout, scale, a, u, bias);
       EXPECT_LE(relative_error(y, g * sparse_y + (1 - g) * f64(a).matmul(f64(u).t()) + f64(bias)), 1e-2) << "y" << where;
-      poison_next_allocation(tokens * l.in_features(), at::kBFloat16);
-      const at::Tensor dx = ops::mixed_linear_grad_input(dy, values, layout, scale, a, v_t);
-      EXPECT_LE(relative_error(dx, g * sparse_dx + (1 - g) * f64(a).matmul(f64(v_t))), 1e-2) << "dx" << where;
+      const at::Tensor dx_ref = g * sparse_dx + (1 - g) * f64(a).matmul(f64(v_t));
+      for (const at::Tensor& b : {v_t, v.t()}) {
+        poison_next_allocation(tokens * l.in_features(), at::kBFloat16);
+        const at::Tensor dx = ops::mixed_linear_grad_input(dy, values, layout, scale, a, b);
+        EXPECT_LE(relative_error(dx, dx_ref), 1e-2) << "dx" << where << (b.is_contiguous() ? " b rows" : " b view");
+      }
     }
   }
 }

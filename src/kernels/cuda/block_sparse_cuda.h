@@ -64,6 +64,7 @@ bool supports_block(int64_t block);
 // PixelflyLinear with weight g:
 //   forward     y  = g * (x W^T) + (1 - g) * a b^T + bias   a: tokens x rank, b: out x rank
 //   grad_input  dx = g * (dy W)  + (1 - g) * a b            a: tokens x rank, b: rank x in
+//                                                          (low_rank_beside: b^T, in x rank)
 // g is a device scalar of type mix_kind; with mix null both terms have weight 1. rank 0 means no
 // low-rank term; bias (out, 16-byte aligned: copied in 16-byte pieces) may be null. Row-major matrices in the
 // kernel's storage type: a with `low_rank_a_pitch` elements from one row to the next (a multiple

@@ -271,9 +271,11 @@ __device__ __forceinline__ BlockTiles block_tiles(const int32_t* order, int64_t 
 // LowRankBeside (block 32, rank at most 32; the caller chooses it where most unions have an even
 // number of blocks, so that the rank chunk would take a stage of its own, +27 % at GPT-2-medium's
 // fc1 forward, docs/perf.md version 31): the ring carries the union's chunks only, and the low-rank
-// term's operands (the warpgroup's 128 rows of a, 8 KB, and the tile's rows of b) go into the
-// warpgroup's half of the output buffer, copied by its storer once the stores of the tile before
-// have read it (after the tile's first step) and multiplied after the ring's last step. The
+// term's operands (the warpgroup's 128 rows of a, 8 KB, and the tile's rows of b, which is then
+// (features, rank) in both directions) go into the warpgroup's half of the output buffer, copied
+// by its storer once the stores of the tile before have read it (after the tile's first step) and
+// multiplied after the ring's last step (issued behind it instead, with a scaled by (1 - g) / g
+// in place, the kernel took 1 us longer: docs/perf.md version 32). The
 // block-sparse term is then always first: the accumulators are scaled by g / (1 - g) before the
 // low-rank products (1 - g at least 2^-24, so g = 1 adds 2^-24 of the low-rank term) and by 1 - g
 // at the end.
@@ -393,7 +395,8 @@ __device__ __forceinline__ TileInfo load_tile_info(uint32_t slot) {
 
 // Maps: in_map (tokens x in, boxes kTokens x C), weight_map (values as nnz * B rows of B, boxes
 // C x C), low_rank_a_map (tokens x rank, kTokens x C; kBeside: kTokens / 2 x C), low_rank_b_map
-// (forward: out x rank, grad_input: rank x out; C x C), out_map (tokens x out, 64 x 64).
+// (forward and kBeside: out x rank, grad_input's ring: rank x out; C x C), out_map (tokens x out,
+// 64 x 64).
 template <typename T, int B, bool kTransposed, int kWidth, bool kBeside>
 __global__ void __launch_bounds__(LineConfig<kWidth>::kThreads, kLineBlocksPerSM)
     line_group_kernel(const __grid_constant__ CUtensorMap in_map, const __grid_constant__ CUtensorMap weight_map,
@@ -564,7 +567,9 @@ __global__ void __launch_bounds__(LineConfig<kWidth>::kThreads, kLineBlocksPerSM
       device::copy16_async(bias_buffer + 16 * (tid % 128), bias + (inside ? feature : 0), inside ? 16u : 0u);
     }
     // kBeside: the storer copies the tile's low-rank operands into the buffer once the last
-    // tile's stores have read it, while the first step's products run.
+    // tile's stores have read it, while the first step's products run (after a later step, the
+    // tile before's stores given longer to read the buffer, the kernel took 0.7-4 us longer:
+    // docs/perf.md version 32).
     auto copy_low_rank = [&] {
       if constexpr (kBeside) {
         if (storer) {
@@ -573,12 +578,7 @@ __global__ void __launch_bounds__(LineConfig<kWidth>::kThreads, kLineBlocksPerSM
           tma_load(low_rank_a, &low_rank_a_map, 0, tile.token0 + kWarpgroupRows * warpgroup, low_rank_bar);
 #pragma unroll
           for (int n = 0; n < K::kBoxes; ++n) {
-            const uint32_t dst = low_rank_b + n * K::kBoxBytes;
-            if constexpr (kTransposed) {
-              tma_load(dst, &low_rank_b_map, tile.feature0 + n * K::C, 0, low_rank_bar);
-            } else {
-              tma_load(dst, &low_rank_b_map, 0, tile.feature0 + n * K::C, low_rank_bar);
-            }
+            tma_load(low_rank_b + n * K::kBoxBytes, &low_rank_b_map, 0, tile.feature0 + n * K::C, low_rank_bar);
           }
         }
       }
@@ -622,12 +622,11 @@ __global__ void __launch_bounds__(LineConfig<kWidth>::kThreads, kLineBlocksPerSM
       wgmma_fence();
 #pragma unroll
       for (int ks = 0; ks < K::C / 16; ++ks) {
-        const uint64_t db = kTransposed ? descriptor(low_rank_b + ks * 32 * K::C, K::kBoxBytes, 16 * K::C, K::kLayout)
-                                        : descriptor(low_rank_b + ks * 32, 16, 16 * K::C, K::kLayout);
+        const uint64_t db = descriptor(low_rank_b + ks * 32, 16, 16 * K::C, K::kLayout);
 #pragma unroll
         for (int s = 0; s < kSets; ++s) {
           const uint64_t da = descriptor(low_rank_a + s * 64 * 2 * K::C + ks * 32, 16, 16 * K::C, K::kLayout);
-          mma_64xNx16<T, 0, kTransposed ? 1 : 0>(d[s], da, db, 1);
+          mma_64xNx16<T, 0, 0>(d[s], da, db, 1);
         }
       }
       wgmma_commit();
@@ -993,10 +992,11 @@ cudaError_t launch_lines(const DeviceLayout& layout, int64_t tokens, const void*
     e = encode_tensor_map(&low_rank_a_map, epilogue.low_rank_a, bf16, tokens, rank, epilogue.low_rank_a_pitch,
                           kBeside ? kTokens / 2 : kTokens, K::C, K::kSwizzle);
     if (e == cudaSuccess) {
-      e = kTransposed ? encode_tensor_map(&low_rank_b_map, epilogue.low_rank_b, bf16, rank, out_features, out_features,
-                                          K::C, K::C, K::kSwizzle)
-                      : encode_tensor_map(&low_rank_b_map, epilogue.low_rank_b, bf16, out_features, rank, rank, K::C,
-                                          K::C, K::kSwizzle);
+      // b: (rank, in) for the grad_input ring, (features, rank) otherwise (Epilogue).
+      e = kTransposed && !kBeside ? encode_tensor_map(&low_rank_b_map, epilogue.low_rank_b, bf16, rank, out_features,
+                                                      out_features, K::C, K::C, K::kSwizzle)
+                                  : encode_tensor_map(&low_rank_b_map, epilogue.low_rank_b, bf16, out_features, rank,
+                                                      rank, K::C, K::C, K::kSwizzle);
     }
   }
   if (e == cudaSuccess) {
