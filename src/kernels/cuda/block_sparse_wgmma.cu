@@ -665,16 +665,25 @@ __global__ void __launch_bounds__(LineConfig<kWidth>::kThreads, kLineBlocksPerSM
     // and written to the buffer; one instantiation per case, so that the case without a bias or a
     // mix packs the accumulators as they are (the epilogue's instructions are a good part of a
     // short tile's time, docs/perf.md version 18).
+    // The bias words of column pair jp (columns 16 jp + 8 h + 2 (lane % 4) and the next, h = 0, 1)
+    // are loaded one pair ahead: read just before their use, each load's latency stood in the
+    // epilogue's chain (the loads are ordered with the stmatrix stores; docs/perf.md version 32).
+    auto bias_words = [&](int jp, uint32_t (&words)[2]) {
+#pragma unroll
+      for (int h = 0; h < 2; ++h) words[h] = device::load_shared(bias_buffer + 2 * (16 * jp + 8 * h + 2 * (lane % 4)));
+    };
     auto stage_set = [&](int s, auto with_bias, auto with_scale) {
       constexpr bool kBias = decltype(with_bias)::value, kScale = decltype(with_scale)::value;
+      uint32_t next[2] = {};
+      if constexpr (kBias) bias_words(0, next);
 #pragma unroll
       for (int jp = 0; jp < kWidth / 16; ++jp) {
-        float2 add[2] = {};  // the bias of columns 16 jp + 8 h + 2 (lane % 4) and the next, h = 0, 1
+        float2 add[2] = {};
         if constexpr (kBias) {
+          const uint32_t words[2] = {next[0], next[1]};
+          if (jp + 1 < kWidth / 16) bias_words(jp + 1, next);
 #pragma unroll
-          for (int h = 0; h < 2; ++h) {
-            add[h] = device::unpack2<T>(device::load_shared(bias_buffer + 2 * (16 * jp + 8 * h + 2 * (lane % 4))));
-          }
+          for (int h = 0; h < 2; ++h) add[h] = device::unpack2<T>(words[h]);
         }
         uint32_t v[4];
 #pragma unroll
