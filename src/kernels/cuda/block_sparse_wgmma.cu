@@ -661,10 +661,6 @@ __global__ void __launch_bounds__(LineConfig<kWidth>::kThreads, kLineBlocksPerSM
     const uint32_t row_offset = static_cast<uint32_t>((warp % 4) * 16 + 8 * (q % 2) + r) * 128;
     const uint32_t chunk = static_cast<uint32_t>(((q / 2) ^ r) << 4);
     if (bias != nullptr && tid % 128 < kWidth / 8) device::copy_async_wait_all();  // seen after the barrier below
-    // Set s's results, scaled by the last weight (kScale) and with the bias added (kBias), packed
-    // and written to the buffer; one instantiation per case, so that the case without a bias or a
-    // mix packs the accumulators as they are (the epilogue's instructions are a good part of a
-    // short tile's time, docs/perf.md version 18).
     // The bias words of column pair jp (columns 16 jp + 8 h + 2 (lane % 4) and the next, h = 0, 1)
     // are loaded one pair ahead: read just before their use, each load's latency stood in the
     // epilogue's chain (the loads are ordered with the stmatrix stores; docs/perf.md version 32).
@@ -672,6 +668,10 @@ __global__ void __launch_bounds__(LineConfig<kWidth>::kThreads, kLineBlocksPerSM
 #pragma unroll
       for (int h = 0; h < 2; ++h) words[h] = device::load_shared(bias_buffer + 2 * (16 * jp + 8 * h + 2 * (lane % 4)));
     };
+    // Set s's results, scaled by the last weight (kScale) and with the bias added (kBias), packed
+    // and written to the buffer; one instantiation per case, so that the case without a bias or a
+    // mix packs the accumulators as they are (the epilogue's instructions are a good part of a
+    // short tile's time, docs/perf.md version 18).
     auto stage_set = [&](int s, auto with_bias, auto with_scale) {
       constexpr bool kBias = decltype(with_bias)::value, kScale = decltype(with_scale)::value;
       uint32_t next[2] = {};
