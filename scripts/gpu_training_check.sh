@@ -4,13 +4,16 @@
 # the CrAM step against a plain SGD step (ResNet-20 on Fashion-MNIST, batch 128; ResNet-50 on
 # synthetic 224 x 224 images), and GPT-2 small on the Bible corpus, dense against Pixelfly.
 # `graph`: the model steps of `bench` each with and without train.cuda_graph, in one process per
-# model (GPT-2 with the paper's clipping at 1.0).
+# model (GPT-2 with the paper's clipping at 1.0). `peers`: Mixer-B/16 and GPT-2 medium as
+# `graph` times them (no clipping) beside the dense PyTorch steps a user would pick instead
+# (bench/peer_models.py: timm, Hugging Face, GPT-2 with the same 256-symbol byte vocabulary as
+# `bench`'s synthetic text; PEER_MODES=eager,compile by default).
 # Data comes from the Debian packages when present, else from data-cache/ (fashion-mnist/ and
 # kjv.txt, prepared on a machine that has them). Logs go to $OUT (or ./gpu-logs): one per stage
 # and a summary, at most eight files for each part (main, bench, graph, gpt2), which is what the
 # GPU machine sends back per call, so run one part per call; run directories and profiler traces
 # go to runs/gpu-training/ (ignored by git, not sent back).
-#   bash scripts/gpu_training_check.sh [all|main|bench|graph|gpt2]
+#   bash scripts/gpu_training_check.sh [all|main|bench|graph|gpt2|peers]
 set -uo pipefail
 out="${OUT:-gpu-logs}"
 mkdir -p "$out"
@@ -80,5 +83,19 @@ if [ "$what" = all ] || [ "$what" = gpt2 ]; then
       --set schedule.warmup_epochs=1 --set data.steps_per_epoch=100 --set data.eval_batches=20
     tail -2 "$out/gpt2_small_kjv_$v.log"
   done
+fi
+if [ "$what" = peers ]; then
+  variants=(--variant dense:model.sparsity=dense --variant pixelfly:model.sparsity=pixelfly
+            --variant "dense-graph:model.sparsity=dense;train.cuda_graph=true"
+            --variant "pixelfly-graph:model.sparsity=pixelfly;train.cuda_graph=true")
+  stage peers_mixer_b16 300 $cli bench --set model.preset=mixer-b16 "${synthetic_224[@]}" --set data.batch_size=128 \
+    "${variants[@]}" --profile "$runs/profile-peers-mixer-b16"
+  stage peers_gpt2_medium 300 $cli bench --set model.preset=gpt2-medium "${text[@]}" "${variants[@]}"
+  stage peers_pytorch 500 python3 bench/peer_models.py --models mixer-b16,gpt2-medium --modes "${PEER_MODES:-eager,compile}" --vocab 256 \
+    --profile 12
+  for f in peers_mixer_b16 peers_gpt2_medium; do
+    echo "== $f"; sed -n '/^variant /,/^$/p' "$out/$f.log"; grep -A1 "^profile of" "$out/$f.log" | grep "ms,"
+  done
+  echo "== peers_pytorch"; grep -E "^(HF|timm)|GPU busy" "$out/peers_pytorch.log"
 fi
 cat "$out/training-summary.txt"
