@@ -10,7 +10,7 @@
 # `bench`'s synthetic text; PEER_MODES=eager,compile by default).
 # Data comes from the Debian packages when present, else from data-cache/ (fashion-mnist/ and
 # kjv.txt, prepared on a machine that has them). Logs go to $OUT (or ./gpu-logs): one per stage
-# and a summary, at most eight files for each part (main, bench, graph, gpt2), which is what the
+# and a summary, at most eight files for each part (main, bench, graph, gpt2, peers), which is what the
 # GPU machine sends back per call, so run one part per call; run directories and profiler traces
 # go to runs/gpu-training/ (ignored by git, not sent back).
 #   bash scripts/gpu_training_check.sh [all|main|bench|graph|gpt2|peers]
