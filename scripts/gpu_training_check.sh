@@ -4,8 +4,9 @@
 # the CrAM step against a plain SGD step (ResNet-20 on Fashion-MNIST, batch 128; ResNet-50 on
 # synthetic 224 x 224 images), and GPT-2 small on the Bible corpus, dense against Pixelfly.
 # `graph`: the model steps of `bench` each with and without train.cuda_graph, in one process per
-# model (GPT-2 with the paper's clipping at 1.0). `peers`: Mixer-B/16 and GPT-2 medium as
-# `graph` times them (no clipping) beside the dense PyTorch steps a user would pick instead
+# model (GPT-2 with the paper's clipping at 1.0). `peers`: the models of PEER_MODELS (default
+# "mixer-b16 gpt2-medium"; also vit-s16, gpt2-small) as `graph` times them (no clipping, each with
+# a profiled step) beside the dense PyTorch steps a user would pick instead
 # (bench/peer_models.py: timm, Hugging Face, GPT-2 with the same 256-symbol byte vocabulary as
 # `bench`'s synthetic text; PEER_MODES=eager,compile by default).
 # Data comes from the Debian packages when present, else from data-cache/ (fashion-mnist/ and
@@ -88,12 +89,21 @@ if [ "$what" = peers ]; then
   variants=(--variant dense:model.sparsity=dense --variant pixelfly:model.sparsity=pixelfly
             --variant "dense-graph:model.sparsity=dense;train.cuda_graph=true"
             --variant "pixelfly-graph:model.sparsity=pixelfly;train.cuda_graph=true")
-  stage peers_mixer_b16 300 $cli bench --set model.preset=mixer-b16 "${synthetic_224[@]}" --set data.batch_size=128 \
-    "${variants[@]}" --profile "$runs/profile-peers-mixer-b16"
-  stage peers_gpt2_medium 300 $cli bench --set model.preset=gpt2-medium "${text[@]}" "${variants[@]}"
-  stage peers_pytorch 500 python3 bench/peer_models.py --models mixer-b16,gpt2-medium --modes "${PEER_MODES:-eager,compile}" --vocab 256 \
-    --profile 12
-  for f in peers_mixer_b16 peers_gpt2_medium; do
+  models=(${PEER_MODELS:-mixer-b16 gpt2-medium})
+  for m in "${models[@]}"; do
+    case $m in
+      mixer-b16 | vit-s16) data=("${synthetic_224[@]}" --set data.batch_size=128) ;;
+      gpt2-small | gpt2-medium) data=("${text[@]}") ;;
+      *) echo "PEER_MODELS: unknown model '$m' (mixer-b16, vit-s16, gpt2-small, gpt2-medium)"; exit 2 ;;
+    esac
+    stage "peers_${m//-/_}" 300 $cli bench --set model.preset="$m" "${data[@]}" "${variants[@]}" \
+      --profile "$runs/profile-peers-$m"
+  done
+  list="${models[*]}"
+  stage peers_pytorch 500 python3 bench/peer_models.py --models "${list// /,}" --modes "${PEER_MODES:-eager,compile}" \
+    --vocab 256 --profile 12
+  for m in "${models[@]}"; do
+    f="peers_${m//-/_}"
     echo "== $f"; sed -n '/^variant /,/^$/p' "$out/$f.log"; grep -A1 "^profile of" "$out/$f.log" | grep "ms,"
   done
   echo "== peers_pytorch"; grep -E "^(HF|timm)|GPU busy" "$out/peers_pytorch.log"
