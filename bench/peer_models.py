@@ -1,6 +1,9 @@
 """The dense PyTorch training steps a user would pick instead of pixelfly's models, timed on this GPU.
 
-timm's Mixer-B/16 and ViT-S/16 (batch 128, 224 x 224 images, 1000 classes) and Hugging Face's
+timm's Mixer-B/16 and ViT-S/16 (batch 128, 224 x 224 images, 1000 classes; ViT-S as pixelfly's
+vit-s16 preset and the Pixelfly paper define it, dim 768, depth 8, 8 heads, MLP 2304, no qkv bias,
+48.8 M parameters, built from timm's VisionTransformer: timm's own vit_small_patch16_224 is
+another, smaller model) and Hugging Face's
 GPT-2 small / medium (batch 8 x 1024 tokens; --vocab 50257 by default, 256 for the byte-level
 vocabulary `pixelfly bench` trains on synthetic text with), each eager and under
 torch.compile: bfloat16 autocast, fused AdamW (lr 1e-3, weight decay 0.05, as `pixelfly bench`'s
@@ -21,12 +24,23 @@ import torch
 import torch.nn.functional as F
 
 
-def image_model(name):
-    import timm
-
-    model = timm.create_model(name, num_classes=1000)
+def image_model(build):
+    model = build()
     batch = (torch.randn(128, 3, 224, 224, device="cuda"), torch.randint(0, 1000, (128,), device="cuda"))
     return model, batch, lambda m, b: F.cross_entropy(m(b[0]), b[1]), 128
+
+
+def mixer_b16():
+    import timm
+
+    return timm.create_model("mixer_b16_224", num_classes=1000)
+
+
+def vit_s16():
+    from timm.models.vision_transformer import VisionTransformer
+
+    return VisionTransformer(img_size=224, patch_size=16, embed_dim=768, depth=8, num_heads=8, mlp_ratio=3.0,
+                             qkv_bias=False, num_classes=1000)
 
 
 def gpt2_model(dim, depth, heads, vocab):
@@ -40,8 +54,8 @@ def gpt2_model(dim, depth, heads, vocab):
 
 
 MODELS = {
-    "mixer-b16": ("timm mixer_b16_224", lambda vocab: image_model("mixer_b16_224")),
-    "vit-s16": ("timm vit_small_patch16_224", lambda vocab: image_model("vit_small_patch16_224")),
+    "mixer-b16": ("timm mixer_b16_224", lambda vocab: image_model(mixer_b16)),
+    "vit-s16": ("timm ViT-S/16 (768 x 8)", lambda vocab: image_model(vit_s16)),
     "gpt2-small": ("HF GPT-2 small", lambda vocab: gpt2_model(768, 12, 12, vocab)),
     "gpt2-medium": ("HF GPT-2 medium", lambda vocab: gpt2_model(1024, 24, 16, vocab)),
 }
