@@ -1,19 +1,19 @@
 """The dense PyTorch training steps a user would pick instead of pixelfly's models, timed on this GPU.
 
-timm's Mixer-B/16 and ViT-S/16 (batch 128, 224 x 224 images, 1000 classes; ViT-S as pixelfly's
-vit-s16 preset and the Pixelfly paper define it, dim 768, depth 8, 8 heads, MLP 2304, no qkv bias,
-48.8 M parameters, built from timm's VisionTransformer: timm's own vit_small_patch16_224 is
-another, smaller model) and Hugging Face's
-GPT-2 small / medium (batch 8 x 1024 tokens; --vocab 50257 by default, 256 for the byte-level
-vocabulary `pixelfly bench` trains on synthetic text with), each eager and under
-torch.compile: bfloat16 autocast, fused AdamW (lr 1e-3, weight decay 0.05, as `pixelfly bench`'s
-defaults), random inputs, the step being forward, loss, backward, update and zeroing the
-gradients. Median of the timed steps (CUDA events around each) after warm-up. With --profile N,
-one more step runs under torch.profiler and its N kernels with the most GPU time are listed, as
-`pixelfly bench --profile` lists its own. Compare with `pixelfly bench` on the same presets in
-the same session (scripts/gpu_training_check.sh peers).
+timm's Mixer-B/16 and ViT-S/16 (batch 128, 224 x 224 images, 1000 classes) and Hugging Face's
+GPT-2 small / medium (batch 8 x 1024 tokens), each eager and under torch.compile: bfloat16
+autocast, fused AdamW (lr 1e-3, weight decay 0.05, as `pixelfly bench`'s defaults), random inputs,
+the step being forward, loss, backward, update and zeroing the gradients. ViT-S is the model of
+pixelfly's vit-s16 preset and the Pixelfly paper (dim 768, depth 8, 8 heads, MLP 2304, no qkv
+bias: 48.8 M parameters), built from timm's VisionTransformer; timm's own vit_small_patch16_224 is
+another, smaller model. GPT-2's vocabulary is --vocab: 50257 by default, 256 for the byte-level
+one `pixelfly bench` trains on synthetic text with. Median of the timed steps (CUDA events around
+each) after warm-up. With --profile N, one more step runs under torch.profiler and its N kernels
+with the most GPU time are listed, as `pixelfly bench --profile` lists its own. Compare with
+`pixelfly bench` on the same presets in the same session (scripts/gpu_training_check.sh peers).
 
-    python3 bench/peer_models.py [--models mixer-b16,gpt2-medium] [--modes eager,compile] [--profile 12]
+    python3 bench/peer_models.py [--models mixer-b16,gpt2-medium] [--modes eager,compile] [--vocab 256]
+                                 [--profile 12]
 """
 import argparse
 import statistics
