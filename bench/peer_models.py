@@ -8,9 +8,10 @@ pixelfly's vit-s16 preset and the Pixelfly paper (dim 768, depth 8, 8 heads, MLP
 bias: 48.8 M parameters), built from timm's VisionTransformer; timm's own vit_small_patch16_224 is
 another, smaller model. GPT-2's vocabulary is --vocab: 50257 by default, 256 for the byte-level
 one `pixelfly bench` trains on synthetic text with. Median of the timed steps (CUDA events around
-each) after warm-up. With --profile N, one more step runs under torch.profiler and its N kernels
-with the most GPU time are listed, as `pixelfly bench --profile` lists its own. Compare with
-`pixelfly bench` on the same presets in the same session (scripts/gpu_training_check.sh peers).
+each) after warm-up. With --profile N, one more step runs under torch.profiler
+(gpu_kernel_times.py) and its N kernels with the most GPU time are listed, as `pixelfly bench
+--profile` lists its own. Compare with `pixelfly bench` on the same presets in the same session
+(scripts/gpu_training_check.sh peers).
 
     python3 bench/peer_models.py [--models mixer-b16,gpt2-medium] [--modes eager,compile] [--vocab 256]
                                  [--profile 12]
@@ -22,6 +23,7 @@ import time
 
 import torch
 import torch.nn.functional as F
+from gpu_kernel_times import kernel_times
 
 
 def image_model(build):
@@ -62,16 +64,10 @@ MODELS = {
 
 
 def profile_step(step, top):
-    from torch.profiler import ProfilerActivity, profile
-
-    with profile(activities=[ProfilerActivity.CUDA]) as prof:
-        step()
-        torch.cuda.synchronize()
-    kernels = prof.key_averages()
-    busy = sum(k.self_device_time_total for k in kernels) / 1e3
-    lines = [f"  profiled step: GPU busy {busy:.2f} ms"]
-    for k in sorted(kernels, key=lambda k: -k.self_device_time_total)[:top]:
-        lines.append(f"  {k.self_device_time_total / 1e3:9.3f} ms {k.count:5d} x  {k.key[:100]}")
+    times = kernel_times(step, calls=1, warmup=0)
+    lines = [f"  profiled step: GPU busy {sum(times.values()):.2f} ms"]
+    for name, ms in sorted(times.items(), key=lambda item: -item[1])[:top]:
+        lines.append(f"  {ms:9.3f} ms  {name[:100]}")
     return "\n".join(lines)
 
 
