@@ -39,6 +39,10 @@ synthetic_224=(--set data.name=synthetic-images --set data.image_size=224 --set 
                --set data.classes=1000 --set data.synthetic_count=512 --set data.eval_batch_size=64)
 text=(--set data.name=synthetic-text --set data.synthetic_count=400000 --set data.context=1024
       --set data.batch_size=8 --set data.eval_batch_size=8)
+# The four steps of the `graph` and `peers` parts: dense and Pixelfly, eager and as one CUDA graph.
+variants=(--variant dense:model.sparsity=dense --variant pixelfly:model.sparsity=pixelfly
+          --variant "dense-graph:model.sparsity=dense;train.cuda_graph=true"
+          --variant "pixelfly-graph:model.sparsity=pixelfly;train.cuda_graph=true")
 
 what="${1:-all}"
 if [ "$what" = all ] || [ "$what" = main ]; then
@@ -62,9 +66,6 @@ if [ "$what" = all ] || [ "$what" = bench ]; then
   done
 fi
 if [ "$what" = all ] || [ "$what" = graph ]; then
-  variants=(--variant dense:model.sparsity=dense --variant pixelfly:model.sparsity=pixelfly
-            --variant "dense-graph:model.sparsity=dense;train.cuda_graph=true"
-            --variant "pixelfly-graph:model.sparsity=pixelfly;train.cuda_graph=true")
   clip=(--set train.grad_clip=1)
   stage graph_gpt2_medium 300 $cli bench --set model.preset=gpt2-medium "${text[@]}" "${clip[@]}" "${variants[@]}" \
     --profile "$runs/profile-gpt2-medium"
@@ -86,9 +87,6 @@ if [ "$what" = all ] || [ "$what" = gpt2 ]; then
   done
 fi
 if [ "$what" = peers ]; then
-  variants=(--variant dense:model.sparsity=dense --variant pixelfly:model.sparsity=pixelfly
-            --variant "dense-graph:model.sparsity=dense;train.cuda_graph=true"
-            --variant "pixelfly-graph:model.sparsity=pixelfly;train.cuda_graph=true")
   models=(${PEER_MODELS:-mixer-b16 gpt2-medium})
   for m in "${models[@]}"; do
     case $m in
