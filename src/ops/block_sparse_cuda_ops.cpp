@@ -78,6 +78,7 @@ cuda::DeviceLayout device_layout(const char* op, const Layout& layout, const at:
     d.gradient_blocks = index.gradient_blocks.data_ptr<int64_t>();
     d.gradient_column_owner = index.gradient_column_owner.data_ptr<int64_t>();
     d.gradient_columns_cover_inputs = schedule.gradient_columns_cover_inputs;
+    d.gradient_pieces_cover_rows_once = schedule.gradient_pieces_cover_rows_once;
   }
   return d;
 }
@@ -332,18 +333,65 @@ std::tuple<at::Tensor, at::Tensor> low_rank_grad_products_cuda(const at::Tensor&
   return {grad_projected.view(sizes_with_last(grad_y, rank)), product.narrow(1, 0, rank + (ones_column ? 1 : 0))};
 }
 
+using ParameterGradients = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>;
+
+// The finishing pass after the weight-gradient kernel (parameter_gradients.h): from the blocks'
+// float32 sums (`sums` of them at weight_sums), v's float32 sums where v_sums is not null (else
+// grad_v holds v's gradient before its mix weight, scaled in place), and the low-rank product
+// dy^T [x v | 1] (float32 rows `product_pitch` apart), every parameter gradient with its mix
+// weight, in one kernel; `finish_scratch` is the pass's zeroed scratch.
+ParameterGradients finish_parameter_gradients(const char* op, cuda::ScalarKind kind, float* weight_sums, int64_t sums,
+                                              float* v_sums, float* finish_scratch, const at::Tensor& values,
+                                              const Layout& layout, const at::Tensor& u, const at::Tensor& gamma,
+                                              const float* product, int64_t product_pitch, at::Tensor grad_v,
+                                              bool bias, cudaStream_t stream) {
+  at::Tensor values_c = values.contiguous();
+  if (reinterpret_cast<uintptr_t>(values_c.data_ptr()) % 8 != 0) values_c = values_c.clone();  // read four at a time
+  const at::Tensor u_c = u.contiguous();
+  at::Tensor grad_values = at::empty_like(values_c), grad_u = at::empty_like(u_c);
+  at::Tensor grad_gamma = at::empty({}, gamma.options()), grad_bias;
+  if (bias) grad_bias = at::empty({layout->out_features()}, u.options());
+  cuda::ParameterGradients p;
+  p.kind = kind;
+  p.mix = gamma.data_ptr();
+  p.mix_kind = scalar_kind(op, gamma, "gamma");
+  p.weight_elements = sums;
+  p.weight_sums = weight_sums;
+  p.values = values_c.data_ptr();
+  p.grad_values = grad_values.data_ptr();
+  p.out_features = layout->out_features();
+  p.rank = u.size(1);
+  p.product = product;
+  p.product_pitch = product_pitch;
+  p.u = u_c.data_ptr();
+  p.grad_u = grad_u.data_ptr();
+  p.grad_bias = bias ? grad_bias.data_ptr() : nullptr;
+  p.v_elements = grad_v.numel();
+  p.v_sums = v_sums;
+  p.grad_v = grad_v.data_ptr();
+  p.grad_mix = grad_gamma.data_ptr();
+  check_launch(op, cuda::finish_parameter_gradients(p, finish_scratch, stream));
+  return {grad_values, grad_u, grad_v, grad_gamma, grad_bias};
+}
+
 // One pass over the blocks' float32 sums, the low-rank products and the bias after the
-// weight-gradient kernel (parameter_gradients.h): the mix's products, its gradient and the dtype
-// conversions launch nothing else. v's gradient x^T (dy u) rides in the weight-gradient kernel's
-// pass over x where it can (cuda::can_fold_into_grad_weight: the token splits add into float32
-// sums, a rank up to 32), else it is one thin cuBLAS product.
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> pixelfly_linear_grad_params_cuda(
-    const at::Tensor& grad_y, const at::Tensor& x, const at::Tensor& values, const Layout& layout, const at::Tensor& u,
-    const at::Tensor& gamma, const at::Tensor& product, const at::Tensor& grad_projected, bool bias) {
+// weight-gradient kernel (finish_parameter_gradients): the mix's products, its gradient and the
+// dtype conversions launch nothing else. v's gradient x^T (dy u) rides in the weight-gradient
+// kernel's pass over x where it can (cuda::can_fold_into_grad_weight: the token splits add into
+// float32 sums, a rank up to 32), else it is one thin cuBLAS product. With grad_weight_sums (from
+// grad_weight_and_low_rank_products) there is no weight-gradient kernel here: the cuBLAS product
+// and the finishing pass.
+ParameterGradients pixelfly_linear_grad_params_cuda(const at::Tensor& grad_y, const at::Tensor& x,
+                                                    const at::Tensor& values, const Layout& layout, const at::Tensor& u,
+                                                    const at::Tensor& gamma, const at::Tensor& product,
+                                                    const at::Tensor& grad_projected, bool bias,
+                                                    const c10::optional<at::Tensor>& grad_weight_sums) {
   constexpr const char* op = "pixelfly::pixelfly_linear_grad_params";
-  const int64_t r = check_parameter_gradient_args(op, grad_y, x, values, layout, u, gamma, product, grad_projected, bias);
+  const int64_t r = check_parameter_gradient_args(op, grad_y, x, values, layout, u, gamma, product, grad_projected, bias,
+                                                  grad_weight_sums);
   auto composed = [&] {
-    return pixelfly_linear_grad_params_composed(grad_y, x, values, layout, u, gamma, product, grad_projected, bias);
+    return pixelfly_linear_grad_params_composed(grad_y, x, values, layout, u, gamma, product, grad_projected, bias,
+                                                grad_weight_sums);
   };
   const auto dtype = x.scalar_type();
   const bool sixteen_bit = dtype == at::kHalf || dtype == at::kBFloat16;
@@ -357,6 +405,17 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> pixelfly_
   const at::Tensor dy_rows = device_rows(grad_y), x_rows = device_rows(x);
   const int64_t tokens = x_rows.size(0), in = layout->in_features();
   const at::Tensor dy_u = device_pitched_rows(grad_projected);
+  // product may be a column slice of a wider buffer (low_rank_grad_products' ones columns).
+  const bool product_rows = product.stride(1) == 1 && product.stride(0) >= product.size(1);
+  const at::Tensor product_c = product_rows ? product : product.contiguous();
+  if (grad_weight_sums.has_value() && grad_weight_sums->defined()) {
+    const at::Tensor weight_sums = device_contiguous(*grad_weight_sums);
+    at::Tensor scratch = at::zeros({cuda::parameter_gradients_scratch_elements()}, x.options().dtype(at::kFloat));
+    at::Tensor grad_v = at::mm(x_rows.t(), dy_u).contiguous();
+    return finish_parameter_gradients(op, kind, weight_sums.data_ptr<float>(), sums, nullptr, scratch.data_ptr<float>(),
+                                      values, layout, u, gamma, product_c.data_ptr<float>(), product_c.stride(0), grad_v,
+                                      bias, stream);
+  }
   const bool fold = cuda::can_fold_into_grad_weight(d, kind, tokens, r);
   // The blocks' sums, then v's (with the fold; float32, in x r), then the finishing pass's scratch:
   // one buffer, one memset.
@@ -372,37 +431,68 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> pixelfly_
     folded.v_sums = scratch.data_ptr<float>() + sums;
   }
   check_launch(op, cuda::accumulate_grad_weight(d, kind, tokens, dy_rows.data_ptr(), x_rows.data_ptr(),
-                                                scratch.data_ptr<float>(), fold ? &folded : nullptr, stream));
+                                                scratch.data_ptr<float>(), fold ? &folded : nullptr, nullptr, stream));
   at::Tensor grad_v = fold ? at::empty({in, r}, x.options()) : at::mm(x_rows.t(), dy_u).contiguous();
-  at::Tensor values_c = values.contiguous();
-  if (reinterpret_cast<uintptr_t>(values_c.data_ptr()) % 8 != 0) values_c = values_c.clone();  // read four at a time
-  // product may be a column slice of a wider buffer (low_rank_grad_products' ones columns).
-  const bool product_rows = product.stride(1) == 1 && product.stride(0) >= product.size(1);
-  const at::Tensor u_c = u.contiguous(), product_c = product_rows ? product : product.contiguous();
-  at::Tensor grad_values = at::empty_like(values_c), grad_u = at::empty_like(u_c);
-  at::Tensor grad_gamma = at::empty({}, gamma.options()), grad_bias;
-  if (bias) grad_bias = at::empty({layout->out_features()}, x.options());
-  cuda::ParameterGradients p;
-  p.kind = kind;
-  p.mix = gamma.data_ptr();
-  p.mix_kind = scalar_kind(op, gamma, "gamma");
-  p.weight_elements = sums;
-  p.weight_sums = scratch.data_ptr<float>();
-  p.values = values_c.data_ptr();
-  p.grad_values = grad_values.data_ptr();
-  p.out_features = layout->out_features();
-  p.rank = r;
-  p.product = product_c.data_ptr<float>();
-  p.product_pitch = product_c.stride(0);
-  p.u = u_c.data_ptr();
-  p.grad_u = grad_u.data_ptr();
-  p.grad_bias = bias ? grad_bias.data_ptr() : nullptr;
-  p.v_elements = grad_v.numel();
-  p.v_sums = fold ? folded.v_sums : nullptr;
-  p.grad_v = grad_v.data_ptr();
-  p.grad_mix = grad_gamma.data_ptr();
-  check_launch(op, cuda::finish_parameter_gradients(p, scratch.data_ptr<float>() + sums + v_sums, stream));
-  return {grad_values, grad_u, grad_v, grad_gamma, grad_bias};
+  return finish_parameter_gradients(op, kind, scratch.data_ptr<float>(), sums, fold ? folded.v_sums : nullptr,
+                                    scratch.data_ptr<float>() + sums + v_sums, values, layout, u, gamma,
+                                    product_c.data_ptr<float>(), product_c.stride(0), grad_v, bias, stream);
+}
+
+// Whether the weight-gradient kernel computes both low-rank products of the layer's backward
+// (dy u and dy^T [x v | 1]) from its stages of dy (cuda::can_take_low_rank_into_grad_weight).
+bool grad_weight_and_low_rank_products_is_one_pass_cuda(const at::Tensor& x, const Layout& layout, int64_t rank) {
+  constexpr const char* op = "pixelfly::grad_weight_and_low_rank_products_is_one_pass";
+  const auto dtype = x.scalar_type();
+  if ((dtype != at::kHalf && dtype != at::kBFloat16) || !cuda::supports_block(layout->block()) || x.dim() < 1 ||
+      x.size(-1) != layout->in_features()) {
+    return false;
+  }
+  const c10::cuda::CUDAGuard guard(x.device());
+  const cuda::DeviceLayout d = device_layout(op, layout, x.device(), 0);
+  return cuda::can_take_low_rank_into_grad_weight(d, scalar_kind(op, x, "x"), x.numel() / x.size(-1), rank);
+}
+
+// dy u, dy^T [x v | 1] and dy^T x on the blocks. Where the weight-gradient kernel takes the
+// low-rank products: one memset, that kernel (dy u into float32 sums, tokens x 32) and one
+// rounding pass for dy u. Otherwise low_rank_grad_products and the weight gradient apart.
+std::tuple<at::Tensor, at::Tensor, at::Tensor> grad_weight_and_low_rank_products_cuda(
+    const at::Tensor& grad_y, const at::Tensor& x, const Layout& layout, const at::Tensor& u,
+    const at::Tensor& projected, bool ones_column) {
+  constexpr const char* op = "pixelfly::grad_weight_and_low_rank_products";
+  const int64_t r = check_grad_weight_and_low_rank_args(op, grad_y, x, layout, u, projected);
+  if (!grad_weight_and_low_rank_products_is_one_pass_cuda(x, layout, r)) {
+    return grad_weight_and_low_rank_products_composed(grad_y, x, layout, u, projected, ones_column);
+  }
+  const auto kind = scalar_kind(op, x, "x");
+  const c10::cuda::CUDAGuard guard(x.device());
+  const cuda::DeviceLayout d = device_layout(op, layout, x.device(), 0);
+  const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
+  const at::Tensor dy_rows = device_rows(grad_y), x_rows = device_rows(x);
+  const at::Tensor u_c = device_contiguous(u), p_rows = device_pitched_rows(projected);
+  const int64_t tokens = x_rows.size(0), out = layout->out_features();
+  check_int32_extent(op, "tokens", tokens);
+  const int64_t sums = cuda::grad_weight_workspace_elements(d, kind);
+  constexpr int64_t kDyUColumns = cuda::kMaxGradientFoldRank;
+  const int64_t width = r + (ones_column ? 8 : 0);  // product's pitch, as low_rank_grad_products lays it out
+  // The blocks' sums, dy u's (tokens x 32), the product (out x width): one buffer, one memset.
+  at::Tensor scratch = at::empty({sums + tokens * kDyUColumns + out * width}, x.options().dtype(at::kFloat));
+  check_launch(op, cudaMemsetAsync(scratch.data_ptr(), 0, scratch.nbytes(), stream));
+  cuda::GradientLowRank low_rank;
+  low_rank.u = u_c.data_ptr();
+  low_rank.a = p_rows.data_ptr();
+  low_rank.a_pitch = p_rows.stride(0);
+  low_rank.rank = r;
+  low_rank.dy_u_sums = scratch.data_ptr<float>() + sums;
+  low_rank.product = low_rank.dy_u_sums + tokens * kDyUColumns;
+  low_rank.product_pitch = width;
+  low_rank.ones = ones_column;
+  check_launch(op, cuda::accumulate_grad_weight(d, kind, tokens, dy_rows.data_ptr(), x_rows.data_ptr(),
+                                                scratch.data_ptr<float>(), nullptr, &low_rank, stream));
+  at::Tensor dy_u = at::empty({tokens, kDyUColumns}, x.options());
+  check_launch(op, cuda::round_to_storage(kind, low_rank.dy_u_sums, dy_u.data_ptr(), dy_u.numel(), stream));
+  const at::Tensor product = scratch.narrow(0, sums + tokens * kDyUColumns, out * width).view({out, width});
+  return {dy_u.narrow(1, 0, r).view(sizes_with_last(grad_y, r)), product.narrow(1, 0, r + (ones_column ? 1 : 0)),
+          scratch.narrow(0, 0, sums).view({layout->nnz(), layout->block(), layout->block()})};
 }
 
 }  // namespace
@@ -416,4 +506,7 @@ TORCH_LIBRARY_IMPL(pixelfly, CUDA, m) {
   m.impl("block_sparse_linear_grad_weight", &pixelfly::ops::grad_weight_cuda);
   m.impl("low_rank_grad_products", &pixelfly::ops::low_rank_grad_products_cuda);
   m.impl("pixelfly_linear_grad_params", &pixelfly::ops::pixelfly_linear_grad_params_cuda);
+  m.impl("grad_weight_and_low_rank_products", &pixelfly::ops::grad_weight_and_low_rank_products_cuda);
+  m.impl("grad_weight_and_low_rank_products_is_one_pass",
+         &pixelfly::ops::grad_weight_and_low_rank_products_is_one_pass_cuda);
 }

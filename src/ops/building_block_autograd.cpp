@@ -1,5 +1,6 @@
 // The Autograd kernel of pixelfly_linear's building blocks (mixed_linear, mixed_linear_grad_input,
-// low_rank_grad_products, pixelfly_linear_grad_params), which have no derivatives of their own:
+// low_rank_grad_products, grad_weight_and_low_rank_products and its query,
+// pixelfly_linear_grad_params), which have no derivatives of their own:
 // pixelfly_linear calls them where autograd records nothing (inside its autograd function, and in
 // a first-order backward). Called where autograd records, with an input that needs a gradient,
 // they stop with a message, instead of returning results that the graph would treat as
@@ -32,7 +33,8 @@ void call_without_derivatives(const c10::OperatorHandle& op, torch::jit::Stack* 
 
 TORCH_LIBRARY_IMPL(pixelfly, Autograd, m) {
   for (const char* name :
-       {"mixed_linear", "mixed_linear_grad_input", "low_rank_grad_products", "pixelfly_linear_grad_params"}) {
+       {"mixed_linear", "mixed_linear_grad_input", "low_rank_grad_products", "pixelfly_linear_grad_params",
+        "grad_weight_and_low_rank_products", "grad_weight_and_low_rank_products_is_one_pass"}) {
     m.impl(name, torch::CppFunction::makeFromBoxedFunction<&pixelfly::ops::call_without_derivatives>());
   }
 }

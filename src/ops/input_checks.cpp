@@ -113,7 +113,8 @@ void check_low_rank_grad_product_args(const char* op, const at::Tensor& grad_y, 
 int64_t check_parameter_gradient_args(const char* op, const at::Tensor& grad_y, const at::Tensor& x,
                                       const at::Tensor& values, const Layout& layout, const at::Tensor& u,
                                       const at::Tensor& gamma, const at::Tensor& product,
-                                      const at::Tensor& grad_projected, bool bias) {
+                                      const at::Tensor& grad_projected, bool bias,
+                                      const c10::optional<at::Tensor>& grad_weight_sums) {
   const BlockLayout& l = check_grad_weight_args(op, grad_y, x, layout);
   check_values(op, values, layout, x, "x");
   TORCH_CHECK(u.defined() && u.dim() == 2 && u.size(0) == l.out_features(), op, ": u must have shape (out_features, r) = (",
@@ -135,7 +136,24 @@ int64_t check_parameter_gradient_args(const char* op, const at::Tensor& grad_y, 
   check_same_rows(op, grad_projected, "grad_projected", x, "x");
   TORCH_CHECK(grad_projected.size(-1) == rank, op, ": grad_projected must have last dimension r = ", rank, ", got shape ",
               grad_projected.sizes());
+  if (grad_weight_sums.has_value() && grad_weight_sums->defined()) {
+    const at::Tensor& s = *grad_weight_sums;
+    TORCH_CHECK(s.sizes() == at::IntArrayRef({l.nnz(), l.block(), l.block()}) && s.scalar_type() == accumulate &&
+                    s.device() == x.device(),
+                op, ": grad_weight_sums must be (nnz, b, b) = (", l.nnz(), ", ", l.block(), ", ", l.block(), ") ",
+                accumulate, " on the activations' device, got ", s.sizes(), " ", s.scalar_type(), " on ", s.device());
+  }
   return rank;
+}
+
+int64_t check_grad_weight_and_low_rank_args(const char* op, const at::Tensor& grad_y, const at::Tensor& x,
+                                            const Layout& layout, const at::Tensor& u, const at::Tensor& projected) {
+  check_grad_weight_args(op, grad_y, x, layout);
+  check_same_dtype(op, grad_y, "grad_y", x, "x");
+  check_low_rank_grad_product_args(op, grad_y, u, projected);
+  TORCH_CHECK(projected.size(-1) == u.size(1), op, ": projected must have last dimension r = ", u.size(1),
+              ", got shape ", projected.sizes());
+  return u.size(1);
 }
 
 void check_int32_extent(const char* op, const char* what, int64_t value) {

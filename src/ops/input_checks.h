@@ -42,7 +42,11 @@ void check_low_rank_grad_product_args(const char* op, const at::Tensor& grad_y, 
 int64_t check_parameter_gradient_args(const char* op, const at::Tensor& grad_y, const at::Tensor& x,
                                       const at::Tensor& values, const Layout& layout, const at::Tensor& u,
                                       const at::Tensor& gamma, const at::Tensor& product,
-                                      const at::Tensor& grad_projected, bool bias);
+                                      const at::Tensor& grad_projected, bool bias,
+                                      const c10::optional<at::Tensor>& grad_weight_sums);
+// The arguments of grad_weight_and_low_rank_products (pixelfly_linear_ops.h); returns the rank r.
+int64_t check_grad_weight_and_low_rank_args(const char* op, const at::Tensor& grad_y, const at::Tensor& x,
+                                            const Layout& layout, const at::Tensor& u, const at::Tensor& projected);
 // Dimensions that a 32-bit BLAS or kernel index must hold.
 void check_int32_extent(const char* op, const char* what, int64_t value);
 

@@ -2,7 +2,10 @@
 // that the activations are read as few times as possible and the step makes few launches: the
 // forward is x v and one mixed_linear pass; the backward is low_rank_grad_products (dy u and
 // dy^T [x v | 1] in one pass over dy), then side by side (side_stream.h) one
-// mixed_linear_grad_input pass for dx and pixelfly_linear_grad_params for every parameter. The
+// mixed_linear_grad_input pass for dx and pixelfly_linear_grad_params for every parameter. Where
+// grad_weight_and_low_rank_products is one pass over dy (layouts whose weight-gradient pieces read
+// each row of dy once, such as the paper's fc1 shapes), that pass takes the place of
+// low_rank_grad_products and the weight gradient's own pass over dy. The
 // parameters are brought to the activations' dtype inside (under autocast they arrive as
 // float32), each by one copy that also lays it out for the kernels: on CUDA a rank that is not a
 // multiple of 8 gets zero columns in u and v, which add nothing but give every product 16-byte
@@ -94,27 +97,29 @@ class PixelflyLinearFunction : public torch::autograd::Function<PixelflyLinearFu
     }
     const at::Tensor dy = grad_outputs[0].contiguous();
     const bool parameters = needed(1) || needed(2) || needed(3) || needed(4) || needed(5);
-    // dy u (..., r), and with the parameters' gradients dy^T [x v | 1] from the same pass.
-    at::Tensor dy_u, product;
-    if (parameters) {
-      std::tie(dy_u, product) = low_rank_grad_products(dy, u, projected, has_bias);
-    } else {
-      dy_u = thin_matmul(row_view(dy), u).reshape(sizes_with_last(dy, u.size(1)));
-    }
+    at::Tensor dy_u, product, weight_sums;  // dy u (..., r); dy^T [x v | 1]; dy^T x on the blocks
     at::Tensor grad_x, grad_values, grad_u, grad_v, grad_gamma, grad_bias;
     auto grad_input = [&] { grad_x = mixed_linear_grad_input(dy, values, layout, gamma, dy_u, v.t()); };
     auto grad_params = [&] {
       std::tie(grad_values, grad_u, grad_v, grad_gamma, grad_bias) =
-          pixelfly_linear_grad_params(dy, x, values, layout, u, gamma, product, dy_u, has_bias);
+          pixelfly_linear_grad_params(dy, x, values, layout, u, gamma, product, dy_u, has_bias, weight_sums);
     };
-    if (needed(0) && parameters) {
-      // The two passes share no result: side by side each fills the other's last wave (the
-      // layer's step 1.03-1.05x faster at the paper's MLP shapes, docs/perf.md version 30).
-      run_beside(dy.device(), grad_params, grad_input, {&grad_values, &grad_u, &grad_v, &grad_gamma, &grad_bias});
+    if (parameters) {
+      if (grad_weight_and_low_rank_products_is_one_pass(x, layout, u.size(1))) {
+        std::tie(dy_u, product, weight_sums) = grad_weight_and_low_rank_products(dy, x, layout, u, projected, has_bias);
+      } else {
+        std::tie(dy_u, product) = low_rank_grad_products(dy, u, projected, has_bias);
+      }
+      if (needed(0)) {
+        // The two passes share no result: side by side each fills the other's last wave (the
+        // layer's step 1.03-1.05x faster at the paper's MLP shapes, docs/perf.md version 30).
+        run_beside(dy.device(), grad_params, grad_input, {&grad_values, &grad_u, &grad_v, &grad_gamma, &grad_bias});
+      } else {
+        grad_params();
+      }
     } else if (needed(0)) {
+      dy_u = thin_matmul(row_view(dy), u).reshape(sizes_with_last(dy, u.size(1)));
       grad_input();
-    } else if (parameters) {
-      grad_params();
     }
     // u's and v's gradients without their padding columns.
     auto unpadded = [&](const at::Tensor& grad) { return grad.defined() ? grad.narrow(1, 0, rank) : grad; };

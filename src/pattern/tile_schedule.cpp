@@ -122,6 +122,10 @@ TileSchedule make_tile_schedule(const BlockLayout& layout) {
     owned[column] = true;
   }
   s.gradient_columns_cover_inputs = std::find(owned.begin(), owned.end(), false) == owned.end();
+  const int64_t piece_span = s.gradient_piece_features / b;
+  s.gradient_pieces_cover_rows_once =
+      std::all_of(s.rows.groups.begin(), s.rows.groups.end(),
+                  [piece_span](const LineGroup& g) { return g.length >= 1 && g.length <= piece_span; });
   return s;
 }
 

@@ -59,10 +59,20 @@ double operator_flops(const at::RecordFunction& fn) {
     // The ones column counts as one more column of projected.
     return 2.0 * tokens() * size(in[0], -1) * (size(in[1], 1) + size(in[2], -1) + (in[3].toBool() ? 1 : 0));
   }
+  if (is("pixelfly::grad_weight_and_low_rank_products")) {
+    // grad_y (..., out), x, layout, u (out, r), projected (..., r), ones_column: dy^T x on the
+    // blocks, dy u, dy^T [projected | 1].
+    const ops::Layout layout = in[2].toCustomClass<ops::LayoutHandle>();
+    const double blocks = static_cast<double>(layout->nnz() * layout->block() * layout->block());
+    const double out = size(in[0], -1), r = size(in[3], 1);
+    return 2.0 * tokens() * (blocks + out * r + out * (r + (in[5].toBool() ? 1 : 0)));
+  }
   if (is("pixelfly::pixelfly_linear_grad_params")) {
     // grad_y (..., out), x (..., in), values, layout, u, gamma, product (out, w),
-    // grad_projected (..., r): dy^T x on the blocks, x^T grad_projected.
-    return 2.0 * tokens() * (numel(in[2]) + size(in[1], -1) * size(in[7], -1));
+    // grad_projected (..., r), bias, grad_weight_sums: dy^T x on the blocks (unless given),
+    // x^T grad_projected.
+    const bool given = in.size() > 9 && in[9].isTensor() && in[9].toTensor().defined();
+    return 2.0 * tokens() * ((given ? 0.0 : numel(in[2])) + size(in[1], -1) * size(in[7], -1));
   }
   return -1.0;
 }

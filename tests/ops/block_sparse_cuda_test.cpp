@@ -7,6 +7,7 @@
 #include <torch/torch.h>
 
 #if defined(PIXELFLY_TORCH_HAS_CUDA)
+#include <ATen/cuda/CUDAContext.h>
 #include <ATen/cuda/CUDAGraph.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
@@ -471,6 +472,90 @@ TEST(BlockSparseOpsCuda, ParameterGradientsMatchFloat64Reference) {
         EXPECT_LE(std::abs(fast[3].item<double>() - reference[3].item<double>()), 1e-2 * scale) << "gamma" << where;
       }
     }
+  }
+}
+
+// grad_weight_and_low_rank_products on CUDA against float64, outputs poisoned first, then
+// pixelfly_linear_grad_params taking its weight sums and mixed_linear_grad_input its dy u. The
+// layouts' row groups are each one weight-gradient piece 192 wide, so on Hopper the weight-gradient
+// kernel computes dy u and dy^T [x v | 1] from its own stages of dy (the query says so): Mixer-B's
+// and GPT-2-medium's fc1 at block 32, and a small layout whose last row group is one row (the
+// second warpgroup's dy box not loaded at blocks 16 and 32, and at 64 a last group of 64 features),
+// at blocks 16, 32 and 64; both 16-bit dtypes, ranks 32, 24 and 8 (u's and x v's boxes zero past
+// the rank), with and without the ones column, token counts that are multiples of nothing (a last
+// stage past the tokens), the token splits adding into float32 sums.
+TEST(BlockSparseOpsCuda, GradWeightAndLowRankProductsMatchFloat64Reference) {
+  SKIP_WITHOUT_CUDA();
+  torch::manual_seed(53);
+#if defined(PIXELFLY_TORCH_HAS_CUDA)
+  const bool hopper = at::cuda::getCurrentDeviceProperties()->major == 9;
+#else
+  const bool hopper = false;
+#endif
+  struct OnePassCase {
+    BlockLayout layout;
+    int64_t rank, tokens;
+    bool ones;
+    at::ScalarType dtype;
+  };
+  auto small = [](int64_t block) {
+    // 128 / block + 1 block rows by 3 block columns: one full row group and a last one of one row.
+    const int64_t rows = 128 / block + 1;
+    std::vector<uint8_t> mask(rows * 3, 0);
+    for (int64_t r = 0; r < rows; ++r) mask[r * 3 + r % 3] = 1, mask[r * 3 + (r + 1) % 3] = r % 2;
+    return BlockLayout::from_block_mask(rows * block, 3 * block, block, mask);
+  };
+  const OnePassCase cases[] = {{flat_butterfly_layout({4096, 1024, 16, 2, 32}), 32, 2501, true, at::kBFloat16},
+                               {flat_butterfly_layout({3072, 768, 16, 2, 32}), 24, 3001, false, at::kHalf},
+                               {small(32), 32, 5003, true, at::kHalf},
+                               {small(16), 8, 4099, true, at::kBFloat16},
+                               {small(64), 32, 4099, false, at::kBFloat16}};
+  for (const OnePassCase& c : cases) {
+    const BlockLayout& l = c.layout;
+    ASSERT_TRUE(make_tile_schedule(l).gradient_pieces_cover_rows_once);
+    const ops::Layout layout = ops::make_layout(l);
+    const auto cuda = at::TensorOptions(at::kCUDA).dtype(c.dtype);
+    const at::Tensor x = at::randn({c.tokens, l.in_features()}, cuda), dy = at::randn({c.tokens, l.out_features()}, cuda);
+    const at::Tensor values = at::randn({l.nnz(), l.block(), l.block()}, cuda) * 0.1;
+    const at::Tensor u = at::randn({l.out_features(), c.rank}, cuda) * 0.1, v = at::randn({l.in_features(), c.rank}, cuda) * 0.1;
+    const at::Tensor projected = x.matmul(v);
+    const std::string where = std::string(" ") + c10::toString(c.dtype) + " " + std::to_string(l.out_features()) + "x" +
+                              std::to_string(l.in_features()) + " b" + std::to_string(l.block()) + " rank " +
+                              std::to_string(c.rank) + ", " + std::to_string(c.tokens) + " tokens" +
+                              (c.ones ? " with the ones column" : "");
+    if (hopper) {
+      EXPECT_TRUE(ops::grad_weight_and_low_rank_products_is_one_pass(x, layout, c.rank)) << where;
+    }
+    auto f64 = [](const at::Tensor& t) { return t.to(at::kCPU, at::kDouble); };
+    poison_next_allocation(c.tokens * 32, c.dtype);
+    const int64_t sums = l.nnz() * l.block() * l.block();
+    poison_next_allocation(sums + c.tokens * 32 + l.out_features() * (c.rank + (c.ones ? 8 : 0)), at::kFloat);
+    const auto [grad_projected, product, weight_sums] =
+        ops::grad_weight_and_low_rank_products(dy, x, layout, u, projected, c.ones);
+    const auto [grad_projected64, product64, weight_sums64] =
+        ops::grad_weight_and_low_rank_products(f64(dy), f64(x), layout, f64(u), f64(projected), c.ones);
+    ASSERT_EQ(grad_projected.sizes(), (at::IntArrayRef{c.tokens, c.rank})) << where;
+    ASSERT_EQ(product.sizes(), (at::IntArrayRef{l.out_features(), c.rank + (c.ones ? 1 : 0)})) << where;
+    ASSERT_EQ(weight_sums.scalar_type(), at::kFloat) << where;
+    EXPECT_LE(relative_error(grad_projected, grad_projected64), 1e-2) << "dy u" << where;
+    EXPECT_LE(relative_error(product.narrow(1, 0, c.rank), product64.narrow(1, 0, c.rank)), 1e-3) << "dy^T x v" << where;
+    if (c.ones) {
+      EXPECT_LE(relative_error(product.select(1, c.rank), product64.select(1, c.rank)), 1e-3) << "ones column" << where;
+    }
+    EXPECT_LE(relative_error(weight_sums, weight_sums64), 1e-3) << "dy^T x" << where;
+    // The parameter gradients from these sums, and dx from this dy u (a column slice of a wider buffer).
+    const at::Tensor gamma = at::full({}, 0.6, cuda.dtype(at::kFloat));
+    const auto fast = ops::pixelfly_linear_grad_params(dy, x, values, layout, u, gamma, product, grad_projected, c.ones,
+                                                       weight_sums);
+    const auto reference = ops::pixelfly_linear_grad_params(f64(dy), f64(x), f64(values), layout, f64(u), f64(gamma),
+                                                            product64, grad_projected64, c.ones, weight_sums64);
+    EXPECT_LE(relative_error(std::get<0>(fast), std::get<0>(reference)), 1e-2) << "values" << where;
+    EXPECT_LE(relative_error(std::get<1>(fast), std::get<1>(reference)), 1e-2) << "u" << where;
+    EXPECT_LE(relative_error(std::get<2>(fast), std::get<2>(reference)), 1e-2) << "v" << where;
+    const at::Tensor dx = ops::mixed_linear_grad_input(dy, values, layout, gamma.to(c.dtype), grad_projected, v.t());
+    const at::Tensor dx64 =
+        ops::mixed_linear_grad_input(f64(dy), f64(values), layout, f64(gamma), grad_projected64, f64(v).t());
+    EXPECT_LE(relative_error(dx, dx64), 1e-2) << "dx" << where;
   }
 }
 

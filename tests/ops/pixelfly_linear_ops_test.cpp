@@ -151,6 +151,43 @@ TEST(PixelflyLinearOp, ParameterGradientsComputeTheirFormulas) {
             std::string::npos);
 }
 
+// dy u, dy^T [x v | 1] and dy^T x on the blocks in one operator (on the CPU composed: not one
+// pass here), whose weight sums pixelfly_linear_grad_params then takes instead of computing them;
+// a projected of the wrong rank and sums of the wrong shape rejected.
+TEST(PixelflyLinearOp, GradWeightAndLowRankProductsComputeTheirFormulas) {
+  const BlockLayout l = random_layout(64, 48, 16, 0.5, 6);
+  const ops::Layout layout = ops::make_layout(l);
+  const at::Tensor x = at::randn({3, 3, 48}, at::kDouble), dy = at::randn({3, 3, 64}, at::kDouble);
+  const at::Tensor values = at::randn({l.nnz(), 16, 16}, at::kDouble);
+  const at::Tensor u = at::randn({64, 5}, at::kDouble), v = at::randn({48, 5}, at::kDouble);
+  const at::Tensor gamma = at::full({}, 0.7, at::kDouble);
+  const at::Tensor dy_rows = dy.reshape({9, 64}), x_rows = x.reshape({9, 48});
+  const at::Tensor dw = ops::block_sparse_linear_grad_weight(dy, x, layout), du = dy_rows.t().matmul(x_rows.matmul(v));
+  EXPECT_FALSE(ops::grad_weight_and_low_rank_products_is_one_pass(x, layout, 5));
+  for (bool bias : {true, false}) {
+    const auto [grad_projected, product, weight_sums] =
+        ops::grad_weight_and_low_rank_products(dy, x, layout, u, x.matmul(v), bias);
+    EXPECT_LE(relative_error(grad_projected, dy.matmul(u)), 1e-12);
+    EXPECT_LE(relative_error(product, low_rank_product(dy_rows, x_rows, v, bias)), 1e-12);
+    EXPECT_LE(relative_error(weight_sums, dw), 1e-12);
+    const auto [grad_values, grad_u, grad_v, grad_gamma, grad_bias] = ops::pixelfly_linear_grad_params(
+        dy, x, values, layout, u, gamma, product, grad_projected, bias, weight_sums * 2);
+    EXPECT_LE(relative_error(grad_values, 0.7 * 2 * dw), 1e-12);  // the sums as given, not recomputed
+    EXPECT_LE(relative_error(grad_u, 0.3 * du), 1e-12);
+    EXPECT_NEAR(grad_gamma.item<double>(), ((2 * dw * values).sum() - (du * u).sum()).item<double>(), 1e-9);
+  }
+  EXPECT_NE(error_of([&] {
+              ops::grad_weight_and_low_rank_products(dy, x, layout, u, x.matmul(v).narrow(-1, 0, 4), false);
+            }).find("projected must have last dimension r = 5"),
+            std::string::npos);
+  const auto [grad_projected, product, weight_sums] = ops::grad_weight_and_low_rank_products(dy, x, layout, u, x.matmul(v));
+  EXPECT_NE(error_of([&] {
+              ops::pixelfly_linear_grad_params(dy, x, values, layout, u, gamma, product, grad_projected, false,
+                                               weight_sums.narrow(0, 1, l.nnz() - 1));
+            }).find("grad_weight_sums must be (nnz, b, b)"),
+            std::string::npos);
+}
+
 // Only the gradients asked for are returned (frozen parameters get none).
 TEST(PixelflyLinearOp, FrozenParametersGetNoGradient) {
   const BlockLayout l = flat_butterfly_layout({96, 80, 4, 1, 8});

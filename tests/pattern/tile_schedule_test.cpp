@@ -2,6 +2,7 @@
 // kernels read.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <random>
 
 #include "pixelfly/pattern/flat_butterfly.h"
@@ -98,6 +99,13 @@ void expect_valid(const BlockLayout& l) {
     covered = covered && has_blocks;
   }
   EXPECT_EQ(s.gradient_columns_cover_inputs, covered);
+  // Whether the pieces hold every block row exactly once.
+  std::vector<int> pieces_of_row(l.block_rows(), 0);
+  for (const GradientPiece& p : s.gradient_pieces) {
+    for (int64_t i = 0; i < p.rows; ++i) ++pieces_of_row[p.row_first + i];
+  }
+  EXPECT_EQ(s.gradient_pieces_cover_rows_once,
+            std::all_of(pieces_of_row.begin(), pieces_of_row.end(), [](int n) { return n == 1; }));
 }
 
 TEST(TileSchedule, CoversEveryLineAndBlockOnceWithTheKernelsTables) {
@@ -135,6 +143,20 @@ TEST(TileSchedule, GradientPiecesOfTheWidthThatMultipliesFewerColumns) {
   // one 256-wide piece.
   const TileSchedule mixer = make_tile_schedule(flat_butterfly_layout({3072, 768, 16, 2, 32}));
   EXPECT_EQ(mixer.gradient_pieces.size(), 24u);
+}
+
+// At the fc1 shapes of Mixer-B and GPT-2-medium every row group is one piece, so the pieces read
+// each row of dy once; at the fc2 shapes a row group is several pieces, at ViT-S's some row groups
+// (unions of ten blocks) two, and a row group without blocks is none.
+TEST(TileSchedule, PiecesCoverEachRowOnceAtTheFc1Shapes) {
+  for (const BlockLayout& l : {flat_butterfly_layout({3072, 768, 16, 2, 32}), flat_butterfly_layout({4096, 1024, 16, 2, 32})}) {
+    EXPECT_TRUE(make_tile_schedule(l).gradient_pieces_cover_rows_once);
+  }
+  for (const BlockLayout& l : {flat_butterfly_layout({768, 3072, 16, 2, 32}), flat_butterfly_layout({1024, 4096, 16, 2, 32}),
+                               flat_butterfly_layout({2304, 768, 16, 2, 32}),
+                               BlockLayout::from_block_mask(256, 32, 32, {1, 1, 1, 1, 0, 0, 0, 0})}) {
+    EXPECT_FALSE(make_tile_schedule(l).gradient_pieces_cover_rows_once);
+  }
 }
 
 TEST(TileSchedule, LineTileStepsCountTheUnionThenTheLowRankChunks) {

@@ -15,14 +15,23 @@
 //       pixelfly_linear's backward that read all of grad_y, one pass over it on Hopper.
 //       pixelfly_linear passes projected = x v (w = r), so that product holds u's raw gradient
 //       and, with a bias, the bias gradient in column r.
+//   pixelfly::grad_weight_and_low_rank_products(grad_y, x, layout, u, projected, ones_column=false)
+//       -> (grad_projected, product, grad_weight_sums): the two products above (projected of
+//       width r) and dW = grad_y^T x on the blocks (nnz, b, b) in float32 (float64 for float64).
+//   pixelfly::grad_weight_and_low_rank_products_is_one_pass(x, layout, rank) -> bool: whether
+//       that is one pass over grad_y here: on Hopper, where every row group of the layout's weight
+//       gradient is one piece (the paper's fc1 shapes) and rank is a multiple of 8 up to 32, the
+//       weight-gradient kernel computes both low-rank products from the stages of grad_y it reads
+//       anyway. pixelfly_linear's backward then runs it instead of low_rank_grad_products.
 //   pixelfly::pixelfly_linear_grad_params(grad_y, x, values, layout, u, gamma, product,
-//                                         grad_projected, bias)
+//                                         grad_projected, bias, grad_weight_sums=None)
 //       -> (grad_values, grad_u, grad_v, grad_gamma, grad_bias): pixelfly_linear's parameter
 //       gradients from the two products above, grad_values = gamma * dW (dW = grad_y^T x on the
-//       blocks), grad_u = (1 - gamma) product[:, :r], grad_v = (1 - gamma) x^T grad_projected,
-//       grad_gamma = <dW, W> - <product[:, :r], u>, grad_bias = product[:, r] (the sum of grad_y
-//       over the tokens; undefined without bias).
-// Only pixelfly_linear is differentiable; the other four are its building blocks, without
+//       blocks, computed here unless grad_weight_sums holds it), grad_u = (1 - gamma)
+//       product[:, :r], grad_v = (1 - gamma) x^T grad_projected, grad_gamma = <dW, W> -
+//       <product[:, :r], u>, grad_bias = product[:, r] (the sum of grad_y over the tokens;
+//       undefined without bias).
+// Only pixelfly_linear is differentiable; the others are its building blocks, without
 // derivatives: where autograd records, an input that needs a gradient stops them with a message.
 // gamma and scale are 0-d tensors (kept on the device: no host synchronisation). W, values and
 // layout are as in block_sparse_ops.h; u: (out, r), v: (in, r), bias: (out).
@@ -54,9 +63,19 @@ at::Tensor mixed_linear_grad_input(const at::Tensor& grad_y, const at::Tensor& v
 std::tuple<at::Tensor, at::Tensor> low_rank_grad_products(const at::Tensor& grad_y, const at::Tensor& u,
                                                           const at::Tensor& projected, bool ones_column = false);
 
+std::tuple<at::Tensor, at::Tensor, at::Tensor> grad_weight_and_low_rank_products(const at::Tensor& grad_y,
+                                                                                 const at::Tensor& x,
+                                                                                 const Layout& layout,
+                                                                                 const at::Tensor& u,
+                                                                                 const at::Tensor& projected,
+                                                                                 bool ones_column = false);
+
+bool grad_weight_and_low_rank_products_is_one_pass(const at::Tensor& x, const Layout& layout, int64_t rank);
+
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> pixelfly_linear_grad_params(
     const at::Tensor& grad_y, const at::Tensor& x, const at::Tensor& values, const Layout& layout, const at::Tensor& u,
-    const at::Tensor& gamma, const at::Tensor& product, const at::Tensor& grad_projected, bool bias);
+    const at::Tensor& gamma, const at::Tensor& product, const at::Tensor& grad_projected, bool bias,
+    const c10::optional<at::Tensor>& grad_weight_sums = c10::nullopt);
 
 // The composed (unfused) versions of the mixed operators, the low-rank products and the parameter
 // gradients, for backends without a fused kernel; any device.
@@ -68,8 +87,12 @@ at::Tensor mixed_linear_grad_input_composed(const at::Tensor& grad_y, const at::
                                             const at::Tensor& low_rank_b_t);
 std::tuple<at::Tensor, at::Tensor> low_rank_grad_products_composed(const at::Tensor& grad_y, const at::Tensor& u,
                                                                    const at::Tensor& projected, bool ones_column);
+std::tuple<at::Tensor, at::Tensor, at::Tensor> grad_weight_and_low_rank_products_composed(
+    const at::Tensor& grad_y, const at::Tensor& x, const Layout& layout, const at::Tensor& u,
+    const at::Tensor& projected, bool ones_column);
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> pixelfly_linear_grad_params_composed(
     const at::Tensor& grad_y, const at::Tensor& x, const at::Tensor& values, const Layout& layout, const at::Tensor& u,
-    const at::Tensor& gamma, const at::Tensor& product, const at::Tensor& grad_projected, bool bias);
+    const at::Tensor& gamma, const at::Tensor& product, const at::Tensor& grad_projected, bool bias,
+    const c10::optional<at::Tensor>& grad_weight_sums);
 
 }  // namespace pixelfly::ops

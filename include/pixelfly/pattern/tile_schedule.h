@@ -85,6 +85,10 @@ struct TileSchedule {
   // the pieces' pass, each column's share computed by its owner.
   std::vector<int64_t> gradient_column_owner;
   bool gradient_columns_cover_inputs = false;
+  // Whether every row group is exactly one piece (a union of at least one and at most
+  // gradient_piece_features / block columns), so that the pieces read each output row once: a
+  // product over every output feature, such as PixelflyLinear's dy u, can then ride along too.
+  bool gradient_pieces_cover_rows_once = false;
 };
 
 // Row groups of kKernelTileFeatures / block rows (and kKernelWideTileFeatures / block), column

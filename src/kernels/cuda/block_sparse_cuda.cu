@@ -232,11 +232,11 @@ cudaError_t grad_weight(const DeviceLayout& layout, ScalarKind kind, int64_t tok
     const int64_t elements = layout.nnz * layout.block * layout.block;
     if (elements == 0) return cudaSuccess;
     if (wgmma::grad_weight_stored_once(layout, tokens)) {
-      return wgmma::grad_weight(layout, kind, tokens, dy, x, grad_values, nullptr, nullptr, stream);
+      return wgmma::grad_weight(layout, kind, tokens, dy, x, grad_values, nullptr, nullptr, nullptr, stream);
     }
     if (workspace == nullptr) return cudaErrorInvalidValue;
     if (cudaError_t e = cudaMemsetAsync(workspace, 0, sizeof(float) * elements, stream); e != cudaSuccess) return e;
-    if (cudaError_t e = wgmma::grad_weight(layout, kind, tokens, dy, x, nullptr, workspace, nullptr, stream);
+    if (cudaError_t e = wgmma::grad_weight(layout, kind, tokens, dy, x, nullptr, workspace, nullptr, nullptr, stream);
         e != cudaSuccess) {
       return e;
     }
@@ -274,14 +274,28 @@ bool can_fold_into_grad_weight(const DeviceLayout& layout, ScalarKind kind, int6
          !wgmma::grad_weight_stored_once(layout, tokens);
 }
 
+bool can_take_low_rank_into_grad_weight(const DeviceLayout& layout, ScalarKind kind, int64_t tokens, int64_t rank) {
+  return tensor_cores_apply(layout, kind) && rank > 0 && rank % 8 == 0 && rank <= kMaxGradientFoldRank &&
+         layout.gradient_piece_features == kNarrowGradientPieceFeatures && layout.gradient_pieces_cover_rows_once &&
+         tokens > 0 && !wgmma::grad_weight_stored_once(layout, tokens);
+}
+
 cudaError_t accumulate_grad_weight(const DeviceLayout& layout, ScalarKind kind, int64_t tokens, const void* dy,
-                                   const void* x, float* sums, const GradientFold* fold, cudaStream_t stream) {
+                                   const void* x, float* sums, const GradientFold* fold,
+                                   const GradientLowRank* low_rank, cudaStream_t stream) {
   if (grad_weight_workspace_elements(layout, kind) == 0 || sums == nullptr) return cudaErrorInvalidValue;
   if (fold != nullptr && (!can_fold_into_grad_weight(layout, kind, tokens, fold->rank) || fold->a == nullptr ||
                           fold->v_sums == nullptr || fold->a_pitch < fold->rank || fold->a_pitch % 8 != 0)) {
     return cudaErrorInvalidValue;
   }
-  return wgmma::grad_weight(layout, kind, tokens, dy, x, nullptr, sums, fold, stream);
+  if (low_rank != nullptr &&
+      (fold != nullptr || !can_take_low_rank_into_grad_weight(layout, kind, tokens, low_rank->rank) ||
+       low_rank->u == nullptr || low_rank->a == nullptr || low_rank->dy_u_sums == nullptr ||
+       low_rank->product == nullptr || low_rank->a_pitch < low_rank->rank || low_rank->a_pitch % 8 != 0 ||
+       low_rank->product_pitch < low_rank->rank + (low_rank->ones ? 1 : 0))) {
+    return cudaErrorInvalidValue;
+  }
+  return wgmma::grad_weight(layout, kind, tokens, dy, x, nullptr, sums, fold, low_rank, stream);
 }
 
 }  // namespace pixelfly::kernels::cuda

@@ -56,6 +56,7 @@ struct DeviceLayout {
   const int64_t* gradient_blocks = nullptr;
   const int64_t* gradient_column_owner = nullptr;  // beside gradient_columns: 1 at a column's owner piece
   bool gradient_columns_cover_inputs = false;      // every block column has an owner
+  bool gradient_pieces_cover_rows_once = false;    // every row group is one piece
 };
 
 bool supports_block(int64_t block);
@@ -131,13 +132,37 @@ struct GradientFold {
 // the sums (the cluster exchange has no room for the fold's accumulators).
 constexpr int64_t kMaxGradientFoldRank = 32;
 bool can_fold_into_grad_weight(const DeviceLayout& layout, ScalarKind kind, int64_t tokens, int64_t rank);
+// PixelflyLinear's two products against its low-rank factors, riding along in
+// accumulate_grad_weight's pass over dy (the pieces then read each row of dy once):
+//   dy_u_sums (tokens x kMaxGradientFoldRank, float32) += dy u  (columns past the rank get zeros)
+//   product   (out_features x product_pitch, float32)  += dy^T a in columns 0 .. rank - 1, and with
+//                                                        `ones` dy's sums over the tokens in column rank
+// both zeroed by the caller; u (out_features x rank) contiguous and a (tokens x rank, rows a_pitch
+// elements apart, a multiple of 8) in the storage type. PixelflyLinear's a = x v.
+struct GradientLowRank {
+  const void* u = nullptr;
+  const void* a = nullptr;
+  int64_t a_pitch = 0;
+  int64_t rank = 0;
+  float* dy_u_sums = nullptr;
+  float* product = nullptr;
+  int64_t product_pitch = 0;
+  bool ones = false;
+};
+// Whether accumulate_grad_weight takes a GradientLowRank of `rank` for this layout, dtype and token
+// count: tensor cores, a rank that is a multiple of 8 and at most kMaxGradientFoldRank, pieces of
+// kNarrowGradientPieceFeatures that read each row of dy once (every row group one piece), and
+// token splits that add into the sums.
+bool can_take_low_rank_into_grad_weight(const DeviceLayout& layout, ScalarKind kind, int64_t tokens, int64_t rank);
 // The tensor-core part of grad_weight alone: dy^T . x on the nonzero blocks into `sums`
 // (float32, grad_weight_workspace_elements() of them, zeroed by the caller: the token splits are
 // stored once or added into them), left unrounded for a later pass, and with `fold` (non-null
-// only where can_fold_into_grad_weight) its product in the same pass. cudaErrorInvalidValue where
-// that count is 0 (no tensor-core path).
+// only where can_fold_into_grad_weight) or `low_rank` (non-null only where
+// can_take_low_rank_into_grad_weight; not both) their products in the same pass.
+// cudaErrorInvalidValue where that count is 0 (no tensor-core path).
 cudaError_t accumulate_grad_weight(const DeviceLayout& layout, ScalarKind kind, int64_t tokens, const void* dy,
-                                   const void* x, float* sums, const GradientFold* fold, cudaStream_t stream);
+                                   const void* x, float* sums, const GradientFold* fold,
+                                   const GradientLowRank* low_rank, cudaStream_t stream);
 // out (`elements` of float16 or bfloat16, `kind`) = in (float32) rounded to nearest, one pass:
 // the last step of the kernels that sum in float32 across thread blocks.
 cudaError_t round_to_storage(ScalarKind kind, const float* in, void* out, int64_t elements, cudaStream_t stream);

@@ -114,34 +114,54 @@ struct LineConfig {
 // grad_weight: 128 x kN pieces, kN the schedule's piece width (tile_schedule.h): 256, two
 // m64n128 products per warpgroup and K slice, or 192, one m64n192. A 64-token stage holds 16 KB
 // of dY and kN x 128 bytes of X; long K loops (tokens), a 4-stage ring, one block per
-// multiprocessor. With a fold (GradientFold: x^T a, a of at most kMaxGradientFoldRank columns),
-// the stage also holds a's 64 x 32 box (4 KB, after dY's rows), and each warpgroup multiplies two
-// 64-feature sets of the piece's X columns (sets w and w + 2 of warpgroup w; at kN = 192 the
-// second set of warpgroup 1 repeats set 2 and is not stored) by it, m64n32 products: 32 more
-// accumulators per consumer thread, more than a block of 288 threads may give each at kN = 256
-// (168 registers: ptxas spilled), so a fold's producer is a whole warpgroup (one warp producing)
-// that hands registers to the consumers (setmaxnreg, 56 / 224, as the wide line tiles do).
+// multiprocessor. What else the pass computes (GradientExtra):
+// - kFold (GradientFold: x^T a, a of at most kMaxGradientFoldRank columns): the stage also holds
+//   a's 64 x 32 box (4 KB, after dY's rows), and each warpgroup multiplies two 64-feature sets of
+//   the piece's X columns (sets w and w + 2 of warpgroup w; at kN = 192 the second set of
+//   warpgroup 1 repeats set 2 and is not stored) by it, m64n32 products.
+// - kLowRank (GradientLowRank, pieces that cover each row of dY once): PixelflyLinear's two
+//   products against its low-rank factors from the same stages of dY, dY^T [a | 1] (a = x v: its
+//   64 x 32 box after X's in the B stage, the ones from a constant region) and dY u (u's rows of
+//   the piece held for the whole pass; dY's box as a K-major A: 64 tokens by the warpgroup's 64
+//   features, each stage's sums over the piece's rows exchanged between the warpgroups and added
+//   into a float32 tokens x 32 buffer).
+// Either adds 20-36 accumulators per consumer thread, more than a block of 288 threads may give
+// each at kN = 256 (168 registers: ptxas spilled), so the producer is then a whole warpgroup (one
+// warp producing) that hands registers to the consumers (setmaxnreg, 56 / 224, as the wide line
+// tiles do).
 constexpr int kGradientBlocksPerSM = 1;
 constexpr int kFoldRankColumns = 32;  // a's columns in a stage (zeros past the rank)
 static_assert(kFoldRankColumns == kMaxGradientFoldRank, "the fold's box holds the largest rank");
 constexpr int kFoldBoxBytes = kStep * kFoldRankColumns * 2;
-template <int kN, bool kFold>
+enum class GradientExtra { kNone, kFold, kLowRank };
+template <int kN, GradientExtra kExtra>
 struct GradientConfig {
   static_assert(kN == kGradientPieceFeatures || kN == kNarrowGradientPieceFeatures, "a schedule's piece width");
+  static constexpr bool kFold = kExtra == GradientExtra::kFold, kLowRank = kExtra == GradientExtra::kLowRank;
   static constexpr int kProducts = kN == 2 * kTile ? 2 : 1;
   static constexpr int kProductWidth = kN / kProducts;     // 128 or 192 columns
   static constexpr int kAccumulators = kProductWidth / 2;  // per consumer thread and product
   static constexpr int kColumnGroups = kN / 8;             // hj: the products' groups of 8 columns
   static constexpr int kDyBytes = kTile * kStep * 2;
   static constexpr int kABytes = kDyBytes + (kFold ? kFoldBoxBytes : 0);
-  static constexpr int kBBytes = kN * kStep * 2;
+  static constexpr int kXBytes = kN * kStep * 2;
+  static constexpr int kBBytes = kXBytes + (kLowRank ? kFoldBoxBytes : 0);  // a's box after X's
   static constexpr int kFoldSets = kN / 64;                // the fold's 64-feature sets of X
   static constexpr int kFoldProducts = (kFoldSets + 1) / 2;  // per warpgroup
-  static constexpr int kThreads = kConsumers + (kFold ? 128 : 32);
-  static constexpr int kProducerRegisters = 56, kConsumerRegisters = 224;  // with a fold
+  static constexpr bool kProducerWarpgroup = kExtra != GradientExtra::kNone;
+  static constexpr int kThreads = kConsumers + (kProducerWarpgroup ? 128 : 32);
+  static constexpr int kProducerRegisters = 56, kConsumerRegisters = 224;  // with a producer warpgroup
   static_assert(kConsumerRegisters * kConsumers + kProducerRegisters * 128 <= 65536, "the register file");
   static constexpr int kStages = 4;
-  static constexpr size_t kShared = shared_bytes(kStages, kABytes + kBBytes, 0);
+  // kLowRank, beside the ring: u's rows of the piece (128 x 32, 64-byte swizzle), the ones (a
+  // 64 x 32 box of them), the two warpgroups' exchange of dY u (two steps' worth: 2 x 256 threads
+  // x 8 floats), u's barrier.
+  static constexpr int kUBytes = kTile * kFoldRankColumns * 2;
+  static constexpr int kOnesOffset = kUBytes, kExchangeOffset = kOnesOffset + kFoldBoxBytes;
+  static constexpr int kExchangeBytes = 2 * kConsumers * 8 * 4;
+  static constexpr int kUBarrierOffset = kExchangeOffset + kExchangeBytes;
+  static constexpr int kExtraBytes = kLowRank ? kUBarrierOffset + 16 : 0;
+  static constexpr size_t kShared = shared_bytes(kStages, kABytes + kBBytes, kExtraBytes);
   static_assert(kShared <= 227 * 1024, "more shared memory than a multiprocessor has");
 };
 
@@ -751,27 +771,35 @@ __global__ void __launch_bounds__(LineConfig<kWidth>::kThreads, kLineBlocksPerSM
 // the same sums in the same order on every run. With kFold (reductions only), x^T a as well: each
 // piece's products for all its columns, added into v_sums for the columns it owns
 // (gradient_column_owner), so that every input feature's row is added once per token split.
+// With kLowRank (reductions only, pieces that cover each row of dY once), dY^T [a | 1] added into
+// `product` for the piece's rows and dY u into `dy_u_sums` (GradientConfig).
 // Maps: dy_map (tokens x out, boxes 64 x 64, 128-byte swizzle), x_map (tokens x in, boxes 64 x
-// C), a_map (kFold: tokens x rank, boxes 64 x 32, 64-byte swizzle, zeros past the rank).
+// C), a_map (kFold, kLowRank: tokens x rank, boxes 64 x 32, 64-byte swizzle, zeros past the
+// rank), u_map (kLowRank: out x rank, boxes 128 x 32, 64-byte swizzle, zeros past the rank).
 struct GradientOut {
   float* sums = nullptr;   // float32, nnz * b * b: added into (cluster 0) or stored (values null)
   void* values = nullptr;  // the storage type, nnz * b * b, stored (cluster > 0)
   int cluster = 0;         // the splits of a piece summed in one cluster; 0: reductions into sums
   float* v_sums = nullptr;  // kFold: float32, in_features x rank, added into
-  int rank = 0;             // kFold: a's columns, a multiple of 8 up to kFoldRankColumns
+  int rank = 0;             // kFold, kLowRank: a's (and u's) columns, a multiple of 8 up to kFoldRankColumns
+  float* dy_u_sums = nullptr;  // kLowRank: float32, tokens x kFoldRankColumns, added into
+  float* product = nullptr;    // kLowRank: float32, out_features x product_pitch, added into
+  int64_t product_pitch = 0;
+  bool ones = false;  // kLowRank: dY's sums over the tokens into product's column `rank`
 };
 constexpr int kMaxGradientCluster = 8; // the portable cluster size
 // In a cluster, a block stages its accumulators (every column group of every consumer thread,
 // 16 bytes each) after the block table (kGradientTableBytes) at the start of the ring.
 constexpr int kGradientTableBytes = 1024;
-template <typename T, int B, int kN, bool kFold>
-__global__ void __launch_bounds__(GradientConfig<kN, kFold>::kThreads, kGradientBlocksPerSM)
+template <typename T, int B, int kN, GradientExtra kExtra>
+__global__ void __launch_bounds__(GradientConfig<kN, kExtra>::kThreads, kGradientBlocksPerSM)
     gradient_kernel(const __grid_constant__ CUtensorMap dy_map, const __grid_constant__ CUtensorMap x_map,
-                    const __grid_constant__ CUtensorMap a_map, DeviceLayout layout, int64_t tokens,
-                    int64_t tokens_per_split, GradientOut out) {
+                    const __grid_constant__ CUtensorMap a_map, const __grid_constant__ CUtensorMap u_map,
+                    DeviceLayout layout, int64_t tokens, int64_t tokens_per_split, GradientOut out) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   using K = Chunking<B>;
-  using G = GradientConfig<kN, kFold>;
+  using G = GradientConfig<kN, kExtra>;
+  constexpr bool kFold = G::kFold, kLowRank = G::kLowRank;
   static_assert(kN % B == 0, "a piece holds whole blocks");
   static_assert(kGradientTableBytes + G::kColumnGroups * kConsumers * 16 <= G::kStages * (G::kABytes + G::kBBytes),
                 "a block's staged accumulators must fit in the ring");
@@ -780,7 +808,16 @@ __global__ void __launch_bounds__(GradientConfig<kN, kFold>::kThreads, kGradient
   constexpr int kProductBoxes = G::kProductWidth / K::C;  // X boxes of one product
   constexpr int kProductGroups = G::kProductWidth / 8;    // a product's groups of 8 columns
   extern __shared__ unsigned char smem_raw[];
-  const auto ring = make_ring<G::kStages, G::kABytes, G::kBBytes>(smem_raw, 0);
+  const auto ring = make_ring<G::kStages, G::kABytes, G::kBBytes>(smem_raw, G::kExtraBytes);
+  const uint32_t u_rows = ring.extra, ones = ring.extra + G::kOnesOffset, exchange = ring.extra + G::kExchangeOffset,
+                 u_bar = ring.extra + G::kUBarrierOffset;  // kLowRank
+  if constexpr (kLowRank) {
+    if (threadIdx.x == 0) {
+      device::barrier_init(u_bar, 1);
+      device::barrier_init_fence();
+    }
+    __syncthreads();
+  }
 
   const int64_t* p = layout.gradient_pieces + 5 * static_cast<int64_t>(blockIdx.x);
   const int64_t row_begin = p[0], rows = p[1], cols = p[3];
@@ -793,31 +830,43 @@ __global__ void __launch_bounds__(GradientConfig<kN, kFold>::kThreads, kGradient
   const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
 
   if (warp >= kProducerWarp) {
-    if constexpr (kFold) {
+    if constexpr (G::kProducerWarpgroup) {
       device::lower_registers<G::kProducerRegisters>();
-      if (warp > kProducerWarp) return;  // a fold runs no cluster: the other producer warps have nothing to do
+      if (warp > kProducerWarp) return;  // these run no cluster: the other producer warps have nothing to do
     }
     // From one stage to the next a lane's copy (dY boxes first, then X's) changes only in its
     // token and its ring slot: its map, box offset and column are worked out once, so each stage
     // is lane 0's byte count and one copy per lane. A piece has at most kTile dY rows (two 64-row
     // boxes) and kN X columns.
-    // With a fold, the last active lane copies a's box, after dY's rows in the A stage.
+    // With a fold or the low-rank products, the last active lane copies a's box, after dY's rows
+    // in the A stage (fold) or after X's in the B stage (low-rank); u's rows of the piece come
+    // once, before the first stage.
+    constexpr bool kABox = kFold || kLowRank;
     static_assert(kTile / 64 + kN / K::C + 1 <= 32, "a piece's boxes must fit one per lane");
     const int dy_boxes = (m_end + 63) / 64, x_boxes = (n_end + K::C - 1) / K::C, boxes = dy_boxes + x_boxes;
-    const bool active = lane < boxes + (kFold ? 1 : 0), dy = lane < dy_boxes, fold = kFold && lane == boxes;
+    const bool active = lane < boxes + (kABox ? 1 : 0), dy = lane < dy_boxes, a_box = kABox && lane == boxes;
     const int n = (lane - dy_boxes) * K::C;  // the X box's first column within the piece
-    const int col = !active || fold ? 0
-                    : dy            ? static_cast<int>(row_begin * B) + 64 * lane
-                                    : static_cast<int>(columns[n / B] * B) + n % B;
-    const void* map = dy ? static_cast<const void*>(&dy_map) : fold ? &a_map : &x_map;
-    const uint32_t offset = dy ? lane * kDyBoxBytes : fold ? G::kDyBytes : (lane - dy_boxes) * kXBoxBytes;
-    const uint32_t bytes = dy_boxes * kDyBoxBytes + x_boxes * kXBoxBytes + (kFold ? kFoldBoxBytes : 0);
+    const int col = !active || a_box ? 0
+                    : dy             ? static_cast<int>(row_begin * B) + 64 * lane
+                                     : static_cast<int>(columns[n / B] * B) + n % B;
+    const void* map = dy ? static_cast<const void*>(&dy_map) : a_box ? &a_map : &x_map;
+    const bool to_a = dy || (kFold && a_box);
+    const uint32_t offset = dy      ? lane * kDyBoxBytes
+                            : a_box ? (kFold ? G::kDyBytes : G::kXBytes)
+                                    : (lane - dy_boxes) * kXBoxBytes;
+    const uint32_t bytes = dy_boxes * kDyBoxBytes + x_boxes * kXBoxBytes + (kABox ? kFoldBoxBytes : 0);
+    if constexpr (kLowRank) {
+      if (lane == 0 && steps > 0) {
+        barrier_arrive_expect(u_bar, G::kUBytes);
+        tma_load(u_rows, &u_map, 0, static_cast<int>(row_begin * B), u_bar);
+      }
+    }
     produce(ring, 0, static_cast<uint32_t>(steps), [&](uint32_t i) {
       const uint32_t bar = ring.full_bar(i);
       if (lane == 0) barrier_arrive_expect(bar, bytes);
       __syncwarp();
       const int token = static_cast<int>(token_begin + i * kStep);
-      if (active) tma_load((dy || fold ? ring.a_stage(i) : ring.b_stage(i)) + offset, map, col, token, bar);
+      if (active) tma_load((to_a ? ring.a_stage(i) : ring.b_stage(i)) + offset, map, col, token, bar);
     });
     if (out.cluster > 1) {  // the consumers' two cluster barriers count every thread
       __syncwarp();
@@ -827,7 +876,7 @@ __global__ void __launch_bounds__(GradientConfig<kN, kFold>::kThreads, kGradient
     return;
   }
 
-  if constexpr (kFold) device::raise_registers<G::kConsumerRegisters>();
+  if constexpr (G::kProducerWarpgroup) device::raise_registers<G::kConsumerRegisters>();
   // Columns past a narrower piece's end multiply whatever their X boxes hold and are not stored:
   // skipping them would be a branch around wgmma, which ptxas serialises.
   float d[G::kProducts][G::kAccumulators] = {};  // the first products overwrite them (consume)
@@ -836,39 +885,143 @@ __global__ void __launch_bounds__(GradientConfig<kN, kFold>::kThreads, kGradient
   const int warpgroup = warp / 4;
   auto fold_set = [&](int j) { return min(warpgroup + 2 * j, G::kFoldSets - 1); };
   const uint32_t warpgroup_rows = static_cast<uint32_t>(warpgroup) * kDyBoxBytes;  // rows 64 * warpgroup
-  consume<1>(
-      d, ring, 0, static_cast<uint32_t>(steps),
-      [&](uint32_t step, uint32_t i) {
-        const uint32_t a = ring.a_stage(i) + warpgroup_rows, b = ring.b_stage(i);
-        wgmma_fence();
+  // kLowRank: dY^T a (l), dY^T 1 (o: eight equal columns), and dY u of the step (f), 64 tokens by
+  // 32 columns over this warpgroup's 64 rows of the piece.
+  float l[16] = {}, o[4] = {}, f[16] = {};
+  if constexpr (kLowRank) {
+    // The ones (16 bytes per consumer thread), made visible to the tensor cores, and u's rows.
+    const uint32_t one = std::is_same_v<T, __nv_bfloat16> ? 0x3F803F80u : 0x3C003C00u;
 #pragma unroll
-        for (int ks = 0; ks < kStep / 16; ++ks) {
-          const uint64_t da = descriptor(a + ks * 2048, kDyBoxBytes, 1024, 1);
+    for (int k = 0; k < 4; ++k) device::store_shared(ones + 16 * tid + 4 * k, one);
+    device::fence_async_shared();
+    device::named_barrier<1, kConsumers>();
+    if (steps > 0) barrier_wait(u_bar, 0);
+  }
+  // Adds f, dY u of step s's tokens, into dy_u_sums once per piece: each warpgroup sends the
+  // other the columns that one adds (warpgroup w adds columns 16 w .. 16 w + 15, its j = 2 w and
+  // 2 w + 1), through a slot per step parity (a slot is written again two steps later, after
+  // every thread has passed the barrier of the step between); each lane pair then adds four
+  // columns of one row with one 16-byte reduction. A warpgroup whose dY box the piece did not
+  // load (a last row group of at most 64 features) adds nothing.
+  auto add_dy_u = [&](uint32_t s) {
+    const bool loaded = warpgroup * 64 < m_end;
+    const uint32_t slot = exchange + (s & 1u) * (kConsumers * 32);
+    float send[8], keep[8];
 #pragma unroll
-          for (int h = 0; h < G::kProducts; ++h) {
-            const uint64_t db =
-                descriptor(b + h * kProductBoxes * kXBoxBytes + ks * 32 * K::C, kXBoxBytes, 16 * K::C, K::kLayout);
-            mma_64xNx16<T, 1, 1>(d[h], da, db, step > 0 || ks > 0);
-          }
-          if constexpr (kFold) {
-            // A: X's 64 features of the set (M-major, as X is N-major above); B: a's rows of the
-            // 16 tokens (N-major, 64-byte swizzle: the stride steps 8 rows of 64 bytes).
-            const uint64_t db = descriptor(ring.a_stage(i) + G::kDyBytes + ks * 16 * 64, kFoldBoxBytes, 512, 2);
+    for (int k = 0; k < 8; ++k) {
+      send[k] = loaded ? (warpgroup == 0 ? f[8 + k] : f[k]) : 0.0f;
+      keep[k] = loaded ? (warpgroup == 0 ? f[k] : f[8 + k]) : 0.0f;
+    }
+    device::store_shared_float4(slot + tid * 32, make_float4(send[0], send[1], send[2], send[3]));
+    device::store_shared_float4(slot + tid * 32 + 16, make_float4(send[4], send[5], send[6], send[7]));
+    device::named_barrier<2, kConsumers>();
+    const uint32_t partner = slot + (tid ^ 128) * 32;  // the same thread of the other warpgroup
+    const float4 p0 = device::load_shared_float4(partner), p1 = device::load_shared_float4(partner + 16);
+    const float v[8] = {keep[0] + p0.x, keep[1] + p0.y, keep[2] + p0.z, keep[3] + p0.w,
+                        keep[4] + p1.x, keep[5] + p1.y, keep[6] + p1.z, keep[7] + p1.w};
+    const bool odd = (lane & 1) != 0;
+    const int64_t token = token_begin + static_cast<int64_t>(s) * kStep + accumulator_row(warp, lane, odd ? 1 : 0);
 #pragma unroll
-            for (int j = 0; j < G::kFoldProducts; ++j) {
-              const uint64_t da = descriptor(b + fold_set(j) * (64 / K::C) * kXBoxBytes + ks * 32 * K::C, kXBoxBytes,
-                                             16 * K::C, K::kLayout);
-              mma_64xNx16<T, 1, 1>(e[j], da, db, step > 0 || ks > 0);
-            }
-          }
+    for (int jj = 0; jj < 2; ++jj) {
+      // v[4 jj + 2 h + e]: row h, column 8 (2 w + jj) + 2 (lane % 4) + e. The even lane adds row
+      // 0's four columns (its own two and its partner's), the odd lane row 1's.
+      const float y0 = __shfl_xor_sync(0xffffffffu, odd ? v[4 * jj] : v[4 * jj + 2], 1);
+      const float y1 = __shfl_xor_sync(0xffffffffu, odd ? v[4 * jj + 1] : v[4 * jj + 3], 1);
+      const float4 q = odd ? make_float4(y0, y1, v[4 * jj + 2], v[4 * jj + 3]) : make_float4(v[4 * jj], v[4 * jj + 1], y0, y1);
+      const int column = 8 * (2 * warpgroup + jj) + 2 * ((lane % 4) & ~1);
+      if (token < token_end) device::add4_global(out.dy_u_sums + token * kFoldRankColumns + column, q);
+    }
+  };
+  // One step's products: dY^T X into d, and the fold's or dY^T [a | 1] (kLowRank).
+  auto issue = [&](uint32_t step, uint32_t i) {
+    const uint32_t a = ring.a_stage(i) + warpgroup_rows, b = ring.b_stage(i);
+    wgmma_fence();
+#pragma unroll
+    for (int ks = 0; ks < kStep / 16; ++ks) {
+      const uint64_t da = descriptor(a + ks * 2048, kDyBoxBytes, 1024, 1);
+#pragma unroll
+      for (int h = 0; h < G::kProducts; ++h) {
+        const uint64_t db =
+            descriptor(b + h * kProductBoxes * kXBoxBytes + ks * 32 * K::C, kXBoxBytes, 16 * K::C, K::kLayout);
+        mma_64xNx16<T, 1, 1>(d[h], da, db, step > 0 || ks > 0);
+      }
+      if constexpr (kFold) {
+        // A: X's 64 features of the set (M-major, as X is N-major above); B: a's rows of the
+        // 16 tokens (N-major, 64-byte swizzle: the stride steps 8 rows of 64 bytes).
+        const uint64_t db = descriptor(ring.a_stage(i) + G::kDyBytes + ks * 16 * 64, kFoldBoxBytes, 512, 2);
+#pragma unroll
+        for (int j = 0; j < G::kFoldProducts; ++j) {
+          const uint64_t da = descriptor(b + fold_set(j) * (64 / K::C) * kXBoxBytes + ks * 32 * K::C, kXBoxBytes,
+                                         16 * K::C, K::kLayout);
+          mma_64xNx16<T, 1, 1>(e[j], da, db, step > 0 || ks > 0);
         }
-      });
+      }
+      if constexpr (kLowRank) {
+        // B: a's rows of the 16 tokens, then the ones (N-major, 64-byte swizzle, as the fold's a).
+        mma_64xNx16<T, 1, 1>(l, da, descriptor(b + G::kXBytes + ks * 16 * 64, kFoldBoxBytes, 512, 2),
+                             step > 0 || ks > 0);
+        mma_64xNx16<T, 1, 1>(o, da, descriptor(ones + ks * 16 * 64, kFoldBoxBytes, 512, 2), step > 0 || ks > 0);
+      }
+    }
+  };
+  // kLowRank: dY u of a step, A the warpgroup's dY box K-major (64 tokens by its 64 features), B
+  // u's rows of those features (N-major, 64-byte swizzle).
+  auto issue_dy_u = [&](uint32_t i) {
+    const uint32_t a = ring.a_stage(i) + warpgroup_rows;
+    wgmma_fence();
+#pragma unroll
+    for (int ks = 0; ks < 4; ++ks) {
+      mma_64xNx16<T, 0, 1>(f, descriptor(a + ks * 32, 16, 1024, 1),
+                           descriptor(u_rows + (warpgroup * 64 + ks * 16) * 64, G::kUBytes, 512, 2), ks > 0);
+    }
+  };
+  if constexpr (kLowRank) {
+    // Each step's dY u first, in a group of its own, then the step's other products: once dY u is
+    // done (wait 1, which also means the step before's products are), it is added while the
+    // others run. (Read after waiting for every product, the tensor cores idled while the
+    // reductions were issued, and the kernel took 1.5x as long.)
+    for (uint32_t i = 0; i < static_cast<uint32_t>(steps); ++i) {
+      barrier_wait(ring.full_bar(i), ring.phase(i));
+      issue_dy_u(i);
+      wgmma_commit();
+      issue(i, i);
+      wgmma_commit();
+      wgmma_wait<1>();
+      if (i > 0) barrier_arrive(ring.empty_bar(i - 1));
+      fence_accumulators(f);
+      add_dy_u(i);
+    }
+    wgmma_wait<0>();
+#pragma unroll
+    for (int h = 0; h < G::kProducts; ++h) fence_accumulators(d[h]);
+    if (steps > 0) barrier_arrive(ring.empty_bar(static_cast<uint32_t>(steps) - 1));
+  } else {
+    consume<1>(d, ring, 0, static_cast<uint32_t>(steps), [&](uint32_t step, uint32_t i) { issue(step, i); });
+  }
   if constexpr (kFold) {
 #pragma unroll
     for (int j = 0; j < G::kFoldProducts; ++j) fence_accumulators(e[j]);
   }
-  const int cluster = kFold ? 0 : out.cluster;
+  const int cluster = kFold || kLowRank ? 0 : out.cluster;
   if (cluster == 0 && steps == 0) return;  // nothing to add
+  if constexpr (kLowRank) {
+    fence_accumulators(l);
+    fence_accumulators(o);
+    // dY^T [a | 1] for the piece's rows: row m, columns 8 q + 2 (lane % 4) and the next of l, and
+    // column 0 of o (lanes 4 k) for the ones.
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      const int m = warpgroup * 64 + accumulator_row(warp, lane, r);
+      if (m >= m_end) continue;
+      float* const row = out.product + (row_begin * B + m) * out.product_pitch;
+#pragma unroll
+      for (int q = 0; q < 4; ++q) {
+        const int column = accumulator_col(lane, q);
+        if (column < out.rank) device::add2_global(row + column, l[4 * q + 2 * r], l[4 * q + 2 * r + 1]);
+      }
+      if (out.ones && lane % 4 == 0) atomicAdd(row + out.rank, o[2 * r]);
+    }
+  }
 
   // The piece's block table (at most kTile / B x kN / B entries) goes to
   // shared memory first, read in parallel, one entry per thread: looked up from global memory
@@ -1032,8 +1185,8 @@ int gradient_clusters_at_once(int size) {
   static std::array<std::atomic<int>, kMaxGradientCluster + 1> known{};  // the count + 1; 0: not asked yet
   const int seen = known[size].load(std::memory_order_relaxed);
   if (seen > 0) return seen - 1;
-  constexpr auto kernel = gradient_kernel<__nv_bfloat16, 32, kN, false>;
-  constexpr size_t kShared = GradientConfig<kN, false>::kShared;
+  constexpr auto kernel = gradient_kernel<__nv_bfloat16, 32, kN, GradientExtra::kNone>;
+  constexpr size_t kShared = GradientConfig<kN, GradientExtra::kNone>::kShared;
   int clusters = 0;
   if (device::allow_shared_memory<kernel>(kShared) == cudaSuccess) {
     cudaLaunchAttribute attribute{};
@@ -1043,7 +1196,7 @@ int gradient_clusters_at_once(int size) {
     attribute.val.clusterDim.z = 1;
     cudaLaunchConfig_t config{};
     config.gridDim = dim3(1, static_cast<unsigned>(size), 1);
-    config.blockDim = dim3(GradientConfig<kN, false>::kThreads);
+    config.blockDim = dim3(GradientConfig<kN, GradientExtra::kNone>::kThreads);
     config.dynamicSmemBytes = kShared;
     config.attrs = &attribute;
     config.numAttrs = 1;
@@ -1082,8 +1235,9 @@ GradientGrid gradient_grid(const DeviceLayout& layout, int64_t tokens) {
 // One weight-gradient kernel over the grid g, its splits as clusters where g says.
 template <auto kKernel>
 cudaError_t launch_gradient_kernel(const GradientGrid& g, int threads, size_t shared, const CUtensorMap& dy_map,
-                                   const CUtensorMap& x_map, const CUtensorMap& a_map, const DeviceLayout& layout,
-                                   int64_t tokens, const GradientOut& out, cudaStream_t stream) {
+                                   const CUtensorMap& x_map, const CUtensorMap& a_map, const CUtensorMap& u_map,
+                                   const DeviceLayout& layout, int64_t tokens, const GradientOut& out,
+                                   cudaStream_t stream) {
   if (cudaError_t a = device::allow_shared_memory<kKernel>(shared); a != cudaSuccess) return a;
   cudaLaunchAttribute attribute{};
   attribute.id = cudaLaunchAttributeClusterDimension;
@@ -1097,26 +1251,36 @@ cudaError_t launch_gradient_kernel(const GradientGrid& g, int threads, size_t sh
   config.stream = stream;
   config.attrs = &attribute;
   config.numAttrs = g.cluster > 1 ? 1 : 0;
-  return cudaLaunchKernelEx(&config, kKernel, dy_map, x_map, a_map, layout, tokens, g.per_split, out);
+  return cudaLaunchKernelEx(&config, kKernel, dy_map, x_map, a_map, u_map, layout, tokens, g.per_split, out);
 }
 
 template <typename T, int B, int kN>
 cudaError_t launch_gradient_at_width(const DeviceLayout& layout, int64_t tokens, const void* dy, const void* x,
-                                     void* values, float* sums, const GradientFold* fold, cudaStream_t stream) {
+                                     void* values, float* sums, const GradientFold* fold,
+                                     const GradientLowRank* low_rank, cudaStream_t stream) {
   using K = Chunking<B>;
   const GradientGrid g = gradient_grid(layout, tokens);
   if (g.splits == 0) return cudaSuccess;
   if (g.cluster == 0 && sums == nullptr) return cudaErrorInvalidValue;  // reductions need the sums
-  if (fold != nullptr && g.cluster != 0) return cudaErrorInvalidValue;  // the fold adds into its sums
+  // the fold and the low-rank products add into their sums; not both in one pass
+  if ((fold != nullptr || low_rank != nullptr) && (g.cluster != 0 || (fold != nullptr && low_rank != nullptr))) {
+    return cudaErrorInvalidValue;
+  }
   constexpr bool bf16 = std::is_same_v<T, __nv_bfloat16>;
-  CUtensorMap dy_map{}, x_map{}, a_map{};
+  CUtensorMap dy_map{}, x_map{}, a_map{}, u_map{};
   cudaError_t e =
       encode_tensor_map(&dy_map, dy, bf16, tokens, layout.out_features, layout.out_features, kStep, 64, 128);
   if (e == cudaSuccess) {
     e = encode_tensor_map(&x_map, x, bf16, tokens, layout.in_features, layout.in_features, kStep, K::C, K::kSwizzle);
   }
-  if (e == cudaSuccess && fold != nullptr) {
-    e = encode_tensor_map(&a_map, fold->a, bf16, tokens, fold->rank, fold->a_pitch, kStep, kFoldRankColumns,
+  const void* a = fold != nullptr ? fold->a : low_rank != nullptr ? low_rank->a : nullptr;
+  const int64_t rank = fold != nullptr ? fold->rank : low_rank != nullptr ? low_rank->rank : 0;
+  if (e == cudaSuccess && a != nullptr) {
+    const int64_t pitch = fold != nullptr ? fold->a_pitch : low_rank->a_pitch;
+    e = encode_tensor_map(&a_map, a, bf16, tokens, rank, pitch, kStep, kFoldRankColumns, 2 * kFoldRankColumns);
+  }
+  if (e == cudaSuccess && low_rank != nullptr) {
+    e = encode_tensor_map(&u_map, low_rank->u, bf16, layout.out_features, rank, rank, kTile, kFoldRankColumns,
                           2 * kFoldRankColumns);
   }
   if (e != cudaSuccess) return e;
@@ -1124,30 +1288,44 @@ cudaError_t launch_gradient_at_width(const DeviceLayout& layout, int64_t tokens,
   out.sums = sums;
   out.values = g.cluster > 0 ? values : nullptr;
   out.cluster = g.cluster;
+  out.rank = static_cast<int>(rank);
   if (fold != nullptr) {
     out.v_sums = fold->v_sums;
-    out.rank = static_cast<int>(fold->rank);
-    using G = GradientConfig<kN, true>;
-    return launch_gradient_kernel<gradient_kernel<T, B, kN, true>>(g, G::kThreads, G::kShared, dy_map, x_map, a_map,
-                                                                   layout, tokens, out, stream);
+    using G = GradientConfig<kN, GradientExtra::kFold>;
+    return launch_gradient_kernel<gradient_kernel<T, B, kN, GradientExtra::kFold>>(
+        g, G::kThreads, G::kShared, dy_map, x_map, a_map, u_map, layout, tokens, out, stream);
   }
-  using G = GradientConfig<kN, false>;
-  return launch_gradient_kernel<gradient_kernel<T, B, kN, false>>(g, G::kThreads, G::kShared, dy_map, x_map, a_map,
-                                                                  layout, tokens, out, stream);
+  if (low_rank != nullptr) {
+    if constexpr (kN == kNarrowGradientPieceFeatures) {
+      out.dy_u_sums = low_rank->dy_u_sums;
+      out.product = low_rank->product;
+      out.product_pitch = low_rank->product_pitch;
+      out.ones = low_rank->ones;
+      using G = GradientConfig<kN, GradientExtra::kLowRank>;
+      return launch_gradient_kernel<gradient_kernel<T, B, kN, GradientExtra::kLowRank>>(
+          g, G::kThreads, G::kShared, dy_map, x_map, a_map, u_map, layout, tokens, out, stream);
+    }
+    return cudaErrorInvalidValue;  // the low-rank products ride in narrow pieces only (shared memory)
+  }
+  using G = GradientConfig<kN, GradientExtra::kNone>;
+  return launch_gradient_kernel<gradient_kernel<T, B, kN, GradientExtra::kNone>>(
+      g, G::kThreads, G::kShared, dy_map, x_map, a_map, u_map, layout, tokens, out, stream);
 }
 
 // The weight-gradient kernel of the layout's piece width (DeviceLayout, tile_schedule.h).
 template <typename T, int B>
 cudaError_t launch_gradient(const DeviceLayout& layout, int64_t tokens, const void* dy, const void* x, void* values,
-                            float* sums, const GradientFold* fold, cudaStream_t stream) {
+                            float* sums, const GradientFold* fold, const GradientLowRank* low_rank,
+                            cudaStream_t stream) {
   if constexpr (kNarrowGradientPieceFeatures % B == 0) {
     if (layout.gradient_piece_features == kNarrowGradientPieceFeatures) {
       return launch_gradient_at_width<T, B, kNarrowGradientPieceFeatures>(layout, tokens, dy, x, values, sums, fold,
-                                                                          stream);
+                                                                          low_rank, stream);
     }
   }
   if (layout.gradient_piece_features != kGradientPieceFeatures) return cudaErrorInvalidValue;
-  return launch_gradient_at_width<T, B, kGradientPieceFeatures>(layout, tokens, dy, x, values, sums, fold, stream);
+  return launch_gradient_at_width<T, B, kGradientPieceFeatures>(layout, tokens, dy, x, values, sums, fold, low_rank,
+                                                                stream);
 }
 
 // The line kernel of the tile width of the grouping the caller chose for this direction and
@@ -1184,12 +1362,12 @@ cudaError_t launch_lines_at_width(const DeviceLayout& layout, int64_t tokens, co
 template <typename T>
 cudaError_t dispatch(int which, const DeviceLayout& layout, int64_t tokens, const void* a, const void* b,
                      const Epilogue& epilogue, void* out, float* workspace, const GradientFold* fold,
-                     const int32_t* order, cudaStream_t stream) {
+                     const GradientLowRank* low_rank, const int32_t* order, cudaStream_t stream) {
 #define PIXELFLY_BLOCK_CASE(BS)                                                                             \
   case BS:                                                                                                  \
     if (which == 0) return launch_lines_at_width<T, BS, false>(layout, tokens, a, b, epilogue, out, order, stream); \
     if (which == 1) return launch_lines_at_width<T, BS, true>(layout, tokens, a, b, epilogue, out, order, stream);  \
-    return launch_gradient<T, BS>(layout, tokens, a, b, out, workspace, fold, stream);
+    return launch_gradient<T, BS>(layout, tokens, a, b, out, workspace, fold, low_rank, stream);
   switch (layout.block) {
     PIXELFLY_BLOCK_CASE(16)
     PIXELFLY_BLOCK_CASE(32)
@@ -1202,11 +1380,13 @@ cudaError_t dispatch(int which, const DeviceLayout& layout, int64_t tokens, cons
 
 cudaError_t dispatch_kind(int which, const DeviceLayout& layout, ScalarKind kind, int64_t tokens, const void* a,
                           const void* b, const Epilogue& epilogue, void* out, float* workspace,
-                          const GradientFold* fold, const int32_t* order, cudaStream_t stream) {
+                          const GradientFold* fold, const GradientLowRank* low_rank, const int32_t* order,
+                          cudaStream_t stream) {
   if (kind == ScalarKind::BFloat16) {
-    return dispatch<__nv_bfloat16>(which, layout, tokens, a, b, epilogue, out, workspace, fold, order, stream);
+    return dispatch<__nv_bfloat16>(which, layout, tokens, a, b, epilogue, out, workspace, fold, low_rank, order,
+                                   stream);
   }
-  return dispatch<__half>(which, layout, tokens, a, b, epilogue, out, workspace, fold, order, stream);
+  return dispatch<__half>(which, layout, tokens, a, b, epilogue, out, workspace, fold, low_rank, order, stream);
 }
 
 }  // namespace
@@ -1228,13 +1408,13 @@ bool available() {
 
 cudaError_t forward(const DeviceLayout& layout, ScalarKind kind, int64_t tokens, const void* x, const void* values,
                     const Epilogue& epilogue, void* y, const int32_t* order, cudaStream_t stream) {
-  return dispatch_kind(0, layout, kind, tokens, x, values, epilogue, y, nullptr, nullptr, order, stream);
+  return dispatch_kind(0, layout, kind, tokens, x, values, epilogue, y, nullptr, nullptr, nullptr, order, stream);
 }
 
 cudaError_t grad_input(const DeviceLayout& layout, ScalarKind kind, int64_t tokens, const void* dy,
                        const void* values, const Epilogue& epilogue, void* dx, const int32_t* order,
                        cudaStream_t stream) {
-  return dispatch_kind(1, layout, kind, tokens, dy, values, epilogue, dx, nullptr, nullptr, order, stream);
+  return dispatch_kind(1, layout, kind, tokens, dy, values, epilogue, dx, nullptr, nullptr, nullptr, order, stream);
 }
 
 bool grad_weight_stored_once(const DeviceLayout& layout, int64_t tokens) {
@@ -1242,8 +1422,9 @@ bool grad_weight_stored_once(const DeviceLayout& layout, int64_t tokens) {
 }
 
 cudaError_t grad_weight(const DeviceLayout& layout, ScalarKind kind, int64_t tokens, const void* dy, const void* x,
-                        void* values, float* sums, const GradientFold* fold, cudaStream_t stream) {
-  return dispatch_kind(2, layout, kind, tokens, dy, x, Epilogue{}, values, sums, fold, nullptr, stream);
+                        void* values, float* sums, const GradientFold* fold, const GradientLowRank* low_rank,
+                        cudaStream_t stream) {
+  return dispatch_kind(2, layout, kind, tokens, dy, x, Epilogue{}, values, sums, fold, low_rank, nullptr, stream);
 }
 
 }  // namespace pixelfly::kernels::cuda::wgmma

@@ -21,9 +21,11 @@ cudaError_t grad_input(const DeviceLayout& layout, ScalarKind kind, int64_t toke
 // When grad_weight_stored_once() (each piece's splits fit one thread-block cluster, summed in
 // its shared memory), the result is stored once: into `values` (the storage type) when it is not
 // null, else into `sums` (float32). Otherwise each split adds into `sums`, zeroed by the caller,
-// and, with `fold` (not null only where the splits add into `sums`), its product into its sums.
+// and, with `fold` or `low_rank` (at most one; not null only where the splits add into `sums`,
+// low_rank only with narrow pieces), their products into their sums.
 bool grad_weight_stored_once(const DeviceLayout& layout, int64_t tokens);
 cudaError_t grad_weight(const DeviceLayout& layout, ScalarKind kind, int64_t tokens, const void* dy, const void* x,
-                        void* values, float* sums, const GradientFold* fold, cudaStream_t stream);
+                        void* values, float* sums, const GradientFold* fold, const GradientLowRank* low_rank,
+                        cudaStream_t stream);
 
 }  // namespace pixelfly::kernels::cuda::wgmma

@@ -1,6 +1,6 @@
 // Hopper warpgroup MMA (wgmma, sm_90a) building blocks shared by the block-sparse kernels and the
 // wgmma rate probe in bench/: shared-memory matrix descriptors, the fence / commit / wait of
-// asynchronous products, and the m64n32k16, m64n128k16 and m64n192k16 products with float32
+// asynchronous products, and the m64n8k16, m64n32k16, m64n128k16 and m64n192k16 products with float32
 // accumulators.
 #pragma once
 
@@ -39,6 +39,10 @@ __device__ __forceinline__ void fence_accumulators(float (&d)[N]) {
 #define PIXELFLY_R16(i)                                                                                     \
   "%" #i "0, %" #i "1, %" #i "2, %" #i "3, %" #i "4, %" #i "5, %" #i "6, %" #i "7, %" #i "8, %" #i "9, "
 // Operands %0 .. %(N/2 - 1) the accumulators, then A, B, accumulate (a predicate), trans A, trans B.
+#define PIXELFLY_WGMMA_8(TYPE)                                                                         \
+  "{\n.reg .pred p;\nsetp.ne.b32 p, %6, 0;\n"                                                            \
+  "wgmma.mma_async.sync.aligned.m64n8k16.f32." TYPE "." TYPE " "                                       \
+  "{%0, %1, %2, %3}, %4, %5, p, 1, 1, %7, %8;\n}\n"
 #define PIXELFLY_WGMMA_32(TYPE)                                                                        \
   "{\n.reg .pred p;\nsetp.ne.b32 p, %18, 0;\n"                                                           \
   "wgmma.mma_async.sync.aligned.m64n32k16.f32." TYPE "." TYPE " "                                      \
@@ -61,16 +65,24 @@ __device__ __forceinline__ void fence_accumulators(float (&d)[N]) {
   "%90, %91, %92, %93, %94, %95}, "                                                                     \
   "%96, %97, p, 1, 1, %99, %100;\n}\n"
 
-// d (64 x N per warpgroup, N = 32, 128 or 192; N / 2 accumulators per thread) = A (64 x 16) . B (16 x N)
+// d (64 x N per warpgroup, N = 8, 32, 128 or 192; N / 2 accumulators per thread) = A (64 x 16) . B (16 x N)
 // + d, or without the + d where `accumulate` is 0 (a tile's first product: no zeroing of the
 // accumulators needed); kTransA / kTransB: the operand is M-/N-major in shared memory instead of
 // K-major.
 template <typename T, int kTransA, int kTransB, int kAccumulators>
 __device__ __forceinline__ void mma_64xNx16(float (&d)[kAccumulators], uint64_t a, uint64_t b, uint32_t accumulate = 1) {
-  static_assert(kAccumulators == 16 || kAccumulators == 64 || kAccumulators == 96,
-                "m64n32, m64n128 or m64n192 products");
+  static_assert(kAccumulators == 4 || kAccumulators == 16 || kAccumulators == 64 || kAccumulators == 96,
+                "m64n8, m64n32, m64n128 or m64n192 products");
   constexpr bool bf16 = std::is_same_v<T, __nv_bfloat16>;
-  if constexpr (kAccumulators == 16 && bf16) {
+  if constexpr (kAccumulators == 4 && bf16) {
+    asm volatile(PIXELFLY_WGMMA_8("bf16")
+                 : PIXELFLY_D4(0)
+                 : "l"(a), "l"(b), "r"(accumulate), "n"(kTransA), "n"(kTransB));
+  } else if constexpr (kAccumulators == 4) {
+    asm volatile(PIXELFLY_WGMMA_8("f16")
+                 : PIXELFLY_D4(0)
+                 : "l"(a), "l"(b), "r"(accumulate), "n"(kTransA), "n"(kTransB));
+  } else if constexpr (kAccumulators == 16 && bf16) {
     asm volatile(PIXELFLY_WGMMA_32("bf16")
                  : PIXELFLY_D16(0)
                  : "l"(a), "l"(b), "r"(accumulate), "n"(kTransA), "n"(kTransB));
@@ -105,6 +117,7 @@ __device__ __forceinline__ void mma_64x128x16(float (&d)[64], uint64_t a, uint64
 #undef PIXELFLY_WGMMA_192
 #undef PIXELFLY_WGMMA_128
 #undef PIXELFLY_WGMMA_32
+#undef PIXELFLY_WGMMA_8
 #undef PIXELFLY_R16
 #undef PIXELFLY_D16
 #undef PIXELFLY_D4
