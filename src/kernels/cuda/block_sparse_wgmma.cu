@@ -927,7 +927,8 @@ __global__ void __launch_bounds__(GradientConfig<kN, kExtra>::kThreads, kGradien
       // 0's four columns (its own two and its partner's), the odd lane row 1's.
       const float y0 = __shfl_xor_sync(0xffffffffu, odd ? v[4 * jj] : v[4 * jj + 2], 1);
       const float y1 = __shfl_xor_sync(0xffffffffu, odd ? v[4 * jj + 1] : v[4 * jj + 3], 1);
-      const float4 q = odd ? make_float4(y0, y1, v[4 * jj + 2], v[4 * jj + 3]) : make_float4(v[4 * jj], v[4 * jj + 1], y0, y1);
+      const float4 q = odd ? make_float4(y0, y1, v[4 * jj + 2], v[4 * jj + 3])
+                           : make_float4(v[4 * jj], v[4 * jj + 1], y0, y1);
       const int column = 8 * (2 * warpgroup + jj) + 2 * ((lane % 4) & ~1);
       if (token < token_end) device::add4_global(out.dy_u_sums + token * kFoldRankColumns + column, q);
     }
