@@ -4,6 +4,7 @@
 #include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAGraphsC10Utils.h>
 #include <c10/cuda/CUDAGuard.h>
+#include <c10/util/Optional.h>
 #include <torch/library.h>
 
 #include <cstdint>
@@ -439,17 +440,25 @@ ParameterGradients pixelfly_linear_grad_params_cuda(const at::Tensor& grad_y, co
 }
 
 // Whether the weight-gradient kernel computes both low-rank products of the layer's backward
-// (dy u and dy^T [x v | 1]) from its stages of dy (cuda::can_take_low_rank_into_grad_weight).
-bool grad_weight_and_low_rank_products_is_one_pass_cuda(const at::Tensor& x, const Layout& layout, int64_t rank) {
-  constexpr const char* op = "pixelfly::grad_weight_and_low_rank_products_is_one_pass";
+// (dy u and dy^T [x v | 1]) from its stages of dy (cuda::can_take_low_rank_into_grad_weight); the
+// layout on the device when it does.
+c10::optional<cuda::DeviceLayout> one_pass_layout(const char* op, const at::Tensor& x, const Layout& layout,
+                                                  int64_t rank) {
   const auto dtype = x.scalar_type();
   if ((dtype != at::kHalf && dtype != at::kBFloat16) || !cuda::supports_block(layout->block()) || x.dim() < 1 ||
       x.size(-1) != layout->in_features()) {
-    return false;
+    return c10::nullopt;
   }
   const c10::cuda::CUDAGuard guard(x.device());
   const cuda::DeviceLayout d = device_layout(op, layout, x.device(), 0);
-  return cuda::can_take_low_rank_into_grad_weight(d, scalar_kind(op, x, "x"), x.numel() / x.size(-1), rank);
+  if (!cuda::can_take_low_rank_into_grad_weight(d, scalar_kind(op, x, "x"), x.numel() / x.size(-1), rank)) {
+    return c10::nullopt;
+  }
+  return d;
+}
+
+bool grad_weight_and_low_rank_products_is_one_pass_cuda(const at::Tensor& x, const Layout& layout, int64_t rank) {
+  return one_pass_layout("pixelfly::grad_weight_and_low_rank_products_is_one_pass", x, layout, rank).has_value();
 }
 
 // dy u, dy^T [x v | 1] and dy^T x on the blocks. Where the weight-gradient kernel takes the
@@ -460,12 +469,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> grad_weight_and_low_rank_products
     const at::Tensor& projected, bool ones_column) {
   constexpr const char* op = "pixelfly::grad_weight_and_low_rank_products";
   const int64_t r = check_grad_weight_and_low_rank_args(op, grad_y, x, layout, u, projected);
-  if (!grad_weight_and_low_rank_products_is_one_pass_cuda(x, layout, r)) {
-    return grad_weight_and_low_rank_products_composed(grad_y, x, layout, u, projected, ones_column);
-  }
+  const c10::optional<cuda::DeviceLayout> one_pass = one_pass_layout(op, x, layout, r);
+  if (!one_pass) return grad_weight_and_low_rank_products_composed(grad_y, x, layout, u, projected, ones_column);
+  const cuda::DeviceLayout& d = *one_pass;
   const auto kind = scalar_kind(op, x, "x");
   const c10::cuda::CUDAGuard guard(x.device());
-  const cuda::DeviceLayout d = device_layout(op, layout, x.device(), 0);
   const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
   const at::Tensor dy_rows = device_rows(grad_y), x_rows = device_rows(x);
   const at::Tensor u_c = device_contiguous(u), p_rows = device_pitched_rows(projected);

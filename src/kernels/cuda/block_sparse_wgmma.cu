@@ -234,21 +234,22 @@ __device__ __forceinline__ void produce(const Ring& ring, uint32_t first, uint32
 // accumulators before them and commits them in kGroups groups, the last commit left to this
 // loop (so that it may wait for the products in flight and rescale the accumulators between two
 // of its products), and releases the previous stage once its products are done. Returns with
-// every product complete and every stage released. after_first() runs once the first step's
-// products are issued, outside any group of products.
+// every product complete and every stage released. after_step(k step) runs once each step's
+// products are issued and all but the last kGroups groups of them are done (with issue's groups
+// more than kGroups, the step's first ones too), outside any group of products.
 struct NoHook {
-  __device__ void operator()() const {}
+  __device__ void operator()(uint32_t) const {}
 };
 template <int kGroups, int kProducts, int kAccumulators, typename Ring, typename Issue, typename Hook = NoHook>
 __device__ __forceinline__ void consume(float (&d)[kProducts][kAccumulators], const Ring& ring, uint32_t first,
-                                        uint32_t steps, Issue&& issue, Hook&& after_first = Hook{}) {
+                                        uint32_t steps, Issue&& issue, Hook&& after_step = Hook{}) {
   for (uint32_t i = first; i < first + steps; ++i) {
     barrier_wait(ring.full_bar(i), ring.phase(i));
     issue(i - first, i);
     wgmma_commit();
     wgmma_wait<kGroups>();  // the previous stage's products are done
     if (i > first) barrier_arrive(ring.empty_bar(i - 1));
-    if (i == first) after_first();
+    after_step(i - first);
   }
   wgmma_wait<0>();
 #pragma unroll
@@ -634,7 +635,9 @@ __global__ void __launch_bounds__(LineConfig<kWidth>::kThreads, kLineBlocksPerSM
             if (c + 1 < K::kPerStage) wgmma_commit();
           }
         },
-        copy_low_rank);
+        [&](uint32_t step) {
+          if (step == 0) copy_low_rank();
+        });
     first += tile.steps;
     if constexpr (kBeside) {  // the low-rank term's products, from the buffer
       barrier_wait(low_rank_bar, static_cast<uint32_t>(j) & 1u);
@@ -981,21 +984,17 @@ __global__ void __launch_bounds__(GradientConfig<kN, kExtra>::kThreads, kGradien
     // done (wait 1, which also means the step before's products are), it is added while the
     // others run. (Read after waiting for every product, the tensor cores idled while the
     // reductions were issued, and the kernel took 1.5x as long.)
-    for (uint32_t i = 0; i < static_cast<uint32_t>(steps); ++i) {
-      barrier_wait(ring.full_bar(i), ring.phase(i));
-      issue_dy_u(i);
-      wgmma_commit();
-      issue(i, i);
-      wgmma_commit();
-      wgmma_wait<1>();
-      if (i > 0) barrier_arrive(ring.empty_bar(i - 1));
-      fence_accumulators(f);
-      add_dy_u(i);
-    }
-    wgmma_wait<0>();
-#pragma unroll
-    for (int h = 0; h < G::kProducts; ++h) fence_accumulators(d[h]);
-    if (steps > 0) barrier_arrive(ring.empty_bar(static_cast<uint32_t>(steps) - 1));
+    consume<1>(
+        d, ring, 0, static_cast<uint32_t>(steps),
+        [&](uint32_t step, uint32_t i) {
+          issue_dy_u(i);
+          wgmma_commit();
+          issue(step, i);
+        },
+        [&](uint32_t step) {
+          fence_accumulators(f);
+          add_dy_u(step);
+        });
   } else {
     consume<1>(d, ring, 0, static_cast<uint32_t>(steps), [&](uint32_t step, uint32_t i) { issue(step, i); });
   }
