@@ -483,7 +483,9 @@ TEST(BlockSparseOpsCuda, ParameterGradientsMatchFloat64Reference) {
 // second warpgroup's dy box not loaded at blocks 16 and 32, and at 64 a last group of 64 features),
 // at blocks 16, 32 and 64; both 16-bit dtypes, ranks 32, 24 and 8 (u's and x v's boxes zero past
 // the rank), with and without the ones column, token counts that are multiples of nothing (a last
-// stage past the tokens), the token splits adding into float32 sums.
+// stage past the tokens), the token splits adding into float32 sums; 2, 3, 24 and 32 pieces, and
+// token counts whose last split is short (1100 tokens at GPT-2-medium's fc1: four splits of 320,
+// the last of three steps; 1300 at Mixer-B's: five of 320, the last of one).
 TEST(BlockSparseOpsCuda, GradWeightAndLowRankProductsMatchFloat64Reference) {
   SKIP_WITHOUT_CUDA();
   torch::manual_seed(53);
@@ -498,9 +500,10 @@ TEST(BlockSparseOpsCuda, GradWeightAndLowRankProductsMatchFloat64Reference) {
     bool ones;
     at::ScalarType dtype;
   };
-  auto small = [](int64_t block) {
-    // 128 / block + 1 block rows by 3 block columns: one full row group and a last one of one row.
-    const int64_t rows = 128 / block + 1;
+  auto small = [](int64_t block, int64_t full_groups = 1) {
+    // 128 / block x full_groups + 1 block rows by 3 block columns: full row groups and a last one
+    // of one row.
+    const int64_t rows = full_groups * 128 / block + 1;
     std::vector<uint8_t> mask(rows * 3, 0);
     for (int64_t r = 0; r < rows; ++r) mask[r * 3 + r % 3] = 1, mask[r * 3 + (r + 1) % 3] = r % 2;
     return BlockLayout::from_block_mask(rows * block, 3 * block, block, mask);
@@ -509,7 +512,10 @@ TEST(BlockSparseOpsCuda, GradWeightAndLowRankProductsMatchFloat64Reference) {
                                {flat_butterfly_layout({3072, 768, 16, 2, 32}), 24, 3001, false, at::kHalf},
                                {small(32), 32, 5003, true, at::kHalf},
                                {small(16), 8, 4099, true, at::kBFloat16},
-                               {small(64), 32, 4099, false, at::kBFloat16}};
+                               {small(64), 32, 4099, false, at::kBFloat16},
+                               {small(32, 2), 16, 4097, true, at::kBFloat16},
+                               {flat_butterfly_layout({4096, 1024, 16, 2, 32}), 32, 1100, true, at::kHalf},
+                               {flat_butterfly_layout({3072, 768, 16, 2, 32}), 32, 1300, false, at::kBFloat16}};
   for (const OnePassCase& c : cases) {
     const BlockLayout& l = c.layout;
     ASSERT_TRUE(make_tile_schedule(l).gradient_pieces_cover_rows_once);
