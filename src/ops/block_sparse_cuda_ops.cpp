@@ -439,6 +439,30 @@ ParameterGradients pixelfly_linear_grad_params_cuda(const at::Tensor& grad_y, co
                                     product_c.data_ptr<float>(), product_c.stride(0), grad_v, bias, stream);
 }
 
+// grad_weight_and_low_rank_products where the weight-gradient kernel does not take the low-rank
+// products: low_rank_grad_products, and the blocks' float32 sums from the weight-gradient kernel
+// into a zeroed buffer (as pixelfly_linear_grad_params computes them); composed where that kernel
+// does not run (not 16-bit, not Hopper, an empty layout).
+std::tuple<at::Tensor, at::Tensor, at::Tensor> grad_weight_and_low_rank_products_apart(
+    const char* op, const at::Tensor& grad_y, const at::Tensor& x, const Layout& layout, const at::Tensor& u,
+    const at::Tensor& projected, bool ones_column) {
+  auto composed = [&] { return grad_weight_and_low_rank_products_composed(grad_y, x, layout, u, projected, ones_column); };
+  const auto dtype = x.scalar_type();
+  if ((dtype != at::kHalf && dtype != at::kBFloat16) || !cuda::supports_block(layout->block())) return composed();
+  const auto kind = scalar_kind(op, x, "x");
+  const c10::cuda::CUDAGuard guard(x.device());
+  const cuda::DeviceLayout d = device_layout(op, layout, x.device(), 0);
+  const int64_t sums = cuda::grad_weight_workspace_elements(d, kind);
+  if (sums == 0) return composed();
+  const auto [grad_projected, product] = low_rank_grad_products(grad_y, u, projected, ones_column);
+  const at::Tensor dy_rows = device_rows(grad_y), x_rows = device_rows(x);
+  at::Tensor weight_sums = at::zeros({sums}, x.options().dtype(at::kFloat));
+  check_launch(op, cuda::accumulate_grad_weight(d, kind, x_rows.size(0), dy_rows.data_ptr(), x_rows.data_ptr(),
+                                                weight_sums.data_ptr<float>(), nullptr, nullptr,
+                                                at::cuda::getCurrentCUDAStream()));
+  return {grad_projected, product, weight_sums.view({layout->nnz(), layout->block(), layout->block()})};
+}
+
 // Whether the weight-gradient kernel computes both low-rank products of the layer's backward
 // (dy u and dy^T [x v | 1]) from its stages of dy (cuda::can_take_low_rank_into_grad_weight); the
 // layout on the device when it does.
@@ -463,14 +487,15 @@ bool grad_weight_and_low_rank_products_is_one_pass_cuda(const at::Tensor& x, con
 
 // dy u, dy^T [x v | 1] and dy^T x on the blocks. Where the weight-gradient kernel takes the
 // low-rank products: one memset, that kernel (dy u into float32 sums, tokens x 32) and one
-// rounding pass for dy u. Otherwise low_rank_grad_products and the weight gradient apart.
+// rounding pass for dy u. Otherwise low_rank_grad_products and the weight gradient apart, its
+// float32 sums from the tensor-core kernel where it runs (else composed, from widened inputs).
 std::tuple<at::Tensor, at::Tensor, at::Tensor> grad_weight_and_low_rank_products_cuda(
     const at::Tensor& grad_y, const at::Tensor& x, const Layout& layout, const at::Tensor& u,
     const at::Tensor& projected, bool ones_column) {
   constexpr const char* op = "pixelfly::grad_weight_and_low_rank_products";
   const int64_t r = check_grad_weight_and_low_rank_args(op, grad_y, x, layout, u, projected);
   const c10::optional<cuda::DeviceLayout> one_pass = one_pass_layout(op, x, layout, r);
-  if (!one_pass) return grad_weight_and_low_rank_products_composed(grad_y, x, layout, u, projected, ones_column);
+  if (!one_pass) return grad_weight_and_low_rank_products_apart(op, grad_y, x, layout, u, projected, ones_column);
   const cuda::DeviceLayout& d = *one_pass;
   const auto kind = scalar_kind(op, x, "x");
   const c10::cuda::CUDAGuard guard(x.device());

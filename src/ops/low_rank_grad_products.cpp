@@ -40,7 +40,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> grad_weight_and_low_rank_products
     const at::Tensor& projected, bool ones_column) {
   check_grad_weight_and_low_rank_args("pixelfly::grad_weight_and_low_rank_products", grad_y, x, layout, u, projected);
   const auto [grad_projected, product] = low_rank_grad_products(grad_y, u, projected, ones_column);
-  return {grad_projected, product, block_sparse_linear_grad_weight(grad_y, x, layout).to(product.scalar_type())};
+  // The weight sums in the product's dtype (float32 for 16-bit inputs) from inputs widened to it,
+  // not a 16-bit result widened afterwards.
+  const auto sums_type = product.scalar_type();
+  return {grad_projected, product, block_sparse_linear_grad_weight(grad_y.to(sums_type), x.to(sums_type), layout)};
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> grad_weight_and_low_rank_products(const at::Tensor& grad_y,

@@ -563,6 +563,19 @@ TEST(BlockSparseOpsCuda, GradWeightAndLowRankProductsMatchFloat64Reference) {
         ops::mixed_linear_grad_input(f64(dy), f64(values), layout, f64(gamma), grad_projected64, f64(v).t());
     EXPECT_LE(relative_error(dx, dx64), 1e-2) << "dx" << where;
   }
+  // Where it is not one pass (50 tokens at Mixer-B's fc1: one token split, or a GPU other than
+  // Hopper), the weight sums are float32 all the same, from the inputs' values.
+  const BlockLayout l = flat_butterfly_layout({3072, 768, 16, 2, 32});
+  const ops::Layout layout = ops::make_layout(l);
+  const auto cuda = at::TensorOptions(at::kCUDA).dtype(at::kBFloat16);
+  const at::Tensor x = at::randn({50, 768}, cuda), dy = at::randn({50, 3072}, cuda);
+  const at::Tensor u = at::randn({3072, 32}, cuda) * 0.1, projected = x.matmul(at::randn({768, 32}, cuda) * 0.1);
+  EXPECT_FALSE(ops::grad_weight_and_low_rank_products_is_one_pass(x, layout, 32));
+  const auto [grad_projected, product, weight_sums] = ops::grad_weight_and_low_rank_products(dy, x, layout, u, projected, true);
+  auto f64 = [](const at::Tensor& t) { return t.to(at::kCPU, at::kDouble); };
+  ASSERT_EQ(weight_sums.scalar_type(), at::kFloat);
+  EXPECT_LE(relative_error(weight_sums, ops::block_sparse_linear_grad_weight(f64(dy), f64(x), layout)), 1e-5);
+  EXPECT_LE(relative_error(grad_projected, f64(dy).matmul(f64(u))), 1e-2);
 }
 
 // low_rank_grad_products on CUDA against float64: both 16-bit dtypes; feature counts that are

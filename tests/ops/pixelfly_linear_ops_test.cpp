@@ -153,7 +153,8 @@ TEST(PixelflyLinearOp, ParameterGradientsComputeTheirFormulas) {
 
 // dy u, dy^T [x v | 1] and dy^T x on the blocks in one operator (on the CPU composed: not one
 // pass here), whose weight sums pixelfly_linear_grad_params then takes instead of computing them;
-// a projected of the wrong rank and sums of the wrong shape rejected.
+// with bfloat16 inputs the sums in float32 to float32's precision; a projected of the wrong rank
+// and sums of the wrong shape rejected.
 TEST(PixelflyLinearOp, GradWeightAndLowRankProductsComputeTheirFormulas) {
   const BlockLayout l = random_layout(64, 48, 16, 0.5, 6);
   const ops::Layout layout = ops::make_layout(l);
@@ -180,6 +181,13 @@ TEST(PixelflyLinearOp, GradWeightAndLowRankProductsComputeTheirFormulas) {
               ops::grad_weight_and_low_rank_products(dy, x, layout, u, x.matmul(v).narrow(-1, 0, 4), false);
             }).find("projected must have last dimension r = 5"),
             std::string::npos);
+  // 16-bit inputs: the weight sums in float32 from the inputs' values, not rounded to 16 bits.
+  const at::Tensor dy16 = dy.to(at::kBFloat16), x16 = x.to(at::kBFloat16);
+  const auto sums16 = std::get<2>(ops::grad_weight_and_low_rank_products(
+      dy16, x16, layout, u.to(at::kBFloat16), x16.matmul(v.to(at::kBFloat16))));
+  EXPECT_EQ(sums16.scalar_type(), at::kFloat);
+  EXPECT_LE(relative_error(sums16, ops::block_sparse_linear_grad_weight(dy16.to(at::kDouble), x16.to(at::kDouble), layout)),
+            1e-6);
   const auto [grad_projected, product, weight_sums] = ops::grad_weight_and_low_rank_products(dy, x, layout, u, x.matmul(v));
   EXPECT_NE(error_of([&] {
               ops::pixelfly_linear_grad_params(dy, x, values, layout, u, gamma, product, grad_projected, false,
