@@ -442,7 +442,9 @@ ParameterGradients pixelfly_linear_grad_params_cuda(const at::Tensor& grad_y, co
 // grad_weight_and_low_rank_products where the weight-gradient kernel does not take the low-rank
 // products: low_rank_grad_products, and the blocks' float32 sums from the weight-gradient kernel
 // into a zeroed buffer (as pixelfly_linear_grad_params computes them); composed where that kernel
-// does not run (not 16-bit, not Hopper, an empty layout).
+// does not run (not 16-bit, not Hopper, an empty layout: float32 copies of the 16-bit inputs and
+// the CUDA-core kernel, a slow path that pixelfly_linear's backward, which calls this operator
+// only where it is one pass, never takes).
 std::tuple<at::Tensor, at::Tensor, at::Tensor> grad_weight_and_low_rank_products_apart(
     const char* op, const at::Tensor& grad_y, const at::Tensor& x, const Layout& layout, const at::Tensor& u,
     const at::Tensor& projected, bool ones_column) {
@@ -454,8 +456,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> grad_weight_and_low_rank_products
   const cuda::DeviceLayout d = device_layout(op, layout, x.device(), 0);
   const int64_t sums = cuda::grad_weight_workspace_elements(d, kind);
   if (sums == 0) return composed();
-  const auto [grad_projected, product] = low_rank_grad_products(grad_y, u, projected, ones_column);
   const at::Tensor dy_rows = device_rows(grad_y), x_rows = device_rows(x);
+  check_int32_extent(op, "tokens", x_rows.size(0));
+  const auto [grad_projected, product] = low_rank_grad_products(grad_y, u, projected, ones_column);
   at::Tensor weight_sums = at::zeros({sums}, x.options().dtype(at::kFloat));
   check_launch(op, cuda::accumulate_grad_weight(d, kind, x_rows.size(0), dy_rows.data_ptr(), x_rows.data_ptr(),
                                                 weight_sums.data_ptr<float>(), nullptr, nullptr,
