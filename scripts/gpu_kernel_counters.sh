@@ -4,10 +4,13 @@
 #   bash scripts/gpu_kernel_counters.sh
 #       throughput against the chip's peaks, memory traffic per level, warp stall reasons and
 #       occupancy of every kernel; the full report goes to $OUT/counters.log (or ./gpu-logs).
-#   bash scripts/gpu_kernel_counters.sh --source [KERNEL_REGEX]
+#   bash scripts/gpu_kernel_counters.sh --source [KERNEL_REGEX [LAUNCH]]
 #       the first launch of the kernel matching KERNEL_REGEX (default line_group: the forward
-#       kernel at Mixer-B fc1): warp stall samples per SASS instruction ($OUT/source-sass.csv,
-#       the report in $OUT/source.ncu-rep); the hottest instructions are printed.
+#       kernel at Mixer-B fc1) among the benchmark's launches whose names contain LAUNCH (default
+#       all; e.g. gradient_kernel "with the low-rank products": the weight gradient that also
+#       computes the layer's low-rank products): warp stall samples per SASS instruction
+#       ($OUT/source-sass.csv, the report in $OUT/source.ncu-rep); the hottest instructions are
+#       printed.
 # A summary is printed last.
 set -uo pipefail
 out="${OUT:-gpu-logs}"
@@ -16,6 +19,7 @@ build=build-gpu
 mode=all
 if [ "${1:-}" = "--source" ]; then mode=source; fi
 kernel="${2:-line_group}"
+launches="${3:-}"
 compilers=()
 if [ -x /usr/bin/g++ ]; then compilers=(-DCMAKE_CXX_COMPILER=/usr/bin/g++ -DCMAKE_CUDA_HOST_COMPILER=/usr/bin/g++); fi
 start=$SECONDS
@@ -28,7 +32,7 @@ echo "build: $((SECONDS - start)) s"
 if [ $mode = source ]; then
   timeout 400 ncu --clock-control none --kernel-name "regex:$kernel" --launch-count 1 --import-source yes \
     --section SourceCounters --section WarpStateStats --section SpeedOfLight -f -o "$out/source" \
-    python3 bench/cuda_kernel_counters.py $build/libpixelfly.so >"$out/source.log" 2>&1
+    python3 bench/cuda_kernel_counters.py $build/libpixelfly.so "$launches" >"$out/source.log" 2>&1
   echo "ncu rc=$?"
   ncu --import "$out/source.ncu-rep" --page source --csv --print-source sass >"$out/source-sass.csv" 2>&1
   python3 scripts/ncu_source_summary.py "$out/source-sass.csv"
