@@ -122,9 +122,9 @@ struct LineConfig {
 // - kLowRank (GradientLowRank, pieces that cover each row of dY once): PixelflyLinear's two
 //   products against its low-rank factors from the same stages of dY, dY^T [a | 1] (a = x v: its
 //   64 x 32 box after X's in the B stage, the ones from a constant region) and dY u (u's rows of
-//   the piece held for the whole pass; dY's box as a K-major A: 64 tokens by the warpgroup's 64
-//   features, each stage's sums over the piece's rows exchanged between the warpgroups and added
-//   into a float32 tokens x 32 buffer).
+//   the piece held for the whole pass; dY's two boxes as a K-major A: 64 tokens by the piece's 128
+//   features, the warpgroups taking the stages in turn, each adding its stages' sums into a
+//   float32 tokens x 32 buffer).
 // Either adds 20-36 accumulators per consumer thread, more than a block of 288 threads may give
 // each at kN = 256 (168 registers: ptxas spilled), so the producer is then a whole warpgroup (one
 // warp producing) that hands registers to the consumers (setmaxnreg, 56 / 224, as the wide line
@@ -154,12 +154,9 @@ struct GradientConfig {
   static_assert(kConsumerRegisters * kConsumers + kProducerRegisters * 128 <= 65536, "the register file");
   static constexpr int kStages = 4;
   // kLowRank, beside the ring: u's rows of the piece (128 x 32, 64-byte swizzle), the ones (a
-  // 64 x 32 box of them), the two warpgroups' exchange of dY u (two steps' worth: 2 x 256 threads
-  // x 8 floats), u's barrier.
+  // 64 x 32 box of them), u's barrier.
   static constexpr int kUBytes = kTile * kFoldRankColumns * 2;
-  static constexpr int kOnesOffset = kUBytes, kExchangeOffset = kOnesOffset + kFoldBoxBytes;
-  static constexpr int kExchangeBytes = 2 * kConsumers * 8 * 4;
-  static constexpr int kUBarrierOffset = kExchangeOffset + kExchangeBytes;
+  static constexpr int kOnesOffset = kUBytes, kUBarrierOffset = kOnesOffset + kFoldBoxBytes;
   static constexpr int kExtraBytes = kLowRank ? kUBarrierOffset + 16 : 0;
   static constexpr size_t kShared = shared_bytes(kStages, kABytes + kBBytes, kExtraBytes);
   static_assert(kShared <= 227 * 1024, "more shared memory than a multiprocessor has");
@@ -255,6 +252,35 @@ __device__ __forceinline__ void consume(float (&d)[kProducts][kAccumulators], co
 #pragma unroll
   for (int s = 0; s < kProducts; ++s) fence_accumulators(d[s]);
   if (steps > 0) barrier_arrive(ring.empty_bar(first + steps - 1));
+}
+
+// consume (from step 0), two steps at a time: issue(parity, step, i) and after_step(parity, step)
+// take the step's parity as a compile-time constant (std::integral_constant), so that what
+// differs between even and odd steps needs no branch around wgmma (behind one ptxas serialises
+// every product of the kernel, its C7520 note). last() runs after the last step, before the wait
+// for every product and the last stage's release: it may issue and commit more products.
+template <int kGroups, int kProducts, int kAccumulators, typename Ring, typename Issue, typename Hook, typename Last>
+__device__ __forceinline__ void consume_in_pairs(float (&d)[kProducts][kAccumulators], const Ring& ring,
+                                                 uint32_t steps, Issue&& issue, Hook&& after_step, Last&& last) {
+  auto one = [&](auto parity, uint32_t i) {
+    barrier_wait(ring.full_bar(i), ring.phase(i));
+    issue(parity, i, i);
+    wgmma_commit();
+    wgmma_wait<kGroups>();  // the previous stage's products are done
+    if (i > 0) barrier_arrive(ring.empty_bar(i - 1));
+    after_step(parity, i);
+  };
+  uint32_t i = 0;
+  for (; i + 1 < steps; i += 2) {
+    one(std::integral_constant<int, 0>{}, i);
+    one(std::integral_constant<int, 1>{}, i + 1);
+  }
+  if (i < steps) one(std::integral_constant<int, 0>{}, i);
+  last();
+  wgmma_wait<0>();
+#pragma unroll
+  for (int s = 0; s < kProducts; ++s) fence_accumulators(d[s]);
+  if (steps > 0) barrier_arrive(ring.empty_bar(steps - 1));
 }
 
 // Row (within its warpgroup's 64 x 128 product) and column of this thread's accumulators
@@ -812,7 +838,7 @@ __global__ void __launch_bounds__(GradientConfig<kN, kExtra>::kThreads, kGradien
   constexpr int kProductGroups = G::kProductWidth / 8;    // a product's groups of 8 columns
   extern __shared__ unsigned char smem_raw[];
   const auto ring = make_ring<G::kStages, G::kABytes, G::kBBytes>(smem_raw, G::kExtraBytes);
-  const uint32_t u_rows = ring.extra, ones = ring.extra + G::kOnesOffset, exchange = ring.extra + G::kExchangeOffset,
+  const uint32_t u_rows = ring.extra, ones = ring.extra + G::kOnesOffset,
                  u_bar = ring.extra + G::kUBarrierOffset;  // kLowRank
   if constexpr (kLowRank) {
     if (threadIdx.x == 0) {
@@ -843,10 +869,12 @@ __global__ void __launch_bounds__(GradientConfig<kN, kExtra>::kThreads, kGradien
     // boxes) and kN X columns.
     // With a fold or the low-rank products, the last active lane copies a's box, after dY's rows
     // in the A stage (fold) or after X's in the B stage (low-rank); u's rows of the piece come
-    // once, before the first stage.
+    // once, before the first stage. With the low-rank products both of dY's boxes come, a last row
+    // group's features past the matrix as zeros (TMA's fill), since dY u sums over all 128 rows.
     constexpr bool kABox = kFold || kLowRank;
     static_assert(kTile / 64 + kN / K::C + 1 <= 32, "a piece's boxes must fit one per lane");
-    const int dy_boxes = (m_end + 63) / 64, x_boxes = (n_end + K::C - 1) / K::C, boxes = dy_boxes + x_boxes;
+    const int dy_boxes = kLowRank ? kTile / 64 : (m_end + 63) / 64, x_boxes = (n_end + K::C - 1) / K::C;
+    const int boxes = dy_boxes + x_boxes;
     const bool active = lane < boxes + (kABox ? 1 : 0), dy = lane < dy_boxes, a_box = kABox && lane == boxes;
     const int n = (lane - dy_boxes) * K::C;  // the X box's first column within the piece
     const int col = !active || a_box ? 0
@@ -900,41 +928,34 @@ __global__ void __launch_bounds__(GradientConfig<kN, kExtra>::kThreads, kGradien
     device::named_barrier<1, kConsumers>();
     if (steps > 0) barrier_wait(u_bar, 0);
   }
-  // Adds f, dY u of step s's tokens, into dy_u_sums once per piece: each warpgroup sends the
-  // other the columns that one adds (warpgroup w adds columns 16 w .. 16 w + 15, its j = 2 w and
-  // 2 w + 1), through a slot per step parity (a slot is written again two steps later, after
-  // every thread has passed the barrier of the step between); each lane pair then adds four
-  // columns of one row with one 16-byte reduction. A warpgroup whose dY box the piece did not
-  // load (a last row group of at most 64 features) adds nothing.
-  auto add_dy_u = [&](uint32_t s) {
-    const bool loaded = warpgroup * 64 < m_end;
-    const uint32_t slot = exchange + (s & 1u) * (kConsumers * 32);
-    float send[8], keep[8];
-#pragma unroll
-    for (int k = 0; k < 8; ++k) {
-      send[k] = loaded ? (warpgroup == 0 ? f[8 + k] : f[k]) : 0.0f;
-      keep[k] = loaded ? (warpgroup == 0 ? f[k] : f[8 + k]) : 0.0f;
-    }
-    device::store_shared_float4(slot + tid * 32, make_float4(send[0], send[1], send[2], send[3]));
-    device::store_shared_float4(slot + tid * 32 + 16, make_float4(send[4], send[5], send[6], send[7]));
-    device::named_barrier<2, kConsumers>();
-    const uint32_t partner = slot + (tid ^ 128) * 32;  // the same thread of the other warpgroup
-    const float4 p0 = device::load_shared_float4(partner), p1 = device::load_shared_float4(partner + 16);
-    const float v[8] = {keep[0] + p0.x, keep[1] + p0.y, keep[2] + p0.z, keep[3] + p0.w,
-                        keep[4] + p1.x, keep[5] + p1.y, keep[6] + p1.z, keep[7] + p1.w};
+  // kLowRank: dY u is computed on even steps, two steps' at once: on step s warpgroup 0 computes
+  // f, dY u of step s's 64 tokens over all 128 rows of the piece, and warpgroup 1 that of step
+  // s - 1 (whose stage it still holds; on step 0 step 0's, adding nothing); each adds its f into
+  // dy_u_sums on the odd step after, and after the last step warpgroup 1 computes the last step's
+  // if that was odd. The warpgroups need not meet: through shared memory, with a barrier of both
+  // each step, the consumer warps' chain between two steps held the products (docs/perf.md
+  // version 37). They differ only in the stage they read, and whether to add is a predicate on
+  // the reductions: no branch on either surrounds a product (ptxas would serialise every product
+  // of the kernel behind one, its C7520 note) or the shuffles.
+  auto dy_u_step = [&](uint32_t s) { return warpgroup == 1 && s > 0 ? s - 1 : s; };
+  // Adds f, dY u of step s, into dy_u_sums where `adds`: each lane pair adds four columns of one
+  // row with one 16-byte reduction (the shuffles first, all eight independent).
+  auto add_dy_u = [&](uint32_t s, bool adds) {
     const bool odd = (lane & 1) != 0;
-    const int64_t token = token_begin + static_cast<int64_t>(s) * kStep + accumulator_row(warp, lane, odd ? 1 : 0);
+    float4 q[4];
 #pragma unroll
-    for (int jj = 0; jj < 2; ++jj) {
-      // v[4 jj + 2 h + e]: row h, column 8 (2 w + jj) + 2 (lane % 4) + e. The even lane adds row
-      // 0's four columns (its own two and its partner's), the odd lane row 1's.
-      const float y0 = __shfl_xor_sync(0xffffffffu, odd ? v[4 * jj] : v[4 * jj + 2], 1);
-      const float y1 = __shfl_xor_sync(0xffffffffu, odd ? v[4 * jj + 1] : v[4 * jj + 3], 1);
-      const float4 q = odd ? make_float4(y0, y1, v[4 * jj + 2], v[4 * jj + 3])
-                           : make_float4(v[4 * jj], v[4 * jj + 1], y0, y1);
-      const int column = 8 * (2 * warpgroup + jj) + 2 * ((lane % 4) & ~1);
-      if (token < token_end) device::add4_global(out.dy_u_sums + token * kFoldRankColumns + column, q);
+    for (int j = 0; j < 4; ++j) {
+      // f[4 j + 2 h + e]: row h, column 8 j + 2 (lane % 4) + e. The even lane adds row 0's four
+      // columns (its own two and its partner's), the odd lane row 1's.
+      const float y0 = __shfl_xor_sync(0xffffffffu, odd ? f[4 * j] : f[4 * j + 2], 1);
+      const float y1 = __shfl_xor_sync(0xffffffffu, odd ? f[4 * j + 1] : f[4 * j + 3], 1);
+      q[j] = odd ? make_float4(y0, y1, f[4 * j + 2], f[4 * j + 3]) : make_float4(f[4 * j], f[4 * j + 1], y0, y1);
     }
+    const int64_t token = token_begin + static_cast<int64_t>(s) * kStep + accumulator_row(warp, lane, odd ? 1 : 0);
+    if (!adds || token >= token_end) return;
+    float* const row = out.dy_u_sums + token * kFoldRankColumns + 2 * ((lane % 4) & ~1);
+#pragma unroll
+    for (int j = 0; j < 4; ++j) device::add4_global(row + 8 * j, q[j]);
   };
   // One step's products: dY^T X into d, and the fold's or dY^T [a | 1] (kLowRank).
   auto issue = [&](uint32_t step, uint32_t i) {
@@ -968,33 +989,49 @@ __global__ void __launch_bounds__(GradientConfig<kN, kExtra>::kThreads, kGradien
       }
     }
   };
-  // kLowRank: dY u of a step, A the warpgroup's dY box K-major (64 tokens by its 64 features), B
-  // u's rows of those features (N-major, 64-byte swizzle).
+  // kLowRank: dY u of a step, A dY's two boxes K-major (64 tokens by 64 features each), B u's rows
+  // of those features (N-major, 64-byte swizzle).
   auto issue_dy_u = [&](uint32_t i) {
-    const uint32_t a = ring.a_stage(i) + warpgroup_rows;
     wgmma_fence();
 #pragma unroll
-    for (int ks = 0; ks < 4; ++ks) {
-      mma_64xNx16<T, 0, 1>(f, descriptor(a + ks * 32, 16, 1024, 1),
-                           descriptor(u_rows + (warpgroup * 64 + ks * 16) * 64, G::kUBytes, 512, 2), ks > 0);
-    }
+    for (int box = 0; box < kTile / 64; ++box)
+#pragma unroll
+      for (int ks = 0; ks < 4; ++ks) {
+        mma_64xNx16<T, 0, 1>(f, descriptor(ring.a_stage(i) + box * kDyBoxBytes + ks * 32, 16, 1024, 1),
+                             descriptor(u_rows + (box * 64 + ks * 16) * 64, G::kUBytes, 512, 2), box > 0 || ks > 0);
+      }
   };
   if constexpr (kLowRank) {
-    // Each step's dY u first, in a group of its own, then the step's other products: once dY u is
-    // done (wait 1, which also means the step before's products are), it is added while the
-    // others run. (Read after waiting for every product, the tensor cores idled while the
-    // reductions were issued, and the kernel took 1.5x as long.)
-    consume<1>(
-        d, ring, 0, static_cast<uint32_t>(steps),
-        [&](uint32_t step, uint32_t i) {
-          issue_dy_u(i);
-          wgmma_commit();
+    // On even steps dY u first (dy_u_step), in a group of its own, then the step's other products;
+    // on the odd step after, once its own products are issued, dY u is added while they run.
+    // (Read after waiting for every product, the tensor cores idled while the reductions were
+    // issued, and the kernel took 1.5x as long.)
+    const uint32_t last_step = steps > 0 ? static_cast<uint32_t>(steps) - 1 : 0;
+    const bool odd_steps = steps % 2 == 1;
+    consume_in_pairs<1>(
+        d, ring, static_cast<uint32_t>(steps),
+        [&](auto parity, uint32_t step, uint32_t i) {
+          if constexpr (decltype(parity)::value == 0) {
+            issue_dy_u(dy_u_step(step));
+            wgmma_commit();
+          }
           issue(step, i);
         },
-        [&](uint32_t step) {
+        [&](auto parity, uint32_t step) {
+          if constexpr (decltype(parity)::value == 1) {
+            fence_accumulators(f);
+            add_dy_u(dy_u_step(step - 1), warpgroup == 0 || step > 1);
+          }
+        },
+        [&] {
+          // The last even step's f where no odd step followed it, then the last odd step's.
           fence_accumulators(f);
-          add_dy_u(step);
+          add_dy_u(dy_u_step(last_step), odd_steps && (warpgroup == 0 || last_step > 0));
+          issue_dy_u(last_step);
+          wgmma_commit();
         });
+    fence_accumulators(f);
+    add_dy_u(last_step, warpgroup == 1 && steps > 0 && !odd_steps);
   } else {
     consume<1>(d, ring, 0, static_cast<uint32_t>(steps), [&](uint32_t step, uint32_t i) { issue(step, i); });
   }
