@@ -855,6 +855,14 @@ __global__ void __launch_bounds__(GradientConfig<kN, kExtra>::kThreads, kGradien
   const int64_t token_begin = static_cast<int64_t>(blockIdx.y) * tokens_per_split;
   const int64_t token_end = token_begin + tokens_per_split < tokens ? token_begin + tokens_per_split : tokens;
   const int64_t steps = token_end > token_begin ? (token_end - token_begin + kStep - 1) / kStep : 0;
+  // kLowRank: the pieces of one token split take its steps from different starts (piece p from
+  // step p % 8), so that their dY u reductions of a step do not all reach the same rows of
+  // dy_u_sums at once; X's rows of eight steps stay in L2 for the pieces that read them later.
+  const uint32_t first_step = kLowRank && steps > 0 ? (blockIdx.x % 8u) % static_cast<uint32_t>(steps) : 0u;
+  auto token_step = [&](uint32_t i) {  // the step (of the split's tokens) that ring step i holds
+    const uint32_t t = i + first_step;
+    return t < static_cast<uint32_t>(steps) ? t : t - static_cast<uint32_t>(steps);
+  };
   const int m_end = static_cast<int>(rows * B), n_end = static_cast<int>(cols * B);
   const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
 
@@ -896,7 +904,7 @@ __global__ void __launch_bounds__(GradientConfig<kN, kExtra>::kThreads, kGradien
       const uint32_t bar = ring.full_bar(i);
       if (lane == 0) barrier_arrive_expect(bar, bytes);
       __syncwarp();
-      const int token = static_cast<int>(token_begin + i * kStep);
+      const int token = static_cast<int>(token_begin + token_step(i) * kStep);
       if (active) tma_load((to_a ? ring.a_stage(i) : ring.b_stage(i)) + offset, map, col, token, bar);
     });
     if (out.cluster > 1) {  // the consumers' two cluster barriers count every thread
@@ -951,7 +959,8 @@ __global__ void __launch_bounds__(GradientConfig<kN, kExtra>::kThreads, kGradien
       const float y1 = __shfl_xor_sync(0xffffffffu, odd ? f[4 * j + 1] : f[4 * j + 3], 1);
       q[j] = odd ? make_float4(y0, y1, f[4 * j + 2], f[4 * j + 3]) : make_float4(f[4 * j], f[4 * j + 1], y0, y1);
     }
-    const int64_t token = token_begin + static_cast<int64_t>(s) * kStep + accumulator_row(warp, lane, odd ? 1 : 0);
+    const int64_t token =
+        token_begin + static_cast<int64_t>(token_step(s)) * kStep + accumulator_row(warp, lane, odd ? 1 : 0);
     if (!adds || token >= token_end) return;
     float* const row = out.dy_u_sums + token * kFoldRankColumns + 2 * ((lane % 4) & ~1);
 #pragma unroll
