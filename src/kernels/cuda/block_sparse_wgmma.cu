@@ -856,9 +856,11 @@ __global__ void __launch_bounds__(GradientConfig<kN, kExtra>::kThreads, kGradien
   const int64_t token_end = token_begin + tokens_per_split < tokens ? token_begin + tokens_per_split : tokens;
   const int64_t steps = token_end > token_begin ? (token_end - token_begin + kStep - 1) / kStep : 0;
   // kLowRank: the pieces of one token split take its steps from different starts (piece p from
-  // step p % 8), so that their dY u reductions of a step do not all reach the same rows of
-  // dy_u_sums at once; X's rows of eight steps stay in L2 for the pieces that read them later.
-  const uint32_t first_step = kLowRank && steps > 0 ? (blockIdx.x % 8u) % static_cast<uint32_t>(steps) : 0u;
+  // step p, modulo the steps), so that no two of them add their dY u reductions into the same
+  // rows of dy_u_sums at once (starts p mod 8 measured 2-3 us slower at Mixer-B fc1's 24 pieces,
+  // docs/perf.md version 38); X's rows of as many steps as there are pieces (24-32 at the paper's
+  // fc1 shapes, 2-3 MB) stay in L2 for the pieces that read them later.
+  const uint32_t first_step = kLowRank && steps > 0 ? blockIdx.x % static_cast<uint32_t>(steps) : 0u;
   auto token_step = [&](uint32_t i) {  // the step (of the split's tokens) that ring step i holds
     const uint32_t t = i + first_step;
     return t < static_cast<uint32_t>(steps) ? t : t - static_cast<uint32_t>(steps);
