@@ -18,6 +18,9 @@
 #include <utility>
 #include <vector>
 
+#if defined(PIXELFLY_TORCH_HAS_CUDA)
+#include "kernels/cuda/block_sparse_cuda.h"
+#endif
 #include "pixelfly/ops/block_sparse_ops.h"
 #include "pixelfly/ops/pixelfly_linear_ops.h"
 #include "pixelfly/pattern/flat_butterfly.h"
@@ -679,6 +682,37 @@ TEST(BlockSparseOpsCuda, MixedOperatorsWithTheLowRankTermInAndBesideTheRing) {
     }
   }
 }
+
+#if defined(PIXELFLY_TORCH_HAS_CUDA)
+// The rounding pass that ends the kernels summing in float32 across blocks
+// (kernels::cuda::round_to_storage) against LibTorch's rounding, element for element: four at a
+// time where both ends are aligned for it (a count that is not a multiple of four leaves a tail
+// of single elements), one at a time where either is not, the output poisoned first; both 16-bit
+// types; more elements than one step of the grid covers.
+TEST(BlockSparseOpsCuda, RoundToStorageMatchesTorchRounding) {
+  SKIP_WITHOUT_CUDA();
+  torch::manual_seed(45);
+  const at::Tensor sums = at::randn({3 * 1024 * 1024 + 7}, at::TensorOptions(at::kCUDA)) * 1000;
+  struct Case {
+    int64_t elements, in_offset, out_offset;
+  };
+  const Case cases[] = {{803 * 1024, 0, 0}, {3 * 1024 * 1024 + 3, 0, 0}, {1001, 1, 0}, {4096, 0, 1}, {5, 0, 0}};
+  for (at::ScalarType dtype : {at::kBFloat16, at::kHalf}) {
+    for (const Case& c : cases) {
+      const at::Tensor in = sums.narrow(0, c.in_offset, c.elements);
+      at::Tensor out = at::full({c.elements + 1}, NAN, at::TensorOptions(at::kCUDA).dtype(dtype));
+      const auto kind = dtype == at::kBFloat16 ? kernels::cuda::ScalarKind::BFloat16 : kernels::cuda::ScalarKind::Float16;
+      ASSERT_EQ(kernels::cuda::round_to_storage(kind, in.data_ptr<float>(), out.narrow(0, c.out_offset, c.elements).data_ptr(),
+                                                c.elements, at::cuda::getCurrentCUDAStream()),
+                cudaSuccess);
+      const std::string where = std::string(" ") + c10::toString(dtype) + " elements " + std::to_string(c.elements) +
+                                " offsets " + std::to_string(c.in_offset) + ", " + std::to_string(c.out_offset);
+      EXPECT_TRUE(out.narrow(0, c.out_offset, c.elements).to(at::kFloat).equal(in.to(dtype).to(at::kFloat))) << where;
+      EXPECT_TRUE(out.narrow(0, c.out_offset == 0 ? c.elements : 0, 1).isnan().item<bool>()) << "past the end" << where;
+    }
+  }
+}
+#endif
 
 #if defined(PIXELFLY_TORCH_HAS_CUDA)
 // The weight gradient over token counts that split its reduction over blocks. On an H200 (132
