@@ -176,7 +176,7 @@ cudaError_t dispatch(int which, const DeviceLayout& layout, ScalarKind kind, int
 
 // float32 -> the 16-bit storage type: four elements per thread and step (a 16-byte load, an
 // 8-byte store) over the first 4 * quads, then one at a time over the rest. With one element per
-// step and a grid of four blocks per multiprocessor it took 4 us for Mixer-B fc1's 3.2 MB of dy u
+// step and a grid of four blocks per multiprocessor it took 3-4 us for Mixer-B fc1's 3.2 MB of dy u
 // sums, on the layer's critical path (docs/perf.md, version 38).
 template <typename T>
 __global__ void round_kernel(const float* __restrict__ in, T* __restrict__ out, int64_t n, int64_t quads) {
@@ -185,8 +185,7 @@ __global__ void round_kernel(const float* __restrict__ in, T* __restrict__ out, 
   const float4* in4 = reinterpret_cast<const float4*>(in);
   uint2* out4 = reinterpret_cast<uint2*>(out);
   for (int64_t i = first; i < quads; i += stride) {
-    const float4 v = in4[i];
-    out4[i] = make_uint2(device::pack2<T>(v.x, v.y), device::pack2<T>(v.z, v.w));
+    out4[i] = device::pack4<T>(in4[i]);
   }
   for (int64_t i = 4 * quads + first; i < n; i += stride) out[i] = from_float<T>(in[i]);
 }

@@ -155,6 +155,17 @@ __device__ __forceinline__ float2 unpack2<__half>(uint32_t v) {
   return __half22float2(*reinterpret_cast<const __half2*>(&v));
 }
 
+// Four 16-bit values packed in 8 bytes, and back.
+template <typename T>
+__device__ __forceinline__ float4 unpack4(uint2 v) {
+  const float2 lo = unpack2<T>(v.x), hi = unpack2<T>(v.y);
+  return make_float4(lo.x, lo.y, hi.x, hi.y);
+}
+template <typename T>
+__device__ __forceinline__ uint2 pack4(float4 v) {
+  return make_uint2(pack2<T>(v.x, v.y), pack2<T>(v.z, v.w));
+}
+
 // ----- thread-block clusters (sm_90) ---------------------------------------------------------
 // Every thread of every block of the cluster waits here; shared-memory writes before it are
 // visible to every thread of the cluster after it. All the threads of a warp call it together.

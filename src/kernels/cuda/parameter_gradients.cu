@@ -40,17 +40,6 @@ __device__ __forceinline__ float block_sum(float value, float* shared) {
   return sum;
 }
 
-// Four 16-bit values packed in 8 bytes, and back.
-template <typename T>
-__device__ __forceinline__ float4 unpack4(uint2 v) {
-  const float2 lo = device::unpack2<T>(v.x), hi = device::unpack2<T>(v.y);
-  return make_float4(lo.x, lo.y, hi.x, hi.y);
-}
-template <typename T>
-__device__ __forceinline__ uint2 pack4(float4 v) {
-  return make_uint2(device::pack2<T>(v.x, v.y), device::pack2<T>(v.z, v.w));
-}
-
 // scratch: one sum per block, then the arrival counter (zero before the launch).
 template <typename T>
 __global__ void __launch_bounds__(kThreads) finish_kernel(ParameterGradients p, float* __restrict__ scratch) {
@@ -69,8 +58,8 @@ __global__ void __launch_bounds__(kThreads) finish_kernel(ParameterGradients p, 
   const uint2* values4 = reinterpret_cast<const uint2*>(values);
   uint2* grad_values4 = reinterpret_cast<uint2*>(grad_values);
   for (int64_t i = first; i < p.weight_elements / 4; i += stride) {
-    const float4 sum = sums4[i], w = unpack4<T>(values4[i]);
-    grad_values4[i] = pack4<T>(make_float4(g * sum.x, g * sum.y, g * sum.z, g * sum.w));
+    const float4 sum = sums4[i], w = device::unpack4<T>(values4[i]);
+    grad_values4[i] = device::pack4<T>(make_float4(g * sum.x, g * sum.y, g * sum.z, g * sum.w));
     dot += sum.x * w.x + sum.y * w.y + sum.z * w.z + sum.w * w.w;
   }
   for (int64_t i = first; i < p.out_features * p.rank; i += stride) {
