@@ -712,9 +712,7 @@ TEST(BlockSparseOpsCuda, RoundToStorageMatchesTorchRounding) {
     }
   }
 }
-#endif
 
-#if defined(PIXELFLY_TORCH_HAS_CUDA)
 // The weight gradient over token counts that split its reduction over blocks. On an H200 (132
 // multiprocessors; 30 clusters of 4 blocks, 22 of 5 and 15 of 7 at once) the splits of each
 // piece run as one thread-block cluster, summed in shared memory and stored once, in the first,
