@@ -123,8 +123,8 @@ struct LineConfig {
 //   products against its low-rank factors from the same stages of dY, dY^T [a | 1] (a = x v: its
 //   64 x 32 box after X's in the B stage, the ones from a constant region) and dY u (u's rows of
 //   the piece held for the whole pass; dY's two boxes as a K-major A: 64 tokens by the piece's 128
-//   features, the warpgroups taking the stages in turn, each adding its stages' sums into a
-//   float32 tokens x 32 buffer).
+//   features, the warpgroups taking the stages in turn, each warp adding its 16 x 32 sums of a
+//   stage into a float32 tokens x 32 buffer by one tensor reduction from shared memory).
 // Either adds 20-36 accumulators per consumer thread, more than a block of 288 threads may give
 // each at kN = 256 (168 registers: ptxas spilled), so the producer is then a whole warpgroup (one
 // warp producing) that hands registers to the consumers (setmaxnreg, 56 / 224, as the wide line
@@ -133,6 +133,7 @@ constexpr int kGradientBlocksPerSM = 1;
 constexpr int kFoldRankColumns = 32;  // a's columns in a stage (zeros past the rank)
 static_assert(kFoldRankColumns == kMaxGradientFoldRank, "the fold's box holds the largest rank");
 constexpr int kFoldBoxBytes = kStep * kFoldRankColumns * 2;
+constexpr int kDyUWarpBytes = 16 * kFoldRankColumns * 4;  // kLowRank: a warp's 16 rows of a step's dY u
 enum class GradientExtra { kNone, kFold, kLowRank };
 template <int kN, GradientExtra kExtra>
 struct GradientConfig {
@@ -154,10 +155,13 @@ struct GradientConfig {
   static_assert(kConsumerRegisters * kConsumers + kProducerRegisters * 128 <= 65536, "the register file");
   static constexpr int kStages = 4;
   // kLowRank, beside the ring: u's rows of the piece (128 x 32, 64-byte swizzle), the ones (a
-  // 64 x 32 box of them), u's barrier.
+  // 64 x 32 box of them), u's barrier, and two buffers per warpgroup for a step's dY u (64 tokens
+  // x 32 float32 columns, 128-byte swizzled as the tensor reduction into dy_u_sums reads them).
   static constexpr int kUBytes = kTile * kFoldRankColumns * 2;
   static constexpr int kOnesOffset = kUBytes, kUBarrierOffset = kOnesOffset + kFoldBoxBytes;
-  static constexpr int kExtraBytes = kLowRank ? kUBarrierOffset + 16 : 0;
+  static constexpr int kDyUBufferBytes = kStep * kFoldRankColumns * 4;  // its four warps' 16 rows
+  static constexpr int kDyUBuffersOffset = (kUBarrierOffset + 16 + kAlign - 1) / kAlign * kAlign;
+  static constexpr int kExtraBytes = kLowRank ? kDyUBuffersOffset + 4 * kDyUBufferBytes : 0;
   static constexpr size_t kShared = shared_bytes(kStages, kABytes + kBBytes, kExtraBytes);
   static_assert(kShared <= 227 * 1024, "more shared memory than a multiprocessor has");
 };
@@ -804,7 +808,8 @@ __global__ void __launch_bounds__(LineConfig<kWidth>::kThreads, kLineBlocksPerSM
 // `product` for the piece's rows and dY u into `dy_u_sums` (GradientConfig).
 // Maps: dy_map (tokens x out, boxes 64 x 64, 128-byte swizzle), x_map (tokens x in, boxes 64 x
 // C), a_map (kFold, kLowRank: tokens x rank, boxes 64 x 32, 64-byte swizzle, zeros past the
-// rank), u_map (kLowRank: out x rank, boxes 128 x 32, 64-byte swizzle, zeros past the rank).
+// rank), u_map (kLowRank: out x rank, boxes 128 x 32, 64-byte swizzle, zeros past the rank),
+// dy_u_map (kLowRank: dy_u_sums, float32 tokens x 32, boxes 16 x 32, 128-byte swizzle).
 struct GradientOut {
   float* sums = nullptr;   // float32, nnz * b * b: added into (cluster 0) or stored (values null)
   void* values = nullptr;  // the storage type, nnz * b * b, stored (cluster > 0)
@@ -824,7 +829,8 @@ template <typename T, int B, int kN, GradientExtra kExtra>
 __global__ void __launch_bounds__(GradientConfig<kN, kExtra>::kThreads, kGradientBlocksPerSM)
     gradient_kernel(const __grid_constant__ CUtensorMap dy_map, const __grid_constant__ CUtensorMap x_map,
                     const __grid_constant__ CUtensorMap a_map, const __grid_constant__ CUtensorMap u_map,
-                    DeviceLayout layout, int64_t tokens, int64_t tokens_per_split, GradientOut out) {
+                    const __grid_constant__ CUtensorMap dy_u_map, DeviceLayout layout, int64_t tokens,
+                    int64_t tokens_per_split, GradientOut out) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   using K = Chunking<B>;
   using G = GradientConfig<kN, kExtra>;
@@ -944,29 +950,44 @@ __global__ void __launch_bounds__(GradientConfig<kN, kExtra>::kThreads, kGradien
   // dy_u_sums on the odd step after, and after the last step warpgroup 1 computes the last step's
   // if that was odd. The warpgroups need not meet: through shared memory, with a barrier of both
   // each step, the consumer warps' chain between two steps held the products (docs/perf.md
-  // version 37). They differ only in the stage they read, and whether to add is a predicate on
-  // the reductions: no branch on either surrounds a product (ptxas would serialise every product
-  // of the kernel behind one, its C7520 note) or the shuffles.
+  // version 37). They differ only in the stage they read, and whether to add is a branch around
+  // the add alone, the same for the whole warpgroup: no branch on either surrounds a product
+  // (ptxas would serialise every product of the kernel behind one, its C7520 note).
   auto dy_u_step = [&](uint32_t s) { return warpgroup == 1 && s > 0 ? s - 1 : s; };
-  // Adds f, dY u of step s, into dy_u_sums where `adds`: each lane pair adds four columns of one
-  // row with one 16-byte reduction (the shuffles first, all eight independent).
+  // Adds f, dY u of step s, into dy_u_sums where `adds` (the same for the whole warpgroup): each
+  // warp's 16 x 32 sums go to its rows of one of the warpgroup's two buffers and on to L2 as one
+  // tensor reduction (the map drops rows past the tokens; a split's steps end at its tokens' end
+  // but for the last split's), issued by the warp's first lane once the warp's stores are in.
+  // Before the stores that lane waits until its reductions so far have read their buffers (the
+  // one of the add before, the other buffer, is all that can be in flight). (512 16-byte
+  // reductions per add from the threads themselves took 17-18 us of the kernel at Mixer-B fc1,
+  // docs/perf.md version 37.)
+  uint32_t dy_u_adds = 0;
   auto add_dy_u = [&](uint32_t s, bool adds) {
-    const bool odd = (lane & 1) != 0;
-    float4 q[4];
+    if (!adds) return;
+    const uint32_t rows = ring.extra + G::kDyUBuffersOffset +
+                          (2 * warpgroup + (dy_u_adds & 1u)) * G::kDyUBufferBytes + (warp % 4) * kDyUWarpBytes;
+    ++dy_u_adds;
+    if (lane == 0) device::tma_store_wait_read();
+    __syncwarp();
 #pragma unroll
-    for (int j = 0; j < 4; ++j) {
-      // f[4 j + 2 h + e]: row h, column 8 j + 2 (lane % 4) + e. The even lane adds row 0's four
-      // columns (its own two and its partner's), the odd lane row 1's.
-      const float y0 = __shfl_xor_sync(0xffffffffu, odd ? f[4 * j] : f[4 * j + 2], 1);
-      const float y1 = __shfl_xor_sync(0xffffffffu, odd ? f[4 * j + 1] : f[4 * j + 3], 1);
-      q[j] = odd ? make_float4(y0, y1, f[4 * j + 2], f[4 * j + 3]) : make_float4(f[4 * j], f[4 * j + 1], y0, y1);
+    for (int h = 0; h < 2; ++h) {
+      const int row = lane / 4 + 8 * h;  // of the warp's 16 (accumulator_row less the warp's first)
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        // f[4 j + 2 h + e]: column 8 j + 2 (lane % 4) + e, in 16-byte chunk 2 j + (lane % 4) / 2.
+        const int chunk = (2 * j + (lane % 4) / 2) ^ (row % 8);
+        device::store_shared_float2(rows + row * 128 + chunk * 16 + 8 * (lane % 2), f[4 * j + 2 * h],
+                                    f[4 * j + 2 * h + 1]);
+      }
     }
-    const int64_t token =
-        token_begin + static_cast<int64_t>(token_step(s)) * kStep + accumulator_row(warp, lane, odd ? 1 : 0);
-    if (!adds || token >= token_end) return;
-    float* const row = out.dy_u_sums + token * kFoldRankColumns + 2 * ((lane % 4) & ~1);
-#pragma unroll
-    for (int j = 0; j < 4; ++j) device::add4_global(row + 8 * j, q[j]);
+    device::fence_async_shared();
+    __syncwarp();
+    if (lane == 0) {
+      const int token = static_cast<int>(token_begin + token_step(s) * kStep) + accumulator_row(warp, 0, 0);
+      device::tma_reduce_add(&dy_u_map, 0, token, rows);
+      device::tma_store_commit();
+    }
   };
   // One step's products: dY^T X into d, and the fold's or dY^T [a | 1] (kLowRank).
   auto issue = [&](uint32_t step, uint32_t i) {
@@ -1043,6 +1064,7 @@ __global__ void __launch_bounds__(GradientConfig<kN, kExtra>::kThreads, kGradien
         });
     fence_accumulators(f);
     add_dy_u(last_step, warpgroup == 1 && steps > 0 && !odd_steps);
+    if (lane == 0) device::tma_store_wait_all();  // the buffers stay until their reductions are done
   } else {
     consume<1>(d, ring, 0, static_cast<uint32_t>(steps), [&](uint32_t step, uint32_t i) { issue(step, i); });
   }
@@ -1284,8 +1306,8 @@ GradientGrid gradient_grid(const DeviceLayout& layout, int64_t tokens) {
 template <auto kKernel>
 cudaError_t launch_gradient_kernel(const GradientGrid& g, int threads, size_t shared, const CUtensorMap& dy_map,
                                    const CUtensorMap& x_map, const CUtensorMap& a_map, const CUtensorMap& u_map,
-                                   const DeviceLayout& layout, int64_t tokens, const GradientOut& out,
-                                   cudaStream_t stream) {
+                                   const CUtensorMap& dy_u_map, const DeviceLayout& layout, int64_t tokens,
+                                   const GradientOut& out, cudaStream_t stream) {
   if (cudaError_t a = device::allow_shared_memory<kKernel>(shared); a != cudaSuccess) return a;
   cudaLaunchAttribute attribute{};
   attribute.id = cudaLaunchAttributeClusterDimension;
@@ -1299,7 +1321,8 @@ cudaError_t launch_gradient_kernel(const GradientGrid& g, int threads, size_t sh
   config.stream = stream;
   config.attrs = &attribute;
   config.numAttrs = g.cluster > 1 ? 1 : 0;
-  return cudaLaunchKernelEx(&config, kKernel, dy_map, x_map, a_map, u_map, layout, tokens, g.per_split, out);
+  return cudaLaunchKernelEx(&config, kKernel, dy_map, x_map, a_map, u_map, dy_u_map, layout, tokens, g.per_split,
+                            out);
 }
 
 template <typename T, int B, int kN>
@@ -1315,7 +1338,7 @@ cudaError_t launch_gradient_at_width(const DeviceLayout& layout, int64_t tokens,
     return cudaErrorInvalidValue;
   }
   constexpr bool bf16 = std::is_same_v<T, __nv_bfloat16>;
-  CUtensorMap dy_map{}, x_map{}, a_map{}, u_map{};
+  CUtensorMap dy_map{}, x_map{}, a_map{}, u_map{}, dy_u_map{};
   cudaError_t e =
       encode_tensor_map(&dy_map, dy, bf16, tokens, layout.out_features, layout.out_features, kStep, 64, 128);
   if (e == cudaSuccess) {
@@ -1331,6 +1354,10 @@ cudaError_t launch_gradient_at_width(const DeviceLayout& layout, int64_t tokens,
     e = encode_tensor_map(&u_map, low_rank->u, bf16, layout.out_features, rank, rank, kTile, kFoldRankColumns,
                           2 * kFoldRankColumns);
   }
+  if (e == cudaSuccess && low_rank != nullptr) {
+    e = encode_float32_tensor_map(&dy_u_map, low_rank->dy_u_sums, tokens, kFoldRankColumns, kFoldRankColumns, 16,
+                                  kFoldRankColumns, 128);
+  }
   if (e != cudaSuccess) return e;
   GradientOut out;
   out.sums = sums;
@@ -1341,7 +1368,7 @@ cudaError_t launch_gradient_at_width(const DeviceLayout& layout, int64_t tokens,
     out.v_sums = fold->v_sums;
     using G = GradientConfig<kN, GradientExtra::kFold>;
     return launch_gradient_kernel<gradient_kernel<T, B, kN, GradientExtra::kFold>>(
-        g, G::kThreads, G::kShared, dy_map, x_map, a_map, u_map, layout, tokens, out, stream);
+        g, G::kThreads, G::kShared, dy_map, x_map, a_map, u_map, dy_u_map, layout, tokens, out, stream);
   }
   if (low_rank != nullptr) {
     if constexpr (kN == kNarrowGradientPieceFeatures) {
@@ -1351,13 +1378,13 @@ cudaError_t launch_gradient_at_width(const DeviceLayout& layout, int64_t tokens,
       out.ones = low_rank->ones;
       using G = GradientConfig<kN, GradientExtra::kLowRank>;
       return launch_gradient_kernel<gradient_kernel<T, B, kN, GradientExtra::kLowRank>>(
-          g, G::kThreads, G::kShared, dy_map, x_map, a_map, u_map, layout, tokens, out, stream);
+          g, G::kThreads, G::kShared, dy_map, x_map, a_map, u_map, dy_u_map, layout, tokens, out, stream);
     }
     return cudaErrorInvalidValue;  // the low-rank products ride in narrow pieces only (shared memory)
   }
   using G = GradientConfig<kN, GradientExtra::kNone>;
   return launch_gradient_kernel<gradient_kernel<T, B, kN, GradientExtra::kNone>>(
-      g, G::kThreads, G::kShared, dy_map, x_map, a_map, u_map, layout, tokens, out, stream);
+      g, G::kThreads, G::kShared, dy_map, x_map, a_map, u_map, dy_u_map, layout, tokens, out, stream);
 }
 
 // The weight-gradient kernel of the layout's piece width (DeviceLayout, tile_schedule.h).

@@ -1,6 +1,6 @@
 // Small building blocks of the CUDA kernels: transaction barriers (mbarrier), tensor-memory-
-// accelerator copies (TMA), shared-memory addresses, thread-block clusters' barrier and
-// distributed shared memory, float <-> 16-bit conversions, and the host
+// accelerator copies, stores and reductions (TMA), shared-memory addresses, thread-block
+// clusters' barrier and distributed shared memory, float <-> 16-bit conversions, and the host
 // helpers that size launches for the current device. No __global__ functions here: a kernel
 // template instantiated in two translation units would be registered twice.
 #pragma once
@@ -63,12 +63,28 @@ __device__ __forceinline__ void tma_store(const void* map, int col, int row, uin
                "r"(col), "r"(row), "r"(src)
                : "memory");
 }
+// Adds a shared-memory box into the float32 map's matrix at (col, row), in L2, as one bulk
+// operation (rows and columns outside the matrix are dropped); a store group like tma_store's.
+__device__ __forceinline__ void tma_reduce_add(const void* map, int col, int row, uint32_t src) {
+  asm volatile("cp.reduce.async.bulk.tensor.2d.global.shared::cta.add.tile.bulk_group [%0, {%1, %2}], [%3];\n" ::"l"(
+                   reinterpret_cast<uint64_t>(map)),
+               "r"(col), "r"(row), "r"(src)
+               : "memory");
+}
+// dst[0 .. bytes / 4) += the float32 values at src, in L2, as one bulk operation (dst and src
+// 16-byte aligned, bytes a multiple of 16); a store group like tma_store's.
+__device__ __forceinline__ void bulk_reduce_add(float* dst, uint32_t src, uint32_t bytes) {
+  asm volatile("cp.reduce.async.bulk.global.shared::cta.bulk_group.add.f32 [%0], [%1], %2;\n" ::"l"(dst), "r"(src),
+               "r"(bytes)
+               : "memory");
+}
 __device__ __forceinline__ void tma_store_commit() { asm volatile("cp.async.bulk.commit_group;\n" ::: "memory"); }
-// Waits until this thread's committed stores have read their shared memory (it may be reused).
+// Waits until this thread's committed stores (and bulk reductions) have read their shared memory
+// (it may be reused).
 __device__ __forceinline__ void tma_store_wait_read() {
   asm volatile("cp.async.bulk.wait_group.read 0;\n" ::: "memory");
 }
-// Waits until this thread's committed stores have completed.
+// Waits until this thread's committed stores (and bulk reductions) have completed.
 __device__ __forceinline__ void tma_store_wait_all() { asm volatile("cp.async.bulk.wait_group 0;\n" ::: "memory"); }
 // Orders this thread's shared-memory writes before later async-proxy (TMA, wgmma) reads.
 __device__ __forceinline__ void fence_async_shared() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
@@ -190,6 +206,9 @@ __device__ __forceinline__ float4 load_cluster_float4(uint32_t local, uint32_t r
                : "memory");
   return v;
 }
+__device__ __forceinline__ void store_shared_float2(uint32_t address, float a, float b) {
+  asm volatile("st.shared.v2.f32 [%0], {%1, %2};\n" ::"r"(address), "f"(a), "f"(b) : "memory");
+}
 __device__ __forceinline__ void store_shared_float4(uint32_t address, float4 v) {
   asm volatile("st.shared.v4.f32 [%0], {%1, %2, %3, %4};\n" ::"r"(address), "f"(v.x), "f"(v.y), "f"(v.z), "f"(v.w)
                : "memory");
@@ -205,12 +224,6 @@ __device__ __forceinline__ float4 load_shared_float4(uint32_t address) {
 // half the atomic operations of two atomicAdds.
 __device__ __forceinline__ void add2_global(float* p, float a, float b) {
   asm volatile("red.global.add.v2.f32 [%0], {%1, %2};\n" ::"l"(p), "f"(a), "f"(b) : "memory");
-}
-
-// p[0..3] += v as one vector reduction in global memory (sm_90; p 16-byte aligned).
-__device__ __forceinline__ void add4_global(float* p, float4 v) {
-  asm volatile("red.global.add.v4.f32 [%0], {%1, %2, %3, %4};\n" ::"l"(p), "f"(v.x), "f"(v.y), "f"(v.z), "f"(v.w)
-               : "memory");
 }
 
 // A scalar in device memory stored as `kind`, as a float.

@@ -15,12 +15,15 @@
 // The grid is splits x groups blocks: a block owns one range of features (a split, as many
 // 64-feature chunks as its slots and rows of u fit in shared memory) and every groups-th token
 // tile. So each element of dy is read from memory once; dy u's partial sums over the splits meet
-// in a float32 buffer (16-byte vector reductions, then one small pass writes it in the storage
-// type; with one split the block writes it directly), and dy^T proj's partial sums over the
-// groups are added into `product` once per block, chunk by chunk as its last token tile passes
-// them. Rank and width are template parameters (width is rank, or rank + 8 with eight columns of
-// ones after projected's, whose products are dy's sums over the tokens; at most 40, the B
-// fragments held in registers), so the products are straight-line code.
+// in a float32 buffer (each warp's 32 rows of a token tile added as one bulk reduction from a
+// staging buffer, then one small pass writes it in the storage type; with one split the block
+// writes it directly), and dy^T proj's partial sums over the groups are added into `product`
+// once per block, chunk by chunk as its last token tile passes them, each warp's 16 rows of the
+// chunk as one bulk reduction from its own slots of the chunk, which it no longer needs (16-byte
+// reductions from each thread took 1-2 us longer at the paper's fc2 shapes, docs/perf.md
+// version 40). Rank and width are template parameters (width is rank, or rank + 8 with eight
+// columns of ones after projected's, whose products are dy's sums over the tokens; at most 40,
+// the B fragments held in registers), so the products are straight-line code.
 #include "kernels/cuda/low_rank_gradients.h"
 
 #include "kernels/cuda/block_sparse_wgmma.cuh"
@@ -47,6 +50,7 @@ constexpr int kProjectedBoxBytes = 2048;       // projected: 128 rows x 8 column
 constexpr int kAlign = 1024;                   // the 128-byte swizzle repeats every 1 KB
 constexpr int kSharedLimit = 227 * 1024;
 constexpr int kBarrierBytes = ((2 * kStages + 2) * 8 + 15) / 16 * 16;  // the slots after them 16-byte aligned
+constexpr int kDyURows = 32;  // token rows of a dy u warp's part of a tile
 
 struct Plan {
   int rank_tiles = 0, chunks = 0, splits = 0, chunks_per_split = 0, token_tiles = 0, groups = 0;
@@ -54,15 +58,17 @@ struct Plan {
 };
 
 // Splits of at most as many 64-feature chunks as their dy^T proj slots and rows of u fit in shared
-// memory beside the ring, the projected tile and the barriers, times groups of token tiles, one
-// block per multiprocessor (launch_shape.h chooses the split count).
+// memory beside the ring, the projected tile, the barriers and the dy u warps' staging buffers,
+// times groups of token tiles, one block per multiprocessor (launch_shape.h chooses the split
+// count).
 Plan make_plan(int64_t tokens, int64_t out_features, int64_t rank, int64_t width, int multiprocessors) {
   Plan p;
   p.rank_tiles = static_cast<int>(rank / 8);
   const int width_tiles = static_cast<int>(width / 8);
   // A float4 per thread and width tile, and the chunk's rows of u.
   const int bytes_per_chunk = kRoleWarps * 32 * width_tiles * 16 + p.rank_tiles * kColumnBoxBytes;
-  const int fixed = kAlign + kStages * kDyBytes + p.rank_tiles * kProjectedBoxBytes + kBarrierBytes;
+  const int staging = kRoleWarps * kDyURows * static_cast<int>(rank) * 4;
+  const int fixed = kAlign + kStages * kDyBytes + p.rank_tiles * kProjectedBoxBytes + kBarrierBytes + staging;
   const int chunks_fit = std::max(1, (kSharedLimit - fixed) / bytes_per_chunk);
   p.chunks = static_cast<int>((out_features + kCols - 1) / kCols);
   p.token_tiles = static_cast<int>((tokens + kTokens - 1) / kTokens);
@@ -124,17 +130,6 @@ __device__ __forceinline__ void mma(float (&c)[4], const uint32_t (&a)[4], const
   }
 }
 
-// An m16n8 accumulator tile (c0, c1 at row g, columns 2q, 2q + 1; c2, c3 at row g + 8) as four
-// consecutive columns per lane, for 16-byte reductions: lanes with even q take row g, columns
-// 2q .. 2q + 3, lanes with odd q row g + 8, columns 2q - 2 .. 2q + 1 (`row8` says which).
-__device__ __forceinline__ float4 quad_columns(float c0, float c1, float c2, float c3, int q, bool& row8) {
-  const bool even = (q & 1) == 0;
-  const float s0 = __shfl_xor_sync(0xffffffffu, even ? c2 : c0, 1);
-  const float s1 = __shfl_xor_sync(0xffffffffu, even ? c3 : c1, 1);
-  row8 = !even;
-  return even ? make_float4(c0, c1, s0, s1) : make_float4(s0, s1, c2, c3);
-}
-
 // The kernel for rank = 8 kRankTiles and width = 8 kWidthTiles.
 template <typename T, int kRankTiles, int kWidthTiles>
 __global__ void __launch_bounds__(kThreads, 1)
@@ -143,6 +138,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   constexpr int kChunkRowsBytes = kRankTiles * kColumnBoxBytes;  // a chunk's rows of u
   constexpr int kSteps = kTokens / 16;  // k16 steps of dy^T proj over a token tile
   constexpr int kKSteps = kCols / 16;   // k16 steps of dy u over a chunk
+  constexpr int kWidth = 8 * kWidthTiles, kRank = 8 * kRankTiles;
   static_assert(kWidthTiles == kRankTiles || kWidthTiles == kRankTiles + 1, "width is rank or rank + 8");
   const uint32_t ones = device::pack2<T>(1.f, 1.f);  // two 16-bit ones: a register of a B fragment of ones
   extern __shared__ unsigned char shared_raw[];
@@ -260,19 +256,31 @@ __global__ void __launch_bounds__(kThreads, 1)
           sums[t].y += part[t][1];
           sums[t].z += part[t][2];
           sums[t].w += part[t][3];
-          if (!last_tile) {
-            my_slots[c * kSlotStride + t * 32] = sums[t];
-            continue;
-          }
-          bool row8 = false;
-          const float4 four = quad_columns(sums[t].x, sums[t].y, sums[t].z, sums[t].w, q, row8);
-          const int feature = (chunk_first + c) * kCols + warp * 16 + g + (row8 ? 8 : 0);
-          if (feature < p.out_features) {
-            device::add4_global(p.product + feature * p.width + t * 8 + 2 * (q & ~1), four);
-          }
+          if (!last_tile) my_slots[c * kSlotStride + t * 32] = sums[t];
+        }
+        if (!last_tile) continue;
+        // The warp's slots of this chunk (16 rows x width float32, as many bytes) take its sums
+        // as rows of `product` (sums[t]: row g, columns 8 t + 2 q and the next; row g + 8 the
+        // same), once every lane has read its own, and go to L2 as one bulk reduction.
+        const uint32_t rows = smem_address(slots + c * kSlotStride + warp * kWidthTiles * 32);
+        __syncwarp();
+#pragma unroll
+        for (int t = 0; t < kWidthTiles; ++t) {
+          device::store_shared_float2(rows + (g * kWidth + t * 8 + 2 * q) * 4, sums[t].x, sums[t].y);
+          device::store_shared_float2(rows + ((g + 8) * kWidth + t * 8 + 2 * q) * 4, sums[t].z, sums[t].w);
+        }
+        device::fence_async_shared();
+        __syncwarp();
+        const int feature0 = (chunk_first + c) * kCols + warp * 16;
+        const int valid_rows = min(16, static_cast<int>(p.out_features) - feature0);
+        if (lane == 0 && valid_rows > 0) {
+          device::bulk_reduce_add(p.product + static_cast<int64_t>(feature0) * kWidth, rows,
+                                  static_cast<uint32_t>(valid_rows * kWidth * 4));
+          device::tma_store_commit();
         }
       }
     }
+    if (lane == 0) device::tma_store_wait_all();  // the slots stay until their reductions are done
     return;
   }
 
@@ -300,6 +308,10 @@ __global__ void __launch_bounds__(kThreads, 1)
                                   b[kRankTiles - 1]);
     }
   };
+  // With splits: the warp's 32 rows of the tile staged as rows of `sums` (after the slots), added
+  // by one bulk reduction once the one before has read them.
+  const uint32_t staging = smem_address(slots + p.chunks_per_split * kRoleWarps * kWidthTiles * 32) +
+                           (warp - kRoleWarps) * kDyURows * kRank * 4;
   uint32_t step = 0;
   for (int tile = group; tile < p.token_tiles; tile += p.groups) {
     float dyu[2][kRankTiles][4] = {};
@@ -329,31 +341,43 @@ __global__ void __launch_bounds__(kThreads, 1)
       }
     }
     // Written in the storage type (one split) or added to the float32 sums that
-    // round_to_storage converts, four columns per reduction.
+    // round_to_storage converts.
+    const int64_t first_row = static_cast<int64_t>(tile) * kTokens + rows0;
+    if (p.splits == 1) {
 #pragma unroll
-    for (int m = 0; m < 2; ++m) {
-      const int64_t row0 = static_cast<int64_t>(tile) * kTokens + rows0 + m * 16 + g;
+      for (int m = 0; m < 2; ++m)
 #pragma unroll
-      for (int j = 0; j < kRankTiles; ++j) {
-        const float* c = dyu[m][j];
-        if (p.splits == 1) {
+        for (int j = 0; j < kRankTiles; ++j)
 #pragma unroll
           for (int h = 0; h < 2; ++h) {
-            const int64_t row = row0 + h * 8;
+            const int64_t row = first_row + m * 16 + g + h * 8;
             if (row < p.tokens) {
               T* const out = static_cast<T*>(p.grad_projected) + row * p.rank + j * 8 + 2 * q;
-              *reinterpret_cast<uint32_t*>(out) = device::pack2<T>(c[2 * h], c[2 * h + 1]);
+              *reinterpret_cast<uint32_t*>(out) = device::pack2<T>(dyu[m][j][2 * h], dyu[m][j][2 * h + 1]);
             }
           }
-        } else {
-          bool row8 = false;
-          const float4 four = quad_columns(c[0], c[1], c[2], c[3], q, row8);
-          const int64_t row = row0 + (row8 ? 8 : 0);
-          if (row < p.tokens) device::add4_global(p.sums + row * p.rank + j * 8 + 2 * (q & ~1), four);
+      continue;
+    }
+    if (lane == 0) device::tma_store_wait_read();
+    __syncwarp();
+#pragma unroll
+    for (int m = 0; m < 2; ++m)
+#pragma unroll
+      for (int j = 0; j < kRankTiles; ++j)
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          device::store_shared_float2(staging + ((m * 16 + g + h * 8) * kRank + j * 8 + 2 * q) * 4,
+                                      dyu[m][j][2 * h], dyu[m][j][2 * h + 1]);
         }
-      }
+    device::fence_async_shared();
+    __syncwarp();
+    const int64_t valid_rows = p.tokens - first_row < kDyURows ? p.tokens - first_row : kDyURows;
+    if (lane == 0 && valid_rows > 0) {
+      device::bulk_reduce_add(p.sums + first_row * kRank, staging, static_cast<uint32_t>(valid_rows * kRank * 4));
+      device::tma_store_commit();
     }
   }
+  if (lane == 0) device::tma_store_wait_all();  // the staging buffer stays until its reductions are done
 }
 
 template <typename T, int kRankTiles, int kWidthTiles>

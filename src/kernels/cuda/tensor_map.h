@@ -1,5 +1,5 @@
 // Host-side construction of TMA tensor maps (the descriptors Hopper's tensor memory accelerator
-// copies through) for row-major 16-bit matrices. The driver's encoder is looked up once through
+// copies through) for row-major 16-bit and float32 matrices. The driver's encoder is looked up once through
 // the runtime, so nothing links against libcuda directly.
 #pragma once
 
@@ -18,5 +18,10 @@ namespace pixelfly::kernels::cuda {
 // aligned, pitch not a multiple of 8 elements, ...).
 cudaError_t encode_tensor_map(CUtensorMap* map, const void* base, bool bfloat16, int64_t rows, int64_t cols,
                               int64_t pitch, int box_rows, int box_cols, int swizzle_bytes);
+
+// The same for a float32 matrix (pitch a multiple of 4 elements; box_cols * 4 may not exceed a
+// swizzle), for TMA stores and reductions into float32 sums.
+cudaError_t encode_float32_tensor_map(CUtensorMap* map, const float* base, int64_t rows, int64_t cols, int64_t pitch,
+                                      int box_rows, int box_cols, int swizzle_bytes);
 
 }  // namespace pixelfly::kernels::cuda
