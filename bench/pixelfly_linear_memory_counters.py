@@ -12,31 +12,15 @@ through L2 (which say whether a kernel reads its operands from device memory mor
 import csv
 import sys
 
-SHAPES = [("Mixer-B fc1", 768, 3072, 25088), ("Mixer-B fc2", 3072, 768, 25088),
-          ("GPT-2-M fc1", 1024, 4096, 8192), ("GPT-2-M fc2", 4096, 1024, 8192)]
-
 
 def run_steps(library):
-    import torch
+    import torch  # here, so that --summary runs without torch
+    from paper_mlp_layer import SHAPES, layer_step
 
     torch.ops.load_library(library)
-    block_layout = torch.classes.pixelfly.BlockLayout
-    dtype = torch.bfloat16
     torch.manual_seed(0)
     for name, d_in, d_out, tokens in SHAPES:
-        layout = block_layout.flat_butterfly(d_out, d_in, 16, 2, 32)
-        leaf = lambda *s: (torch.randn(*s, device="cuda", dtype=dtype) * 0.02).requires_grad_()
-        values = leaf(layout.nnz(), 32, 32)
-        u, v, bias = leaf(d_out, 32), leaf(d_in, 32), leaf(d_out)
-        logit = torch.zeros((), device="cuda", dtype=dtype, requires_grad=True)
-        x = torch.randn(tokens, d_in, device="cuda", dtype=dtype, requires_grad=True)
-        dy = torch.randn(tokens, d_out, device="cuda", dtype=dtype)
-
-        def step():
-            for t in (x, values, u, v, bias, logit):
-                t.grad = None
-            torch.ops.pixelfly.pixelfly_linear(x, values, layout, u, v, torch.sigmoid(logit), bias).backward(dy)
-
+        step = layer_step(d_in, d_out, tokens)[0]
         for _ in range(3):
             step()
         torch.cuda.synchronize()

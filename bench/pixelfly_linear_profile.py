@@ -11,10 +11,9 @@ import sys
 import torch
 
 from gpu_kernel_times import kernel_times
+from paper_mlp_layer import DTYPE, SHAPES, layer_step
 
 torch.ops.load_library(sys.argv[1])
-BlockLayout = torch.classes.pixelfly.BlockLayout
-DT = torch.bfloat16
 STEPS = 10
 
 
@@ -25,22 +24,10 @@ def step_kernel_times(step):
 
 def main():
     torch.manual_seed(0)
-    shapes = [("Mixer-B fc1", 768, 3072, 25088), ("Mixer-B fc2", 3072, 768, 25088),
-              ("GPT-2-M fc1", 1024, 4096, 8192), ("GPT-2-M fc2", 4096, 1024, 8192)]
-    for name, d_in, d_out, tokens in shapes:
-        layout = BlockLayout.flat_butterfly(d_out, d_in, 16, 2, 32)
-        leaf = lambda *s: (torch.randn(*s, device="cuda", dtype=DT) * 0.02).requires_grad_()
-        values = leaf(layout.nnz(), 32, 32)
-        u, v, bias = leaf(d_out, 32), leaf(d_in, 32), leaf(d_out)
-        logit = torch.zeros((), device="cuda", dtype=DT, requires_grad=True)
-        x = torch.randn(tokens, d_in, device="cuda", dtype=DT, requires_grad=True)
-        dy = torch.randn(tokens, d_out, device="cuda", dtype=DT)
-        w, b = leaf(d_out, d_in), leaf(d_out)
-
-        def fly():
-            for t in (x, values, u, v, bias, logit):
-                t.grad = None
-            torch.ops.pixelfly.pixelfly_linear(x, values, layout, u, v, torch.sigmoid(logit), bias).backward(dy)
+    for name, d_in, d_out, tokens in SHAPES:
+        fly, x, dy = layer_step(d_in, d_out, tokens)
+        w = (torch.randn(d_out, d_in, device="cuda", dtype=DTYPE) * 0.02).requires_grad_()
+        b = (torch.randn(d_out, device="cuda", dtype=DTYPE) * 0.02).requires_grad_()
 
         def dense():
             for t in (x, w, b):

@@ -796,8 +796,8 @@ __global__ void __launch_bounds__(LineConfig<kWidth>::kThreads, kLineBlocksPerSM
 // A piece is up to 128 rows of dY's features by up to kN of X's (256 or 192, GradientConfig), K
 // walks tokens. Both operands are [token][feature] tiles (M-/N-major); each consumer warpgroup
 // computes 64 rows by the kN columns as two m64n128 products or one m64n192. The block
-// accumulates one token split (blockIdx.y). With out.cluster = 0 it adds the split into the float32 sums (vector
-// reductions; the caller zeroes them and, for the operator, rounds them afterwards). With
+// accumulates one token split (blockIdx.y). With out.cluster = 0 it adds the split into the float32 sums (tensor
+// reductions, add_block_sums; the caller zeroes them and, for the operator, rounds them afterwards). With
 // out.cluster = the split count, a piece's splits are one thread-block cluster whose blocks sum
 // each other's accumulators through distributed shared memory and store each result once, in the
 // storage type or in float32: no zeroing, no reductions in global memory, no rounding pass, and
@@ -809,7 +809,8 @@ __global__ void __launch_bounds__(LineConfig<kWidth>::kThreads, kLineBlocksPerSM
 // Maps: dy_map (tokens x out, boxes 64 x 64, 128-byte swizzle), x_map (tokens x in, boxes 64 x
 // C), a_map (kFold, kLowRank: tokens x rank, boxes 64 x 32, 64-byte swizzle, zeros past the
 // rank), u_map (kLowRank: out x rank, boxes 128 x 32, 64-byte swizzle, zeros past the rank),
-// dy_u_map (kLowRank: dy_u_sums, float32 tokens x 32, boxes 16 x 32, 128-byte swizzle).
+// dy_u_map (kLowRank: dy_u_sums, float32 tokens x 32, boxes 16 x 32, 128-byte swizzle), sums_map
+// (out.cluster = 0: the sums, float32 (nnz * B) x B, boxes 16 x min(B, 32), swizzled at a box row).
 struct GradientOut {
   float* sums = nullptr;   // float32, nnz * b * b: added into (cluster 0) or stored (values null)
   void* values = nullptr;  // the storage type, nnz * b * b, stored (cluster > 0)
@@ -825,18 +826,68 @@ constexpr int kMaxGradientCluster = 8; // the portable cluster size
 // In a cluster, a block stages its accumulators (every column group of every consumer thread,
 // 16 bytes each) after the block table (kGradientTableBytes) at the start of the ring.
 constexpr int kGradientTableBytes = 1024;
+// Without a cluster, a block adds its sums of one token split into the float32 sums, viewed
+// through sums_map as an (nnz * B) x B matrix, by tensor reductions from shared memory: each warp
+// stages its 16 rows of the piece (its accumulators d: kProducts products of kProductWidth
+// columns) in `staging` (the ring, free once the products are done) as boxes of 16 rows by
+// min(B, 32) columns, swizzled as the map reads them (so that a warp's stores meet no bank
+// conflict), and its lane k adds box k where the piece has a block there. (Added by the threads
+// themselves, 8 bytes per reduction, the sums took up to 13 % of the kernel at the paper's shapes,
+// docs/perf.md version 28; this form measured 0-5 % faster there, version 41.) The caller waits
+// for the reductions to have read shared memory before the block exits.
+template <int B>
+constexpr int gradient_sums_box_columns() {
+  return B < 32 ? B : 32;
+}
+template <int B, int kN, int kProducts, int kAccumulators>
+__device__ __forceinline__ void add_block_sums(const float (&d)[kProducts][kAccumulators], const CUtensorMap& sums_map,
+                                               uint32_t staging, uint32_t table, int warp, int lane, int m_end,
+                                               int n_end, int cols) {
+  constexpr int W = gradient_sums_box_columns<B>(), kBoxBytes = 16 * W * 4, kBoxes = kN / W;
+  constexpr int kSwizzle = 4 * W;                  // a box row's bytes: 64 or 128
+  constexpr int kProductWidth = 2 * kAccumulators;  // a product's columns
+  static_assert(kBoxes <= 32, "one box per lane");
+  const int m0 = (warp / 4) * 64 + accumulator_row(warp, 0, 0);  // the warp's first row of the piece
+  if (m0 >= m_end) return;  // the whole warp: m_end is a multiple of B
+  const uint32_t boxes = staging + warp * kBoxes * kBoxBytes;
+#pragma unroll
+  for (int h = 0; h < kProducts; ++h)
+#pragma unroll
+    for (int j = 0; j < kAccumulators / 4; ++j)
+#pragma unroll
+      for (int r = 0; r < 2; ++r) {
+        const int row = accumulator_row(warp, lane, r) - accumulator_row(warp, 0, 0);
+        const int n = h * kProductWidth + accumulator_col(lane, j);
+        const uint32_t at = boxes + (n / W) * kBoxBytes + row * kSwizzle + (n % W) * 4;
+        device::store_shared_float2(at ^ ((at >> 3) & (kSwizzle - 16)), d[h][4 * j + 2 * r], d[h][4 * j + 2 * r + 1]);
+      }
+  device::fence_async_shared();
+  __syncwarp();
+  const int n = lane * W;  // this lane's box's first column of the piece
+  if (lane < kBoxes && n < n_end) {
+    const int block = static_cast<int>(device::load_shared(table + 4 * ((m0 / B) * cols + n / B)));
+    if (block >= 0) {
+      device::tma_reduce_add(&sums_map, n % B, block * B + m0 % B, boxes + lane * kBoxBytes);
+      device::tma_store_commit();
+    }
+  }
+}
+
 template <typename T, int B, int kN, GradientExtra kExtra>
 __global__ void __launch_bounds__(GradientConfig<kN, kExtra>::kThreads, kGradientBlocksPerSM)
     gradient_kernel(const __grid_constant__ CUtensorMap dy_map, const __grid_constant__ CUtensorMap x_map,
                     const __grid_constant__ CUtensorMap a_map, const __grid_constant__ CUtensorMap u_map,
-                    const __grid_constant__ CUtensorMap dy_u_map, DeviceLayout layout, int64_t tokens,
-                    int64_t tokens_per_split, GradientOut out) {
+                    const __grid_constant__ CUtensorMap dy_u_map, const __grid_constant__ CUtensorMap sums_map,
+                    DeviceLayout layout, int64_t tokens, int64_t tokens_per_split, GradientOut out) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   using K = Chunking<B>;
   using G = GradientConfig<kN, kExtra>;
   constexpr bool kFold = G::kFold, kLowRank = G::kLowRank;
   static_assert(kN % B == 0, "a piece holds whole blocks");
-  static_assert(kGradientTableBytes + G::kColumnGroups * kConsumers * 16 <= G::kStages * (G::kABytes + G::kBBytes),
+  // A block's staged accumulators (a cluster's, or every warp's 16 rows for add_block_sums: the
+  // same bytes) after the table.
+  static_assert(kGradientTableBytes + G::kColumnGroups * kConsumers * 16 <= G::kStages * (G::kABytes + G::kBBytes) &&
+                    (kConsumers / 32) * 16 * kN * 4 == G::kColumnGroups * kConsumers * 16,
                 "a block's staged accumulators must fit in the ring");
   constexpr int kDyBoxBytes = 64 * kStep * 2;
   constexpr int kXBoxBytes = kStep * 2 * K::C;
@@ -1105,30 +1156,8 @@ __global__ void __launch_bounds__(GradientConfig<kN, kExtra>::kThreads, kGradien
   if (tid < entries) device::store_shared(table + 4 * tid, static_cast<uint32_t>(piece_blocks[tid]));
   if (cluster == 0) {
     device::named_barrier<1, kConsumers>();
-    // A thread's accumulators come in pairs of neighbouring columns n, n + 1 (one vector
-    // reduction per pair), n = h * (a product's width) + 8 j + 2 (lane % 4): the B / 8 values of
-    // j in one column block share the block's lookup and its row's address, each pair 8 columns
-    // after the last. n_end, a multiple of B, takes a whole column block or none of it.
-    constexpr int kJPerBlock = B / 8;
-#pragma unroll
-    for (int h = 0; h < G::kProducts; ++h)
-#pragma unroll
-      for (int jb = 0; jb < kProductGroups / kJPerBlock; ++jb)
-#pragma unroll
-        for (int r = 0; r < 2; ++r) {
-          const int m = (warp / 4) * 64 + accumulator_row(warp, lane, r);
-          const int n = h * G::kProductWidth + accumulator_col(lane, jb * kJPerBlock);
-          if (m >= m_end || n >= n_end) continue;
-          const int block =
-              static_cast<int>(device::load_shared(table + 4 * ((m / B) * static_cast<int>(cols) + n / B)));
-          if (block < 0) continue;
-          float* const row = out.sums + static_cast<int64_t>(block) * (B * B) + (m % B) * B + n % B;
-#pragma unroll
-          for (int jj = 0; jj < kJPerBlock; ++jj) {
-            const int j = jb * kJPerBlock + jj;
-            device::add2_global(row + 8 * jj, d[h][4 * j + 2 * r], d[h][4 * j + 2 * r + 1]);
-          }
-        }
+    add_block_sums<B, kN>(d, sums_map, ring.a + kGradientTableBytes, table, warp, lane, m_end, n_end,
+                          static_cast<int>(cols));
     if constexpr (kFold) {
       // Feature m of the piece (row of the fold's product), rank column 8 q + 2 (lane % 4) and
       // the next: added where this piece owns m's column block and m is inside the input.
@@ -1152,6 +1181,7 @@ __global__ void __launch_bounds__(GradientConfig<kN, kExtra>::kThreads, kGradien
         }
       }
     }
+    device::tma_store_wait_read();  // the staged sums stay until their reductions have read them
     return;
   }
 
@@ -1306,8 +1336,9 @@ GradientGrid gradient_grid(const DeviceLayout& layout, int64_t tokens) {
 template <auto kKernel>
 cudaError_t launch_gradient_kernel(const GradientGrid& g, int threads, size_t shared, const CUtensorMap& dy_map,
                                    const CUtensorMap& x_map, const CUtensorMap& a_map, const CUtensorMap& u_map,
-                                   const CUtensorMap& dy_u_map, const DeviceLayout& layout, int64_t tokens,
-                                   const GradientOut& out, cudaStream_t stream) {
+                                   const CUtensorMap& dy_u_map, const CUtensorMap& sums_map,
+                                   const DeviceLayout& layout, int64_t tokens, const GradientOut& out,
+                                   cudaStream_t stream) {
   if (cudaError_t a = device::allow_shared_memory<kKernel>(shared); a != cudaSuccess) return a;
   cudaLaunchAttribute attribute{};
   attribute.id = cudaLaunchAttributeClusterDimension;
@@ -1321,8 +1352,8 @@ cudaError_t launch_gradient_kernel(const GradientGrid& g, int threads, size_t sh
   config.stream = stream;
   config.attrs = &attribute;
   config.numAttrs = g.cluster > 1 ? 1 : 0;
-  return cudaLaunchKernelEx(&config, kKernel, dy_map, x_map, a_map, u_map, dy_u_map, layout, tokens, g.per_split,
-                            out);
+  return cudaLaunchKernelEx(&config, kKernel, dy_map, x_map, a_map, u_map, dy_u_map, sums_map, layout, tokens,
+                            g.per_split, out);
 }
 
 template <typename T, int B, int kN>
@@ -1338,7 +1369,7 @@ cudaError_t launch_gradient_at_width(const DeviceLayout& layout, int64_t tokens,
     return cudaErrorInvalidValue;
   }
   constexpr bool bf16 = std::is_same_v<T, __nv_bfloat16>;
-  CUtensorMap dy_map{}, x_map{}, a_map{}, u_map{}, dy_u_map{};
+  CUtensorMap dy_map{}, x_map{}, a_map{}, u_map{}, dy_u_map{}, sums_map{};
   cudaError_t e =
       encode_tensor_map(&dy_map, dy, bf16, tokens, layout.out_features, layout.out_features, kStep, 64, 128);
   if (e == cudaSuccess) {
@@ -1358,6 +1389,10 @@ cudaError_t launch_gradient_at_width(const DeviceLayout& layout, int64_t tokens,
     e = encode_float32_tensor_map(&dy_u_map, low_rank->dy_u_sums, tokens, kFoldRankColumns, kFoldRankColumns, 16,
                                   kFoldRankColumns, 128);
   }
+  if (e == cudaSuccess && g.cluster == 0) {
+    constexpr int W = gradient_sums_box_columns<B>();
+    e = encode_float32_tensor_map(&sums_map, sums, layout.nnz * B, B, B, 16, W, 4 * W);
+  }
   if (e != cudaSuccess) return e;
   GradientOut out;
   out.sums = sums;
@@ -1368,7 +1403,7 @@ cudaError_t launch_gradient_at_width(const DeviceLayout& layout, int64_t tokens,
     out.v_sums = fold->v_sums;
     using G = GradientConfig<kN, GradientExtra::kFold>;
     return launch_gradient_kernel<gradient_kernel<T, B, kN, GradientExtra::kFold>>(
-        g, G::kThreads, G::kShared, dy_map, x_map, a_map, u_map, dy_u_map, layout, tokens, out, stream);
+        g, G::kThreads, G::kShared, dy_map, x_map, a_map, u_map, dy_u_map, sums_map, layout, tokens, out, stream);
   }
   if (low_rank != nullptr) {
     if constexpr (kN == kNarrowGradientPieceFeatures) {
@@ -1378,13 +1413,13 @@ cudaError_t launch_gradient_at_width(const DeviceLayout& layout, int64_t tokens,
       out.ones = low_rank->ones;
       using G = GradientConfig<kN, GradientExtra::kLowRank>;
       return launch_gradient_kernel<gradient_kernel<T, B, kN, GradientExtra::kLowRank>>(
-          g, G::kThreads, G::kShared, dy_map, x_map, a_map, u_map, dy_u_map, layout, tokens, out, stream);
+          g, G::kThreads, G::kShared, dy_map, x_map, a_map, u_map, dy_u_map, sums_map, layout, tokens, out, stream);
     }
     return cudaErrorInvalidValue;  // the low-rank products ride in narrow pieces only (shared memory)
   }
   using G = GradientConfig<kN, GradientExtra::kNone>;
   return launch_gradient_kernel<gradient_kernel<T, B, kN, GradientExtra::kNone>>(
-      g, G::kThreads, G::kShared, dy_map, x_map, a_map, u_map, dy_u_map, layout, tokens, out, stream);
+      g, G::kThreads, G::kShared, dy_map, x_map, a_map, u_map, dy_u_map, sums_map, layout, tokens, out, stream);
 }
 
 // The weight-gradient kernel of the layout's piece width (DeviceLayout, tile_schedule.h).

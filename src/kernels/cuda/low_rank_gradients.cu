@@ -340,35 +340,29 @@ __global__ void __launch_bounds__(kThreads, 1)
         }
       }
     }
-    // Written in the storage type (one split) or added to the float32 sums that
-    // round_to_storage converts.
+    // Written in the storage type (one split) or staged for a bulk reduction into the float32
+    // sums that round_to_storage converts.
     const int64_t first_row = static_cast<int64_t>(tile) * kTokens + rows0;
-    if (p.splits == 1) {
-#pragma unroll
-      for (int m = 0; m < 2; ++m)
-#pragma unroll
-        for (int j = 0; j < kRankTiles; ++j)
-#pragma unroll
-          for (int h = 0; h < 2; ++h) {
-            const int64_t row = first_row + m * 16 + g + h * 8;
-            if (row < p.tokens) {
-              T* const out = static_cast<T*>(p.grad_projected) + row * p.rank + j * 8 + 2 * q;
-              *reinterpret_cast<uint32_t*>(out) = device::pack2<T>(dyu[m][j][2 * h], dyu[m][j][2 * h + 1]);
-            }
-          }
-      continue;
+    const bool stored = p.splits == 1;
+    if (!stored) {
+      if (lane == 0) device::tma_store_wait_read();  // the staging buffer's last reduction has read it
+      __syncwarp();
     }
-    if (lane == 0) device::tma_store_wait_read();
-    __syncwarp();
 #pragma unroll
     for (int m = 0; m < 2; ++m)
 #pragma unroll
       for (int j = 0; j < kRankTiles; ++j)
 #pragma unroll
         for (int h = 0; h < 2; ++h) {
-          device::store_shared_float2(staging + ((m * 16 + g + h * 8) * kRank + j * 8 + 2 * q) * 4,
-                                      dyu[m][j][2 * h], dyu[m][j][2 * h + 1]);
+          const int row = m * 16 + g + h * 8, column = j * 8 + 2 * q;
+          if (!stored) {
+            device::store_shared_float2(staging + (row * kRank + column) * 4, dyu[m][j][2 * h], dyu[m][j][2 * h + 1]);
+          } else if (first_row + row < p.tokens) {
+            T* const out = static_cast<T*>(p.grad_projected) + (first_row + row) * p.rank + column;
+            *reinterpret_cast<uint32_t*>(out) = device::pack2<T>(dyu[m][j][2 * h], dyu[m][j][2 * h + 1]);
+          }
         }
+    if (stored) continue;
     device::fence_async_shared();
     __syncwarp();
     const int64_t valid_rows = p.tokens - first_row < kDyURows ? p.tokens - first_row : kDyURows;
