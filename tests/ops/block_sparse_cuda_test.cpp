@@ -719,7 +719,7 @@ TEST(BlockSparseOpsCuda, RoundToStorageMatchesTorchRounding) {
 // second, fourth and fifth cases (11 pieces 192 features wide in 4 and 7 splits, 16 of 256 in
 // 5, Mixer-B fc1's 24 of 192 in 4); the third (24 pieces of 256 in 5 splits: a second wave of
 // clusters), the sixth (24 pieces of 192 in 5 splits, a second wave of clusters, as Mixer-B fc1
-// at 25 088 tokens), the seventh (6 pieces of 192 in 13) and the last four (one or two pieces in
+// at 25 088 tokens), the seventh (6 pieces of 192 in 13) and the last four (one to three pieces in
 // 14-22 splits, at blocks 16, 32, 64 and 128) add into a float32 buffer and round it.
 // The output's memory is poisoned first, so an element no block stores fails.
 TEST(BlockSparseOpsCuda, GradWeightOverTokenSplitsMatchesFloat64Reference) {
@@ -733,7 +733,7 @@ TEST(BlockSparseOpsCuda, GradWeightOverTokenSplitsMatchesFloat64Reference) {
       {flat_butterfly_layout({3072, 768, 16, 2, 32}), 1100},
       {flat_butterfly_layout({3072, 768, 16, 2, 32}), 4133},
       {random_layout(520, 264, 64, 0.4, 12), 4133},
-      // One or two pieces and thousands of tokens: more splits than a cluster takes, so every
+      // One to three pieces and thousands of tokens: more splits than a cluster takes, so every
       // block adds its sums by tensor reductions, at each block size (features past the blocks).
       {random_layout(120, 250, 16, 0.4, 13), 6001},
       {random_layout(160, 288, 32, 0.4, 14), 6007},
