@@ -64,6 +64,7 @@ const DeviceIndex& LayoutHandle::device_index(const at::Device& device) const {
     });
     index.gradient_columns = on_device(schedule.gradient_columns);
     index.gradient_blocks = on_device(schedule.gradient_blocks);
+    index.gradient_fold_sets = on_device(schedule.gradient_fold_sets);
     index.gradient_column_owner = on_device(schedule.gradient_column_owner);
   }
   return index_by_device_.emplace(key, std::move(index)).first->second;

@@ -77,6 +77,8 @@ cuda::DeviceLayout device_layout(const char* op, const Layout& layout, const at:
     d.gradient_piece_features = schedule.gradient_piece_features;
     d.gradient_columns = index.gradient_columns.data_ptr<int64_t>();
     d.gradient_blocks = index.gradient_blocks.data_ptr<int64_t>();
+    d.gradient_fold_sets = index.gradient_fold_sets.data_ptr<int64_t>();
+    d.gradient_fold_products = schedule.gradient_fold_products;
     d.gradient_column_owner = index.gradient_column_owner.data_ptr<int64_t>();
     d.gradient_columns_cover_inputs = schedule.gradient_columns_cover_inputs;
     d.gradient_pieces_cover_rows_once = schedule.gradient_pieces_cover_rows_once;

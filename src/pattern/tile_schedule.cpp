@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <stdexcept>
 #include <string>
+#include <utility>
 
 namespace pixelfly {
 namespace {
@@ -96,6 +97,113 @@ void add_gradient_pieces(const LineGrouping& rows, TileSchedule& s) {
   }
 }
 
+// The first and last of a piece's fold sets that the block column at position i of the piece spans.
+std::pair<int64_t, int64_t> fold_sets_of_position(int64_t i, int64_t block) {
+  return {i * block / kGradientFoldSetFeatures, ((i + 1) * block - 1) / kGradientFoldSetFeatures};
+}
+
+// One fold set per warpgroup (TileSchedule::gradient_fold_sets): greedily, block columns held by
+// the fewest pieces first, each column not yet owned goes to a piece that holds it and has room
+// for the sets it spans that the piece has not chosen (kGradientFoldWarpgroups per piece),
+// preferring fewer new sets, then the choice whose sets span most of that piece's unowned
+// columns, then the piece with more room; a piece owns every unowned column its chosen sets span.
+// False where a column finds no such piece. (On the flat butterfly layouts of 20 shapes, blocks
+// 16-128, n 2-64, every k, it fails only where the pieces have fewer warpgroups than x has sets.)
+bool assign_one_fold_set_per_warpgroup(TileSchedule& s, int64_t block_cols) {
+  const int64_t b = s.block, pieces = static_cast<int64_t>(s.gradient_pieces.size());
+  std::vector<int64_t> piece_of(s.gradient_columns.size());
+  for (int64_t p = 0; p < pieces; ++p) {
+    const GradientPiece& piece = s.gradient_pieces[p];
+    std::fill_n(piece_of.begin() + piece.column_offset, piece.cols, p);
+  }
+  std::vector<std::vector<int64_t>> holders(static_cast<size_t>(block_cols));  // positions in gradient_columns
+  for (size_t at = 0; at < s.gradient_columns.size(); ++at) holders[s.gradient_columns[at]].push_back(at);
+  std::vector<int64_t> order(static_cast<size_t>(block_cols));
+  for (int64_t c = 0; c < block_cols; ++c) order[c] = c;
+  std::stable_sort(order.begin(), order.end(),
+                   [&holders](int64_t x, int64_t y) { return holders[x].size() < holders[y].size(); });
+  std::vector<std::vector<int64_t>> chosen(static_cast<size_t>(pieces));
+  std::vector<bool> owned(static_cast<size_t>(block_cols), false);
+  std::vector<int64_t> owner(s.gradient_columns.size(), 0);
+  // The sets that position i of piece p spans beyond `sets`.
+  auto missing = [b](const std::vector<int64_t>& sets, int64_t i) {
+    std::vector<int64_t> m;
+    const auto [first, last] = fold_sets_of_position(i, b);
+    for (int64_t set = first; set <= last; ++set) {
+      if (std::find(sets.begin(), sets.end(), set) == sets.end()) m.push_back(set);
+    }
+    return m;
+  };
+  for (const int64_t column : order) {
+    if (owned[column]) continue;
+    int64_t best = -1, best_at = -1, best_new = 0, best_gain = 0, best_room = 0;
+    for (const int64_t at : holders[column]) {
+      const int64_t p = piece_of[at];
+      const GradientPiece& piece = s.gradient_pieces[p];
+      std::vector<int64_t> sets = chosen[p];
+      const std::vector<int64_t> added = missing(sets, at - piece.column_offset);
+      sets.insert(sets.end(), added.begin(), added.end());
+      const int64_t room = kGradientFoldWarpgroups - static_cast<int64_t>(sets.size());
+      if (room < 0) continue;
+      int64_t gain = 0;
+      for (int64_t i = 0; i < piece.cols; ++i) {
+        gain += !owned[s.gradient_columns[piece.column_offset + i]] && missing(sets, i).empty() ? 1 : 0;
+      }
+      const int64_t added_count = static_cast<int64_t>(added.size());
+      if (best < 0 || added_count < best_new || (added_count == best_new && gain > best_gain) ||
+          (added_count == best_new && gain == best_gain && room > best_room)) {
+        best = p, best_at = at, best_new = added_count, best_gain = gain, best_room = room;
+      }
+    }
+    if (best < 0) return false;
+    const GradientPiece& piece = s.gradient_pieces[best];
+    const std::vector<int64_t> added = missing(chosen[best], best_at - piece.column_offset);
+    chosen[best].insert(chosen[best].end(), added.begin(), added.end());
+    for (int64_t i = 0; i < piece.cols; ++i) {
+      const int64_t at = piece.column_offset + i;
+      if (!owned[s.gradient_columns[at]] && missing(chosen[best], i).empty()) {
+        owned[s.gradient_columns[at]] = true;
+        owner[at] = 1;
+      }
+    }
+  }
+  s.gradient_fold_products = 1;
+  s.gradient_fold_sets.assign(static_cast<size_t>(pieces * kGradientFoldWarpgroups * kMaxGradientFoldProducts), -1);
+  for (int64_t p = 0; p < pieces; ++p) {
+    std::sort(chosen[p].begin(), chosen[p].end());
+    for (size_t w = 0; w < chosen[p].size(); ++w) {
+      s.gradient_fold_sets[(kGradientFoldWarpgroups * p + static_cast<int64_t>(w)) * kMaxGradientFoldProducts] =
+          chosen[p][w];
+    }
+  }
+  s.gradient_column_owner = std::move(owner);
+  return true;
+}
+
+// Two fold sets per warpgroup, which cover every set of a piece: warpgroup w multiplies sets w
+// and w + 2 (-1 past the piece's sets), each column owned by the first piece that holds it.
+void assign_fold_sets_to_first_holders(TileSchedule& s, int64_t block_cols) {
+  static_assert(kGradientFoldWarpgroups * kMaxGradientFoldProducts * kGradientFoldSetFeatures >= kGradientPieceFeatures,
+                "two sets per warpgroup cover a piece");
+  const int64_t sets = s.gradient_piece_features / kGradientFoldSetFeatures;
+  s.gradient_fold_products = kMaxGradientFoldProducts;
+  s.gradient_fold_sets.clear();
+  for (size_t p = 0; p < s.gradient_pieces.size(); ++p) {
+    for (int64_t w = 0; w < kGradientFoldWarpgroups; ++w) {
+      for (int64_t j = 0; j < kMaxGradientFoldProducts; ++j) {
+        const int64_t set = w + kGradientFoldWarpgroups * j;
+        s.gradient_fold_sets.push_back(set < sets ? set : -1);
+      }
+    }
+  }
+  std::vector<bool> owned(static_cast<size_t>(block_cols), false);
+  s.gradient_column_owner.clear();
+  for (const int64_t column : s.gradient_columns) {
+    s.gradient_column_owner.push_back(owned[column] ? 0 : 1);
+    owned[column] = true;
+  }
+}
+
 }  // namespace
 
 TileSchedule make_tile_schedule(const BlockLayout& layout) {
@@ -115,13 +223,10 @@ TileSchedule make_tile_schedule(const BlockLayout& layout) {
   }
   s.gradient_piece_features = gradient_piece_features(s.rows, b);
   add_gradient_pieces(s.rows, s);
-  std::vector<bool> owned(static_cast<size_t>(layout.block_cols()), false);
-  s.gradient_column_owner.reserve(s.gradient_columns.size());
-  for (const int64_t column : s.gradient_columns) {
-    s.gradient_column_owner.push_back(owned[column] ? 0 : 1);
-    owned[column] = true;
-  }
-  s.gradient_columns_cover_inputs = std::find(owned.begin(), owned.end(), false) == owned.end();
+  if (!assign_one_fold_set_per_warpgroup(s, layout.block_cols())) assign_fold_sets_to_first_holders(s, layout.block_cols());
+  std::vector<bool> held(static_cast<size_t>(layout.block_cols()), false);
+  for (const int64_t column : s.gradient_columns) held[column] = true;
+  s.gradient_columns_cover_inputs = std::find(held.begin(), held.end(), false) == held.end();
   const int64_t piece_span = s.gradient_piece_features / b;
   s.gradient_pieces_cover_rows_once =
       std::all_of(s.rows.groups.begin(), s.rows.groups.end(),

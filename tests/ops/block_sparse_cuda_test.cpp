@@ -414,16 +414,26 @@ TEST(BlockSparseOpsCuda, ParameterGradientsMatchFloat64Reference) {
   // pieces); at 5000 the fourth's 14 splits (6 pieces 256 wide) add into them. Where they do and
   // the rank is a multiple of 8 up to 32, v's gradient x^T (dy u) rides in the weight gradient's
   // pass (the first layout in float16, the third and fourth in bfloat16: pieces 256, 192 and 256
-  // wide, ranks 32, 16 and 24, the fourth's inputs ending inside a block column); elsewhere it is
-  // a cuBLAS product (rank 20, clusters, one split).
+  // wide, ranks 32, 16 and 24, the fourth's inputs ending inside a block column), each warpgroup
+  // multiplying one set of x's features; in the fifth (bfloat16) and sixth (float16) two sets
+  // each (4 pieces 256 wide at block 64 and 10 pieces 192 wide at block 32 have too few
+  // warpgroups for x's 16 and 29 sets one each; 14 and 12 splits at 5000 tokens, so reductions;
+  // the sixth's inputs end inside a block column); elsewhere it is a cuBLAS product (rank 20,
+  // clusters, one split).
   struct ParameterCase {
     BlockLayout layout;
-    int64_t rank, bf16_tokens, f16_tokens;
+    int64_t rank, bf16_tokens, f16_tokens, fold_products;
   };
-  const ParameterCase cases[] = {{flat_butterfly_layout({768, 3072, 16, 2, 32}), 32, 333, 1500},
-                                 {random_layout(520, 264, 64, 0.4, 22), 20, 333, 1500},
-                                 {flat_butterfly_layout({3072, 768, 16, 2, 32}), 16, 1500, 333},
-                                 {random_layout(520, 264, 32, 0.4, 23), 24, 5000, 333}};
+  const ParameterCase cases[] = {{flat_butterfly_layout({768, 3072, 16, 2, 32}), 32, 333, 1500, 1},
+                                 {random_layout(520, 264, 64, 0.4, 22), 20, 333, 1500, 1},
+                                 {flat_butterfly_layout({3072, 768, 16, 2, 32}), 16, 1500, 333, 1},
+                                 {random_layout(520, 264, 32, 0.4, 23), 24, 5000, 333, 1},
+                                 {flat_butterfly_layout({256, 1024, 8, 2, 64}), 32, 5000, 333, 2},
+                                 {flat_butterfly_layout({128, 1800, 4, 1, 32}), 16, 333, 5000, 2}};
+  for (const ParameterCase& c : cases) {
+    ASSERT_EQ(make_tile_schedule(c.layout).gradient_fold_products, c.fold_products)
+        << c.layout.out_features() << "x" << c.layout.in_features() << " b" << c.layout.block();
+  }
   for (at::ScalarType dtype : {at::kBFloat16, at::kHalf}) {
     for (const ParameterCase& c : cases) {
       const BlockLayout& l = c.layout;

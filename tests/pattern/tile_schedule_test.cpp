@@ -83,14 +83,40 @@ void expect_valid(const BlockLayout& l) {
     }
   }
   for (int c : seen) EXPECT_EQ(c, 1);
-  // Each block column that holds a block has exactly one owner piece, the first that holds it.
+  // v's fold: each warpgroup's sets lie in its piece, no set twice in a piece; each block column
+  // that holds a block has exactly one owner piece, whose sets span it (with two products per
+  // warpgroup, the first piece that holds it).
+  ASSERT_TRUE(s.gradient_fold_products == 1 || s.gradient_fold_products == kMaxGradientFoldProducts);
+  ASSERT_EQ(s.gradient_fold_sets.size(),
+            s.gradient_pieces.size() * kGradientFoldWarpgroups * kMaxGradientFoldProducts);
   ASSERT_EQ(s.gradient_column_owner.size(), s.gradient_columns.size());
   std::vector<int> owners(l.block_cols(), 0), holders(l.block_cols(), 0);
-  for (size_t i = 0; i < s.gradient_columns.size(); ++i) {
-    const int64_t column = s.gradient_columns[i];
-    EXPECT_EQ(s.gradient_column_owner[i], holders[column] == 0 ? 1 : 0) << "column " << column;
-    owners[column] += static_cast<int>(s.gradient_column_owner[i]);
-    ++holders[column];
+  for (size_t p = 0; p < s.gradient_pieces.size(); ++p) {
+    const GradientPiece& piece = s.gradient_pieces[p];
+    std::vector<int64_t> sets;
+    for (int64_t w = 0; w < kGradientFoldWarpgroups; ++w) {
+      for (int64_t j = 0; j < kMaxGradientFoldProducts; ++j) {
+        const int64_t set = s.gradient_fold_sets[(kGradientFoldWarpgroups * p + w) * kMaxGradientFoldProducts + j];
+        if (j >= s.gradient_fold_products) EXPECT_EQ(set, -1);
+        if (set < 0) continue;
+        EXPECT_LT(set, s.gradient_piece_features / kGradientFoldSetFeatures);
+        EXPECT_EQ(std::count(sets.begin(), sets.end(), set), 0) << "piece " << p << " set " << set;
+        sets.push_back(set);
+      }
+    }
+    for (int64_t i = 0; i < piece.cols; ++i) {
+      const int64_t at = piece.column_offset + i, column = s.gradient_columns[at];
+      if (s.gradient_fold_products == kMaxGradientFoldProducts) {
+        EXPECT_EQ(s.gradient_column_owner[at], holders[column] == 0 ? 1 : 0) << "column " << column;
+      }
+      if (s.gradient_column_owner[at] == 1) {
+        for (int64_t f = i * l.block(); f < (i + 1) * l.block(); f += kGradientFoldSetFeatures) {
+          EXPECT_EQ(std::count(sets.begin(), sets.end(), f / kGradientFoldSetFeatures), 1) << "column " << column;
+        }
+      }
+      owners[column] += static_cast<int>(s.gradient_column_owner[at]);
+      ++holders[column];
+    }
   }
   bool covered = true;
   for (int64_t c = 0; c < l.block_cols(); ++c) {
@@ -118,6 +144,17 @@ TEST(TileSchedule, CoversEveryLineAndBlockOnceWithTheKernelsTables) {
   expect_valid(gap);
   EXPECT_FALSE(make_tile_schedule(gap).gradient_columns_cover_inputs);
   EXPECT_TRUE(make_tile_schedule(flat_butterfly_layout({3072, 768, 16, 2, 32})).gradient_columns_cover_inputs);
+  // At the paper's fc2 layouts every set of x's features lies in two pieces: one set per warpgroup.
+  for (const FlatButterflyParams& fc2 : {FlatButterflyParams{768, 3072, 16, 2, 32}, FlatButterflyParams{1024, 4096, 16, 2, 32},
+                                         FlatButterflyParams{768, 2304, 16, 2, 32}}) {
+    const BlockLayout l = flat_butterfly_layout(fc2);
+    expect_valid(l);
+    EXPECT_EQ(make_tile_schedule(l).gradient_fold_products, 1) << fc2.out_features << " x " << fc2.in_features;
+  }
+  // Eighteen pieces have 36 warpgroups for x's 48 sets: two per warpgroup.
+  const BlockLayout sparse_fc2 = flat_butterfly_layout({768, 3072, 16, 1, 32});
+  expect_valid(sparse_fc2);
+  EXPECT_EQ(make_tile_schedule(sparse_fc2).gradient_fold_products, 2);
   std::mt19937_64 rng(3);
   for (int trial = 0; trial < 30; ++trial) {
     const int64_t block = int64_t{16} << (rng() % 4);

@@ -34,7 +34,7 @@ struct DeviceIndex {
     int64_t tile_features = 0;
   };
   Grouping rows, cols, wide_rows, wide_cols;
-  at::Tensor gradient_pieces, gradient_columns, gradient_blocks, gradient_column_owner;
+  at::Tensor gradient_pieces, gradient_columns, gradient_blocks, gradient_fold_sets, gradient_column_owner;
   // The device copy of line_grouping(schedule, by_columns, rank).
   const Grouping& line_grouping(const TileSchedule& schedule, bool by_columns, int64_t rank) const;
 };

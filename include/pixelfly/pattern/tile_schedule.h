@@ -37,6 +37,12 @@ constexpr int64_t kKernelStepFeatures = 64;
 // more of the products on columns it does not have.
 constexpr int64_t kGradientPieceFeatures = 2 * kKernelTileFeatures;
 constexpr int64_t kNarrowGradientPieceFeatures = 192;
+// A product over every input feature that rides in the weight-gradient pass (PixelflyLinear's
+// x^T (dy u), "v's fold"): each of a piece's kGradientFoldWarpgroups consumer warpgroups
+// multiplies one or two sets of kGradientFoldSetFeatures of the piece's features by it.
+constexpr int64_t kGradientFoldSetFeatures = 64;
+constexpr int64_t kGradientFoldWarpgroups = 2;
+constexpr int64_t kMaxGradientFoldProducts = 2;  // per warpgroup: every set of a 256-wide piece
 
 // Lines [first, first + count) computed together. Their union index list is
 // index[index_offset .. index_offset + length) (ascending), and blocks[block_offset + i * length + k]
@@ -79,10 +85,21 @@ struct TileSchedule {
   int64_t gradient_piece_features = kGradientPieceFeatures;
   std::vector<GradientPiece> gradient_pieces;
   std::vector<int64_t> gradient_columns, gradient_blocks;
-  // Beside gradient_columns, 1 where the piece is the first to hold that block column (its
-  // owner), else 0; and whether every block column has an owner (no column without blocks). A
-  // product over every input feature, such as PixelflyLinear's x^T (dy u), can ride along in
-  // the pieces' pass, each column's share computed by its owner.
+  // v's fold (kGradientFoldSetFeatures above): the sets each warpgroup of a piece multiplies and
+  // the block columns whose rows each piece adds. Set j of a piece is its features [64 j, 64 j +
+  // 64). gradient_fold_sets[(kGradientFoldWarpgroups * piece + w) * kMaxGradientFoldProducts + j]
+  // for j < gradient_fold_products is the j-th set warpgroup w multiplies and adds from, or -1
+  // for a product that adds nothing (it multiplies set 0: every warpgroup of every piece does
+  // the same work, so that pieces that read the same columns of x run at one speed).
+  // gradient_column_owner, beside gradient_columns, is 1 where the piece adds that block
+  // column's rows (all of the column's sets are among its warpgroups'), else 0: each block column
+  // with blocks has one owner. One product per warpgroup where the greedy assignment of
+  // assign_fold_sets (tile_schedule.cpp) owns every column with two sets per piece (the paper's
+  // fc2 layouts: every set of x lies in two pieces), else two: warpgroup w multiplies sets w and
+  // w + 2, each column owned by the first piece that holds it. gradient_columns_cover_inputs:
+  // whether every block column has an owner (no column without blocks), which the fold needs.
+  int64_t gradient_fold_products = kMaxGradientFoldProducts;
+  std::vector<int64_t> gradient_fold_sets;
   std::vector<int64_t> gradient_column_owner;
   bool gradient_columns_cover_inputs = false;
   // Whether every row group is exactly one piece (a union of at least one and at most

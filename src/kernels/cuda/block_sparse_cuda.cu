@@ -282,7 +282,8 @@ int64_t grad_weight_workspace_elements(const DeviceLayout& layout, ScalarKind ki
 
 bool can_fold_into_grad_weight(const DeviceLayout& layout, ScalarKind kind, int64_t tokens, int64_t rank) {
   return tensor_cores_apply(layout, kind) && rank > 0 && rank % 8 == 0 && rank <= kMaxGradientFoldRank &&
-         layout.gradient_columns_cover_inputs && layout.gradient_column_owner != nullptr && tokens > 0 &&
+         layout.gradient_columns_cover_inputs && layout.gradient_fold_sets != nullptr &&
+         layout.gradient_column_owner != nullptr && tokens > 0 &&
          !wgmma::grad_weight_stored_once(layout, tokens);
 }
 

@@ -54,7 +54,11 @@ struct DeviceLayout {
   int64_t gradient_piece_features = kGradientPieceFeatures;  // or kNarrowGradientPieceFeatures
   const int64_t* gradient_columns = nullptr;
   const int64_t* gradient_blocks = nullptr;
-  const int64_t* gradient_column_owner = nullptr;  // beside gradient_columns: 1 at a column's owner piece
+  // v's fold (TileSchedule): the warpgroups' sets (pieces x 2 x 2), the products per warpgroup,
+  // and beside gradient_columns 1 where the piece adds that column's rows.
+  const int64_t* gradient_fold_sets = nullptr;
+  int64_t gradient_fold_products = kMaxGradientFoldProducts;
+  const int64_t* gradient_column_owner = nullptr;
   bool gradient_columns_cover_inputs = false;      // every block column has an owner
   bool gradient_pieces_cover_rows_once = false;    // every row group is one piece
 };

@@ -115,10 +115,11 @@ struct LineConfig {
 // m64n128 products per warpgroup and K slice, or 192, one m64n192. A 64-token stage holds 16 KB
 // of dY and kN x 128 bytes of X; long K loops (tokens), a 4-stage ring, one block per
 // multiprocessor. What else the pass computes (GradientExtra):
-// - kFold (GradientFold: x^T a, a of at most kMaxGradientFoldRank columns): the stage also holds
-//   a's 64 x 32 box (4 KB, after dY's rows), and each warpgroup multiplies two 64-feature sets of
-//   the piece's X columns (sets w and w + 2 of warpgroup w; at kN = 192 the second set of
-//   warpgroup 1 repeats set 2 and is not stored) by it, m64n32 products.
+// - kFold, kFoldOneSet (GradientFold: x^T a, a of at most kMaxGradientFoldRank columns): the
+//   stage also holds a's 64 x 32 box (4 KB, after dY's rows), and each warpgroup multiplies two
+//   64-feature sets of the piece's X columns (kFold) or one (kFoldOneSet) by it, m64n32
+//   products, the sets the schedule gives it (tile_schedule.h: gradient_fold_sets; one set each
+//   where two per piece cover x's features, as at the paper's fc2 shapes).
 // - kLowRank (GradientLowRank, pieces that cover each row of dY once): PixelflyLinear's two
 //   products against its low-rank factors from the same stages of dY, dY^T [a | 1] (a = x v: its
 //   64 x 32 box after X's in the B stage, the ones from a constant region) and dY u (u's rows of
@@ -134,11 +135,12 @@ constexpr int kFoldRankColumns = 32;  // a's columns in a stage (zeros past the 
 static_assert(kFoldRankColumns == kMaxGradientFoldRank, "the fold's box holds the largest rank");
 constexpr int kFoldBoxBytes = kStep * kFoldRankColumns * 2;
 constexpr int kDyUWarpBytes = 16 * kFoldRankColumns * 4;  // kLowRank: a warp's 16 rows of a step's dY u
-enum class GradientExtra { kNone, kFold, kLowRank };
+enum class GradientExtra { kNone, kFold, kFoldOneSet, kLowRank };
 template <int kN, GradientExtra kExtra>
 struct GradientConfig {
   static_assert(kN == kGradientPieceFeatures || kN == kNarrowGradientPieceFeatures, "a schedule's piece width");
-  static constexpr bool kFold = kExtra == GradientExtra::kFold, kLowRank = kExtra == GradientExtra::kLowRank;
+  static constexpr bool kFold = kExtra == GradientExtra::kFold || kExtra == GradientExtra::kFoldOneSet;
+  static constexpr bool kLowRank = kExtra == GradientExtra::kLowRank;
   static constexpr int kProducts = kN == 2 * kTile ? 2 : 1;
   static constexpr int kProductWidth = kN / kProducts;     // 128 or 192 columns
   static constexpr int kAccumulators = kProductWidth / 2;  // per consumer thread and product
@@ -147,8 +149,8 @@ struct GradientConfig {
   static constexpr int kABytes = kDyBytes + (kFold ? kFoldBoxBytes : 0);
   static constexpr int kXBytes = kN * kStep * 2;
   static constexpr int kBBytes = kXBytes + (kLowRank ? kFoldBoxBytes : 0);  // a's box after X's
-  static constexpr int kFoldSets = kN / 64;                // the fold's 64-feature sets of X
-  static constexpr int kFoldProducts = (kFoldSets + 1) / 2;  // per warpgroup
+  static constexpr int kFoldProducts = kExtra == GradientExtra::kFoldOneSet ? 1 : kMaxGradientFoldProducts;
+  static_assert(kGradientFoldSetFeatures == 64 && kGradientFoldWarpgroups * 128 == kConsumers, "the fold's sets");
   static constexpr bool kProducerWarpgroup = kExtra != GradientExtra::kNone;
   static constexpr int kThreads = kConsumers + (kProducerWarpgroup ? 128 : 32);
   static constexpr int kProducerRegisters = 56, kConsumerRegisters = 224;  // with a producer warpgroup
@@ -801,9 +803,10 @@ __global__ void __launch_bounds__(LineConfig<kWidth>::kThreads, kLineBlocksPerSM
 // out.cluster = the split count, a piece's splits are one thread-block cluster whose blocks sum
 // each other's accumulators through distributed shared memory and store each result once, in the
 // storage type or in float32: no zeroing, no reductions in global memory, no rounding pass, and
-// the same sums in the same order on every run. With kFold (reductions only), x^T a as well: each
-// piece's products for all its columns, added into v_sums for the columns it owns
-// (gradient_column_owner), so that every input feature's row is added once per token split.
+// the same sums in the same order on every run. With a fold (reductions only), x^T a as well:
+// each warpgroup's products for its sets (gradient_fold_sets), added into v_sums for the columns
+// the piece owns (gradient_column_owner), so that every input feature's row is added once per
+// token split.
 // With kLowRank (reductions only, pieces that cover each row of dY once), dY^T [a | 1] added into
 // `product` for the piece's rows and dY u into `dy_u_sums` (GradientConfig).
 // Maps: dy_map (tokens x out, boxes 64 x 64, 128-byte swizzle), x_map (tokens x in, boxes 64 x
@@ -978,10 +981,21 @@ __global__ void __launch_bounds__(GradientConfig<kN, kExtra>::kThreads, kGradien
   // Columns past a narrower piece's end multiply whatever their X boxes hold and are not stored:
   // skipping them would be a branch around wgmma, which ptxas serialises.
   float d[G::kProducts][G::kAccumulators] = {};  // the first products overwrite them (consume)
-  // The fold's products, X's feature set fold_set(j) by a's 32 columns (kFold only).
+  // The fold's products, X's feature set fold_sets[j] by a's 32 columns (kFold only), and where
+  // each set's X boxes start in a stage (set -1 adds nothing and multiplies set 0).
   float e[kFold ? G::kFoldProducts : 1][16] = {};
   const int warpgroup = warp / 4;
-  auto fold_set = [&](int j) { return min(warpgroup + 2 * j, G::kFoldSets - 1); };
+  int fold_sets[kFold ? G::kFoldProducts : 1] = {};
+  uint32_t fold_offsets[kFold ? G::kFoldProducts : 1] = {};
+  if constexpr (kFold) {
+    const int64_t* sets = layout.gradient_fold_sets + (kGradientFoldWarpgroups * blockIdx.x + warpgroup) *
+                                                          kMaxGradientFoldProducts;
+#pragma unroll
+    for (int j = 0; j < G::kFoldProducts; ++j) {
+      fold_sets[j] = static_cast<int>(sets[j]);
+      fold_offsets[j] = static_cast<uint32_t>(max(fold_sets[j], 0)) * (64 / K::C) * kXBoxBytes;
+    }
+  }
   const uint32_t warpgroup_rows = static_cast<uint32_t>(warpgroup) * kDyBoxBytes;  // rows 64 * warpgroup
   // kLowRank: dY^T a (l), dY^T 1 (o: eight equal columns), and dY u of the step (f), 64 tokens by
   // 32 columns over this warpgroup's 64 rows of the piece.
@@ -1059,8 +1073,8 @@ __global__ void __launch_bounds__(GradientConfig<kN, kExtra>::kThreads, kGradien
         const uint64_t db = descriptor(ring.a_stage(i) + G::kDyBytes + ks * 16 * 64, kFoldBoxBytes, 512, 2);
 #pragma unroll
         for (int j = 0; j < G::kFoldProducts; ++j) {
-          const uint64_t da = descriptor(b + fold_set(j) * (64 / K::C) * kXBoxBytes + ks * 32 * K::C, kXBoxBytes,
-                                         16 * K::C, K::kLayout);
+          const uint64_t da =
+              descriptor(b + fold_offsets[j] + ks * 32 * K::C, kXBoxBytes, 16 * K::C, K::kLayout);
           mma_64xNx16<T, 1, 1>(e[j], da, db, step > 0 || ks > 0);
         }
       }
@@ -1163,10 +1177,10 @@ __global__ void __launch_bounds__(GradientConfig<kN, kExtra>::kThreads, kGradien
       // the next: added where this piece owns m's column block and m is inside the input.
 #pragma unroll
       for (int j = 0; j < G::kFoldProducts; ++j) {
-        if (warpgroup + 2 * j >= G::kFoldSets) continue;  // a repeated set
+        if (fold_sets[j] < 0) continue;  // a product that adds nothing
 #pragma unroll
         for (int r = 0; r < 2; ++r) {
-          const int m = (warpgroup + 2 * j) * 64 + accumulator_row(warp, lane, r);
+          const int m = fold_sets[j] * 64 + accumulator_row(warp, lane, r);
           if (m >= n_end) continue;
           const int64_t p_column = p[2] + m / B;
           if (layout.gradient_column_owner[p_column] == 0) continue;
@@ -1401,6 +1415,11 @@ cudaError_t launch_gradient_at_width(const DeviceLayout& layout, int64_t tokens,
   out.rank = static_cast<int>(rank);
   if (fold != nullptr) {
     out.v_sums = fold->v_sums;
+    if (layout.gradient_fold_products == 1) {
+      using G = GradientConfig<kN, GradientExtra::kFoldOneSet>;
+      return launch_gradient_kernel<gradient_kernel<T, B, kN, GradientExtra::kFoldOneSet>>(
+          g, G::kThreads, G::kShared, dy_map, x_map, a_map, u_map, dy_u_map, sums_map, layout, tokens, out, stream);
+    }
     using G = GradientConfig<kN, GradientExtra::kFold>;
     return launch_gradient_kernel<gradient_kernel<T, B, kN, GradientExtra::kFold>>(
         g, G::kThreads, G::kShared, dy_map, x_map, a_map, u_map, dy_u_map, sums_map, layout, tokens, out, stream);
