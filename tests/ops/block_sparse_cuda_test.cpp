@@ -418,8 +418,10 @@ TEST(BlockSparseOpsCuda, ParameterGradientsMatchFloat64Reference) {
   // multiplying one set of x's features; in the fifth (bfloat16) and sixth (float16) two sets
   // each (4 pieces 256 wide at block 64 and 10 pieces 192 wide at block 32 have too few
   // warpgroups for x's 16 and 29 sets one each; 14 and 12 splits at 5000 tokens, so reductions;
-  // the sixth's inputs end inside a block column); elsewhere it is a cuBLAS product (rank 20,
-  // clusters, one split).
+  // the sixth's inputs end inside a block column); in the seventh (float16) and eighth
+  // (bfloat16) one set each at blocks 128 (a block column spans two sets: 4 pieces, inputs ending
+  // inside a block column) and 16 (4 pieces 192 wide), 14 splits each; elsewhere it is a cuBLAS
+  // product (rank 20, clusters, one split).
   struct ParameterCase {
     BlockLayout layout;
     int64_t rank, bf16_tokens, f16_tokens, fold_products;
@@ -429,7 +431,9 @@ TEST(BlockSparseOpsCuda, ParameterGradientsMatchFloat64Reference) {
                                  {flat_butterfly_layout({3072, 768, 16, 2, 32}), 16, 1500, 333, 1},
                                  {random_layout(520, 264, 32, 0.4, 23), 24, 5000, 333, 1},
                                  {flat_butterfly_layout({256, 1024, 8, 2, 64}), 32, 5000, 333, 2},
-                                 {flat_butterfly_layout({128, 1800, 4, 1, 32}), 16, 333, 5000, 2}};
+                                 {flat_butterfly_layout({128, 1800, 4, 1, 32}), 16, 333, 5000, 2},
+                                 {flat_butterfly_layout({256, 500, 4, 2, 128}), 16, 333, 5000, 1},
+                                 {flat_butterfly_layout({256, 384, 8, 3, 16}), 24, 5000, 333, 1}};
   for (const ParameterCase& c : cases) {
     ASSERT_EQ(make_tile_schedule(c.layout).gradient_fold_products, c.fold_products)
         << c.layout.out_features() << "x" << c.layout.in_features() << " b" << c.layout.block();
