@@ -135,7 +135,7 @@ bool assign_one_fold_set_per_warpgroup(TileSchedule& s, int64_t block_cols) {
     return m;
   };
   for (const int64_t column : order) {
-    if (owned[column]) continue;
+    if (owned[column] || holders[column].empty()) continue;  // owned, or a column without blocks
     int64_t best = -1, best_at = -1, best_new = 0, best_gain = 0, best_room = 0;
     for (const int64_t at : holders[column]) {
       const int64_t p = piece_of[at];
@@ -223,7 +223,9 @@ TileSchedule make_tile_schedule(const BlockLayout& layout) {
   }
   s.gradient_piece_features = gradient_piece_features(s.rows, b);
   add_gradient_pieces(s.rows, s);
-  if (!assign_one_fold_set_per_warpgroup(s, layout.block_cols())) assign_fold_sets_to_first_holders(s, layout.block_cols());
+  if (!assign_one_fold_set_per_warpgroup(s, layout.block_cols())) {
+    assign_fold_sets_to_first_holders(s, layout.block_cols());
+  }
   std::vector<bool> held(static_cast<size_t>(layout.block_cols()), false);
   for (const int64_t column : s.gradient_columns) held[column] = true;
   s.gradient_columns_cover_inputs = std::find(held.begin(), held.end(), false) == held.end();

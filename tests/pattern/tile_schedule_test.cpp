@@ -145,7 +145,8 @@ TEST(TileSchedule, CoversEveryLineAndBlockOnceWithTheKernelsTables) {
   EXPECT_FALSE(make_tile_schedule(gap).gradient_columns_cover_inputs);
   EXPECT_TRUE(make_tile_schedule(flat_butterfly_layout({3072, 768, 16, 2, 32})).gradient_columns_cover_inputs);
   // At the paper's fc2 layouts every set of x's features lies in two pieces: one set per warpgroup.
-  for (const FlatButterflyParams& fc2 : {FlatButterflyParams{768, 3072, 16, 2, 32}, FlatButterflyParams{1024, 4096, 16, 2, 32},
+  for (const FlatButterflyParams& fc2 : {FlatButterflyParams{768, 3072, 16, 2, 32},
+                                         FlatButterflyParams{1024, 4096, 16, 2, 32},
                                          FlatButterflyParams{768, 2304, 16, 2, 32}}) {
     const BlockLayout l = flat_butterfly_layout(fc2);
     expect_valid(l);

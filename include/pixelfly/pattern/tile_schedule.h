@@ -94,10 +94,11 @@ struct TileSchedule {
   // gradient_column_owner, beside gradient_columns, is 1 where the piece adds that block
   // column's rows (all of the column's sets are among its warpgroups'), else 0: each block column
   // with blocks has one owner. One product per warpgroup where the greedy assignment of
-  // assign_fold_sets (tile_schedule.cpp) owns every column with two sets per piece (the paper's
-  // fc2 layouts: every set of x lies in two pieces), else two: warpgroup w multiplies sets w and
-  // w + 2, each column owned by the first piece that holds it. gradient_columns_cover_inputs:
-  // whether every block column has an owner (no column without blocks), which the fold needs.
+  // assign_one_fold_set_per_warpgroup (tile_schedule.cpp) owns every column with two sets per
+  // piece (the paper's fc2 layouts: every set of x lies in two pieces), else two: warpgroup w
+  // multiplies sets w and w + 2, each column owned by the first piece that holds it.
+  // gradient_columns_cover_inputs: whether every block column has an owner (no column without
+  // blocks), which the fold needs.
   int64_t gradient_fold_products = kMaxGradientFoldProducts;
   std::vector<int64_t> gradient_fold_sets;
   std::vector<int64_t> gradient_column_owner;
