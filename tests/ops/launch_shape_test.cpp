@@ -173,15 +173,16 @@ int64_t busiest_stages(const LowRankGrid& g, int64_t token_tiles) {
 }
 
 TEST(LaunchShape, LowRankGridsAtThePaperShapes) {
-  // One block on each of 132 multiprocessors; rank 32 with the ones column fits 13 chunks of 64
-  // features per split. Mixer-B fc2 (768 features: 12 chunks, 196 token tiles): one split left
-  // 64 blocks with two tiles (24 stages); two splits of 66 groups, 18.
+  // One block on each of 132 multiprocessors; rank 32 with the ones column (width 40) fits 9
+  // chunks of 64 features per split. Mixer-B fc2 (768 features: 12 chunks, 196 token tiles): one
+  // split would leave 64 blocks two tiles of 12 chunks; two splits of 66 groups. GPT-2-M fc2
+  // (1024: 16 chunks, 64 tiles): four splits of 33 groups (two splits of 64 move a fifth more).
   struct Case {
     int64_t chunks, tiles, splits, chunks_per_split, groups;
   };
-  for (const Case& c : {Case{12, 196, 2, 6, 66}, Case{48, 196, 4, 12, 33}, Case{64, 64, 8, 8, 16},
-                        Case{16, 64, 2, 8, 64}}) {
-    const LowRankGrid g = low_rank_grid(c.chunks, 13, c.tiles, 132);
+  for (const Case& c : {Case{12, 196, 2, 6, 66}, Case{48, 196, 6, 8, 22}, Case{64, 64, 8, 8, 16},
+                        Case{16, 64, 4, 4, 33}}) {
+    const LowRankGrid g = low_rank_grid(c.chunks, 9, c.tiles, 132, 32, 40);
     EXPECT_EQ(g.splits, c.splits) << c.chunks << " chunks, " << c.tiles << " tiles";
     EXPECT_EQ(g.chunks_per_split, c.chunks_per_split) << c.chunks << " chunks, " << c.tiles << " tiles";
     EXPECT_EQ(g.groups, c.groups) << c.chunks << " chunks, " << c.tiles << " tiles";
@@ -192,7 +193,7 @@ TEST(LaunchShape, LowRankGridsCoverEveryChunkWithinTheSlots) {
   for (int64_t chunks : {1, 5, 12, 48, 64, 200}) {
     for (int64_t fit : {1, 3, 13}) {
       for (int64_t tiles : {1, 7, 64, 196, 1000}) {
-        const LowRankGrid g = low_rank_grid(chunks, fit, tiles, 132);
+        const LowRankGrid g = low_rank_grid(chunks, fit, tiles, 132, 32, 40);
         const std::string where =
             std::to_string(chunks) + " chunks, " + std::to_string(fit) + " fit, " + std::to_string(tiles) + " tiles";
         EXPECT_GE(g.splits * g.chunks_per_split, chunks) << where;
@@ -208,7 +209,7 @@ TEST(LaunchShape, LowRankGridsCoverEveryChunkWithinTheSlots) {
   }
   // Nothing to split: one block's grid, not a division by zero.
   for (const auto& [chunks, tiles] : {std::pair<int64_t, int64_t>{0, 10}, std::pair<int64_t, int64_t>{4, 0}}) {
-    const LowRankGrid g = low_rank_grid(chunks, 13, tiles, 132);
+    const LowRankGrid g = low_rank_grid(chunks, 9, tiles, 132, 32, 40);
     EXPECT_EQ(g.splits, 1);
     EXPECT_EQ(g.groups, 1);
   }

@@ -133,25 +133,36 @@ inline std::vector<int32_t> balanced_tile_order(const std::vector<int64_t>& grou
 struct LowRankGrid {
   int64_t splits = 1, chunks_per_split = 1, groups = 1;
 };
+constexpr int64_t kLowRankTileTokens = 128, kLowRankChunkFeatures = 64;  // a stage of dy
 
-// Of the split counts from the fewest that fit to four times that, the one whose busiest block has
-// the fewest stages (its token tiles x chunks per split), the fewest splits on a tie: each split
-// past the first adds a float32 reduction of dy u over the splits. With few token tiles per slot
-// the fewest splits can leave blocks a tile more than others (Mixer-B fc2: 196 tiles on 132
-// blocks, 24 stages for the busiest; two splits of 66 groups, 18).
-inline LowRankGrid low_rank_grid(int64_t chunks, int64_t chunks_fit, int64_t token_tiles, int64_t slots) {
+// Of the split counts from the fewest that fit to four times that, the one whose busiest block
+// moves the fewest bytes, the fewest splits on a tie. A block moves its stages of dy (its token
+// tiles x chunks per split, 128 x 64 elements each), its chunks' rows of u, and its float32
+// sums: dy^T [x v | 1] once per chunk (64 x width) and dy u once per token tile (128 x rank),
+// stored in the 16-bit type with one split and otherwise added into the other splits'; an addition
+// reads and writes its bytes at L2, so it counts twice. At Mixer-B fc2 (12 chunks, 196 token tiles
+// on 132 blocks) one split leaves blocks two tiles of 12 stages; two splits of 66 groups take three
+// tiles of 6. At GPT-2-M fc2 (16 chunks, 64 tiles) two splits of 64 groups give each block one
+// tile and 8 chunks' sums of dy^T [x v | 1]; four of 33 give two tiles of 4 chunks: half of those
+// sums for twice the dy u sums, a fifth fewer bytes.
+inline LowRankGrid low_rank_grid(int64_t chunks, int64_t chunks_fit, int64_t token_tiles, int64_t slots,
+                                 int64_t rank, int64_t width) {
   if (chunks < 1 || chunks_fit < 1 || token_tiles < 1) return LowRankGrid{};  // nothing to split
   const int64_t fewest = (chunks + chunks_fit - 1) / chunks_fit;
   const int64_t most = 4 * fewest < chunks ? 4 * fewest : chunks;
   LowRankGrid best;
-  int64_t best_stages = -1;
+  int64_t best_bytes = -1;
   for (int64_t splits = fewest; splits <= most; ++splits) {
     const int64_t per_split = (chunks + splits - 1) / splits;
     const int64_t fit_groups = slots / splits > 1 ? slots / splits : 1;
     const int64_t groups = token_tiles < fit_groups ? token_tiles : fit_groups;
-    const int64_t stages = (token_tiles + groups - 1) / groups * per_split;
-    if (best_stages < 0 || stages < best_stages) {
-      best_stages = stages;
+    const int64_t tiles = (token_tiles + groups - 1) / groups;
+    const int64_t dy_u = tiles * kLowRankTileTokens * rank * (splits > 1 ? 2 * 4 : 2);
+    const int64_t bytes = tiles * per_split * kLowRankTileTokens * kLowRankChunkFeatures * 2 +
+                          per_split * kLowRankChunkFeatures * rank * 2 +
+                          2 * per_split * kLowRankChunkFeatures * width * 4 + dy_u;
+    if (best_bytes < 0 || bytes < best_bytes) {
+      best_bytes = bytes;
       best = LowRankGrid{splits, per_split, groups};
     }
   }

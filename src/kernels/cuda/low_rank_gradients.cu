@@ -51,6 +51,7 @@ constexpr int kAlign = 1024;                   // the 128-byte swizzle repeats e
 constexpr int kSharedLimit = 227 * 1024;
 constexpr int kBarrierBytes = ((2 * kStages + 2) * 8 + 15) / 16 * 16;  // the slots after them 16-byte aligned
 constexpr int kDyURows = 32;  // token rows of a dy u warp's part of a tile
+static_assert(kTokens == kLowRankTileTokens && kCols == kLowRankChunkFeatures, "the grid's byte count must match");
 
 struct Plan {
   int rank_tiles = 0, chunks = 0, splits = 0, chunks_per_split = 0, token_tiles = 0, groups = 0;
@@ -72,7 +73,7 @@ Plan make_plan(int64_t tokens, int64_t out_features, int64_t rank, int64_t width
   const int chunks_fit = std::max(1, (kSharedLimit - fixed) / bytes_per_chunk);
   p.chunks = static_cast<int>((out_features + kCols - 1) / kCols);
   p.token_tiles = static_cast<int>((tokens + kTokens - 1) / kTokens);
-  const LowRankGrid grid = low_rank_grid(p.chunks, chunks_fit, p.token_tiles, multiprocessors);
+  const LowRankGrid grid = low_rank_grid(p.chunks, chunks_fit, p.token_tiles, multiprocessors, rank, width);
   p.splits = static_cast<int>(grid.splits);
   p.chunks_per_split = static_cast<int>(grid.chunks_per_split);
   p.groups = static_cast<int>(grid.groups);
