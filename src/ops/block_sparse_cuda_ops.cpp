@@ -339,19 +339,19 @@ std::tuple<at::Tensor, at::Tensor> low_rank_grad_products_cuda(const at::Tensor&
 using ParameterGradients = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>;
 
 // The finishing pass after the weight-gradient kernel (parameter_gradients.h): from the blocks'
-// float32 sums (`sums` of them at weight_sums), v's float32 sums where v_sums is not null (else
-// grad_v holds v's gradient before its mix weight, scaled in place), and the low-rank product
-// dy^T [x v | 1] (float32 rows `product_pitch` apart), every parameter gradient with its mix
-// weight, in one kernel; `finish_scratch` is the pass's zeroed scratch.
+// float32 sums (`sums` of them at weight_sums), v's float32 sums x^T (dy u) (in x r), and the
+// low-rank product dy^T [x v | 1] (float32 rows `product_pitch` apart), every parameter gradient
+// with its mix weight, in one kernel; `finish_scratch` is the pass's zeroed scratch.
 ParameterGradients finish_parameter_gradients(const char* op, cuda::ScalarKind kind, float* weight_sums, int64_t sums,
-                                              float* v_sums, float* finish_scratch, const at::Tensor& values,
+                                              const float* v_sums, float* finish_scratch, const at::Tensor& values,
                                               const Layout& layout, const at::Tensor& u, const at::Tensor& gamma,
-                                              const float* product, int64_t product_pitch, at::Tensor grad_v,
-                                              bool bias, cudaStream_t stream) {
+                                              const float* product, int64_t product_pitch, bool bias,
+                                              cudaStream_t stream) {
   at::Tensor values_c = values.contiguous();
   if (reinterpret_cast<uintptr_t>(values_c.data_ptr()) % 8 != 0) values_c = values_c.clone();  // read four at a time
   const at::Tensor u_c = u.contiguous();
   at::Tensor grad_values = at::empty_like(values_c), grad_u = at::empty_like(u_c);
+  at::Tensor grad_v = at::empty({layout->in_features(), u.size(1)}, u.options());
   at::Tensor grad_gamma = at::empty({}, gamma.options()), grad_bias;
   if (bias) grad_bias = at::empty({layout->out_features()}, u.options());
   cuda::ParameterGradients p;
@@ -381,9 +381,9 @@ ParameterGradients finish_parameter_gradients(const char* op, cuda::ScalarKind k
 // weight-gradient kernel (finish_parameter_gradients): the mix's products, its gradient and the
 // dtype conversions launch nothing else. v's gradient x^T (dy u) rides in the weight-gradient
 // kernel's pass over x where it can (cuda::can_fold_into_grad_weight: the token splits add into
-// float32 sums, a rank up to 32), else it is one thin cuBLAS product. With grad_weight_sums (from
-// grad_weight_and_low_rank_products) there is no weight-gradient kernel here: the cuBLAS product
-// and the finishing pass.
+// float32 sums, a rank up to 32), else it is one thin cuBLAS product with float32 results. With
+// grad_weight_sums (from grad_weight_and_low_rank_products) there is no weight-gradient kernel
+// here: the cuBLAS product and the finishing pass.
 ParameterGradients pixelfly_linear_grad_params_cuda(const at::Tensor& grad_y, const at::Tensor& x,
                                                     const at::Tensor& values, const Layout& layout, const at::Tensor& u,
                                                     const at::Tensor& gamma, const at::Tensor& product,
@@ -414,10 +414,10 @@ ParameterGradients pixelfly_linear_grad_params_cuda(const at::Tensor& grad_y, co
   if (grad_weight_sums.has_value() && grad_weight_sums->defined()) {
     const at::Tensor weight_sums = device_contiguous(*grad_weight_sums);
     at::Tensor scratch = at::zeros({cuda::parameter_gradients_scratch_elements()}, x.options().dtype(at::kFloat));
-    at::Tensor grad_v = at::mm(x_rows.t(), dy_u).contiguous();
-    return finish_parameter_gradients(op, kind, weight_sums.data_ptr<float>(), sums, nullptr, scratch.data_ptr<float>(),
-                                      values, layout, u, gamma, product_c.data_ptr<float>(), product_c.stride(0), grad_v,
-                                      bias, stream);
+    const at::Tensor v_product = at::mm(x_rows.t(), dy_u, at::kFloat);
+    return finish_parameter_gradients(op, kind, weight_sums.data_ptr<float>(), sums, v_product.data_ptr<float>(),
+                                      scratch.data_ptr<float>(), values, layout, u, gamma, product_c.data_ptr<float>(),
+                                      product_c.stride(0), bias, stream);
   }
   const bool fold = cuda::can_fold_into_grad_weight(d, kind, tokens, r);
   // The blocks' sums, then v's (with the fold; float32, in x r), then the finishing pass's scratch:
@@ -435,10 +435,11 @@ ParameterGradients pixelfly_linear_grad_params_cuda(const at::Tensor& grad_y, co
   }
   check_launch(op, cuda::accumulate_grad_weight(d, kind, tokens, dy_rows.data_ptr(), x_rows.data_ptr(),
                                                 scratch.data_ptr<float>(), fold ? &folded : nullptr, nullptr, stream));
-  at::Tensor grad_v = fold ? at::empty({in, r}, x.options()) : at::mm(x_rows.t(), dy_u).contiguous();
-  return finish_parameter_gradients(op, kind, scratch.data_ptr<float>(), sums, fold ? folded.v_sums : nullptr,
+  const at::Tensor v_product = fold ? at::Tensor() : at::mm(x_rows.t(), dy_u, at::kFloat);
+  return finish_parameter_gradients(op, kind, scratch.data_ptr<float>(), sums,
+                                    fold ? folded.v_sums : v_product.data_ptr<float>(),
                                     scratch.data_ptr<float>() + sums + v_sums, values, layout, u, gamma,
-                                    product_c.data_ptr<float>(), product_c.stride(0), grad_v, bias, stream);
+                                    product_c.data_ptr<float>(), product_c.stride(0), bias, stream);
 }
 
 // grad_weight_and_low_rank_products where the weight-gradient kernel does not take the low-rank

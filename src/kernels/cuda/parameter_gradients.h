@@ -3,8 +3,7 @@
 //   grad_values = g * dW                (dW: float32 sums of dY^T X on the blocks)
 //   grad_u      = (1 - g) * P[:, :r]    (P = dY^T [X v | 1 ...], out x pitch, float32)
 //   grad_bias   = P[:, r]               (when a bias is trained: the ones column's sums)
-//   grad_v      = (1 - g) * V           (V = X^T (dY u), in x r: float32 sums, or in place on the
-//                                         product in the storage type)
+//   grad_v      = (1 - g) * V           (V = X^T (dY u), in x r, float32 sums)
 //   grad_g      = <dW, values> - <P[:, :r], u>   (float32 sums, written in g's type)
 // The two dot products are summed per thread block, then by the last block to finish, in a
 // fixed order, so the result does not depend on scheduling.
@@ -33,7 +32,7 @@ struct ParameterGradients {
   void* grad_u = nullptr;
   void* grad_bias = nullptr;               // null: no bias
   int64_t v_elements = 0;                  // in_features * rank
-  const float* v_sums = nullptr;           // V as float32 sums; null: V already in grad_v
+  const float* v_sums = nullptr;           // V, contiguous
   void* grad_v = nullptr;
   void* grad_mix = nullptr;                // a scalar of mix_kind
 };
