@@ -1,6 +1,6 @@
 """The PixelflyLinear layer the profiling benchmarks in bench/ run: the layer's operator
 (pixelfly::pixelfly_linear) at the paper's MLP shapes and released settings (n=16, k=2, b=32, r=32,
-bias), bf16, random inputs (imported from the script's directory)."""
+bias), bf16, random inputs, and the dense layer beside it (imported from the script's directory)."""
 import torch
 
 SHAPES = [("Mixer-B fc1", 768, 3072, 25088), ("Mixer-B fc2", 3072, 768, 25088),
@@ -26,3 +26,18 @@ def layer_step(d_in, d_out, tokens):
         torch.ops.pixelfly.pixelfly_linear(x, values, layout, u, v, torch.sigmoid(logit), bias).backward(dy)
 
     return step, x, dy
+
+
+def dense_layer_step(x, dy):
+    """step() runs one forward + backward of dense torch.nn.functional.linear with a bias on x
+    (tokens x d_in) with the output's gradient dy (tokens x d_out), from no gradients."""
+    d_in, d_out = x.shape[-1], dy.shape[-1]
+    w = (torch.randn(d_out, d_in, device="cuda", dtype=DTYPE) * 0.02).requires_grad_()
+    b = (torch.randn(d_out, device="cuda", dtype=DTYPE) * 0.02).requires_grad_()
+
+    def step():
+        for t in (x, w, b):
+            t.grad = None
+        torch.nn.functional.linear(x, w, b).backward(dy)
+
+    return step

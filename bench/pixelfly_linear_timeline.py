@@ -18,7 +18,7 @@ import tempfile
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from paper_mlp_layer import DTYPE, SHAPES, layer_step
+from paper_mlp_layer import SHAPES, dense_layer_step, layer_step
 
 torch.ops.load_library(sys.argv[1])
 STEPS = 8
@@ -101,14 +101,7 @@ def main():
     torch.manual_seed(0)
     for name, d_in, d_out, tokens in SHAPES:
         fly, x, dy = layer_step(d_in, d_out, tokens)
-        w = (torch.randn(d_out, d_in, device="cuda", dtype=DTYPE) * 0.02).requires_grad_()
-        b = (torch.randn(d_out, device="cuda", dtype=DTYPE) * 0.02).requires_grad_()
-
-        def dense():
-            for t in (x, w, b):
-                t.grad = None
-            torch.nn.functional.linear(x, w, b).backward(dy)
-
+        dense = dense_layer_step(x, dy)
         print(f"\n{name}: tokens {tokens}")
         fly_kernels = kernel_intervals(graph_of(fly))
         dense_kernels = kernel_intervals(graph_of(dense))
