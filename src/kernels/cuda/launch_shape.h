@@ -140,11 +140,11 @@ constexpr int64_t kLowRankTileTokens = 128, kLowRankChunkFeatures = 64;  // a st
 // tiles x chunks per split, 128 x 64 elements each), its chunks' rows of u, and its float32
 // sums: dy^T [x v | 1] once per chunk (64 x width) and dy u once per token tile (128 x rank),
 // stored in the 16-bit type with one split and otherwise added into the other splits'; an addition
-// reads and writes its bytes at L2, so it counts twice. At Mixer-B fc2 (12 chunks, 196 token tiles
-// on 132 blocks) one split leaves blocks two tiles of 12 stages; two splits of 66 groups take three
-// tiles of 6. At GPT-2-M fc2 (16 chunks, 64 tiles) two splits of 64 groups give each block one
-// tile and 8 chunks' sums of dy^T [x v | 1]; four of 33 give two tiles of 4 chunks: half of those
-// sums for twice the dy u sums, a fifth fewer bytes.
+// reads and writes its bytes at L2, so it counts twice. With rank 32 and the ones column (nine
+// chunks fit a block): at Mixer-B fc2 (12 chunks, 196 token tiles on 132 blocks) two splits of 66
+// groups, three tiles of 6 chunks each, move the fewest; at GPT-2-M fc2 (16 chunks, 64 tiles) two
+// splits of 64 groups give each block one tile and 8 chunks' sums of dy^T [x v | 1], four of 33
+// two tiles of 4 chunks: half of those sums for twice the dy u sums, a fifth fewer bytes.
 inline LowRankGrid low_rank_grid(int64_t chunks, int64_t chunks_fit, int64_t token_tiles, int64_t slots,
                                  int64_t rank, int64_t width) {
   if (chunks < 1 || chunks_fit < 1 || token_tiles < 1) return LowRankGrid{};  // nothing to split
