@@ -126,7 +126,7 @@ bool assign_one_fold_set_per_warpgroup(TileSchedule& s, int64_t block_cols) {
   std::vector<std::vector<int64_t>> chosen(static_cast<size_t>(pieces));
   std::vector<bool> owned(static_cast<size_t>(block_cols), false);
   std::vector<int64_t> owner(s.gradient_columns.size(), 0);
-  // The sets that position i of piece p spans beyond `sets`.
+  // The sets that the block column at position i of a piece spans beyond `sets`.
   auto missing = [b](const std::vector<int64_t>& sets, int64_t i) {
     std::vector<int64_t> m;
     const auto [first, last] = fold_sets_of_position(i, b);
