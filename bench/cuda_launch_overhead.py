@@ -99,7 +99,7 @@ def mixer_layer_step(steps=20):
     dy = torch.randn(25088, 3072, device="cuda", dtype=DT)
 
     def step():
-        ops.pixelfly_linear(x, values, layout, u, v, torch.sigmoid(logit), bias).backward(dy)
+        ops.pixelfly_linear(x, values, layout, u, v, logit, bias, gamma_is_logit=True).backward(dy)
 
     enqueued, total = timed(step, steps, warmup=5)
     print(f"\nMixer-B fc1 layer step: host enqueue {enqueued * 1e3:.3f} ms, whole step {total * 1e3:.3f} ms")

@@ -23,7 +23,7 @@ def layer_step(d_in, d_out, tokens):
     def step():
         for t in (x, values, u, v, bias, logit):
             t.grad = None
-        torch.ops.pixelfly.pixelfly_linear(x, values, layout, u, v, torch.sigmoid(logit), bias).backward(dy)
+        torch.ops.pixelfly.pixelfly_linear(x, values, layout, u, v, logit, bias, gamma_is_logit=True).backward(dy)
 
     return step, x, dy
 

@@ -76,10 +76,16 @@ at::Tensor PixelflyLinearImpl::forward(const at::Tensor& x) {
   TORCH_CHECK(x.dim() >= 1 && x.size(-1) == options.in_features(),
               "PixelflyLinear: x must have last dimension in_features = ", options.in_features(),
               ", got shape ", x.sizes());
-  if (options.mixing() != Mixing::Gate) {
-    // One operator for the whole layer: fused into single passes over the activations on GPUs.
+  const c10::optional<at::Tensor> bias_arg = bias.defined() ? c10::optional<at::Tensor>(bias) : c10::nullopt;
+  // One operator for the whole layer: fused into single passes over the activations on GPUs.
+  // Scalar mode passes the logit itself, whose sigmoid the operator applies as it reads it.
+  if (options.mixing() == Mixing::Scalar) {
+    return ops::pixelfly_linear(x, sparse->blocks, sparse->layout(), low_rank->u, low_rank->v, mix_logit, bias_arg,
+                                /*gamma_is_logit=*/true);
+  }
+  if (options.mixing() == Mixing::Fixed) {
     return ops::pixelfly_linear(x, sparse->blocks, sparse->layout(), low_rank->u, low_rank->v, sparse_weight(x),
-                                bias.defined() ? c10::optional<at::Tensor>(bias) : c10::nullopt);
+                                bias_arg);
   }
   // Gate mode: the mix differs per token, so the two parts are computed apart.
   const at::Tensor s = sparse->forward(x);

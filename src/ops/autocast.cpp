@@ -25,10 +25,11 @@ at::Tensor block_sparse_linear_autocast(const at::Tensor& x, const at::Tensor& v
 template <c10::DeviceType device>
 at::Tensor pixelfly_linear_autocast(const at::Tensor& x, const at::Tensor& values, const Layout& layout,
                                     const at::Tensor& u, const at::Tensor& v, const at::Tensor& gamma,
-                                    const c10::optional<at::Tensor>& bias) {
+                                    const c10::optional<at::Tensor>& bias, bool gamma_is_logit) {
   c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::autocast_dispatch_keyset);
   const at::ScalarType dtype = at::autocast::get_autocast_dtype(device);
-  return pixelfly_linear_function(at::autocast::cached_cast(dtype, x, device), values, layout, u, v, gamma, bias);
+  return pixelfly_linear_function(at::autocast::cached_cast(dtype, x, device), values, layout, u, v, gamma, bias,
+                                  gamma_is_logit);
 }
 
 }  // namespace

@@ -206,13 +206,14 @@ at::Tensor pad_rank(const at::Tensor& t, int64_t dim) {
   return dim == t.dim() - 1 ? at::constant_pad_nd(t, {0, missing}) : at::constant_pad_nd(t, {0, 0, 0, missing});
 }
 
-// The fused kernels' mix: g read on the device in its own dtype (no conversion launched), and
-// the low-rank factor a (tokens, r) in place when its rows are pitched for TMA.
-cuda::Epilogue mixed_epilogue(const char* op, const at::Tensor& scale, const at::Tensor& low_rank_a,
-                              const at::Tensor& low_rank_b) {
+// The fused kernels' mix: g (or its logit) read on the device in its own dtype (no conversion
+// launched), and the low-rank factor a (tokens, r) in place when its rows are pitched for TMA.
+cuda::Epilogue mixed_epilogue(const char* op, const at::Tensor& scale, bool scale_is_logit,
+                              const at::Tensor& low_rank_a, const at::Tensor& low_rank_b) {
   cuda::Epilogue epilogue;
   epilogue.mix = scale.data_ptr();
   epilogue.mix_kind = scalar_kind(op, scale, "scale");
+  epilogue.mix_logit = scale_is_logit;
   epilogue.low_rank_a = low_rank_a.data_ptr();
   epilogue.low_rank_a_pitch = low_rank_a.stride(0);
   epilogue.low_rank_b = low_rank_b.data_ptr();
@@ -231,18 +232,19 @@ at::Tensor kernel_low_rank_a(const at::Tensor& a) {
 
 at::Tensor mixed_linear_cuda(const at::Tensor& x, const at::Tensor& values, const Layout& layout, const at::Tensor& scale,
                              const at::Tensor& low_rank_a, const at::Tensor& low_rank_b,
-                             const c10::optional<at::Tensor>& bias) {
+                             const c10::optional<at::Tensor>& bias, bool scale_is_logit) {
   constexpr const char* op = "pixelfly::mixed_linear";
   const BlockLayout& l = check_forward_args(op, x, values, layout);
   check_mixed_arguments(op, x, scale, low_rank_a, low_rank_b, l.out_features(), 0, 1, bias, l.out_features());
-  if (!fusable(l, x, values, low_rank_a)) return mixed_linear_composed(x, values, layout, scale, low_rank_a, low_rank_b, bias);
+  auto composed = [&] {
+    return mixed_linear_composed(x, values, layout, scale, low_rank_a, low_rank_b, bias, scale_is_logit);
+  };
+  if (!fusable(l, x, values, low_rank_a)) return composed();
   const auto kind = scalar_kind(op, x, "x");
   const c10::cuda::CUDAGuard guard(x.device());
   const int64_t rank = kernel_rank(low_rank_a.size(-1));
   const cuda::DeviceLayout d = device_layout(op, layout, x.device(), rank);
-  if (!cuda::supports_epilogue(d, kind, rank)) {  // not a Hopper device or build
-    return mixed_linear_composed(x, values, layout, scale, low_rank_a, low_rank_b, bias);
-  }
+  if (!cuda::supports_epilogue(d, kind, rank)) return composed();  // not a Hopper device or build
   const at::Tensor rows = device_rows(x), a = kernel_low_rank_a(low_rank_a);
   const at::Tensor b = device_contiguous(pad_rank(low_rank_b, 1)), v = device_contiguous(values);
   const at::Tensor s = kernel_scale(scale);
@@ -251,7 +253,7 @@ at::Tensor mixed_linear_cuda(const at::Tensor& x, const at::Tensor& values, cons
   if (bias_c.defined() && reinterpret_cast<uintptr_t>(bias_c.data_ptr()) % 16 != 0) {
     bias_c = bias_c.clone();  // the kernel copies it in 16-byte pieces
   }
-  cuda::Epilogue epilogue = mixed_epilogue(op, s, a, b);
+  cuda::Epilogue epilogue = mixed_epilogue(op, s, scale_is_logit, a, b);
   epilogue.bias = bias_c.defined() ? bias_c.data_ptr() : nullptr;
   epilogue.low_rank_beside = low_rank_beside(layout, false, rank);
   at::Tensor y = at::empty({rows.size(0), l.out_features()}, rows.options());
@@ -264,20 +266,19 @@ at::Tensor mixed_linear_cuda(const at::Tensor& x, const at::Tensor& values, cons
 
 at::Tensor mixed_linear_grad_input_cuda(const at::Tensor& grad_y, const at::Tensor& values, const Layout& layout,
                                         const at::Tensor& scale, const at::Tensor& low_rank_a,
-                                        const at::Tensor& low_rank_b_t) {
+                                        const at::Tensor& low_rank_b_t, bool scale_is_logit) {
   constexpr const char* op = "pixelfly::mixed_linear_grad_input";
   const BlockLayout& l = check_grad_input_args(op, grad_y, values, layout);
   check_mixed_arguments(op, grad_y, scale, low_rank_a, low_rank_b_t, 0, l.in_features(), 0, c10::nullopt, 0);
-  if (!fusable(l, grad_y, values, low_rank_a)) {
-    return mixed_linear_grad_input_composed(grad_y, values, layout, scale, low_rank_a, low_rank_b_t);
-  }
+  auto composed = [&] {
+    return mixed_linear_grad_input_composed(grad_y, values, layout, scale, low_rank_a, low_rank_b_t, scale_is_logit);
+  };
+  if (!fusable(l, grad_y, values, low_rank_a)) return composed();
   const auto kind = scalar_kind(op, grad_y, "grad_y");
   const c10::cuda::CUDAGuard guard(grad_y.device());
   const int64_t rank = kernel_rank(low_rank_a.size(-1));
   const cuda::DeviceLayout d = device_layout(op, layout, grad_y.device(), rank);
-  if (!cuda::supports_epilogue(d, kind, rank)) {  // not a Hopper device or build
-    return mixed_linear_grad_input_composed(grad_y, values, layout, scale, low_rank_a, low_rank_b_t);
-  }
+  if (!cuda::supports_epilogue(d, kind, rank)) return composed();  // not a Hopper device or build
   const at::Tensor rows = device_rows(grad_y), a = kernel_low_rank_a(low_rank_a);
   // b as (rank, in) rows for the ring; beside it as (in, rank) rows, read in place when
   // low_rank_b_t is the transposed view of such a matrix (PixelflyLinear's v).
@@ -285,7 +286,7 @@ at::Tensor mixed_linear_grad_input_cuda(const at::Tensor& grad_y, const at::Tens
   const at::Tensor b = beside ? device_contiguous(pad_rank(low_rank_b_t.t(), 1))
                               : device_contiguous(pad_rank(low_rank_b_t, 0));
   const at::Tensor v = device_contiguous(values), s = kernel_scale(scale);
-  cuda::Epilogue epilogue = mixed_epilogue(op, s, a, b);
+  cuda::Epilogue epilogue = mixed_epilogue(op, s, scale_is_logit, a, b);
   epilogue.low_rank_beside = beside;
   at::Tensor dx = at::empty({rows.size(0), l.in_features()}, rows.options());
   check_launch(op, cuda::grad_input_fused(
@@ -341,12 +342,13 @@ using ParameterGradients = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Te
 // The finishing pass after the weight-gradient kernel (parameter_gradients.h): from the blocks'
 // float32 sums (`sums` of them at weight_sums), v's float32 sums x^T (dy u) (in x r), and the
 // low-rank product dy^T [x v | 1] (float32 rows `product_pitch` apart), every parameter gradient
-// with its mix weight, in one kernel; `finish_scratch` is the pass's zeroed scratch.
+// with its mix weight (gamma, or sigmoid(gamma) with gamma_is_logit), in one kernel;
+// `finish_scratch` is the pass's zeroed scratch.
 ParameterGradients finish_parameter_gradients(const char* op, cuda::ScalarKind kind, float* weight_sums, int64_t sums,
                                               const float* v_sums, float* finish_scratch, const at::Tensor& values,
                                               const Layout& layout, const at::Tensor& u, const at::Tensor& gamma,
-                                              const float* product, int64_t product_pitch, bool bias,
-                                              cudaStream_t stream) {
+                                              bool gamma_is_logit, const float* product, int64_t product_pitch,
+                                              bool bias, cudaStream_t stream) {
   at::Tensor values_c = values.contiguous();
   if (reinterpret_cast<uintptr_t>(values_c.data_ptr()) % 8 != 0) values_c = values_c.clone();  // read four at a time
   const at::Tensor u_c = u.contiguous();
@@ -358,6 +360,7 @@ ParameterGradients finish_parameter_gradients(const char* op, cuda::ScalarKind k
   p.kind = kind;
   p.mix = gamma.data_ptr();
   p.mix_kind = scalar_kind(op, gamma, "gamma");
+  p.mix_logit = gamma_is_logit;
   p.weight_elements = sums;
   p.weight_sums = weight_sums;
   p.values = values_c.data_ptr();
@@ -388,13 +391,14 @@ ParameterGradients pixelfly_linear_grad_params_cuda(const at::Tensor& grad_y, co
                                                     const at::Tensor& values, const Layout& layout, const at::Tensor& u,
                                                     const at::Tensor& gamma, const at::Tensor& product,
                                                     const at::Tensor& grad_projected, bool bias,
-                                                    const c10::optional<at::Tensor>& grad_weight_sums) {
+                                                    const c10::optional<at::Tensor>& grad_weight_sums,
+                                                    bool gamma_is_logit) {
   constexpr const char* op = "pixelfly::pixelfly_linear_grad_params";
   const int64_t r = check_parameter_gradient_args(op, grad_y, x, values, layout, u, gamma, product, grad_projected, bias,
                                                   grad_weight_sums);
   auto composed = [&] {
     return pixelfly_linear_grad_params_composed(grad_y, x, values, layout, u, gamma, product, grad_projected, bias,
-                                                grad_weight_sums);
+                                                grad_weight_sums, gamma_is_logit);
   };
   const auto dtype = x.scalar_type();
   const bool sixteen_bit = dtype == at::kHalf || dtype == at::kBFloat16;
@@ -416,8 +420,8 @@ ParameterGradients pixelfly_linear_grad_params_cuda(const at::Tensor& grad_y, co
     at::Tensor scratch = at::zeros({cuda::parameter_gradients_scratch_elements()}, x.options().dtype(at::kFloat));
     const at::Tensor v_product = at::mm(x_rows.t(), dy_u, at::kFloat);
     return finish_parameter_gradients(op, kind, weight_sums.data_ptr<float>(), sums, v_product.data_ptr<float>(),
-                                      scratch.data_ptr<float>(), values, layout, u, gamma, product_c.data_ptr<float>(),
-                                      product_c.stride(0), bias, stream);
+                                      scratch.data_ptr<float>(), values, layout, u, gamma, gamma_is_logit,
+                                      product_c.data_ptr<float>(), product_c.stride(0), bias, stream);
   }
   const bool fold = cuda::can_fold_into_grad_weight(d, kind, tokens, r);
   // The blocks' sums, then v's (with the fold; float32, in x r), then the finishing pass's scratch:
@@ -438,7 +442,7 @@ ParameterGradients pixelfly_linear_grad_params_cuda(const at::Tensor& grad_y, co
   const at::Tensor v_product = fold ? at::Tensor() : at::mm(x_rows.t(), dy_u, at::kFloat);
   return finish_parameter_gradients(op, kind, scratch.data_ptr<float>(), sums,
                                     fold ? folded.v_sums : v_product.data_ptr<float>(),
-                                    scratch.data_ptr<float>() + sums + v_sums, values, layout, u, gamma,
+                                    scratch.data_ptr<float>() + sums + v_sums, values, layout, u, gamma, gamma_is_logit,
                                     product_c.data_ptr<float>(), product_c.stride(0), bias, stream);
 }
 

@@ -88,11 +88,11 @@ TORCH_LIBRARY(pixelfly, m) {
   m.def("block_sparse_linear(Tensor x, Tensor values, __torch__.torch.classes.pixelfly.BlockLayout layout) -> Tensor");
   m.def("block_sparse_linear_grad_input(Tensor grad_y, Tensor values, __torch__.torch.classes.pixelfly.BlockLayout layout) -> Tensor");
   m.def("block_sparse_linear_grad_weight(Tensor grad_y, Tensor x, __torch__.torch.classes.pixelfly.BlockLayout layout) -> Tensor");
-  m.def("mixed_linear(Tensor x, Tensor values, __torch__.torch.classes.pixelfly.BlockLayout layout, Tensor scale, Tensor low_rank_a, Tensor low_rank_b, Tensor? bias) -> Tensor");
-  m.def("mixed_linear_grad_input(Tensor grad_y, Tensor values, __torch__.torch.classes.pixelfly.BlockLayout layout, Tensor scale, Tensor low_rank_a, Tensor low_rank_b_t) -> Tensor");
-  m.def("pixelfly_linear_grad_params(Tensor grad_y, Tensor x, Tensor values, __torch__.torch.classes.pixelfly.BlockLayout layout, Tensor u, Tensor gamma, Tensor product, Tensor grad_projected, bool bias, Tensor? grad_weight_sums=None) -> (Tensor, Tensor, Tensor, Tensor, Tensor)");
+  m.def("mixed_linear(Tensor x, Tensor values, __torch__.torch.classes.pixelfly.BlockLayout layout, Tensor scale, Tensor low_rank_a, Tensor low_rank_b, Tensor? bias, *, bool scale_is_logit=False) -> Tensor");
+  m.def("mixed_linear_grad_input(Tensor grad_y, Tensor values, __torch__.torch.classes.pixelfly.BlockLayout layout, Tensor scale, Tensor low_rank_a, Tensor low_rank_b_t, *, bool scale_is_logit=False) -> Tensor");
+  m.def("pixelfly_linear_grad_params(Tensor grad_y, Tensor x, Tensor values, __torch__.torch.classes.pixelfly.BlockLayout layout, Tensor u, Tensor gamma, Tensor product, Tensor grad_projected, bool bias, Tensor? grad_weight_sums=None, *, bool gamma_is_logit=False) -> (Tensor, Tensor, Tensor, Tensor, Tensor)");
   m.def("low_rank_grad_products(Tensor grad_y, Tensor u, Tensor projected, bool ones_column=False) -> (Tensor, Tensor)");
   m.def("grad_weight_and_low_rank_products(Tensor grad_y, Tensor x, __torch__.torch.classes.pixelfly.BlockLayout layout, Tensor u, Tensor projected, bool ones_column=False) -> (Tensor, Tensor, Tensor)");
   m.def("grad_weight_and_low_rank_products_is_one_pass(Tensor x, __torch__.torch.classes.pixelfly.BlockLayout layout, int rank) -> bool");
-  m.def("pixelfly_linear(Tensor x, Tensor values, __torch__.torch.classes.pixelfly.BlockLayout layout, Tensor u, Tensor v, Tensor gamma, Tensor? bias) -> Tensor");
+  m.def("pixelfly_linear(Tensor x, Tensor values, __torch__.torch.classes.pixelfly.BlockLayout layout, Tensor u, Tensor v, Tensor gamma, Tensor? bias, *, bool gamma_is_logit=False) -> Tensor");
 }

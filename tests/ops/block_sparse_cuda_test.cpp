@@ -269,7 +269,9 @@ TEST(BlockSparseOpsCuda, SecondOrderGradientsMatchFloat64Reference) {
 // The fused layer (tensor-core kernels with the low-rank term, mix and bias folded in, the
 // parameter gradients' finishing kernel) against float64 on the CPU: output and every gradient,
 // bf16 and fp16, with and without bias, the mix logit in the activations' dtype or in float32
-// (as under autocast), mixes above and below 1/2 (the two orders of the kernels' K loop). The mix logit's gradient is a difference of two sums over every output,
+// (as under autocast), mixes above and below 1/2 (the two orders of the kernels' K loop), the
+// logit given to the operator (gamma_is_logit: the kernels apply the sigmoid, with bias) or its
+// sigmoid (without). The mix logit's gradient is a difference of two sums over every output,
 // sum(g * s) - sum(g * l), so its error is measured against the size of those sums rather than
 // of their difference.
 TEST(BlockSparseOpsCuda, FusedPixelflyLinearMatchesFloat64Reference) {
@@ -324,8 +326,10 @@ TEST(BlockSparseOpsCuda, FusedPixelflyLinearMatchesFloat64Reference) {
               EXPECT_NE(reinterpret_cast<uintptr_t>(bias_arg->data_ptr()) % 16, 0u) << "the bias must be misaligned here";
             }
           }
-          const at::Tensor y =
-              ops::pixelfly_linear(leaves[0], leaves[1], layout, leaves[2], leaves[3], at::sigmoid(leaves[4]), bias_arg);
+          const bool logit_given = with_bias;
+          const at::Tensor y = ops::pixelfly_linear(leaves[0], leaves[1], layout, leaves[2], leaves[3],
+                                                    logit_given ? leaves[4] : at::sigmoid(leaves[4]), bias_arg,
+                                                    /*gamma_is_logit=*/logit_given);
           std::vector<at::Tensor> grads = torch::autograd::grad({(y * g.to(device, type)).sum()}, leaves);
           grads.insert(grads.begin(), y.detach());
           return grads;
@@ -357,8 +361,9 @@ TEST(BlockSparseOpsCuda, FusedPixelflyLinearMatchesFloat64Reference) {
 }
 
 // Under CUDA autocast the layer's float32 parameters go into the operator uncast (it casts them
-// itself) with a rank that is not a multiple of 8 (41, as the planner gives GPT-2 medium): bf16
-// output, float32 gradients, against float64 on the CPU.
+// itself) with a rank that is not a multiple of 8 (41, as the planner gives GPT-2 medium) and the
+// mix as its float32 logit (as PixelflyLinear passes it): bf16 output, float32 gradients, against
+// float64 on the CPU.
 TEST(BlockSparseOpsCuda, AutocastWithFloat32ParametersMatchesFloat64Reference) {
   SKIP_WITHOUT_CUDA();
   torch::manual_seed(41);
@@ -380,7 +385,8 @@ TEST(BlockSparseOpsCuda, AutocastWithFloat32ParametersMatchesFloat64Reference) {
       const bool was_enabled = at::autocast::is_autocast_enabled(at::kCUDA);
       at::autocast::set_autocast_dtype(at::kCUDA, at::kBFloat16);
       at::autocast::set_autocast_enabled(at::kCUDA, autocast);
-      y = ops::pixelfly_linear(leaves[0], leaves[1], layout, leaves[2], leaves[3], leaves[4], leaves[5]);
+      y = ops::pixelfly_linear(leaves[0], leaves[1], layout, leaves[2], leaves[3], leaves[4], leaves[5],
+                               /*gamma_is_logit=*/true);
       at::autocast::set_autocast_enabled(at::kCUDA, was_enabled);
       at::autocast::clear_cache();
     }
@@ -390,7 +396,7 @@ TEST(BlockSparseOpsCuda, AutocastWithFloat32ParametersMatchesFloat64Reference) {
   };
   const auto fast = run(at::kCUDA, at::kFloat, true), reference = run(at::kCPU, at::kDouble, false);
   EXPECT_EQ(fast[0].scalar_type(), at::kBFloat16);
-  const char* names[] = {"y", "x", "values", "u", "v", "gamma", "bias"};
+  const char* names[] = {"y", "x", "values", "u", "v", "mix logit", "bias"};
   for (size_t i = 0; i < fast.size(); ++i) {
     if (i > 0) {
       EXPECT_EQ(fast[i].scalar_type(), at::kFloat) << names[i];
@@ -826,8 +832,8 @@ TEST(BlockSparseOpsCuda, FusedPixelflyLinearStepUnderGraphCaptureMatchesEager) {
     leaves.push_back(t.detach().requires_grad_());
   }
   auto step = [&] {
-    const at::Tensor y = ops::pixelfly_linear(leaves[0], leaves[1], layout, leaves[2], leaves[3],
-                                              at::sigmoid(leaves[4]), leaves[5]);
+    const at::Tensor y = ops::pixelfly_linear(leaves[0], leaves[1], layout, leaves[2], leaves[3], leaves[4],
+                                              leaves[5], /*gamma_is_logit=*/true);
     std::vector<at::Tensor> out = torch::autograd::grad({(y * g).sum()}, leaves);
     out.insert(out.begin(), y.detach());
     return out;

@@ -39,12 +39,17 @@ TEST(PixelflyLinearOp, ForwardAndEveryGradientMatchTheComposedLayer) {
       const ops::Layout layout = ops::make_layout(l);
       const Inputs in = make_inputs(l, 5);
       const at::Tensor g = at::randn({3, 7, l.out_features()}, at::kDouble);
-      auto run = [&](bool fused) {
+      // The operator given gamma = sigmoid(logit), or the logit itself (gamma_is_logit), against
+      // the composed layer.
+      enum class Run { Composed, Fused, FusedLogit };
+      auto run = [&](Run mode) {
         const at::Tensor gamma = at::sigmoid(in.logit);
+        const c10::optional<at::Tensor> bias = with_bias ? c10::optional<at::Tensor>(in.bias) : c10::nullopt;
         at::Tensor y;
-        if (fused) {
-          y = ops::pixelfly_linear(in.x, in.values, layout, in.u, in.v, gamma,
-                                   with_bias ? c10::optional<at::Tensor>(in.bias) : c10::nullopt);
+        if (mode == Run::Fused) {
+          y = ops::pixelfly_linear(in.x, in.values, layout, in.u, in.v, gamma, bias);
+        } else if (mode == Run::FusedLogit) {
+          y = ops::pixelfly_linear(in.x, in.values, layout, in.u, in.v, in.logit, bias, /*gamma_is_logit=*/true);
         } else {
           y = gamma * ops::block_sparse_linear(in.x, in.values, layout) +
               (1 - gamma) * at::matmul(at::matmul(in.x, in.v), in.u.t());
@@ -56,10 +61,14 @@ TEST(PixelflyLinearOp, ForwardAndEveryGradientMatchTheComposedLayer) {
         grads.insert(grads.begin(), y.detach());
         return grads;
       };
-      const auto fused = run(true), composed = run(false);
+      const auto composed = run(Run::Composed);
       const char* names[] = {"y", "x", "values", "u", "v", "mix logit", "bias"};
-      for (size_t i = 0; i < fused.size(); ++i) {
-        EXPECT_LE(relative_error(fused[i], composed[i]), 1e-12) << names[i] << (with_bias ? " with bias" : "");
+      for (Run mode : {Run::Fused, Run::FusedLogit}) {
+        const auto fused = run(mode);
+        for (size_t i = 0; i < fused.size(); ++i) {
+          EXPECT_LE(relative_error(fused[i], composed[i]), 1e-12)
+              << names[i] << (with_bias ? " with bias" : "") << (mode == Run::FusedLogit ? ", logit given" : "");
+        }
       }
     }
   }
@@ -77,6 +86,14 @@ TEST(PixelflyLinearOp, MixedOperatorsComputeTheirFormulas) {
   EXPECT_LE(relative_error(ops::mixed_linear(x, values, layout, scale, a, b, bias), 0.7 * x.matmul(w.t()) + 0.3 * a.matmul(b.t()) + bias),
             1e-12);
   EXPECT_LE(relative_error(ops::mixed_linear_grad_input(dy, values, layout, scale, a, bt), 0.7 * dy.matmul(w) + 0.3 * a.matmul(bt)),
+            1e-12);
+  // The scale given as its logit: the same results as with sigmoid(logit).
+  const at::Tensor logit = at::full({}, -1.3, at::kDouble), s = at::sigmoid(logit);
+  EXPECT_LE(relative_error(ops::mixed_linear(x, values, layout, logit, a, b, bias, /*scale_is_logit=*/true),
+                           s * x.matmul(w.t()) + (1 - s) * a.matmul(b.t()) + bias),
+            1e-12);
+  EXPECT_LE(relative_error(ops::mixed_linear_grad_input(dy, values, layout, logit, a, bt, /*scale_is_logit=*/true),
+                           s * dy.matmul(w) + (1 - s) * a.matmul(bt)),
             1e-12);
 }
 
@@ -136,6 +153,15 @@ TEST(PixelflyLinearOp, ParameterGradientsComputeTheirFormulas) {
     if (bias) {
       EXPECT_LE(relative_error(grad_bias, dy.sum(0)), 1e-12);
     }
+    // gamma given as its logit: the mix sigmoid(logit) and the logit's gradient.
+    const at::Tensor logit = at::full({}, 0.4, at::kDouble);
+    const double g = at::sigmoid(logit).item<double>();
+    const auto [logit_values, logit_u, logit_v, grad_logit, logit_bias] = ops::pixelfly_linear_grad_params(
+        dy, x, values, layout, u, logit, product, dy.matmul(u), bias, c10::nullopt, /*gamma_is_logit=*/true);
+    EXPECT_LE(relative_error(logit_values, g * dw), 1e-12);
+    EXPECT_LE(relative_error(logit_u, (1 - g) * du), 1e-12);
+    EXPECT_LE(relative_error(logit_v, (1 - g) * x.t().matmul(dy.matmul(u))), 1e-12);
+    EXPECT_NEAR(grad_logit.item<double>(), ((dw * values).sum() - (du * u).sum()).item<double>() * g * (1 - g), 1e-9);
   }
   EXPECT_NE(error_of([&] {
               ops::pixelfly_linear_grad_params(dy, x, values, layout, u, gamma, du, dy.matmul(u), true);

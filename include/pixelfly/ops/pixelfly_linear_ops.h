@@ -1,12 +1,16 @@
 // The Pixelfly layer as operators: the block-sparse product, its low-rank partner and the
 // mix in one pass over the activations where the GPU kernels allow it.
 //
-//   pixelfly::pixelfly_linear(x, values, layout, u, v, gamma, bias?)          differentiable (any order)
-//       y = gamma * x W^T + (1 - gamma) * (x v) u^T + bias
-//   pixelfly::mixed_linear(x, values, layout, scale, a, b, bias?)
+//   pixelfly::pixelfly_linear(x, values, layout, u, v, gamma, bias?, *, gamma_is_logit=false)
+//       y = gamma * x W^T + (1 - gamma) * (x v) u^T + bias     differentiable (any order)
+//       With gamma_is_logit the tensor passed is the mix's logit l and gamma = sigmoid(l), applied
+//       inside the operator (on the GPU by the kernels that read gamma: no launch for the sigmoid
+//       or its gradient); the gradient returned for it is l's.
+//   pixelfly::mixed_linear(x, values, layout, scale, a, b, bias?, *, scale_is_logit=false)
 //       y = scale * x W^T + (1 - scale) * a b^T + bias    a: (..., r), b: (out, r)
-//   pixelfly::mixed_linear_grad_input(grad_y, values, layout, scale, a, b_t)
+//   pixelfly::mixed_linear_grad_input(grad_y, values, layout, scale, a, b_t, *, scale_is_logit=false)
 //       dx = scale * grad_y W + (1 - scale) * a b_t       a: (..., r), b_t: (r, in)
+//       (with scale_is_logit, scale = sigmoid of the tensor passed, as for gamma above)
 //   pixelfly::low_rank_grad_products(grad_y, u, projected, ones_column=false)
 //       -> (grad_projected, product)
 //       grad_projected = grad_y u (..., r) in grad_y's dtype, and product = grad_y^T projected
@@ -24,13 +28,15 @@
 //       weight-gradient kernel computes both low-rank products from the stages of grad_y it reads
 //       anyway. pixelfly_linear's backward then runs it instead of low_rank_grad_products.
 //   pixelfly::pixelfly_linear_grad_params(grad_y, x, values, layout, u, gamma, product,
-//                                         grad_projected, bias, grad_weight_sums=None)
+//                                         grad_projected, bias, grad_weight_sums=None, *,
+//                                         gamma_is_logit=false)
 //       -> (grad_values, grad_u, grad_v, grad_gamma, grad_bias): pixelfly_linear's parameter
 //       gradients from the two products above, grad_values = gamma * dW (dW = grad_y^T x on the
 //       blocks, computed here unless grad_weight_sums holds it), grad_u = (1 - gamma)
 //       product[:, :r], grad_v = (1 - gamma) x^T grad_projected, grad_gamma = <dW, W> -
 //       <product[:, :r], u>, grad_bias = product[:, r] (the sum of grad_y over the tokens;
-//       undefined without bias).
+//       undefined without bias). With gamma_is_logit, gamma = sigmoid(l) of the tensor l passed
+//       and the fourth result is l's gradient, grad_gamma * gamma (1 - gamma).
 // Only pixelfly_linear is differentiable; the others are its building blocks, without
 // derivatives: where autograd records, an input that needs a gradient stops them with a message.
 // gamma and scale are 0-d tensors (kept on the device: no host synchronisation). W, values and
@@ -50,15 +56,16 @@
 namespace pixelfly::ops {
 
 at::Tensor pixelfly_linear(const at::Tensor& x, const at::Tensor& values, const Layout& layout, const at::Tensor& u,
-                           const at::Tensor& v, const at::Tensor& gamma, const c10::optional<at::Tensor>& bias);
+                           const at::Tensor& v, const at::Tensor& gamma, const c10::optional<at::Tensor>& bias,
+                           bool gamma_is_logit = false);
 
 at::Tensor mixed_linear(const at::Tensor& x, const at::Tensor& values, const Layout& layout, const at::Tensor& scale,
                         const at::Tensor& low_rank_a, const at::Tensor& low_rank_b,
-                        const c10::optional<at::Tensor>& bias);
+                        const c10::optional<at::Tensor>& bias, bool scale_is_logit = false);
 
 at::Tensor mixed_linear_grad_input(const at::Tensor& grad_y, const at::Tensor& values, const Layout& layout,
                                    const at::Tensor& scale, const at::Tensor& low_rank_a,
-                                   const at::Tensor& low_rank_b_t);
+                                   const at::Tensor& low_rank_b_t, bool scale_is_logit = false);
 
 std::tuple<at::Tensor, at::Tensor> low_rank_grad_products(const at::Tensor& grad_y, const at::Tensor& u,
                                                           const at::Tensor& projected, bool ones_column = false);
@@ -75,16 +82,16 @@ bool grad_weight_and_low_rank_products_is_one_pass(const at::Tensor& x, const La
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> pixelfly_linear_grad_params(
     const at::Tensor& grad_y, const at::Tensor& x, const at::Tensor& values, const Layout& layout, const at::Tensor& u,
     const at::Tensor& gamma, const at::Tensor& product, const at::Tensor& grad_projected, bool bias,
-    const c10::optional<at::Tensor>& grad_weight_sums = c10::nullopt);
+    const c10::optional<at::Tensor>& grad_weight_sums = c10::nullopt, bool gamma_is_logit = false);
 
 // The composed (unfused) versions of the mixed operators, the low-rank products and the parameter
 // gradients, for backends without a fused kernel; any device.
 at::Tensor mixed_linear_composed(const at::Tensor& x, const at::Tensor& values, const Layout& layout,
                                  const at::Tensor& scale, const at::Tensor& low_rank_a, const at::Tensor& low_rank_b,
-                                 const c10::optional<at::Tensor>& bias);
+                                 const c10::optional<at::Tensor>& bias, bool scale_is_logit);
 at::Tensor mixed_linear_grad_input_composed(const at::Tensor& grad_y, const at::Tensor& values, const Layout& layout,
                                             const at::Tensor& scale, const at::Tensor& low_rank_a,
-                                            const at::Tensor& low_rank_b_t);
+                                            const at::Tensor& low_rank_b_t, bool scale_is_logit);
 std::tuple<at::Tensor, at::Tensor> low_rank_grad_products_composed(const at::Tensor& grad_y, const at::Tensor& u,
                                                                    const at::Tensor& projected, bool ones_column);
 std::tuple<at::Tensor, at::Tensor, at::Tensor> grad_weight_and_low_rank_products_composed(
@@ -93,6 +100,6 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> grad_weight_and_low_rank_products
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> pixelfly_linear_grad_params_composed(
     const at::Tensor& grad_y, const at::Tensor& x, const at::Tensor& values, const Layout& layout, const at::Tensor& u,
     const at::Tensor& gamma, const at::Tensor& product, const at::Tensor& grad_projected, bool bias,
-    const c10::optional<at::Tensor>& grad_weight_sums);
+    const c10::optional<at::Tensor>& grad_weight_sums, bool gamma_is_logit);
 
 }  // namespace pixelfly::ops

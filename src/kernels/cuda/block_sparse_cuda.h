@@ -70,14 +70,16 @@ bool supports_block(int64_t block);
 //   forward     y  = g * (x W^T) + (1 - g) * a b^T + bias   a: tokens x rank, b: out x rank
 //   grad_input  dx = g * (dy W)  + (1 - g) * a b            a: tokens x rank, b: rank x in
 //                                                          (low_rank_beside: b^T, in x rank)
-// g is a device scalar of type mix_kind; with mix null both terms have weight 1. rank 0 means no
-// low-rank term; bias (out, 16-byte aligned: copied in 16-byte pieces) may be null. Row-major matrices in the
-// kernel's storage type: a with `low_rank_a_pitch` elements from one row to the next (a multiple
-// of 8, at least rank), the others contiguous. The weights are applied to the accumulators, so
-// the caller passes a and b as they are.
+// g is a device scalar of type mix_kind, or with mix_logit g = sigmoid of that scalar (the mix
+// as PixelflyLinear trains it, no launch for the sigmoid); with mix null both terms have weight 1.
+// rank 0 means no low-rank term; bias (out, 16-byte aligned: copied in 16-byte pieces) may be
+// null. Row-major matrices in the kernel's storage type: a with `low_rank_a_pitch` elements from
+// one row to the next (a multiple of 8, at least rank), the others contiguous. The weights are
+// applied to the accumulators, so the caller passes a and b as they are.
 struct Epilogue {
   const void* mix = nullptr;
   ScalarKind mix_kind = ScalarKind::Float32;
+  bool mix_logit = false;
   const void* low_rank_a = nullptr;
   int64_t low_rank_a_pitch = 0;
   const void* low_rank_b = nullptr;

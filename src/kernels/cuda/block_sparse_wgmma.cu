@@ -480,7 +480,9 @@ __global__ void __launch_bounds__(LineConfig<kWidth>::kThreads, kLineBlocksPerSM
   const int64_t ring_rank = kBeside ? 0 : rank;  // the low-rank chunks the ring carries
   const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
   // The mix g (1 without one), read where it is used rather than kept beside the accumulators.
-  auto mix = [&] { return epilogue.mix != nullptr ? device::load_scalar(epilogue.mix, epilogue.mix_kind) : 1.f; };
+  auto mix = [&] {
+    return epilogue.mix != nullptr ? device::load_mix(epilogue.mix, epilogue.mix_kind, epilogue.mix_logit) : 1.f;
+  };
   const bool low_rank_first = !kBeside && epilogue.mix != nullptr && mix() > 0.5f;
   const BlockTiles mine = block_tiles(order, tiles);
 

@@ -236,6 +236,12 @@ __device__ __forceinline__ float load_scalar(const void* p, ScalarKind kind) {
   return *static_cast<const float*>(p);
 }
 
+// A mix weight in device memory stored as `kind`: the value, or with `logit` sigmoid(value).
+__device__ __forceinline__ float load_mix(const void* p, ScalarKind kind, bool logit) {
+  const float value = load_scalar(p, kind);
+  return logit ? 1.f / (1.f + expf(-value)) : value;
+}
+
 // Number of multiprocessors of the current device (read once).
 inline int multiprocessors() {
   static const int count = [] {

@@ -43,7 +43,7 @@ __device__ __forceinline__ float block_sum(float value, float* shared) {
 // scratch: one sum per block, then the arrival counter (zero before the launch).
 template <typename T>
 __global__ void __launch_bounds__(kThreads) finish_kernel(ParameterGradients p, float* __restrict__ scratch) {
-  const float g = device::load_scalar(p.mix, p.mix_kind), low_rank = 1.f - g;
+  const float g = device::load_mix(p.mix, p.mix_kind, p.mix_logit), low_rank = 1.f - g;
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
   const int64_t first = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   const T* values = static_cast<const T*>(p.values);
@@ -91,7 +91,7 @@ __global__ void __launch_bounds__(kThreads) finish_kernel(ParameterGradients p, 
   float share = 0.f;  // thread t adds blocks t, t + kThreads, ... in order, then the block sums the shares
   for (unsigned b = threadIdx.x; b < gridDim.x; b += kThreads) share += static_cast<volatile float*>(scratch)[b];
   const float total = block_sum(share, warp_sums);
-  if (threadIdx.x == 0) store_scalar(p.grad_mix, p.mix_kind, total);
+  if (threadIdx.x == 0) store_scalar(p.grad_mix, p.mix_kind, p.mix_logit ? total * g * low_rank : total);
 }
 
 }  // namespace

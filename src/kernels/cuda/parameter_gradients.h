@@ -5,6 +5,8 @@
 //   grad_bias   = P[:, r]               (when a bias is trained: the ones column's sums)
 //   grad_v      = (1 - g) * V           (V = X^T (dY u), in x r, float32 sums)
 //   grad_g      = <dW, values> - <P[:, :r], u>   (float32 sums, written in g's type)
+// With mix_logit the scalar at `mix` is the logit l of g = sigmoid(l), and grad_mix is l's
+// gradient, grad_g * g (1 - g).
 // The two dot products are summed per thread block, then by the last block to finish, in a
 // fixed order, so the result does not depend on scheduling.
 #pragma once
@@ -21,6 +23,7 @@ struct ParameterGradients {
   ScalarKind kind = ScalarKind::BFloat16;  // of values, u and every gradient but grad_g: 16-bit
   const void* mix = nullptr;               // g, a scalar of mix_kind
   ScalarKind mix_kind = ScalarKind::Float32;
+  bool mix_logit = false;                  // mix holds g's logit
   int64_t weight_elements = 0;             // nnz * b * b (a multiple of 4)
   const float* weight_sums = nullptr;      // dW, 16-byte aligned
   const void* values = nullptr;            // values and grad_values 8-byte aligned
@@ -34,7 +37,7 @@ struct ParameterGradients {
   int64_t v_elements = 0;                  // in_features * rank
   const float* v_sums = nullptr;           // V, contiguous
   void* grad_v = nullptr;
-  void* grad_mix = nullptr;                // a scalar of mix_kind
+  void* grad_mix = nullptr;                // a scalar of mix_kind (the logit's gradient with mix_logit)
 };
 
 // float32 scratch the pass needs (zeroed by the caller before the launch).
