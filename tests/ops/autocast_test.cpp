@@ -54,16 +54,18 @@ TEST(Autocast, PixelflyLinearComputesInBfloat16AndTrainsFloat32Parameters) {
   }
   EXPECT_EQ(y.scalar_type(), at::kBFloat16);
   EXPECT_FALSE(at::autocast::is_autocast_enabled(at::kCPU));
-  // The parameters are cast inside the operator: its graph node leads straight to the four
-  // float32 leaves (blocks, u, v, bias), with no cast node between.
-  int cast_nodes = 0, leaves = 0;
+  // The parameters are cast inside the operator and the mix's sigmoid applied there: its graph
+  // node leads straight to the five float32 leaves (blocks, u, v, mix logit, bias), with no cast
+  // or sigmoid node between.
+  int other_nodes = 0, leaves = 0;
   for (const auto& edge : y.grad_fn()->next_edges()) {
     if (!edge.function) continue;
-    cast_nodes += edge.function->name().find("ToCopyBackward") != std::string::npos;
-    leaves += edge.function->name().find("AccumulateGrad") != std::string::npos;
+    const bool leaf = edge.function->name().find("AccumulateGrad") != std::string::npos;
+    leaves += leaf;
+    other_nodes += !leaf;
   }
-  EXPECT_EQ(cast_nodes, 0);
-  EXPECT_EQ(leaves, 4);
+  EXPECT_EQ(other_nodes, 0);
+  EXPECT_EQ(leaves, 5);
   (y.to(at::kFloat) * weights).sum().backward();
 
   // The float64 reference: the same operator on float64 copies of the parameters.
