@@ -339,16 +339,37 @@ std::tuple<at::Tensor, at::Tensor> low_rank_grad_products_cuda(const at::Tensor&
 
 using ParameterGradients = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>;
 
+// v's gradient product x^T (dy u) where no kernel folds it (in x r, float32). With the tokens as
+// its long K and few results, cuBLAS splits K itself and adds the splits in a reduction kernel of
+// its own, one more launch at the end of the step (2 us at the paper's fc1 shapes). So where the
+// tokens divide into 8, 4 or 2 ranges of at least 256, it is one strided-batched product over the
+// ranges (no split of its own, docs/perf.md version 45): partial sums one after another, which the
+// finishing pass adds (ParameterGradients::v_partials).
+struct VPartialSums {
+  at::Tensor sums;
+  int64_t count = 1;
+};
+VPartialSums v_partial_sums(const at::Tensor& x_rows, const at::Tensor& dy_u) {
+  const int64_t tokens = x_rows.size(0);
+  for (const int64_t count : {8, 4, 2}) {
+    if (tokens % count != 0 || tokens / count < 256) continue;
+    const at::Tensor x_ranges = x_rows.view({count, tokens / count, x_rows.size(1)}).transpose(1, 2);
+    const at::Tensor a_ranges = dy_u.view({count, tokens / count, dy_u.size(1)});
+    return {at::bmm(x_ranges, a_ranges, at::kFloat), count};
+  }
+  return {at::mm(x_rows.t(), dy_u, at::kFloat), 1};
+}
+
 // The finishing pass after the weight-gradient kernel (parameter_gradients.h): from the blocks'
-// float32 sums (`sums` of them at weight_sums), v's float32 sums x^T (dy u) (in x r), and the
-// low-rank product dy^T [x v | 1] (float32 rows `product_pitch` apart), every parameter gradient
-// with its mix weight (gamma, or sigmoid(gamma) with gamma_is_logit), in one kernel;
-// `finish_scratch` is the pass's zeroed scratch.
+// float32 sums (`sums` of them at weight_sums), v's float32 sums x^T (dy u) (`v_partials` partial
+// sums of in x r, one after another), and the low-rank product dy^T [x v | 1] (float32 rows
+// `product_pitch` apart), every parameter gradient with its mix weight (gamma, or sigmoid(gamma)
+// with gamma_is_logit), in one kernel; `finish_scratch` is the pass's zeroed scratch.
 ParameterGradients finish_parameter_gradients(const char* op, cuda::ScalarKind kind, float* weight_sums, int64_t sums,
-                                              const float* v_sums, float* finish_scratch, const at::Tensor& values,
-                                              const Layout& layout, const at::Tensor& u, const at::Tensor& gamma,
-                                              bool gamma_is_logit, const float* product, int64_t product_pitch,
-                                              bool bias, cudaStream_t stream) {
+                                              const float* v_sums, int64_t v_partials, float* finish_scratch,
+                                              const at::Tensor& values, const Layout& layout, const at::Tensor& u,
+                                              const at::Tensor& gamma, bool gamma_is_logit, const float* product,
+                                              int64_t product_pitch, bool bias, cudaStream_t stream) {
   at::Tensor values_c = values.contiguous();
   if (reinterpret_cast<uintptr_t>(values_c.data_ptr()) % 8 != 0) values_c = values_c.clone();  // read four at a time
   const at::Tensor u_c = u.contiguous();
@@ -374,6 +395,7 @@ ParameterGradients finish_parameter_gradients(const char* op, cuda::ScalarKind k
   p.grad_bias = bias ? grad_bias.data_ptr() : nullptr;
   p.v_elements = grad_v.numel();
   p.v_sums = v_sums;
+  p.v_partials = v_partials;
   p.grad_v = grad_v.data_ptr();
   p.grad_mix = grad_gamma.data_ptr();
   check_launch(op, cuda::finish_parameter_gradients(p, finish_scratch, stream));
@@ -384,7 +406,7 @@ ParameterGradients finish_parameter_gradients(const char* op, cuda::ScalarKind k
 // weight-gradient kernel (finish_parameter_gradients): the mix's products, its gradient and the
 // dtype conversions launch nothing else. v's gradient x^T (dy u) rides in the weight-gradient
 // kernel's pass over x where it can (cuda::can_fold_into_grad_weight: the token splits add into
-// float32 sums, a rank up to 32), else it is one thin cuBLAS product with float32 results. With
+// float32 sums, a rank up to 32), else thin cuBLAS products with float32 results (v_partial_sums). With
 // grad_weight_sums (from grad_weight_and_low_rank_products) there is no weight-gradient kernel
 // here: the cuBLAS product and the finishing pass.
 ParameterGradients pixelfly_linear_grad_params_cuda(const at::Tensor& grad_y, const at::Tensor& x,
@@ -418,10 +440,10 @@ ParameterGradients pixelfly_linear_grad_params_cuda(const at::Tensor& grad_y, co
   if (grad_weight_sums.has_value() && grad_weight_sums->defined()) {
     const at::Tensor weight_sums = device_contiguous(*grad_weight_sums);
     at::Tensor scratch = at::zeros({cuda::parameter_gradients_scratch_elements()}, x.options().dtype(at::kFloat));
-    const at::Tensor v_product = at::mm(x_rows.t(), dy_u, at::kFloat);
-    return finish_parameter_gradients(op, kind, weight_sums.data_ptr<float>(), sums, v_product.data_ptr<float>(),
-                                      scratch.data_ptr<float>(), values, layout, u, gamma, gamma_is_logit,
-                                      product_c.data_ptr<float>(), product_c.stride(0), bias, stream);
+    const VPartialSums v_product = v_partial_sums(x_rows, dy_u);
+    return finish_parameter_gradients(op, kind, weight_sums.data_ptr<float>(), sums, v_product.sums.data_ptr<float>(),
+                                      v_product.count, scratch.data_ptr<float>(), values, layout, u, gamma,
+                                      gamma_is_logit, product_c.data_ptr<float>(), product_c.stride(0), bias, stream);
   }
   const bool fold = cuda::can_fold_into_grad_weight(d, kind, tokens, r);
   // The blocks' sums, then v's (with the fold; float32, in x r), then the finishing pass's scratch:
@@ -439,9 +461,9 @@ ParameterGradients pixelfly_linear_grad_params_cuda(const at::Tensor& grad_y, co
   }
   check_launch(op, cuda::accumulate_grad_weight(d, kind, tokens, dy_rows.data_ptr(), x_rows.data_ptr(),
                                                 scratch.data_ptr<float>(), fold ? &folded : nullptr, nullptr, stream));
-  const at::Tensor v_product = fold ? at::Tensor() : at::mm(x_rows.t(), dy_u, at::kFloat);
+  const VPartialSums v_product = fold ? VPartialSums{} : v_partial_sums(x_rows, dy_u);
   return finish_parameter_gradients(op, kind, scratch.data_ptr<float>(), sums,
-                                    fold ? folded.v_sums : v_product.data_ptr<float>(),
+                                    fold ? folded.v_sums : v_product.sums.data_ptr<float>(), v_product.count,
                                     scratch.data_ptr<float>() + sums + v_sums, values, layout, u, gamma, gamma_is_logit,
                                     product_c.data_ptr<float>(), product_c.stride(0), bias, stream);
 }

@@ -426,8 +426,9 @@ TEST(BlockSparseOpsCuda, ParameterGradientsMatchFloat64Reference) {
   // warpgroups for x's 16 and 29 sets one each; 14 and 12 splits at 5000 tokens, so reductions;
   // the sixth's inputs end inside a block column); in the seventh (float16) and eighth
   // (bfloat16) one set each at blocks 128 (a block column spans two sets: 4 pieces, inputs ending
-  // inside a block column) and 16 (4 pieces 192 wide), 14 splits each; elsewhere it is a cuBLAS
-  // product (rank 20, clusters, one split).
+  // inside a block column) and 16 (4 pieces 192 wide), 14 splits each; elsewhere it is cuBLAS's
+  // (rank 20, clusters, one split): one product at 333 tokens, at 1500 four over token ranges of
+  // 375, whose partial sums the finishing pass adds.
   struct ParameterCase {
     BlockLayout layout;
     int64_t rank, bf16_tokens, f16_tokens, fold_products;
@@ -508,7 +509,8 @@ TEST(BlockSparseOpsCuda, ParameterGradientsMatchFloat64Reference) {
 // the rank), with and without the ones column, token counts that are multiples of nothing (a last
 // stage past the tokens), the token splits adding into float32 sums; 2, 3, 24 and 32 pieces, and
 // token counts whose last split is short (1100 tokens at GPT-2-medium's fc1: four splits of 320,
-// the last of three steps; 1300 at Mixer-B's: five of 320, the last of one).
+// the last of three steps; 1300 at Mixer-B's: five of 320, the last of one). v's gradient there is
+// cuBLAS's, one product at the odd token counts and four over token ranges at 1100 and 1300.
 TEST(BlockSparseOpsCuda, GradWeightAndLowRankProductsMatchFloat64Reference) {
   SKIP_WITHOUT_CUDA();
   torch::manual_seed(53);

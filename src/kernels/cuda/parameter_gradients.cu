@@ -68,7 +68,9 @@ __global__ void __launch_bounds__(kThreads) finish_kernel(ParameterGradients p, 
     dot -= sum * to_float(u[i]);
   }
   for (int64_t i = first; i < p.v_elements; i += stride) {
-    grad_v[i] = from_float<T>(low_rank * p.v_sums[i]);
+    float sum = 0.f;
+    for (int64_t s = 0; s < p.v_partials; ++s) sum += p.v_sums[s * p.v_elements + i];
+    grad_v[i] = from_float<T>(low_rank * sum);
   }
   if (grad_bias != nullptr) {
     for (int64_t i = first; i < p.out_features; i += stride) {
@@ -100,7 +102,7 @@ int64_t parameter_gradients_scratch_elements() { return grid_blocks() + 1; }
 
 cudaError_t finish_parameter_gradients(const ParameterGradients& p, float* scratch, cudaStream_t stream) {
   if (p.rank < 0 || p.product_pitch < p.rank + (p.grad_bias != nullptr ? 1 : 0) || scratch == nullptr ||
-      p.v_sums == nullptr || p.weight_elements % 4 != 0) {
+      p.v_sums == nullptr || p.v_partials < 1 || p.weight_elements % 4 != 0) {
     return cudaErrorInvalidValue;
   }
   if (reinterpret_cast<uintptr_t>(p.weight_sums) % 16 != 0 || reinterpret_cast<uintptr_t>(p.values) % 8 != 0 ||

@@ -3,7 +3,8 @@
 //   grad_values = g * dW                (dW: float32 sums of dY^T X on the blocks)
 //   grad_u      = (1 - g) * P[:, :r]    (P = dY^T [X v | 1 ...], out x pitch, float32)
 //   grad_bias   = P[:, r]               (when a bias is trained: the ones column's sums)
-//   grad_v      = (1 - g) * V           (V = X^T (dY u), in x r, float32 sums)
+//   grad_v      = (1 - g) * V           (V = X^T (dY u), in x r: the sum of v_partials float32
+//                                        partial sums, one per token range, laid one after another)
 //   grad_g      = <dW, values> - <P[:, :r], u>   (float32 sums, written in g's type)
 // With mix_logit the scalar at `mix` is the logit l of g = sigmoid(l), and grad_mix is l's
 // gradient, grad_g * g (1 - g).
@@ -35,7 +36,8 @@ struct ParameterGradients {
   void* grad_u = nullptr;
   void* grad_bias = nullptr;               // null: no bias
   int64_t v_elements = 0;                  // in_features * rank
-  const float* v_sums = nullptr;           // V, contiguous
+  const float* v_sums = nullptr;           // V's partial sums, each contiguous, v_elements apart
+  int64_t v_partials = 1;
   void* grad_v = nullptr;
   void* grad_mix = nullptr;                // a scalar of mix_kind (the logit's gradient with mix_logit)
 };
