@@ -342,16 +342,16 @@ using ParameterGradients = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Te
 // v's gradient product x^T (dy u) where no kernel folds it (in x r, float32). With the tokens as
 // its long K and few results, cuBLAS splits K itself and adds the splits in a reduction kernel of
 // its own, one more launch at the end of the step (2 us at the paper's fc1 shapes). So where the
-// tokens divide into 8, 4 or 2 ranges of at least 256, it is one strided-batched product over the
-// ranges (no split of its own, docs/perf.md version 45): partial sums one after another, which the
-// finishing pass adds (ParameterGradients::v_partials).
+// tokens divide into 8 (cuda::kMaxVPartials), 4 or 2 ranges of at least 256, it is one
+// strided-batched product over the ranges (no split of its own, docs/perf.md version 45): partial
+// sums one after another, which the finishing pass adds (ParameterGradients::v_partials).
 struct VPartialSums {
   at::Tensor sums;
   int64_t count = 1;
 };
 VPartialSums v_partial_sums(const at::Tensor& x_rows, const at::Tensor& dy_u) {
   const int64_t tokens = x_rows.size(0);
-  for (const int64_t count : {8, 4, 2}) {
+  for (int64_t count = cuda::kMaxVPartials; count >= 2; count /= 2) {
     if (tokens % count != 0 || tokens / count < 256) continue;
     const at::Tensor x_ranges = x_rows.view({count, tokens / count, x_rows.size(1)}).transpose(1, 2);
     const at::Tensor a_ranges = dy_u.view({count, tokens / count, dy_u.size(1)});

@@ -1,9 +1,11 @@
 // PixelflyLinear's parameter gradients from their raw products (parameter_gradients.h): one
-// grid-stride pass over the weight blocks (four elements per thread and step), the low-rank
-// factors and the bias, each thread summing its share of the mix's two dot products; per-block
-// sums go to scratch, and the last block to arrive adds them up in a fixed order and writes the
-// mix's gradient. The grid fills every multiprocessor (kBlocksPerSM blocks each): the pass is a
-// stream of small loads, and its speed is the number of them in flight.
+// grid-stride pass over a single index space that holds the weight blocks (four elements per
+// item), then u's elements, v's and the bias's, each thread summing its share of the mix's two dot
+// products; per-block sums go to scratch, and the last block to arrive adds them up in a fixed
+// order and writes the mix's gradient. The grid fills every multiprocessor (kBlocksPerSM blocks
+// each): the pass is a stream of small loads, and its speed is the number of them in flight; with
+// one index space a thread of a grid that covers the items makes one round trip to memory, not
+// one per part, and an item of v loads its partial sums all at once.
 #include "kernels/cuda/parameter_gradients.h"
 
 #include "kernels/cuda/device_primitives.cuh"
@@ -57,23 +59,29 @@ __global__ void __launch_bounds__(kThreads) finish_kernel(ParameterGradients p, 
   const float4* sums4 = reinterpret_cast<const float4*>(p.weight_sums);
   const uint2* values4 = reinterpret_cast<const uint2*>(values);
   uint2* grad_values4 = reinterpret_cast<uint2*>(grad_values);
-  for (int64_t i = first; i < p.weight_elements / 4; i += stride) {
-    const float4 sum = sums4[i], w = device::unpack4<T>(values4[i]);
-    grad_values4[i] = device::pack4<T>(make_float4(g * sum.x, g * sum.y, g * sum.z, g * sum.w));
-    dot += sum.x * w.x + sum.y * w.y + sum.z * w.z + sum.w * w.w;
-  }
-  for (int64_t i = first; i < p.out_features * p.rank; i += stride) {
-    const float sum = p.product[(i / p.rank) * p.product_pitch + i % p.rank];
-    grad_u[i] = from_float<T>(low_rank * sum);
-    dot -= sum * to_float(u[i]);
-  }
-  for (int64_t i = first; i < p.v_elements; i += stride) {
-    float sum = 0.f;
-    for (int64_t s = 0; s < p.v_partials; ++s) sum += p.v_sums[s * p.v_elements + i];
-    grad_v[i] = from_float<T>(low_rank * sum);
-  }
-  if (grad_bias != nullptr) {
-    for (int64_t i = first; i < p.out_features; i += stride) {
+  const int64_t u_begin = p.weight_elements / 4, v_begin = u_begin + p.out_features * p.rank,
+                bias_begin = v_begin + p.v_elements, items = bias_begin + (grad_bias != nullptr ? p.out_features : 0);
+  for (int64_t j = first; j < items; j += stride) {
+    if (j < u_begin) {
+      const float4 sum = sums4[j], w = device::unpack4<T>(values4[j]);
+      grad_values4[j] = device::pack4<T>(make_float4(g * sum.x, g * sum.y, g * sum.z, g * sum.w));
+      dot += sum.x * w.x + sum.y * w.y + sum.z * w.z + sum.w * w.w;
+    } else if (j < v_begin) {
+      const int64_t i = j - u_begin;
+      const float sum = p.product[(i / p.rank) * p.product_pitch + i % p.rank];
+      grad_u[i] = from_float<T>(low_rank * sum);
+      dot -= sum * to_float(u[i]);
+    } else if (j < bias_begin) {
+      const int64_t i = j - v_begin;
+      float partial[kMaxVPartials];
+#pragma unroll
+      for (int s = 0; s < kMaxVPartials; ++s) partial[s] = s < p.v_partials ? p.v_sums[s * p.v_elements + i] : 0.f;
+      float sum = 0.f;
+#pragma unroll
+      for (int s = 0; s < kMaxVPartials; ++s) sum += partial[s];
+      grad_v[i] = from_float<T>(low_rank * sum);
+    } else {
+      const int64_t i = j - bias_begin;
       grad_bias[i] = from_float<T>(p.product[i * p.product_pitch + p.rank]);
     }
   }
@@ -102,7 +110,7 @@ int64_t parameter_gradients_scratch_elements() { return grid_blocks() + 1; }
 
 cudaError_t finish_parameter_gradients(const ParameterGradients& p, float* scratch, cudaStream_t stream) {
   if (p.rank < 0 || p.product_pitch < p.rank + (p.grad_bias != nullptr ? 1 : 0) || scratch == nullptr ||
-      p.v_sums == nullptr || p.v_partials < 1 || p.weight_elements % 4 != 0) {
+      p.v_sums == nullptr || p.v_partials < 1 || p.v_partials > kMaxVPartials || p.weight_elements % 4 != 0) {
     return cudaErrorInvalidValue;
   }
   if (reinterpret_cast<uintptr_t>(p.weight_sums) % 16 != 0 || reinterpret_cast<uintptr_t>(p.values) % 8 != 0 ||

@@ -20,6 +20,9 @@
 
 namespace pixelfly::kernels::cuda {
 
+// The most partial sums of V the pass adds (it loads an element's partial sums all at once).
+constexpr int64_t kMaxVPartials = 8;
+
 struct ParameterGradients {
   ScalarKind kind = ScalarKind::BFloat16;  // of values, u and every gradient but grad_g: 16-bit
   const void* mix = nullptr;               // g, a scalar of mix_kind
@@ -37,7 +40,7 @@ struct ParameterGradients {
   void* grad_bias = nullptr;               // null: no bias
   int64_t v_elements = 0;                  // in_features * rank
   const float* v_sums = nullptr;           // V's partial sums, each contiguous, v_elements apart
-  int64_t v_partials = 1;
+  int64_t v_partials = 1;                  // 1 to kMaxVPartials
   void* grad_v = nullptr;
   void* grad_mix = nullptr;                // a scalar of mix_kind (the logit's gradient with mix_logit)
 };
