@@ -510,7 +510,8 @@ TEST(BlockSparseOpsCuda, ParameterGradientsMatchFloat64Reference) {
 // stage past the tokens), the token splits adding into float32 sums; 2, 3, 24 and 32 pieces, and
 // token counts whose last split is short (1100 tokens at GPT-2-medium's fc1: four splits of 320,
 // the last of three steps; 1300 at Mixer-B's: five of 320, the last of one). v's gradient there is
-// cuBLAS's, one product at the odd token counts and four over token ranges at 1100 and 1300.
+// cuBLAS's, one product at the odd token counts, four over token ranges at 1100 and 1300, and
+// eight, as at the paper's token counts, at 2056 (ranges of 257).
 TEST(BlockSparseOpsCuda, GradWeightAndLowRankProductsMatchFloat64Reference) {
   SKIP_WITHOUT_CUDA();
   torch::manual_seed(53);
@@ -540,7 +541,8 @@ TEST(BlockSparseOpsCuda, GradWeightAndLowRankProductsMatchFloat64Reference) {
                                {small(64), 32, 4099, false, at::kBFloat16},
                                {small(32, 2), 16, 4097, true, at::kBFloat16},
                                {flat_butterfly_layout({4096, 1024, 16, 2, 32}), 32, 1100, true, at::kHalf},
-                               {flat_butterfly_layout({3072, 768, 16, 2, 32}), 32, 1300, false, at::kBFloat16}};
+                               {flat_butterfly_layout({3072, 768, 16, 2, 32}), 32, 1300, false, at::kBFloat16},
+                               {flat_butterfly_layout({3072, 768, 16, 2, 32}), 32, 2056, true, at::kBFloat16}};
   for (const OnePassCase& c : cases) {
     const BlockLayout& l = c.layout;
     ASSERT_TRUE(make_tile_schedule(l).gradient_pieces_cover_rows_once);
