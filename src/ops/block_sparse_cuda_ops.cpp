@@ -345,6 +345,7 @@ using ParameterGradients = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Te
 // tokens divide into 8 (cuda::kMaxVPartials), 4 or 2 ranges of at least 256, it is one
 // strided-batched product over the ranges (no split of its own, docs/perf.md version 45): partial
 // sums one after another, which the finishing pass adds (ParameterGradients::v_partials).
+constexpr int64_t kMinTokensPerVRange = 256;
 struct VPartialSums {
   at::Tensor sums;
   int64_t count = 1;
@@ -352,7 +353,7 @@ struct VPartialSums {
 VPartialSums v_partial_sums(const at::Tensor& x_rows, const at::Tensor& dy_u) {
   const int64_t tokens = x_rows.size(0);
   for (int64_t count = cuda::kMaxVPartials; count >= 2; count /= 2) {
-    if (tokens % count != 0 || tokens / count < 256) continue;
+    if (tokens % count != 0 || tokens / count < kMinTokensPerVRange) continue;
     const at::Tensor x_ranges = x_rows.view({count, tokens / count, x_rows.size(1)}).transpose(1, 2);
     const at::Tensor a_ranges = dy_u.view({count, tokens / count, dy_u.size(1)});
     return {at::bmm(x_ranges, a_ranges, at::kFloat), count};
@@ -406,9 +407,9 @@ ParameterGradients finish_parameter_gradients(const char* op, cuda::ScalarKind k
 // weight-gradient kernel (finish_parameter_gradients): the mix's products, its gradient and the
 // dtype conversions launch nothing else. v's gradient x^T (dy u) rides in the weight-gradient
 // kernel's pass over x where it can (cuda::can_fold_into_grad_weight: the token splits add into
-// float32 sums, a rank up to 32), else thin cuBLAS products with float32 results (v_partial_sums). With
-// grad_weight_sums (from grad_weight_and_low_rank_products) there is no weight-gradient kernel
-// here: the cuBLAS product and the finishing pass.
+// float32 sums, a rank up to 32), else thin cuBLAS products with float32 results
+// (v_partial_sums). With grad_weight_sums (from grad_weight_and_low_rank_products) there is no
+// weight-gradient kernel here: the cuBLAS product and the finishing pass.
 ParameterGradients pixelfly_linear_grad_params_cuda(const at::Tensor& grad_y, const at::Tensor& x,
                                                     const at::Tensor& values, const Layout& layout, const at::Tensor& u,
                                                     const at::Tensor& gamma, const at::Tensor& product,
