@@ -82,6 +82,7 @@ cuda::DeviceLayout device_layout(const char* op, const Layout& layout, const at:
     d.gradient_column_owner = index.gradient_column_owner.data_ptr<int64_t>();
     d.gradient_columns_cover_inputs = schedule.gradient_columns_cover_inputs;
     d.gradient_pieces_cover_rows_once = schedule.gradient_pieces_cover_rows_once;
+    d.gradient_columns_in_runs_of_64 = schedule.gradient_columns_in_runs_of_64;
   }
   return d;
 }

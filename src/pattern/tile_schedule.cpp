@@ -238,6 +238,16 @@ TileSchedule make_tile_schedule(const BlockLayout& layout) {
   s.gradient_pieces_cover_rows_once =
       std::all_of(s.rows.groups.begin(), s.rows.groups.end(),
                   [piece_span](const LineGroup& g) { return g.length >= 1 && g.length <= piece_span; });
+  const int64_t run = std::max<int64_t>(1, 64 / b);
+  auto in_runs = [&s, run](const GradientPiece& p) {
+    if (p.cols % run != 0) return false;
+    for (int64_t k = 0; k < p.cols; ++k) {
+      const int64_t run_first = p.column_offset + k - k % run;
+      if (s.gradient_columns[p.column_offset + k] != s.gradient_columns[run_first] + k % run) return false;
+    }
+    return true;
+  };
+  s.gradient_columns_in_runs_of_64 = std::all_of(s.gradient_pieces.begin(), s.gradient_pieces.end(), in_runs);
   return s;
 }
 

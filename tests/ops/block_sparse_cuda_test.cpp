@@ -89,6 +89,8 @@ std::vector<Case> cases() {
       {random_layout(384, 640, 16, 0.3, 11), 1001},
       {random_layout(520, 264, 64, 0.4, 12), 77},
       {flat_butterfly_layout({768, 3072, 16, 2, 32}), 300},
+      // Block 16 with the weight gradient's X in runs of four columns (cells of 192 features).
+      {flat_butterfly_layout({768, 3072, 16, 2, 16}), 211},
       {BlockLayout::from_block_mask(48, 32, 16, {1, 0, 0, 0, 1, 1}), 50},
       {random_layout(200, 150, 16, 0.3, 1), 37},
       {random_layout(333, 257, 32, 0.25, 2), 1001},
@@ -139,6 +141,22 @@ TEST(BlockSparseOpsCuda, CasesCoverBothGradientPieceWidths) {
                             make_tile_schedule(c.layout).gradient_piece_features == features);
     }
     EXPECT_TRUE(covered) << "block " << block << ", pieces " << features << " wide";
+  }
+}
+
+// ... and at blocks 16 and 32 the weight gradient's X both in 64-column runs and a block at a time
+// (TileSchedule::gradient_columns_in_runs_of_64).
+TEST(BlockSparseOpsCuda, CasesCoverGradientColumnsInRunsAndSingleAtBlocks16And32) {
+  for (const int64_t block : {16, 32}) {
+    for (const bool runs : {true, false}) {
+      bool covered = false;
+      for (const Case& c : cases()) {
+        covered = covered || (c.layout.block() == block && c.layout.out_features() % 8 == 0 &&
+                              c.layout.in_features() % 8 == 0 &&
+                              make_tile_schedule(c.layout).gradient_columns_in_runs_of_64 == runs);
+      }
+      EXPECT_TRUE(covered) << "block " << block << (runs ? ", runs" : ", single columns");
+    }
   }
 }
 

@@ -197,6 +197,33 @@ TEST(TileSchedule, PiecesCoverEachRowOnceAtTheFc1Shapes) {
   }
 }
 
+// Butterfly cells 64 features wide or a multiple on the input side (at block 32 the paper's fc2
+// layouts, GPT-2-medium's fc1 and 4096 x 4096 at n = 16; at block 16 Mixer-B's fc2) give every
+// weight-gradient piece its columns in runs of neighbours 64 features wide, as does any piece of
+// such runs; cells of 48 features (Mixer-B fc1, ViT-S; Mixer-B fc2 at block 16 has 192), a run
+// broken by a gap and a count the run does not divide do not. At blocks 64 and 128 every layout's
+// do.
+TEST(TileSchedule, GradientColumnsInRunsOf64FeaturesWhereEveryPieceHoldsSuchRuns) {
+  for (const BlockLayout& l :
+       {flat_butterfly_layout({768, 3072, 16, 2, 32}), flat_butterfly_layout({1024, 4096, 16, 2, 32}),
+        flat_butterfly_layout({4096, 1024, 16, 2, 32}), flat_butterfly_layout({4096, 4096, 16, 1, 32}),
+        flat_butterfly_layout({768, 3072, 16, 2, 16}), BlockLayout::from_block_mask(32, 128, 32, {0, 1, 1, 0}),
+        BlockLayout::from_block_mask(32, 128, 32, {1, 1, 1, 1}),
+        BlockLayout::from_block_mask(16, 128, 16, {0, 1, 1, 1, 1, 0, 0, 0}),
+        BlockLayout::from_block_mask(64, 256, 64, {1, 0, 1, 0}), random_layout(512, 1024, 128, 0.3, 5)}) {
+    EXPECT_TRUE(make_tile_schedule(l).gradient_columns_in_runs_of_64)
+        << l.out_features() << "x" << l.in_features() << " b" << l.block();
+  }
+  for (const BlockLayout& l :
+       {flat_butterfly_layout({3072, 768, 16, 2, 32}), flat_butterfly_layout({2304, 768, 16, 2, 32}),
+        flat_butterfly_layout({3072, 768, 16, 2, 16}), BlockLayout::from_block_mask(32, 128, 32, {1, 0, 1, 0}),
+        BlockLayout::from_block_mask(32, 128, 32, {1, 1, 1, 0}),
+        BlockLayout::from_block_mask(16, 128, 16, {1, 1, 0, 1, 1, 1, 0, 0})}) {
+    EXPECT_FALSE(make_tile_schedule(l).gradient_columns_in_runs_of_64)
+        << l.out_features() << "x" << l.in_features() << " b" << l.block();
+  }
+}
+
 TEST(TileSchedule, LineTileStepsCountTheUnionThenTheLowRankChunks) {
   EXPECT_EQ(line_tile_steps(5, 32, 0), 3);    // 160 features: three 64-deep steps, the last half full
   EXPECT_EQ(line_tile_steps(5, 32, 32), 3);   // the rank-32 chunk fills it

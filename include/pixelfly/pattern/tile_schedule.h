@@ -107,6 +107,13 @@ struct TileSchedule {
   // gradient_piece_features / block columns), so that the pieces read each output row once: a
   // product over every output feature, such as PixelflyLinear's dy u, can then ride along too.
   bool gradient_pieces_cover_rows_once = false;
+  // Whether every piece's block columns come in runs of neighbours 64 features wide (64 / block of
+  // them from the piece's first on, a count they divide; at blocks 64 and 128 always): at block
+  // 32 flat butterflies whose cells are an even number of blocks wide on the input side (the
+  // paper's fc2 layouts, GPT-2-medium's fc1, 4096 x 4096 at n = 4-16), at block 16 a multiple of
+  // four. The weight-gradient kernel then copies x in 64-column boxes, whose 128-byte rows take
+  // half (block 32) or a quarter (block 16) of the requests to L2 of 32- or 16-column ones.
+  bool gradient_columns_in_runs_of_64 = false;
 };
 
 // Row groups of kKernelTileFeatures / block rows (and kKernelWideTileFeatures / block), column

@@ -61,6 +61,7 @@ struct DeviceLayout {
   const int64_t* gradient_column_owner = nullptr;
   bool gradient_columns_cover_inputs = false;      // every block column has an owner
   bool gradient_pieces_cover_rows_once = false;    // every row group is one piece
+  bool gradient_columns_in_runs_of_64 = false;     // every piece's columns in 64-feature runs
 };
 
 bool supports_block(int64_t block);

@@ -812,10 +812,13 @@ __global__ void __launch_bounds__(LineConfig<kWidth>::kThreads, kLineBlocksPerSM
 // With kLowRank (reductions only, pieces that cover each row of dY once), dY^T [a | 1] added into
 // `product` for the piece's rows and dY u into `dy_u_sums` (GradientConfig).
 // Maps: dy_map (tokens x out, boxes 64 x 64, 128-byte swizzle), x_map (tokens x in, boxes 64 x
-// C), a_map (kFold, kLowRank: tokens x rank, boxes 64 x 32, 64-byte swizzle, zeros past the
-// rank), u_map (kLowRank: out x rank, boxes 128 x 32, 64-byte swizzle, zeros past the rank),
-// dy_u_map (kLowRank: dy_u_sums, float32 tokens x 32, boxes 16 x 32, 128-byte swizzle), sums_map
-// (out.cluster = 0: the sums, float32 (nnz * B) x B, boxes 16 x min(B, 32), swizzled at a box row).
+// C), x_runs_map (at blocks 16 and 32 where the layout's pieces hold their columns in runs 64
+// features wide, DeviceLayout::gradient_columns_in_runs_of_64: x in boxes 64 x 64, 128-byte
+// swizzle, one run each; otherwise unused), a_map (kFold, kLowRank: tokens x rank, boxes 64 x 32,
+// 64-byte swizzle, zeros past the rank), u_map (kLowRank: out x rank, boxes 128 x 32, 64-byte
+// swizzle, zeros past the rank), dy_u_map (kLowRank: dy_u_sums, float32 tokens x 32, boxes 16 x
+// 32, 128-byte swizzle), sums_map (out.cluster = 0: the sums, float32 (nnz * B) x B, boxes 16 x
+// min(B, 32), swizzled at a box row).
 struct GradientOut {
   float* sums = nullptr;   // float32, nnz * b * b: added into (cluster 0) or stored (values null)
   void* values = nullptr;  // the storage type, nnz * b * b, stored (cluster > 0)
@@ -883,7 +886,8 @@ __global__ void __launch_bounds__(GradientConfig<kN, kExtra>::kThreads, kGradien
     gradient_kernel(const __grid_constant__ CUtensorMap dy_map, const __grid_constant__ CUtensorMap x_map,
                     const __grid_constant__ CUtensorMap a_map, const __grid_constant__ CUtensorMap u_map,
                     const __grid_constant__ CUtensorMap dy_u_map, const __grid_constant__ CUtensorMap sums_map,
-                    DeviceLayout layout, int64_t tokens, int64_t tokens_per_split, GradientOut out) {
+                    const __grid_constant__ CUtensorMap x_runs_map, DeviceLayout layout, int64_t tokens,
+                    int64_t tokens_per_split, GradientOut out) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   using K = Chunking<B>;
   using G = GradientConfig<kN, kExtra>;
@@ -896,6 +900,18 @@ __global__ void __launch_bounds__(GradientConfig<kN, kExtra>::kThreads, kGradien
                 "a block's staged accumulators must fit in the ring");
   constexpr int kDyBoxBytes = 64 * kStep * 2;
   constexpr int kXBoxBytes = kStep * 2 * K::C;
+  // X in a stage: C-wide boxes (2 C-byte rows), or at blocks 16 and 32 where every piece holds its
+  // columns in runs 64 features wide, one 64-wide box per run (128-byte rows, the 128-byte
+  // swizzle): the copies then ask L2 for whole lines (at block 32 Mixer-B fc2's dW 1.06x, 4096^2
+  // n4's 1.15x; docs/perf.md, version 48). A column range's bytes are where they are either way.
+  constexpr int kXRun = 64 / K::C;  // C-wide boxes in a 64-wide one
+  const bool x_runs = kXRun > 1 && layout.gradient_columns_in_runs_of_64;
+  const uint32_t x_row_bytes = x_runs ? 128 : 2 * K::C, x_atom_bytes = x_runs ? kXRun * kXBoxBytes : kXBoxBytes;
+  const uint64_t x_layout = x_runs ? 1 : K::kLayout;
+  // X's operand at `at` for the products' K slice ks (16 tokens), N-major (or M-major, the fold's).
+  auto x_descriptor = [&](uint32_t at, int ks) {
+    return descriptor(at + ks * 16 * x_row_bytes, x_atom_bytes, 8 * x_row_bytes, x_layout);
+  };
   constexpr int kProductBoxes = G::kProductWidth / K::C;  // X boxes of one product
   constexpr int kProductGroups = G::kProductWidth / 8;    // a product's groups of 8 columns
   extern __shared__ unsigned char smem_raw[];
@@ -952,7 +968,9 @@ __global__ void __launch_bounds__(GradientConfig<kN, kExtra>::kThreads, kGradien
     const int col = !active || a_box ? 0
                     : dy             ? static_cast<int>(row_begin * B) + 64 * lane
                                      : static_cast<int>(columns[n / B] * B) + n % B;
-    const void* map = dy ? static_cast<const void*>(&dy_map) : a_box ? &a_map : &x_map;
+    // With x_runs the first X lane of each run copies the run as one box, the others nothing.
+    const bool x_lane = active && !dy && !a_box, x_idle = x_runs && x_lane && (lane - dy_boxes) % kXRun != 0;
+    const void* map = dy ? static_cast<const void*>(&dy_map) : a_box ? &a_map : x_runs ? &x_runs_map : &x_map;
     const bool to_a = dy || (kFold && a_box);
     const uint32_t offset = dy      ? lane * kDyBoxBytes
                             : a_box ? (kFold ? G::kDyBytes : G::kXBytes)
@@ -969,7 +987,7 @@ __global__ void __launch_bounds__(GradientConfig<kN, kExtra>::kThreads, kGradien
       if (lane == 0) barrier_arrive_expect(bar, bytes);
       __syncwarp();
       const int token = static_cast<int>(token_begin + token_step(i) * kStep);
-      if (active) tma_load((to_a ? ring.a_stage(i) : ring.b_stage(i)) + offset, map, col, token, bar);
+      if (active && !x_idle) tma_load((to_a ? ring.a_stage(i) : ring.b_stage(i)) + offset, map, col, token, bar);
     });
     if (out.cluster > 1) {  // the consumers' two cluster barriers count every thread
       __syncwarp();
@@ -1065,8 +1083,7 @@ __global__ void __launch_bounds__(GradientConfig<kN, kExtra>::kThreads, kGradien
       const uint64_t da = descriptor(a + ks * 2048, kDyBoxBytes, 1024, 1);
 #pragma unroll
       for (int h = 0; h < G::kProducts; ++h) {
-        const uint64_t db =
-            descriptor(b + h * kProductBoxes * kXBoxBytes + ks * 32 * K::C, kXBoxBytes, 16 * K::C, K::kLayout);
+        const uint64_t db = x_descriptor(b + h * kProductBoxes * kXBoxBytes, ks);
         mma_64xNx16<T, 1, 1>(d[h], da, db, step > 0 || ks > 0);
       }
       if constexpr (kFold) {
@@ -1075,8 +1092,7 @@ __global__ void __launch_bounds__(GradientConfig<kN, kExtra>::kThreads, kGradien
         const uint64_t db = descriptor(ring.a_stage(i) + G::kDyBytes + ks * 16 * 64, kFoldBoxBytes, 512, 2);
 #pragma unroll
         for (int j = 0; j < G::kFoldProducts; ++j) {
-          const uint64_t da =
-              descriptor(b + fold_offsets[j] + ks * 32 * K::C, kXBoxBytes, 16 * K::C, K::kLayout);
+          const uint64_t da = x_descriptor(b + fold_offsets[j], ks);
           mma_64xNx16<T, 1, 1>(e[j], da, db, step > 0 || ks > 0);
         }
       }
@@ -1353,8 +1369,8 @@ template <auto kKernel>
 cudaError_t launch_gradient_kernel(const GradientGrid& g, int threads, size_t shared, const CUtensorMap& dy_map,
                                    const CUtensorMap& x_map, const CUtensorMap& a_map, const CUtensorMap& u_map,
                                    const CUtensorMap& dy_u_map, const CUtensorMap& sums_map,
-                                   const DeviceLayout& layout, int64_t tokens, const GradientOut& out,
-                                   cudaStream_t stream) {
+                                   const CUtensorMap& x_runs_map, const DeviceLayout& layout, int64_t tokens,
+                                   const GradientOut& out, cudaStream_t stream) {
   if (cudaError_t a = device::allow_shared_memory<kKernel>(shared); a != cudaSuccess) return a;
   cudaLaunchAttribute attribute{};
   attribute.id = cudaLaunchAttributeClusterDimension;
@@ -1368,8 +1384,8 @@ cudaError_t launch_gradient_kernel(const GradientGrid& g, int threads, size_t sh
   config.stream = stream;
   config.attrs = &attribute;
   config.numAttrs = g.cluster > 1 ? 1 : 0;
-  return cudaLaunchKernelEx(&config, kKernel, dy_map, x_map, a_map, u_map, dy_u_map, sums_map, layout, tokens,
-                            g.per_split, out);
+  return cudaLaunchKernelEx(&config, kKernel, dy_map, x_map, a_map, u_map, dy_u_map, sums_map, x_runs_map, layout,
+                            tokens, g.per_split, out);
 }
 
 template <typename T, int B, int kN>
@@ -1385,11 +1401,14 @@ cudaError_t launch_gradient_at_width(const DeviceLayout& layout, int64_t tokens,
     return cudaErrorInvalidValue;
   }
   constexpr bool bf16 = std::is_same_v<T, __nv_bfloat16>;
-  CUtensorMap dy_map{}, x_map{}, a_map{}, u_map{}, dy_u_map{}, sums_map{};
+  CUtensorMap dy_map{}, x_map{}, a_map{}, u_map{}, dy_u_map{}, sums_map{}, x_runs_map{};
   cudaError_t e =
       encode_tensor_map(&dy_map, dy, bf16, tokens, layout.out_features, layout.out_features, kStep, 64, 128);
   if (e == cudaSuccess) {
     e = encode_tensor_map(&x_map, x, bf16, tokens, layout.in_features, layout.in_features, kStep, K::C, K::kSwizzle);
+  }
+  if (e == cudaSuccess && K::C < 64 && layout.gradient_columns_in_runs_of_64) {
+    e = encode_tensor_map(&x_runs_map, x, bf16, tokens, layout.in_features, layout.in_features, kStep, 64, 128);
   }
   const void* a = fold != nullptr ? fold->a : low_rank != nullptr ? low_rank->a : nullptr;
   const int64_t rank = fold != nullptr ? fold->rank : low_rank != nullptr ? low_rank->rank : 0;
@@ -1420,11 +1439,13 @@ cudaError_t launch_gradient_at_width(const DeviceLayout& layout, int64_t tokens,
     if (layout.gradient_fold_products == 1) {
       using G = GradientConfig<kN, GradientExtra::kFoldOneSet>;
       return launch_gradient_kernel<gradient_kernel<T, B, kN, GradientExtra::kFoldOneSet>>(
-          g, G::kThreads, G::kShared, dy_map, x_map, a_map, u_map, dy_u_map, sums_map, layout, tokens, out, stream);
+          g, G::kThreads, G::kShared, dy_map, x_map, a_map, u_map, dy_u_map, sums_map, x_runs_map, layout, tokens, out,
+          stream);
     }
     using G = GradientConfig<kN, GradientExtra::kFold>;
     return launch_gradient_kernel<gradient_kernel<T, B, kN, GradientExtra::kFold>>(
-        g, G::kThreads, G::kShared, dy_map, x_map, a_map, u_map, dy_u_map, sums_map, layout, tokens, out, stream);
+        g, G::kThreads, G::kShared, dy_map, x_map, a_map, u_map, dy_u_map, sums_map, x_runs_map, layout, tokens, out,
+        stream);
   }
   if (low_rank != nullptr) {
     if constexpr (kN == kNarrowGradientPieceFeatures) {
@@ -1434,13 +1455,15 @@ cudaError_t launch_gradient_at_width(const DeviceLayout& layout, int64_t tokens,
       out.ones = low_rank->ones;
       using G = GradientConfig<kN, GradientExtra::kLowRank>;
       return launch_gradient_kernel<gradient_kernel<T, B, kN, GradientExtra::kLowRank>>(
-          g, G::kThreads, G::kShared, dy_map, x_map, a_map, u_map, dy_u_map, sums_map, layout, tokens, out, stream);
+          g, G::kThreads, G::kShared, dy_map, x_map, a_map, u_map, dy_u_map, sums_map, x_runs_map, layout, tokens, out,
+          stream);
     }
     return cudaErrorInvalidValue;  // the low-rank products ride in narrow pieces only (shared memory)
   }
   using G = GradientConfig<kN, GradientExtra::kNone>;
   return launch_gradient_kernel<gradient_kernel<T, B, kN, GradientExtra::kNone>>(
-      g, G::kThreads, G::kShared, dy_map, x_map, a_map, u_map, dy_u_map, sums_map, layout, tokens, out, stream);
+      g, G::kThreads, G::kShared, dy_map, x_map, a_map, u_map, dy_u_map, sums_map, x_runs_map, layout, tokens, out,
+      stream);
 }
 
 // The weight-gradient kernel of the layout's piece width (DeviceLayout, tile_schedule.h).
