@@ -198,11 +198,11 @@ TEST(TileSchedule, PiecesCoverEachRowOnceAtTheFc1Shapes) {
 }
 
 // Butterfly cells 64 features wide or a multiple on the input side (at block 32 the paper's fc2
-// layouts, GPT-2-medium's fc1 and 4096 x 4096 at n = 16; at block 16 Mixer-B's fc2) give every
-// weight-gradient piece its columns in runs of neighbours 64 features wide, as does any piece of
-// such runs; cells of 48 features (Mixer-B fc1, ViT-S; Mixer-B fc2 at block 16 has 192), a run
-// broken by a gap and a count the run does not divide do not. At blocks 64 and 128 every layout's
-// do.
+// layouts, GPT-2-medium's fc1 and 4096 x 4096 at n = 16; at block 16 Mixer-B's fc2, cells of 192)
+// give every weight-gradient piece its columns in runs of neighbours 64 features wide, as does any
+// piece of such runs; cells of 48 features (Mixer-B's and ViT-S's fc1, at blocks 32 and 16), a
+// run broken by a gap and a count the run does not divide do not. At blocks 64 and 128 every
+// layout's do.
 TEST(TileSchedule, GradientColumnsInRunsOf64FeaturesWhereEveryPieceHoldsSuchRuns) {
   for (const BlockLayout& l :
        {flat_butterfly_layout({768, 3072, 16, 2, 32}), flat_butterfly_layout({1024, 4096, 16, 2, 32}),

@@ -902,8 +902,8 @@ __global__ void __launch_bounds__(GradientConfig<kN, kExtra>::kThreads, kGradien
   constexpr int kXBoxBytes = kStep * 2 * K::C;
   // X in a stage: C-wide boxes (2 C-byte rows), or at blocks 16 and 32 where every piece holds its
   // columns in runs 64 features wide, one 64-wide box per run (128-byte rows, the 128-byte
-  // swizzle): the copies then ask L2 for whole lines (at block 32 Mixer-B fc2's dW 1.06x, 4096^2
-  // n4's 1.15x; docs/perf.md, version 48). A column range's bytes are where they are either way.
+  // swizzle): the copies then ask L2 for whole lines (Mixer-B fc2's dW 1.44x at block 16, 1.06x at
+  // block 32; docs/perf.md, version 48). A column range's bytes are where they are either way.
   constexpr int kXRun = 64 / K::C;  // C-wide boxes in a 64-wide one
   const bool x_runs = kXRun > 1 && layout.gradient_columns_in_runs_of_64;
   const uint32_t x_row_bytes = x_runs ? 128 : 2 * K::C, x_atom_bytes = x_runs ? kXRun * kXBoxBytes : kXBoxBytes;
