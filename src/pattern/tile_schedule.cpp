@@ -238,7 +238,7 @@ TileSchedule make_tile_schedule(const BlockLayout& layout) {
   s.gradient_pieces_cover_rows_once =
       std::all_of(s.rows.groups.begin(), s.rows.groups.end(),
                   [piece_span](const LineGroup& g) { return g.length >= 1 && g.length <= piece_span; });
-  const int64_t run = std::max<int64_t>(1, 64 / b);
+  const int64_t run = std::max<int64_t>(1, kGradientXRunFeatures / b);
   auto in_runs = [&s, run](const GradientPiece& p) {
     if (p.cols % run != 0) return false;
     for (int64_t k = 0; k < p.cols; ++k) {

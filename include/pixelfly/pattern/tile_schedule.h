@@ -37,6 +37,9 @@ constexpr int64_t kKernelStepFeatures = 64;
 // more of the products on columns it does not have.
 constexpr int64_t kGradientPieceFeatures = 2 * kKernelTileFeatures;
 constexpr int64_t kNarrowGradientPieceFeatures = 192;
+// The width of the weight gradient's x boxes where a piece's columns run that wide
+// (gradient_columns_in_runs_of_64 below): 128-byte rows of a 16-bit type, whole L2 lines.
+constexpr int64_t kGradientXRunFeatures = 64;
 // A product over every input feature that rides in the weight-gradient pass (PixelflyLinear's
 // x^T (dy u), "v's fold"): each of a piece's kGradientFoldWarpgroups consumer warpgroups
 // multiplies one or two sets of kGradientFoldSetFeatures of the piece's features by it.

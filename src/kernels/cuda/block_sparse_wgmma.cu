@@ -904,7 +904,8 @@ __global__ void __launch_bounds__(GradientConfig<kN, kExtra>::kThreads, kGradien
   // columns in runs 64 features wide, one 64-wide box per run (128-byte rows, the 128-byte
   // swizzle): the copies then ask L2 for whole lines (Mixer-B fc2's dW 1.44x at block 16, 1.06x at
   // block 32; docs/perf.md, version 48). A column range's bytes are where they are either way.
-  constexpr int kXRun = 64 / K::C;  // C-wide boxes in a 64-wide one
+  static_assert(kGradientXRunFeatures == 64, "a run's box: 128-byte rows, the 128-byte swizzle");
+  constexpr int kXRun = kGradientXRunFeatures / K::C;  // C-wide boxes in a run's box
   const bool x_runs = kXRun > 1 && layout.gradient_columns_in_runs_of_64;
   const uint32_t x_row_bytes = x_runs ? 128 : 2 * K::C, x_atom_bytes = x_runs ? kXRun * kXBoxBytes : kXBoxBytes;
   const uint64_t x_layout = x_runs ? 1 : K::kLayout;
@@ -1407,8 +1408,9 @@ cudaError_t launch_gradient_at_width(const DeviceLayout& layout, int64_t tokens,
   if (e == cudaSuccess) {
     e = encode_tensor_map(&x_map, x, bf16, tokens, layout.in_features, layout.in_features, kStep, K::C, K::kSwizzle);
   }
-  if (e == cudaSuccess && K::C < 64 && layout.gradient_columns_in_runs_of_64) {
-    e = encode_tensor_map(&x_runs_map, x, bf16, tokens, layout.in_features, layout.in_features, kStep, 64, 128);
+  if (e == cudaSuccess && K::C < kGradientXRunFeatures && layout.gradient_columns_in_runs_of_64) {
+    e = encode_tensor_map(&x_runs_map, x, bf16, tokens, layout.in_features, layout.in_features, kStep,
+                          kGradientXRunFeatures, 128);
   }
   const void* a = fold != nullptr ? fold->a : low_rank != nullptr ? low_rank->a : nullptr;
   const int64_t rank = fold != nullptr ? fold->rank : low_rank != nullptr ? low_rank->rank : 0;
