@@ -1,9 +1,14 @@
 """CUDA benchmark: pixelfly's block-sparse operators (Y = X W^T, dX = dY W, dW on the blocks)
 against dense cuBLAS (torch.matmul) and PyTorch's own block-sparse matmul (BSR, Triton), all
-in the same process on the same GPU, bf16. Loads the operators from libpixelfly.so, so it also
-shows them being called from Python.
+in the same process on the same GPU, bf16 unless --dtype says otherwise. Loads the operators from
+libpixelfly.so, so it also shows them being called from Python.
 
     python3 bench/cuda_block_sparse_bench.py build/libpixelfly.so [--quick] [--timer flushed]
+        [--dtype bfloat16|float16|float32]
+
+float32 runs the CUDA-core kernels (the tensor-core kernels take 16-bit operands) against
+cuBLAS's float32 product as PyTorch runs it by default (TF32 off; the header says which); its
+"L2 TB/s" column is empty, the tiling model being the tensor-core kernels'.
 
 GPU time per call in steady state (bench/gpu_timers.py: steady_time, calls back to back on
 rotating copies of their inputs in a CUDA graph), or with --timer flushed each call after L2 is
@@ -42,7 +47,22 @@ quick = "--quick" in sys.argv
 steady = steady_from_argv(sys.argv)
 BlockLayout = torch.classes.pixelfly.BlockLayout
 ops = torch.ops.pixelfly
-DT = torch.bfloat16
+DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
+
+
+def dtype_from_argv(argv):
+    """The run's element type: `--dtype NAME`, bfloat16 unless given."""
+    if "--dtype" not in argv:
+        return torch.bfloat16
+    i = argv.index("--dtype")
+    name = argv[i + 1] if i + 1 < len(argv) else ""
+    if name not in DTYPES:
+        sys.exit(f"--dtype: got '{name}', expected one of {', '.join(DTYPES)}")
+    return DTYPES[name]
+
+
+DT = dtype_from_argv(sys.argv)
+ELEMENT_BYTES = DT.itemsize
 
 
 def bench(call, inputs):
@@ -84,10 +104,11 @@ def rel(a, b):
 
 
 def compact_depth(nonzeros, features):
-    """K of a compact dense problem: `nonzeros` weights over `features` outputs, rounded up to a
-    multiple of 8 (cuBLAS's bf16 alignment)."""
+    """K of a compact dense problem: `nonzeros` weights over `features` outputs, rounded up to
+    16 bytes of elements (cuBLAS's alignment: 8 in 16 bits, 4 in float32)."""
     per_feature = -(-nonzeros // features)
-    return (per_feature + 7) // 8 * 8
+    multiple = 16 // ELEMENT_BYTES
+    return -(-per_feature // multiple) * multiple
 
 
 def run(name, out_f, in_f, tokens, layout, bw):
@@ -100,9 +121,9 @@ def run(name, out_f, in_f, tokens, layout, bw):
     rho = layout.density()
     flops = 2.0 * tokens * out_f * in_f
     nnz_el = layout.nnz() * layout.block() ** 2
-    # Fewest bytes: each operand read once, each result written once (bf16).
-    bytes_y = 2 * (tokens * in_f + tokens * out_f + nnz_el)
-    bytes_dw = 2 * (tokens * in_f + tokens * out_f + nnz_el)
+    # Fewest bytes: each operand read once, each result written once.
+    bytes_y = ELEMENT_BYTES * (tokens * in_f + tokens * out_f + nnz_el)
+    bytes_dw = ELEMENT_BYTES * (tokens * in_f + tokens * out_f + nnz_el)
     errs = (rel(ops.block_sparse_linear(x, values, layout), x.float() @ w.float().t()),
             rel(ops.block_sparse_linear_grad_input(dy, values, layout), dy.float() @ w.float()),
             rel(ops.block_sparse_linear_grad_weight(dy, x, layout), blocks_of(dy.float().t() @ x.float(), layout)))
@@ -136,7 +157,7 @@ def run(name, out_f, in_f, tokens, layout, bw):
         print(f"  torch BSR failed on {name}: {str(e)[:80]}", file=sys.stderr)
     rows = []
     for op, nbytes in zip(("Y", "dX", "dW"), (bytes_y, bytes_y, bytes_dw)):
-        l2_bytes = kernel_tiling(layout, op, tokens)[1]
+        l2_bytes = kernel_tiling(layout, op, tokens)[1] if ELEMENT_BYTES == 2 else float("nan")
         dense_rate = flops / t_dense[op]
         floor = max(rho * flops / dense_rate, nbytes / bw)
         rows.append((op, t_dense[op], t_ours[op], floor / t_ours[op], l2_bytes / t_ours[op], t_compact[op]))
@@ -169,9 +190,12 @@ def main():
     randoms = random_layouts((32, 64, 128))
     bw = copy_bandwidth(quick)
     read_bw, write_bw = read_write_bandwidth()
+    dtype = str(DT).removeprefix("torch.")
+    if DT == torch.float32:
+        dtype += f"  TF32 matmul {'on' if torch.backends.cuda.matmul.allow_tf32 else 'off'}"
     print(f"{torch.cuda.get_device_name()}  torch {torch.__version__}  {'steady' if steady else 'flushed'} timer  "
           f"copy bandwidth {bw / 1e12:.2f} TB/s (read alone {read_bw / 1e12:.2f}, written alone {write_bw / 1e12:.2f})  "
-          f"bf16", flush=True)
+          f"{dtype}", flush=True)
     configs = [(s, BlockLayout.flat_butterfly(s[1], s[2], 16, 2, 32), "fly n16 k2 b32") for s in SHAPES]
     # Block 16, which the planner picks for Mixer-B's and GPT-2's fc2 at density 0.25.
     configs.append((SHAPES[1], BlockLayout.flat_butterfly(SHAPES[1][1], SHAPES[1][2], 16, 2, 16), "fly n16 k2 b16"))
@@ -189,8 +213,9 @@ def main():
         rho, rows, vs_bsr, t_bsr, errs = run(name, out_f, in_f, tokens, layout, bw)
         for (op, td, to, eff, l2_rate, tc), err in zip(rows, errs):
             bsr = f"{t_bsr * 1e3:8.3f} {vs_bsr:6.2f}x" if op == "Y" and t_bsr == t_bsr else f"{'-':>8s} {'-':>7s}"
+            l2 = f"{l2_rate / 1e12:7.2f}" if l2_rate == l2_rate else f"{'-':>7s}"
             line = (f"{name:16s} {label:18s} {rho:5.3f} {op:>3s} {td * 1e3:9.3f} {to * 1e3:9.3f} {td / to:7.2f}x "
-                    f"{eff:8.2f} {l2_rate / 1e12:7.2f} {bsr} {err:8.1e} {tc * 1e3:9.3f} {tc / to:7.2f}x")
+                    f"{eff:8.2f} {l2} {bsr} {err:8.1e} {tc * 1e3:9.3f} {tc / to:7.2f}x")
             print(line, flush=True)
             lines.append(line)
     print("\n" + "\n".join(lines))

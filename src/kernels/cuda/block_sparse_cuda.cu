@@ -1,11 +1,17 @@
 // CUDA kernels for block-sparse linear products (see block_sparse_cuda.h): the entry points
 // route float16/bfloat16 to the Hopper tensor-core kernels (block_sparse_wgmma.cu) where they
-// apply; this file holds the plain kernels for everything else:
-// forward / grad_input: one thread block per (64-token tile, block row of the output); it walks
-// that row's nonzero blocks (forward: the CSR row; grad_input: the layout's transpose index),
-// staging a 64 x 32 slice of the activations and a B x 32 slice of the weight block in shared
-// memory per step. grad_weight: one thread block per nonzero block, reducing over all tokens
-// in steps of 32.
+// apply; this file holds the CUDA-core kernels for everything else (float32, other GPUs, feature
+// counts the tensor-core kernels cannot map), register-tiled as a float32 matrix product is.
+// forward / grad_input: one thread block per (block row of the output, token tile), the block
+// rows of one token tile launched together so that they find its activations in L2; it walks
+// that row's nonzero blocks (forward: the CSR row; grad_input: the layout's transpose index) in
+// K slices of 16, double-buffered in shared memory (the next slice loaded into registers, four
+// elements a load, while the current one is multiplied), each thread accumulating an 8 (or 4)
+// tokens x 8 (or 4) features tile of the output.
+// grad_weight: one thread block per nonzero block, its threads in groups that each hold the
+// whole b x b block in 4 x 4 (8 x 8 at block 128) register tiles over their share of every
+// token slice, the groups' sums added in shared memory at the end in a fixed order (no atomics:
+// the result does not depend on scheduling).
 #include "kernels/cuda/block_sparse_cuda.h"
 
 #include "kernels/cuda/block_sparse_wgmma.cuh"
@@ -20,111 +26,292 @@ namespace pixelfly::kernels::cuda {
 namespace {
 
 constexpr int kThreads = 256;
-constexpr int kTokenTile = 64;  // tokens per thread block in forward / grad_input
-constexpr int kChunk = 32;      // inner-dimension slice staged in shared memory (at most B)
-constexpr int kReduceTile = 32; // tokens per step in grad_weight
 
-using device::to_float;
 using device::from_float;
+using device::load4;
+using device::to_float;
+
+// Four consecutive elements p[0..3] of a row as floats, those at or past `valid` 0: one vector
+// load where the row's elements come in aligned fours (`vector`), else one at a time.
+template <typename T>
+__device__ __forceinline__ float4 load_four(const T* p, int64_t valid, bool vector) {
+  if (vector) return valid >= 4 ? load4(p) : make_float4(0.f, 0.f, 0.f, 0.f);
+  return make_float4(valid > 0 ? to_float(p[0]) : 0.f, valid > 1 ? to_float(p[1]) : 0.f,
+                     valid > 2 ? to_float(p[2]) : 0.f, valid > 3 ? to_float(p[3]) : 0.f);
+}
+
+// True when rows of `width` elements starting at `base` come in aligned fours.
+template <typename T>
+bool rows_in_fours(const T* base, int64_t width) {
+  return width % 4 == 0 && reinterpret_cast<uintptr_t>(base) % (4 * sizeof(T)) == 0;
+}
+
+// The forward / grad_input tiling at block size B: each thread holds kRows tokens x kCols
+// features of the output; kColThreads threads span the block row's B features, kRowThreads the
+// tile's kTokens tokens; kDepth is the K slice staged per step (it divides every block size).
+template <int B>
+struct RowTile {
+  static constexpr int kCols = B >= 64 ? 8 : 4;
+  static constexpr int kRows = B >= 32 ? 8 : 4;
+  static constexpr int kColThreads = B / kCols;
+  static constexpr int kRowThreads = kThreads / kColThreads;
+  static constexpr int kTokens = kRows * kRowThreads;
+  static constexpr int kDepth = 16;
+  static constexpr int kTokenPitch = kTokens + 4;  // floats; keeps rows 16-byte aligned
+  static constexpr int kFeaturePitch = B + 4;
+  static constexpr int kActivationFours = kTokens * kDepth / (4 * kThreads);
+  static constexpr int kWeightLoads = (B * kDepth + kThreads - 1) / kThreads;
+  static constexpr int kMinBlocks = B <= 32 ? 2 : 1;  // thread blocks per multiprocessor
+  static_assert(kTokens * kDepth % (4 * kThreads) == 0, "activation slice must split evenly over the threads");
+};
 
 // out[m, o*B + j] = sum over the output block row's nonzero blocks of
 //   in[m, c*B + i] * W(i, j), with W(i, j) = blk[j][i] (forward) or blk[i][j] (grad_input).
 template <typename T, int B, bool kTransposed>
-__global__ void __launch_bounds__(kThreads)
-    row_product_kernel(DeviceLayout layout, int64_t tokens, const T* __restrict__ in, const T* __restrict__ values,
-                       T* __restrict__ out) {
-  constexpr int kPerThread = kTokenTile * B / kThreads;
-  constexpr int kRowStride = kThreads / B;
-  constexpr int C = B < kChunk ? B : kChunk;
-  __shared__ float in_tile[kTokenTile][C + 1];
-  __shared__ float w_tile[B][C + 1];
+__global__ void __launch_bounds__(kThreads, RowTile<B>::kMinBlocks)
+    row_product_kernel(DeviceLayout layout, int64_t tokens, const T* __restrict__ in, bool in_fours,
+                       const T* __restrict__ values, T* __restrict__ out) {
+  using Tile = RowTile<B>;
+  constexpr int D = Tile::kDepth;
+  constexpr int kSlicesPerBlock = B / D;
+  // Two buffers of the activation slice (D x tokens, K-major rows of tokens) and the weight
+  // slice (D x B).
+  __shared__ __align__(16) float act[2][D][Tile::kTokenPitch];
+  __shared__ __align__(16) float wgt[2][D][Tile::kFeaturePitch];
 
-  const int64_t out_block = blockIdx.y;
-  const int64_t token0 = static_cast<int64_t>(blockIdx.x) * kTokenTile;
+  const int64_t out_block = blockIdx.x;
   const int64_t in_features = kTransposed ? layout.out_features : layout.in_features;
   const int64_t out_features = kTransposed ? layout.in_features : layout.out_features;
-  const int j = threadIdx.x % B;
-  const int m0 = threadIdx.x / B;
-
-  float acc[kPerThread];
-#pragma unroll
-  for (int p = 0; p < kPerThread; ++p) acc[p] = 0.f;
-
+  const int tx = threadIdx.x % Tile::kColThreads;
+  const int ty = threadIdx.x / Tile::kColThreads;
   const int64_t begin = kTransposed ? layout.col_ptr[out_block] : layout.row_ptr[out_block];
-  const int64_t end = kTransposed ? layout.col_ptr[out_block + 1] : layout.row_ptr[out_block + 1];
-  for (int64_t pos = begin; pos < end; ++pos) {
-    const int64_t blk = kTransposed ? layout.transpose_block[pos] : pos;
-    const int64_t in_block = kTransposed ? layout.row_idx[pos] : layout.col_idx[pos];
-    const T* w = values + blk * B * B;
-    for (int k0 = 0; k0 < B; k0 += C) {
-      for (int e = threadIdx.x; e < kTokenTile * C; e += kThreads) {
-        const int m = e / C, k = e % C;
-        const int64_t token = token0 + m, feature = in_block * B + k0 + k;
-        in_tile[m][k] = (token < tokens && feature < in_features) ? to_float(in[token * in_features + feature]) : 0.f;
-      }
-      for (int e = threadIdx.x; e < B * C; e += kThreads) {
-        const int jj = kTransposed ? e % B : e / C, k = kTransposed ? e / B : e % C;
-        // W(i = k0 + k, j = jj): forward stores it at blk[jj][i], grad_input at blk[i][jj].
-        w_tile[jj][k] = to_float(kTransposed ? w[(k0 + k) * B + jj] : w[jj * B + k0 + k]);
-      }
-      __syncthreads();
-#pragma unroll 8
-      for (int k = 0; k < C; ++k) {
-        const float wv = w_tile[j][k];
+  const int64_t slices = ((kTransposed ? layout.col_ptr[out_block + 1] : layout.row_ptr[out_block + 1]) - begin) *
+                         kSlicesPerBlock;
+  const int64_t token_tiles = (tokens + Tile::kTokens - 1) / Tile::kTokens;
+
+  for (int64_t tile = blockIdx.y; tile < token_tiles; tile += gridDim.y) {
+    const int64_t token0 = tile * Tile::kTokens;
+    float4 act_next[Tile::kActivationFours];
+    float wgt_next[Tile::kWeightLoads];
+    // Slice s of the K walk from global memory into registers: block begin + s / kSlicesPerBlock,
+    // its rows (s % kSlicesPerBlock) * D onwards; activations past the tokens or features are 0.
+    auto load = [&](int64_t s) {
+      const int64_t pos = begin + s / kSlicesPerBlock;
+      const int k0 = static_cast<int>(s % kSlicesPerBlock) * D;
+      const int64_t blk = kTransposed ? layout.transpose_block[pos] : pos;
+      const int64_t in_block = kTransposed ? layout.row_idx[pos] : layout.col_idx[pos];
 #pragma unroll
-        for (int p = 0; p < kPerThread; ++p) acc[p] += in_tile[m0 + p * kRowStride][k] * wv;
+      for (int q = 0; q < Tile::kActivationFours; ++q) {
+        const int g = threadIdx.x + q * kThreads;
+        const int64_t token = token0 + g / (D / 4), feature = in_block * B + k0 + (g % (D / 4)) * 4;
+        act_next[q] = token < tokens ? load_four(in + token * in_features + feature, in_features - feature, in_fours)
+                                     : make_float4(0.f, 0.f, 0.f, 0.f);
       }
+      const T* w = values + blk * B * B;
+#pragma unroll
+      for (int q = 0; q < Tile::kWeightLoads; ++q) {
+        const int e = threadIdx.x + q * kThreads;
+        if (e < B * D) {
+          // W(i = k0 + k, j): forward stores it at blk[j][i], grad_input at blk[i][j]; consecutive
+          // threads read consecutive addresses either way.
+          const int j = kTransposed ? e % B : e / D, k = kTransposed ? e / B : e % D;
+          wgt_next[q] = to_float(kTransposed ? w[(k0 + k) * B + j] : w[j * B + k0 + k]);
+        }
+      }
+    };
+    auto store = [&](int buf) {
+#pragma unroll
+      for (int q = 0; q < Tile::kActivationFours; ++q) {
+        const int g = threadIdx.x + q * kThreads;
+        const int m = g / (D / 4), k = (g % (D / 4)) * 4;
+        act[buf][k][m] = act_next[q].x;
+        act[buf][k + 1][m] = act_next[q].y;
+        act[buf][k + 2][m] = act_next[q].z;
+        act[buf][k + 3][m] = act_next[q].w;
+      }
+#pragma unroll
+      for (int q = 0; q < Tile::kWeightLoads; ++q) {
+        const int e = threadIdx.x + q * kThreads;
+        if (e < B * D) {
+          const int j = kTransposed ? e % B : e / D, k = kTransposed ? e / B : e % D;
+          wgt[buf][k][j] = wgt_next[q];
+        }
+      }
+    };
+
+    float acc[Tile::kRows][Tile::kCols];
+#pragma unroll
+    for (int r = 0; r < Tile::kRows; ++r) {
+#pragma unroll
+      for (int c = 0; c < Tile::kCols; ++c) acc[r][c] = 0.f;
+    }
+    if (slices > 0) {
+      load(0);
+      store(0);
       __syncthreads();
     }
-  }
-  const int64_t feature = out_block * B + j;
-  if (feature >= out_features) return;
+    for (int64_t s = 0; s < slices; ++s) {
+      const int buf = static_cast<int>(s & 1);
+      if (s + 1 < slices) load(s + 1);  // global loads in flight while this slice is multiplied
 #pragma unroll
-  for (int p = 0; p < kPerThread; ++p) {
-    const int64_t token = token0 + m0 + p * kRowStride;
-    if (token < tokens) out[token * out_features + feature] = from_float<T>(acc[p]);
+      for (int k = 0; k < D; ++k) {
+        float a[Tile::kRows], w[Tile::kCols];
+#pragma unroll
+        for (int r = 0; r < Tile::kRows; r += 4) {
+          const float4 v = *reinterpret_cast<const float4*>(&act[buf][k][ty * Tile::kRows + r]);
+          a[r] = v.x, a[r + 1] = v.y, a[r + 2] = v.z, a[r + 3] = v.w;
+        }
+#pragma unroll
+        for (int c = 0; c < Tile::kCols; c += 4) {
+          const float4 v = *reinterpret_cast<const float4*>(&wgt[buf][k][tx * Tile::kCols + c]);
+          w[c] = v.x, w[c + 1] = v.y, w[c + 2] = v.z, w[c + 3] = v.w;
+        }
+#pragma unroll
+        for (int r = 0; r < Tile::kRows; ++r) {
+#pragma unroll
+          for (int c = 0; c < Tile::kCols; ++c) acc[r][c] = fmaf(a[r], w[c], acc[r][c]);
+        }
+      }
+      // The other buffer was last read in step s - 1, which every thread finished before the
+      // barrier that ended it; the last step's barrier also ends this tile's reads of both.
+      if (s + 1 < slices) store(buf ^ 1);
+      __syncthreads();
+    }
+#pragma unroll
+    for (int r = 0; r < Tile::kRows; ++r) {
+      const int64_t token = token0 + ty * Tile::kRows + r;
+      if (token >= tokens) break;
+#pragma unroll
+      for (int c = 0; c < Tile::kCols; ++c) {
+        const int64_t feature = out_block * B + tx * Tile::kCols + c;
+        if (feature < out_features) out[token * out_features + feature] = from_float<T>(acc[r][c]);
+      }
+    }
   }
 }
+
+// The grad_weight tiling at block size B: each thread holds a kSide x kSide tile of the b x b
+// block; kGroupThreads threads cover the block once, kGroups such groups split each slice of
+// kTokens tokens between them.
+template <int B>
+struct BlockTile {
+  static constexpr int kSide = B == 128 ? 8 : 4;
+  static constexpr int kSideThreads = B / kSide;
+  static constexpr int kGroupThreads = kSideThreads * kSideThreads;
+  static constexpr int kGroups = kThreads / kGroupThreads;
+  static constexpr int kTokens = 2048 / B;
+  static constexpr int kGroupTokens = kTokens / kGroups;
+  static constexpr int kPitch = B + 4;  // floats; keeps rows 16-byte aligned
+  static constexpr int kFours = kTokens * B / (4 * kThreads);
+  static constexpr int kStageFloats = 2 * kTokens * kPitch;  // dy's slice, then x's
+  static_assert(kGroups * kGroupThreads == kThreads && kTokens % kGroups == 0, "uneven block tiling");
+  static_assert(kGroups == 1 || 2 * kStageFloats >= kGroups * B * B, "the groups' sums must fit the stages");
+};
 
 // grad[blk][i][j] = sum_m dy[m, r*B + i] * x[m, c*B + j].
 template <typename T, int B>
 __global__ void __launch_bounds__(kThreads)
-    block_gradient_kernel(DeviceLayout layout, int64_t tokens, const T* __restrict__ dy, const T* __restrict__ x,
-                          T* __restrict__ grad) {
-  constexpr int kPerThread = B * B / kThreads;
-  constexpr int kRowStride = kThreads / B;
-  __shared__ float dy_tile[kReduceTile][B + 1];
-  __shared__ float x_tile[kReduceTile][B + 1];
+    block_gradient_kernel(DeviceLayout layout, int64_t tokens, const T* __restrict__ dy, bool dy_fours,
+                          const T* __restrict__ x, bool x_fours, T* __restrict__ grad) {
+  using Tile = BlockTile<B>;
+  constexpr int S = Tile::kSide;
+  // Two stages of (dy slice, x slice), each kTokens x B, token-major; reused at the end for the
+  // groups' sums.
+  __shared__ __align__(16) float stages[2 * Tile::kStageFloats];
 
   const int64_t blk = blockIdx.x;
   const int64_t r = layout.block_row[blk], c = layout.col_idx[blk];
-  const int j = threadIdx.x % B;
-  const int i0 = threadIdx.x / B;
-  float acc[kPerThread];
-#pragma unroll
-  for (int p = 0; p < kPerThread; ++p) acc[p] = 0.f;
+  const int group = threadIdx.x / Tile::kGroupThreads;
+  const int lane = threadIdx.x % Tile::kGroupThreads;
+  const int ti = lane / Tile::kSideThreads, tj = lane % Tile::kSideThreads;
+  const int64_t slices = (tokens + Tile::kTokens - 1) / Tile::kTokens;
 
-  for (int64_t token0 = 0; token0 < tokens; token0 += kReduceTile) {
-    for (int e = threadIdx.x; e < kReduceTile * B; e += kThreads) {
-      const int m = e / B, k = e % B;
-      const int64_t token = token0 + m;
-      const int64_t fo = r * B + k, fi = c * B + k;
-      dy_tile[m][k] =
-          (token < tokens && fo < layout.out_features) ? to_float(dy[token * layout.out_features + fo]) : 0.f;
-      x_tile[m][k] = (token < tokens && fi < layout.in_features) ? to_float(x[token * layout.in_features + fi]) : 0.f;
-    }
-    __syncthreads();
-#pragma unroll 4
-    for (int m = 0; m < kReduceTile; ++m) {
-      const float xv = x_tile[m][j];
+  float4 dy_next[Tile::kFours], x_next[Tile::kFours];
+  auto load = [&](int64_t s) {
 #pragma unroll
-      for (int p = 0; p < kPerThread; ++p) acc[p] += dy_tile[m][i0 + p * kRowStride] * xv;
+    for (int q = 0; q < Tile::kFours; ++q) {
+      const int g = threadIdx.x + q * kThreads;
+      const int64_t token = s * Tile::kTokens + g / (B / 4);
+      const int k = (g % (B / 4)) * 4;
+      const float4 zero = make_float4(0.f, 0.f, 0.f, 0.f);
+      const int64_t fo = r * B + k, fi = c * B + k;
+      dy_next[q] = token < tokens ? load_four(dy + token * layout.out_features + fo, layout.out_features - fo, dy_fours)
+                                  : zero;
+      x_next[q] = token < tokens ? load_four(x + token * layout.in_features + fi, layout.in_features - fi, x_fours)
+                                 : zero;
     }
+  };
+  auto store = [&](int buf) {
+    float* dy_s = stages + buf * Tile::kStageFloats;
+    float* x_s = dy_s + Tile::kTokens * Tile::kPitch;
+#pragma unroll
+    for (int q = 0; q < Tile::kFours; ++q) {
+      const int g = threadIdx.x + q * kThreads;
+      const int at = (g / (B / 4)) * Tile::kPitch + (g % (B / 4)) * 4;
+      *reinterpret_cast<float4*>(&dy_s[at]) = dy_next[q];
+      *reinterpret_cast<float4*>(&x_s[at]) = x_next[q];
+    }
+  };
+
+  float acc[S][S];
+#pragma unroll
+  for (int i = 0; i < S; ++i) {
+#pragma unroll
+    for (int j = 0; j < S; ++j) acc[i][j] = 0.f;
+  }
+  if (slices > 0) {
+    load(0);
+    store(0);
+    __syncthreads();
+  }
+  for (int64_t s = 0; s < slices; ++s) {
+    const int buf = static_cast<int>(s & 1);
+    if (s + 1 < slices) load(s + 1);
+    const float* dy_s = stages + buf * Tile::kStageFloats;
+    const float* x_s = dy_s + Tile::kTokens * Tile::kPitch;
+#pragma unroll 4
+    for (int m = group * Tile::kGroupTokens; m < (group + 1) * Tile::kGroupTokens; ++m) {
+      float a[S], b[S];
+#pragma unroll
+      for (int q = 0; q < S; q += 4) {
+        const float4 va = *reinterpret_cast<const float4*>(&dy_s[m * Tile::kPitch + ti * S + q]);
+        const float4 vb = *reinterpret_cast<const float4*>(&x_s[m * Tile::kPitch + tj * S + q]);
+        a[q] = va.x, a[q + 1] = va.y, a[q + 2] = va.z, a[q + 3] = va.w;
+        b[q] = vb.x, b[q + 1] = vb.y, b[q + 2] = vb.z, b[q + 3] = vb.w;
+      }
+#pragma unroll
+      for (int i = 0; i < S; ++i) {
+#pragma unroll
+        for (int j = 0; j < S; ++j) acc[i][j] = fmaf(a[i], b[j], acc[i][j]);
+      }
+    }
+    if (s + 1 < slices) store(buf ^ 1);
     __syncthreads();
   }
   T* g = grad + blk * B * B;
+  if constexpr (Tile::kGroups == 1) {
 #pragma unroll
-  for (int p = 0; p < kPerThread; ++p) g[(i0 + p * kRowStride) * B + j] = from_float<T>(acc[p]);
+    for (int i = 0; i < S; ++i) {
+#pragma unroll
+      for (int j = 0; j < S; ++j) g[(ti * S + i) * B + tj * S + j] = from_float<T>(acc[i][j]);
+    }
+  } else {
+    // Each group's sums into the stages (the loop's last barrier ended every read of them),
+    // then every element's kGroups sums added in group order.
+    float* sums = stages;
+#pragma unroll
+    for (int i = 0; i < S; ++i) {
+#pragma unroll
+      for (int j = 0; j < S; ++j) sums[group * B * B + (ti * S + i) * B + tj * S + j] = acc[i][j];
+    }
+    __syncthreads();
+    for (int e = threadIdx.x; e < B * B; e += kThreads) {
+      float total = 0.f;
+#pragma unroll
+      for (int q = 0; q < Tile::kGroups; ++q) total += sums[q * B * B + e];
+      g[e] = from_float<T>(total);
+    }
+  }
 }
 
 template <typename T, int B>
@@ -133,20 +320,27 @@ cudaError_t launch(int which, const DeviceLayout& layout, int64_t tokens, const 
   const dim3 threads(kThreads);
   if (which == 2) {
     if (layout.nnz > 0) {
+      const T* dy = static_cast<const T*>(a);
+      const T* x = static_cast<const T*>(b);
       block_gradient_kernel<T, B><<<dim3(static_cast<unsigned>(layout.nnz)), threads, 0, stream>>>(
-          layout, tokens, static_cast<const T*>(a), static_cast<const T*>(b), static_cast<T*>(out));
+          layout, tokens, dy, rows_in_fours(dy, layout.out_features), x, rows_in_fours(x, layout.in_features),
+          static_cast<T*>(out));
     }
     return cudaGetLastError();
   }
   if (tokens == 0) return cudaSuccess;
-  const unsigned token_tiles = static_cast<unsigned>((tokens + kTokenTile - 1) / kTokenTile);
+  // Block rows along x, so that the block rows of a token tile run together; token tiles along y,
+  // at most 65535 of them, each block walking every gridDim.y-th tile.
+  const int64_t token_tiles = (tokens + RowTile<B>::kTokens - 1) / RowTile<B>::kTokens;
   const unsigned out_blocks = static_cast<unsigned>(which == 0 ? layout.block_rows : layout.block_cols);
-  const dim3 grid(token_tiles, out_blocks);
+  const dim3 grid(out_blocks, static_cast<unsigned>(std::min<int64_t>(token_tiles, 65535)));
+  const T* in = static_cast<const T*>(a);
+  const bool in_fours = rows_in_fours(in, which == 0 ? layout.in_features : layout.out_features);
   if (which == 0) {
-    row_product_kernel<T, B, false><<<grid, threads, 0, stream>>>(layout, tokens, static_cast<const T*>(a),
+    row_product_kernel<T, B, false><<<grid, threads, 0, stream>>>(layout, tokens, in, in_fours,
                                                                   static_cast<const T*>(b), static_cast<T*>(out));
   } else {
-    row_product_kernel<T, B, true><<<grid, threads, 0, stream>>>(layout, tokens, static_cast<const T*>(a),
+    row_product_kernel<T, B, true><<<grid, threads, 0, stream>>>(layout, tokens, in, in_fours,
                                                                  static_cast<const T*>(b), static_cast<T*>(out));
   }
   return cudaGetLastError();

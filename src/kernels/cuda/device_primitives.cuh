@@ -182,6 +182,14 @@ __device__ __forceinline__ uint2 pack4(float4 v) {
   return make_uint2(pack2<T>(v.x, v.y), pack2<T>(v.z, v.w));
 }
 
+// Four consecutive elements from global memory as floats: one 16-byte load in float32, an
+// 8-byte one in 16 bits. p is aligned to four elements.
+__device__ __forceinline__ float4 load4(const float* p) { return __ldg(reinterpret_cast<const float4*>(p)); }
+template <typename T>
+__device__ __forceinline__ float4 load4(const T* p) {
+  return unpack4<T>(__ldg(reinterpret_cast<const uint2*>(p)));
+}
+
 // ----- thread-block clusters (sm_90) ---------------------------------------------------------
 // Every thread of every block of the cluster waits here; shared-memory writes before it are
 // visible to every thread of the cluster after it. All the threads of a warp call it together.
