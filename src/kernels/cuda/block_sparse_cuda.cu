@@ -93,6 +93,11 @@ __global__ void __launch_bounds__(kThreads, RowTile<B>::kMinBlocks)
     const int64_t token0 = tile * Tile::kTokens;
     float4 act_next[Tile::kActivationFours];
     float wgt_next[Tile::kWeightLoads];
+    // Where a slice's elements go. Four-element group g of the activation slice: token m of the
+    // tile, K offset k. Element e of the weight slice: W(i = k0 + k, j), which the forward stores at
+    // blk[j][i] and grad_input at blk[i][j]; consecutive e read consecutive addresses either way.
+    auto activation_slot = [](int g) { return make_int2(g / (D / 4), (g % (D / 4)) * 4); };  // (m, k)
+    auto weight_slot = [](int e) { return kTransposed ? make_int2(e % B, e / B) : make_int2(e / D, e % D); };  // (j, k)
     // Slice s of the K walk from global memory into registers: block begin + s / kSlicesPerBlock,
     // its rows (s % kSlicesPerBlock) * D onwards; activations past the tokens or features are 0.
     auto load = [&](int64_t s) {
@@ -102,8 +107,8 @@ __global__ void __launch_bounds__(kThreads, RowTile<B>::kMinBlocks)
       const int64_t in_block = kTransposed ? layout.row_idx[pos] : layout.col_idx[pos];
 #pragma unroll
       for (int q = 0; q < Tile::kActivationFours; ++q) {
-        const int g = threadIdx.x + q * kThreads;
-        const int64_t token = token0 + g / (D / 4), feature = in_block * B + k0 + (g % (D / 4)) * 4;
+        const int2 mk = activation_slot(threadIdx.x + q * kThreads);
+        const int64_t token = token0 + mk.x, feature = in_block * B + k0 + mk.y;
         act_next[q] = token < tokens ? load_four(in + token * in_features + feature, in_features - feature, in_fours)
                                      : make_float4(0.f, 0.f, 0.f, 0.f);
       }
@@ -112,29 +117,26 @@ __global__ void __launch_bounds__(kThreads, RowTile<B>::kMinBlocks)
       for (int q = 0; q < Tile::kWeightLoads; ++q) {
         const int e = threadIdx.x + q * kThreads;
         if (e < B * D) {
-          // W(i = k0 + k, j): forward stores it at blk[j][i], grad_input at blk[i][j]; consecutive
-          // threads read consecutive addresses either way.
-          const int j = kTransposed ? e % B : e / D, k = kTransposed ? e / B : e % D;
-          wgt_next[q] = to_float(kTransposed ? w[(k0 + k) * B + j] : w[j * B + k0 + k]);
+          const int2 jk = weight_slot(e);
+          wgt_next[q] = to_float(kTransposed ? w[(k0 + jk.y) * B + jk.x] : w[jk.x * B + k0 + jk.y]);
         }
       }
     };
     auto store = [&](int buf) {
 #pragma unroll
       for (int q = 0; q < Tile::kActivationFours; ++q) {
-        const int g = threadIdx.x + q * kThreads;
-        const int m = g / (D / 4), k = (g % (D / 4)) * 4;
-        act[buf][k][m] = act_next[q].x;
-        act[buf][k + 1][m] = act_next[q].y;
-        act[buf][k + 2][m] = act_next[q].z;
-        act[buf][k + 3][m] = act_next[q].w;
+        const int2 mk = activation_slot(threadIdx.x + q * kThreads);
+        act[buf][mk.y][mk.x] = act_next[q].x;
+        act[buf][mk.y + 1][mk.x] = act_next[q].y;
+        act[buf][mk.y + 2][mk.x] = act_next[q].z;
+        act[buf][mk.y + 3][mk.x] = act_next[q].w;
       }
 #pragma unroll
       for (int q = 0; q < Tile::kWeightLoads; ++q) {
         const int e = threadIdx.x + q * kThreads;
         if (e < B * D) {
-          const int j = kTransposed ? e % B : e / D, k = kTransposed ? e / B : e % D;
-          wgt[buf][k][j] = wgt_next[q];
+          const int2 jk = weight_slot(e);
+          wgt[buf][jk.y][jk.x] = wgt_next[q];
         }
       }
     };
